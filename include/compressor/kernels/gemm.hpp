@@ -1,0 +1,98 @@
+// Public int8 GEMM: C (M x N) = epi(A (M x K, uint8, zero point za) * W^T),
+// W packed once into PackedWeightsU8S8. Names say type and epilogue:
+//   gemm_u8s8_requant   -> uint8  (RequantOut, optional fused ReLU via qmin)
+//   gemm_u8s8_dequant   -> float  (DequantOut, last layer)
+//   gemm_u8s8_s32       -> int32  (Int32Out)
+// Threaded with OpenMP over row blocks (or column panels when M is small);
+// single-threaded when called from inside a parallel region. A needs only K
+// readable bytes per row; C rows are written for N columns (stride ldc).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "compressor/core/error.hpp"
+#include "compressor/core/threading.hpp"
+#include "compressor/kernels/epilogue.hpp"
+#include "compressor/kernels/packed_weights.hpp"
+#include "compressor/kernels/simd/gemm_u8s8.hpp"
+
+namespace compressor::kernels {
+
+namespace detail {
+
+/// Portable kernel on the packed layout, used where no SIMD path is compiled.
+template <GemmEpilogue Epi>
+void gemm_u8s8_portable(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
+                        const std::uint8_t* A, std::int64_t lda, std::int32_t za,
+                        const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C,
+                        std::int64_t ldc) {
+  const std::int64_t n_end = std::min(B.n(), p1 * 16);
+  for (std::int64_t m = m0; m < m1; ++m)
+    for (std::int64_t n = p0 * 16; n < n_end; ++n) {
+      std::int32_t acc = (epi.bias ? epi.bias[n] : 0) - za * B.row_sums()[n];
+      for (std::int64_t k = 0; k < B.k(); ++k) acc += A[m * lda + k] * B.at(n, k);
+      C[m * ldc + n] = epi.apply(acc, n);
+    }
+}
+
+template <GemmEpilogue Epi>
+void gemm_u8s8_range(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
+                     const std::uint8_t* A, std::int64_t lda, std::int32_t za,
+                     const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C,
+                     std::int64_t ldc) {
+#if COMPRESSOR_KERNELS_AVX2
+  simd::detail_gemm::gemm_block(m0, m1, p0, p1, A, lda, za, B, epi, C, ldc);
+#else
+  gemm_u8s8_portable(m0, m1, p0, p1, A, lda, za, B, epi, C, ldc);
+#endif
+}
+
+}  // namespace detail
+
+/// C = epi(A * W^T) for the generic epilogue types of epilogue.hpp.
+template <GemmEpilogue Epi>
+void gemm_u8s8(std::int64_t M, const std::uint8_t* A, std::int64_t lda, std::int32_t a_zero_point,
+               const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C, std::int64_t ldc) {
+  require<ShapeError>(M >= 0 && lda >= B.k() && ldc >= B.n(), "gemm_u8s8: A is ", M, "x", B.k(),
+                      " with row stride ", lda, ", C is ", M, "x", B.n(), " with row stride ", ldc,
+                      " (strides must be >= the row lengths)");
+  require(a_zero_point >= 0 && a_zero_point <= 255, "gemm_u8s8: activation zero point ",
+          a_zero_point, " is outside [0, 255]");
+  if (M == 0) return;
+  constexpr std::int64_t MR = GemmU8S8Tiles::kMR;
+  const std::int64_t row_tiles = (M + MR - 1) / MR;
+  const std::int64_t panels = B.panels();
+  // Work per row tile ~ panels * K: split rows when there are enough of them,
+  // otherwise split the column panels.
+  if (row_tiles >= 2 * num_threads() || row_tiles >= panels) {
+    parallel_for(row_tiles, [&](std::int64_t b, std::int64_t e) {
+      detail::gemm_u8s8_range(b * MR, std::min(M, e * MR), 0, panels, A, lda, a_zero_point, B, epi,
+                              C, ldc);
+    });
+  } else {
+    parallel_for(panels, [&](std::int64_t b, std::int64_t e) {
+      detail::gemm_u8s8_range(0, M, b, e, A, lda, a_zero_point, B, epi, C, ldc);
+    });
+  }
+}
+
+inline void gemm_u8s8_requant(std::int64_t M, const std::uint8_t* A, std::int64_t lda,
+                              std::int32_t a_zero_point, const PackedWeightsU8S8& B,
+                              const RequantOut& epi, std::uint8_t* C, std::int64_t ldc) {
+  gemm_u8s8(M, A, lda, a_zero_point, B, epi, C, ldc);
+}
+
+inline void gemm_u8s8_dequant(std::int64_t M, const std::uint8_t* A, std::int64_t lda,
+                              std::int32_t a_zero_point, const PackedWeightsU8S8& B,
+                              const DequantOut& epi, float* C, std::int64_t ldc) {
+  gemm_u8s8(M, A, lda, a_zero_point, B, epi, C, ldc);
+}
+
+inline void gemm_u8s8_s32(std::int64_t M, const std::uint8_t* A, std::int64_t lda,
+                          std::int32_t a_zero_point, const PackedWeightsU8S8& B,
+                          const std::int32_t* bias, std::int32_t* C, std::int64_t ldc) {
+  gemm_u8s8(M, A, lda, a_zero_point, B, Int32Out{bias}, C, ldc);
+}
+
+}  // namespace compressor::kernels

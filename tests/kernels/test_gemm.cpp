@@ -1,0 +1,114 @@
+#include <catch2/catch.hpp>
+#include <vector>
+
+#include "gemm_tester.hpp"
+
+using compressor::testing::GemmTester;
+namespace k = compressor::kernels;
+
+namespace {
+// 1..17, then 2^j - 1, 2^j, 2^j + 1.
+std::vector<std::int64_t> sizes(int max_pow) {
+  std::vector<std::int64_t> s;
+  for (std::int64_t i = 1; i <= 17; ++i) s.push_back(i);
+  for (int j = 5; j <= max_pow; ++j)
+    for (std::int64_t d : {-1, 0, 1}) s.push_back((std::int64_t{1} << j) + d);
+  return s;
+}
+}  // namespace
+
+TEST_CASE("gemm_u8s8 matches the reference over M", "[kernels][gemm]") {
+  for (auto m : sizes(8)) GemmTester().m(m).n(19).k(23).seed(m).test_s32();
+  for (auto m : sizes(7)) GemmTester().m(m).n(16).k(64).seed(m).test_requant();
+}
+
+TEST_CASE("gemm_u8s8 matches the reference over N", "[kernels][gemm]") {
+  for (auto n : sizes(8)) GemmTester().m(5).n(n).k(13).seed(n).test_s32();
+  for (auto n : sizes(7)) GemmTester().m(4).n(n).k(36).seed(n).test_requant();
+}
+
+TEST_CASE("gemm_u8s8 matches the reference over K", "[kernels][gemm]") {
+  for (auto kk : sizes(10)) GemmTester().m(6).n(17).k(kk).seed(kk).test_s32();
+  for (auto kk : sizes(9)) GemmTester().m(5).n(18).k(kk).seed(kk).test_requant();
+  for (auto kk : sizes(8)) GemmTester().m(3).n(33).k(kk).seed(kk).test_dequant();
+}
+
+TEST_CASE("gemm_u8s8 matches the reference over random shapes and seeds", "[kernels][gemm]") {
+  compressor::Rng rng(42);
+  for (int i = 0; i < 60; ++i) {
+    const auto m = 1 + static_cast<std::int64_t>(rng.below(70));
+    const auto n = 1 + static_cast<std::int64_t>(rng.below(70));
+    const auto kk = 1 + static_cast<std::int64_t>(rng.below(300));
+    const auto za = static_cast<std::int32_t>(rng.below(256));
+    GemmTester t;
+    t.m(m).n(n).k(kk).a_zero_point(za).seed(static_cast<std::uint64_t>(i));
+    t.test_s32();
+    t.test_requant();
+    t.relu().test_requant();
+    t.test_dequant();
+  }
+}
+
+TEST_CASE("gemm_u8s8 handles strided A and C", "[kernels][gemm]") {
+  for (std::int64_t kk : {1, 3, 4, 5, 31, 64}) {
+    GemmTester t;
+    t.m(9).n(21).k(kk).lda(kk + 7).ldc(29).seed(static_cast<std::uint64_t>(kk));
+    t.test_s32();
+    t.test_requant();
+    t.test_dequant();
+  }
+}
+
+TEST_CASE("gemm_u8s8 is exact at extreme values: no int16 saturation", "[kernels][gemm]") {
+  // Every activation 0 or 255, every weight -64 or 64 (Int8Traits' ends),
+  // both activation zero points' ends, large K.
+  for (std::int32_t za : {0, 255, 128}) {
+    for (auto kk : {2, 4, 7, 64, 1023, 4608}) {
+      GemmTester t;
+      t.m(7).n(19).k(kk).a_zero_point(za).extreme().seed(static_cast<std::uint64_t>(kk + za));
+      t.test_s32();
+      t.multiplier_scale(8.f).test_requant();
+      t.out_zero_point(0).relu().test_requant();
+      t.out_zero_point(255).test_requant();
+    }
+  }
+}
+
+TEST_CASE("gemm_u8s8 worst-case pairs equal the exact integer sums", "[kernels][gemm]") {
+  // All four sign/magnitude combinations of a k-pair at the extremes, checked
+  // against sums computed here, not only against the reference.
+  using T = k::Int8Traits;
+  for (int a : {0, 255})
+    for (int w : {T::kWeightMin, T::kWeightMax}) {
+      const std::int64_t K = 64;
+      std::vector<std::uint8_t> A(static_cast<std::size_t>(K), static_cast<std::uint8_t>(a));
+      std::vector<std::int8_t> W(static_cast<std::size_t>(16 * K), static_cast<std::int8_t>(w));
+      k::PackedWeightsU8S8 p(W.data(), 16, K, K);
+      std::vector<std::int32_t> C(16);
+      k::gemm_u8s8_s32(1, A.data(), K, 0, p, nullptr, C.data(), 16);
+      for (auto v : C) CHECK(v == a * w * K);
+    }
+}
+
+TEST_CASE("PackedWeightsU8S8 rejects weights outside the exact range", "[kernels][gemm]") {
+  std::vector<std::int8_t> w(32, 1);
+  w[5] = -65;
+  CHECK_THROWS_AS(k::PackedWeightsU8S8(w.data(), 2, 16, 16), compressor::ValueError);
+  w[5] = 65;
+  CHECK_THROWS_AS(k::PackedWeightsU8S8(w.data(), 2, 16, 16), compressor::ValueError);
+  w[5] = -64;
+  w[6] = 64;
+  CHECK_NOTHROW(k::PackedWeightsU8S8(w.data(), 2, 16, 16));
+  CHECK_THROWS_AS(k::PackedWeightsU8S8(w.data(), 2, 16, 8), compressor::ShapeError);
+}
+
+TEST_CASE("gemm_u8s8 rejects bad strides and zero points naming them", "[kernels][gemm]") {
+  std::vector<std::int8_t> w(64, 1);
+  k::PackedWeightsU8S8 p(w.data(), 4, 16, 16);
+  std::vector<std::uint8_t> a(64);
+  std::vector<std::int32_t> c(64);
+  CHECK_THROWS_WITH(k::gemm_u8s8_s32(2, a.data(), 8, 0, p, nullptr, c.data(), 4),
+                    Catch::Contains("row stride 8"));
+  CHECK_THROWS_AS(k::gemm_u8s8_s32(2, a.data(), 16, 256, p, nullptr, c.data(), 4),
+                  compressor::ValueError);
+}
