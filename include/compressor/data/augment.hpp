@@ -1,0 +1,73 @@
+// Training augmentation of 8-bit NHWC images, fused with normalisation:
+// random crop of the original size from the image zero-padded by `pad` pixels
+// on each side, then a horizontal flip with probability 1/2 (torchvision's
+// RandomCrop(32, padding=4) + RandomHorizontalFlip for CIFAR-10). Padding is
+// black (pixel value 0) before normalisation, as in torchvision.
+#pragma once
+
+#include <cstdint>
+
+#include "compressor/core/error.hpp"
+#include "compressor/core/rng.hpp"
+#include "compressor/core/tensor.hpp"
+#include "compressor/data/normalize.hpp"
+
+namespace compressor::data {
+
+struct Augmentation {
+  int pad = 0;         ///< crop offset range [-pad, pad] in each direction
+  bool hflip = false;  ///< mirror left-right with probability 1/2
+
+  static Augmentation none() { return {}; }
+  static Augmentation cifar10_train() { return {4, true}; }
+  bool enabled() const { return pad > 0 || hflip; }
+};
+
+/// Writes img (H, W, C) into out (H, W, C) as floats normalised by px, with
+/// the crop offset and flip drawn from rng (in that order; nothing is drawn
+/// for a disabled step).
+inline void augment_image(TensorView<const std::uint8_t> img, TensorView<float> out,
+                          const Augmentation& aug, const PixelAffine& px, Rng& rng) {
+  check_same_shape(out.shape(), img.shape(), "augment_image output");
+  require<ShapeError>(img.rank() == 3, "augment_image: expected an (H, W, C) image, got ",
+                      img.shape().str());
+  require(aug.pad >= 0, "augment_image: pad must be >= 0, got ", aug.pad);
+  const std::int64_t h = img.dim(0), w = img.dim(1), c = img.dim(2);
+  std::int64_t dy = 0, dx = 0;
+  if (aug.pad > 0) {
+    const auto range = static_cast<std::uint64_t>(2 * aug.pad + 1);
+    dy = static_cast<std::int64_t>(rng.below(range)) - aug.pad;
+    dx = static_cast<std::int64_t>(rng.below(range)) - aug.pad;
+  }
+  const bool flip = aug.hflip && rng.below(2) == 1;
+
+  const std::uint8_t* src = img.data();
+  float* dst = out.data();
+  for (std::int64_t y = 0; y < h; ++y) {
+    const std::int64_t sy = y + dy;
+    for (std::int64_t x = 0; x < w; ++x) {
+      const std::int64_t sx = (flip ? w - 1 - x : x) + dx;
+      float* o = dst + (y * w + x) * c;
+      if (sy < 0 || sy >= h || sx < 0 || sx >= w) {
+        for (std::int64_t k = 0; k < c; ++k) o[k] = px.bias[static_cast<std::size_t>(k)];
+      } else {
+        const std::uint8_t* s = src + (sy * w + sx) * c;
+        for (std::int64_t k = 0; k < c; ++k) o[k] = px(s[k], static_cast<std::size_t>(k));
+      }
+    }
+  }
+}
+
+/// Converts 8-bit pixels (any shape, channels last) to normalised floats.
+inline void normalize_pixels(TensorView<const std::uint8_t> in, TensorView<float> out,
+                             const PixelAffine& px) {
+  check_same_shape(out.shape(), in.shape(), "normalize_pixels output");
+  const std::int64_t c = in.dim(-1);
+  const std::int64_t n = in.numel();
+  const std::uint8_t* s = in.data();
+  float* d = out.data();
+  for (std::int64_t i = 0; i < n; i += c)
+    for (std::int64_t k = 0; k < c; ++k) d[i + k] = px(s[i + k], static_cast<std::size_t>(k));
+}
+
+}  // namespace compressor::data
