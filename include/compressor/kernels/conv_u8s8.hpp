@@ -1,0 +1,156 @@
+// ConvU8S8: the int8 NHWC convolution an int8 inference module runs.
+//
+// Built once from int8 OHWI weights, per-output-channel weight scales and an
+// int32 bias (at scale s_in * s_w[o]); forward() takes a uint8 NHWC input with
+// its QuantParams and writes uint8 NHWC output with its QuantParams (or float
+// for a last layer), with optional fused ReLU. 1x1 stride-1 convolutions run
+// the GEMM on the input itself; every other one first unfolds the input into
+// a uint8 im2col matrix whose padding holds the input zero point (real 0),
+// both threaded over output rows. Scratch memory lives in a ConvScratch that
+// grows once and is reused: no allocation per call in steady state.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <vector>
+
+#include "compressor/core/aligned_buffer.hpp"
+#include "compressor/core/tensor.hpp"
+#include "compressor/core/threading.hpp"
+#include "compressor/kernels/conv_geometry.hpp"
+#include "compressor/kernels/gemm.hpp"
+#include "compressor/kernels/requant.hpp"
+
+namespace compressor::kernels {
+
+/// Unfolds output pixels [p0, p1) (flat over N*OH*OW) of an NHWC input into
+/// rows of ld >= K bytes: row = (kh, kw, c) taps; taps in the padding get zp,
+/// bytes [K, ld) get 0.
+inline void im2col_u8(const ConvGeometry& g, std::int64_t H, std::int64_t W, const std::uint8_t* x,
+                      std::uint8_t zp, std::int64_t p0, std::int64_t p1, std::uint8_t* out,
+                      std::int64_t ld) {
+  const std::int64_t OH = g.out_h(H), OW = g.out_w(W), C = g.in_c, K = g.k();
+  const auto row_bytes = static_cast<std::size_t>(g.kw * C);
+  for (std::int64_t p = p0; p < p1; ++p) {
+    const std::int64_t n = p / (OH * OW), oh = (p / OW) % OH, ow = p % OW;
+    std::uint8_t* dst = out + (p - p0) * ld;
+    const std::int64_t iw0 = ow * g.stride_w - g.pad_w;
+    const bool w_inside = iw0 >= 0 && iw0 + g.kw <= W;
+    for (std::int64_t kh = 0; kh < g.kh; ++kh, dst += row_bytes) {
+      const std::int64_t ih = oh * g.stride_h - g.pad_h + kh;
+      if (ih < 0 || ih >= H) {
+        std::memset(dst, zp, row_bytes);
+        continue;
+      }
+      const std::uint8_t* src = x + ((n * H + ih) * W) * C;
+      if (w_inside) {
+        std::memcpy(dst, src + iw0 * C, row_bytes);
+        continue;
+      }
+      for (std::int64_t kw = 0; kw < g.kw; ++kw) {
+        const std::int64_t iw = iw0 + kw;
+        if (iw < 0 || iw >= W)
+          std::memset(dst + kw * C, zp, static_cast<std::size_t>(C));
+        else
+          std::memcpy(dst + kw * C, src + iw * C, static_cast<std::size_t>(C));
+      }
+    }
+    if (ld > K) std::memset(out + (p - p0) * ld + K, 0, static_cast<std::size_t>(ld - K));
+  }
+}
+
+/// Caller-owned scratch of ConvU8S8 (one per concurrent caller).
+struct ConvScratch {
+  AlignedBuffer<std::uint8_t> cols;  // im2col matrix
+  AlignedBuffer<float> channel;      // per-channel multipliers / scales
+};
+
+class ConvU8S8 {
+ public:
+  ConvU8S8() = default;
+
+  /// weights (O, KH, KW, I) int8 within Int8Traits' range; weight_scales: O
+  /// values; bias: O int32 values at scale s_in * s_w[o], or empty.
+  ConvU8S8(TensorView<const std::int8_t> weights, std::span<const float> weight_scales,
+           std::span<const std::int32_t> bias, std::int64_t stride, std::int64_t pad) {
+    require<ShapeError>(weights.rank() == 4, "ConvU8S8: weights must be OHWI (rank 4), got ",
+                        weights.shape().str());
+    g_ = ConvGeometry{
+        weights.dim(3), weights.dim(0), weights.dim(1), weights.dim(2), stride, stride, pad, pad};
+    g_.validate();
+    require<ShapeError>(static_cast<std::int64_t>(weight_scales.size()) == g_.out_c &&
+                            (bias.empty() || static_cast<std::int64_t>(bias.size()) == g_.out_c),
+                        "ConvU8S8: weights ", weights.shape().str(), " need ", g_.out_c,
+                        " weight scales and 0 or ", g_.out_c, " biases, got ", weight_scales.size(),
+                        " and ", bias.size());
+    packed_ = PackedWeightsU8S8(weights.data(), g_.out_c, g_.k(), g_.k());
+    w_scales_.assign(weight_scales.begin(), weight_scales.end());
+    bias_.assign(bias.begin(), bias.end());
+  }
+
+  const ConvGeometry& geometry() const { return g_; }
+  const PackedWeightsU8S8& packed() const { return packed_; }
+  Shape output_shape(const Shape& in) const { return g_.output_shape(in); }
+
+  /// uint8 -> uint8 with requantization; relu clamps at the output zero point.
+  void forward(TensorView<const std::uint8_t> x, QuantParams in, TensorView<std::uint8_t> y,
+               QuantParams out, bool relu, ConvScratch& s) const {
+    check_same_shape(y.shape(), output_shape(x.shape()), "ConvU8S8 output");
+    require(out.zero_point >= 0 && out.zero_point <= 255, "ConvU8S8: output zero point ",
+            out.zero_point, " is outside [0, 255]");
+    float* mult = channel_params(s);
+    for (std::int64_t o = 0; o < g_.out_c; ++o)
+      mult[o] = requant_multiplier(in.scale, w_scales_[static_cast<std::size_t>(o)], out.scale);
+    RequantOut epi{bias_ptr(), mult, out.zero_point, relu ? out.zero_point : 0, 255};
+    run(x, in.zero_point, epi, y.data(), s);
+  }
+
+  /// uint8 -> float (a last layer): y = s_in * s_w[o] * acc, then ReLU if asked.
+  void forward(TensorView<const std::uint8_t> x, QuantParams in, TensorView<float> y, bool relu,
+               ConvScratch& s) const {
+    check_same_shape(y.shape(), output_shape(x.shape()), "ConvU8S8 output");
+    float* scale = channel_params(s);
+    for (std::int64_t o = 0; o < g_.out_c; ++o)
+      scale[o] = accumulator_scale(in.scale, w_scales_[static_cast<std::size_t>(o)]);
+    run(x, in.zero_point, DequantOut{bias_ptr(), scale, relu}, y.data(), s);
+  }
+
+ private:
+  const std::int32_t* bias_ptr() const { return bias_.empty() ? nullptr : bias_.data(); }
+  float* channel_params(ConvScratch& s) const {
+    s.channel.reserve_discard(static_cast<std::size_t>(g_.out_c));
+    return s.channel.data();
+  }
+
+  template <class Epi>
+  void run(TensorView<const std::uint8_t> x, std::int32_t zx, const Epi& epi, typename Epi::Out* y,
+           ConvScratch& s) const {
+    require(zx >= 0 && zx <= 255, "ConvU8S8: input zero point ", zx, " is outside [0, 255]");
+    const std::int64_t H = x.dim(1), W = x.dim(2);
+    const std::int64_t M = x.dim(0) * g_.out_h(H) * g_.out_w(W);
+    if (M == 0) return;
+    if (g_.is_pointwise()) {
+      gemm_u8s8(M, x.data(), g_.in_c, zx, packed_, epi, y, g_.out_c);
+      return;
+    }
+    const std::int64_t ld = packed_.k_padded();
+    s.cols.reserve_discard(static_cast<std::size_t>(M * ld));
+    std::uint8_t* cols = s.cols.data();
+    const std::int64_t OW = g_.out_w(W);
+    // Threaded over output rows (OW pixels each).
+    parallel_for(M / OW, [&](std::int64_t b, std::int64_t e) {
+      im2col_u8(g_, H, W, x.data(), static_cast<std::uint8_t>(zx), b * OW, e * OW,
+                cols + b * OW * ld, ld);
+    });
+    gemm_u8s8(M, cols, ld, zx, packed_, epi, y, g_.out_c);
+  }
+
+  ConvGeometry g_;
+  PackedWeightsU8S8 packed_;
+  std::vector<float> w_scales_;
+  std::vector<std::int32_t> bias_;
+};
+
+}  // namespace compressor::kernels

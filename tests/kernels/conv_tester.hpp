@@ -1,0 +1,172 @@
+// ConvTester: a fluent description of one int8 NHWC convolution case, checked
+// bit for bit against the scalar reference, and against a plain float
+// convolution of the dequantized tensors within the rounding rule, e.g.
+//   ConvTester().input(1, 28, 28, 64).output_channels(64).kernel(3).pad(1).test_exact();
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "compressor/core/rng.hpp"
+#include "compressor/kernels/conv_u8s8.hpp"
+#include "compressor/kernels/ref/conv_u8s8.hpp"
+
+namespace compressor::testing {
+
+class ConvTester {
+ public:
+  ConvTester& input(std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t c) {
+    n_ = n, h_ = h, w_ = w, c_ = c;
+    return *this;
+  }
+  ConvTester& output_channels(std::int64_t o) {
+    o_ = o;
+    return *this;
+  }
+  ConvTester& kernel(std::int64_t k) {
+    k_ = k;
+    return *this;
+  }
+  ConvTester& stride(std::int64_t s) {
+    s_ = s;
+    return *this;
+  }
+  ConvTester& pad(std::int64_t p) {
+    p_ = p;
+    return *this;
+  }
+  ConvTester& input_zero_point(std::int32_t z) {
+    zx_ = z;
+    return *this;
+  }
+  ConvTester& output_zero_point(std::int32_t z) {
+    zo_ = z;
+    return *this;
+  }
+  ConvTester& relu(bool r = true) {
+    relu_ = r;
+    return *this;
+  }
+  ConvTester& seed(std::uint64_t s) {
+    seed_ = s;
+    return *this;
+  }
+  ConvTester& extreme(bool e = true) {
+    extreme_ = e;
+    return *this;
+  }
+
+  /// uint8 and float outputs equal the scalar reference bit for bit.
+  void test_exact() const {
+    Case c = make();
+    kernels::ConvScratch scratch;
+    const Shape ys = c.conv.output_shape(c.x.shape());
+    Tensor<std::uint8_t> got(ys), want(ys);
+    c.conv.forward(c.x.view(), c.in, got.view(), c.out, relu_, scratch);
+    const auto& g = c.conv.geometry();
+    std::vector<float> mult(static_cast<std::size_t>(o_)), scale(mult.size());
+    for (std::size_t o = 0; o < mult.size(); ++o) {
+      mult[o] = kernels::requant_multiplier(c.in.scale, c.ws[o], c.out.scale);
+      scale[o] = kernels::accumulator_scale(c.in.scale, c.ws[o]);
+    }
+    kernels::RequantOut rq{c.bias.data(), mult.data(), zo_, relu_ ? zo_ : 0, 255};
+    kernels::ref::conv_u8s8(g, n_, h_, w_, c.x.data(), zx_, c.w.data(), rq, want.data());
+    expect_equal(got.flat(), want.flat());
+    Tensor<float> gotf(ys), wantf(ys);
+    c.conv.forward(c.x.view(), c.in, gotf.view(), relu_, scratch);
+    kernels::DequantOut dq{c.bias.data(), scale.data(), relu_};
+    kernels::ref::conv_u8s8(g, n_, h_, w_, c.x.data(), zx_, c.w.data(), dq, wantf.data());
+    expect_equal(gotf.flat(), wantf.flat());
+  }
+
+  /// Equals a float convolution of the dequantized tensors, requantized, within 1 LSB.
+  void test_vs_float() const {
+    Case c = make();
+    kernels::ConvScratch scratch;
+    const Shape ys = c.conv.output_shape(c.x.shape());
+    Tensor<std::uint8_t> got(ys);
+    c.conv.forward(c.x.view(), c.in, got.view(), c.out, relu_, scratch);
+    const auto& g = c.conv.geometry();
+    const std::int64_t OH = ys[1], OW = ys[2];
+    long long worst = 0;
+    for (std::int64_t n = 0; n < n_; ++n)
+      for (std::int64_t oh = 0; oh < OH; ++oh)
+        for (std::int64_t ow = 0; ow < OW; ++ow)
+          for (std::int64_t o = 0; o < o_; ++o) {
+            const auto os = static_cast<std::size_t>(o);
+            double y = c.bias[os] * double(c.in.scale) * c.ws[os];
+            for (std::int64_t kh = 0; kh < g.kh; ++kh)
+              for (std::int64_t kw = 0; kw < g.kw; ++kw) {
+                const std::int64_t ih = oh * s_ - p_ + kh, iw = ow * s_ - p_ + kw;
+                if (ih < 0 || ih >= h_ || iw < 0 || iw >= w_) continue;  // real 0
+                for (std::int64_t ci = 0; ci < c_; ++ci) {
+                  const double xr = kernels::dequantize(c.x(n, ih, iw, ci), c.in.scale, zx_);
+                  const double wr = double(c.ws[os]) * c.w(o, kh, kw, ci);
+                  y += xr * wr;
+                }
+              }
+            if (relu_) y = std::max(y, 0.0);
+            const double q = std::clamp(std::nearbyint(y / c.out.scale) + zo_, 0.0, 255.0);
+            worst = std::max(worst, std::llabs(static_cast<long long>(q) - got(n, oh, ow, o)));
+          }
+    INFO("conv " << n_ << "x" << h_ << "x" << w_ << "x" << c_ << " -> " << o_ << " k" << k_ << " s"
+                 << s_ << " p" << p_);
+    CHECK(worst <= 1);
+  }
+
+ private:
+  struct Case {
+    Tensor<std::uint8_t> x;
+    Tensor<std::int8_t> w;
+    std::vector<float> ws;
+    std::vector<std::int32_t> bias;
+    kernels::QuantParams in, out;
+    kernels::ConvU8S8 conv;
+  };
+
+  Case make() const {
+    Rng rng(seed_);
+    using T = kernels::Int8Traits;
+    Case c;
+    c.x = Tensor<std::uint8_t>(Shape{n_, h_, w_, c_});
+    for (auto& v : c.x.flat())
+      v = static_cast<std::uint8_t>(extreme_ ? (rng.below(2) ? 255 : 0) : rng.below(256));
+    c.w = Tensor<std::int8_t>(Shape{o_, k_, k_, c_});
+    const auto span = static_cast<std::uint64_t>(T::kWeightMax - T::kWeightMin + 1);
+    for (auto& v : c.w.flat())
+      v = static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? T::kWeightMax : T::kWeightMin)
+                                            : T::kWeightMin + static_cast<int>(rng.below(span)));
+    c.in = {static_cast<float>(rng.uniform(0.01, 0.05)), zx_};
+    for (std::int64_t o = 0; o < o_; ++o) {
+      c.ws.push_back(static_cast<float>(rng.uniform(0.002, 0.02)));
+      c.bias.push_back(static_cast<std::int32_t>(rng.below(20001)) - 10000);
+    }
+    // An output scale that spreads typical outputs over ~60 LSB.
+    const double typical = 74.0 * 37.0 * std::sqrt(double(k_ * k_ * c_)) * c.in.scale * 0.011;
+    c.out = {static_cast<float>(typical / 60.0), zo_};
+    c.conv = kernels::ConvU8S8(c.w.view(), c.ws, c.bias, s_, p_);
+    return c;
+  }
+
+  template <class T>
+  static void expect_equal(std::span<const T> got, std::span<const T> want) {
+    std::size_t bad = 0, first = 0;
+    for (std::size_t i = 0; i < got.size(); ++i)
+      if (got[i] != want[i] && bad++ == 0) first = i;
+    INFO("first mismatch at flat index " << first << ": " << +got[first] << " vs " << +want[first]);
+    CHECK(bad == 0);
+  }
+  template <class T>
+  static void expect_equal(std::span<T> got, std::span<T> want) {
+    expect_equal(std::span<const T>(got), std::span<const T>(want));
+  }
+
+  std::int64_t n_ = 1, h_ = 5, w_ = 5, c_ = 3, o_ = 4, k_ = 3, s_ = 1, p_ = 1;
+  std::int32_t zx_ = 3, zo_ = 120;
+  bool relu_ = false, extreme_ = false;
+  std::uint64_t seed_ = 1;
+};
+
+}  // namespace compressor::testing
