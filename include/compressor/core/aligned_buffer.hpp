@@ -46,7 +46,8 @@ class AlignedBuffer {
     if (n <= capacity_) return;
     release();
     const std::size_t bytes = std::max<std::size_t>(n * sizeof(T), 1);
-    const std::size_t rounded = (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
+    const std::size_t rounded =
+        (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
     data_ = static_cast<T*>(::operator new(rounded, std::align_val_t(kTensorAlignment)));
     std::memset(static_cast<void*>(data_), 0, rounded);
     capacity_ = rounded / sizeof(T);

@@ -12,9 +12,8 @@ enum class DType : std::uint8_t { f32, i8, u8, i32, i64 };
 
 template <class T>
 inline constexpr bool is_tensor_element_v =
-    std::is_same_v<T, float> || std::is_same_v<T, std::int8_t> ||
-    std::is_same_v<T, std::uint8_t> || std::is_same_v<T, std::int32_t> ||
-    std::is_same_v<T, std::int64_t>;
+    std::is_same_v<T, float> || std::is_same_v<T, std::int8_t> || std::is_same_v<T, std::uint8_t> ||
+    std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int64_t>;
 
 template <class T>
 concept TensorElement = is_tensor_element_v<std::remove_const_t<T>>;
@@ -22,20 +21,30 @@ concept TensorElement = is_tensor_element_v<std::remove_const_t<T>>;
 template <TensorElement T>
 constexpr DType dtype_of() {
   using U = std::remove_const_t<T>;
-  if constexpr (std::is_same_v<U, float>) return DType::f32;
-  else if constexpr (std::is_same_v<U, std::int8_t>) return DType::i8;
-  else if constexpr (std::is_same_v<U, std::uint8_t>) return DType::u8;
-  else if constexpr (std::is_same_v<U, std::int32_t>) return DType::i32;
-  else return DType::i64;
+  if constexpr (std::is_same_v<U, float>)
+    return DType::f32;
+  else if constexpr (std::is_same_v<U, std::int8_t>)
+    return DType::i8;
+  else if constexpr (std::is_same_v<U, std::uint8_t>)
+    return DType::u8;
+  else if constexpr (std::is_same_v<U, std::int32_t>)
+    return DType::i32;
+  else
+    return DType::i64;
 }
 
 constexpr std::size_t dtype_size(DType t) {
   switch (t) {
-    case DType::f32: return 4;
-    case DType::i8: return 1;
-    case DType::u8: return 1;
-    case DType::i32: return 4;
-    case DType::i64: return 8;
+    case DType::f32:
+      return 4;
+    case DType::i8:
+      return 1;
+    case DType::u8:
+      return 1;
+    case DType::i32:
+      return 4;
+    case DType::i64:
+      return 8;
   }
   return 0;
 }
@@ -43,11 +52,16 @@ constexpr std::size_t dtype_size(DType t) {
 /// The dtype string of the safetensors format ("F32", "I8", ...).
 constexpr std::string_view dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "F32";
-    case DType::i8: return "I8";
-    case DType::u8: return "U8";
-    case DType::i32: return "I32";
-    case DType::i64: return "I64";
+    case DType::f32:
+      return "F32";
+    case DType::i8:
+      return "I8";
+    case DType::u8:
+      return "U8";
+    case DType::i32:
+      return "I32";
+    case DType::i64:
+      return "I64";
   }
   return "?";
 }

@@ -45,7 +45,8 @@ class Shape {
   friend bool operator==(const Shape& a, const Shape& b) {
     if (a.rank_ != b.rank_) return false;
     for (int i = 0; i < a.rank_; ++i)
-      if (a.dims_[static_cast<std::size_t>(i)] != b.dims_[static_cast<std::size_t>(i)]) return false;
+      if (a.dims_[static_cast<std::size_t>(i)] != b.dims_[static_cast<std::size_t>(i)])
+        return false;
     return true;
   }
 
@@ -77,8 +78,8 @@ class Shape {
 /// Throws ShapeError naming both shapes unless they are equal.
 inline void check_same_shape(const Shape& got, const Shape& expected, std::string_view what) {
   if (!(got == expected))
-    throw ShapeError(detail::concat(what, ": shape ", got.str(), " does not match expected ",
-                                    expected.str()));
+    throw ShapeError(
+        detail::concat(what, ": shape ", got.str(), " does not match expected ", expected.str()));
 }
 
 }  // namespace compressor

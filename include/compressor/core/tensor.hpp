@@ -31,11 +31,12 @@ class TensorAccess {
  public:
   using Scalar = std::remove_const_t<T>;
   using MatrixMap = Eigen::Map<std::conditional_t<
-      std::is_const_v<T>, const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
+      std::is_const_v<T>,
+      const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
       Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>>;
-  using VectorMap = Eigen::Map<std::conditional_t<std::is_const_v<T>,
-                                                  const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>,
-                                                  Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>>;
+  using VectorMap = Eigen::Map<
+      std::conditional_t<std::is_const_v<T>, const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>,
+                         Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>>;
 
   int rank() const { return self().shape().rank(); }
   std::int64_t dim(int i) const { return self().shape().dim(i); }
@@ -94,15 +95,9 @@ class TensorAccess {
     return TensorView<T>(ptr() + begin * stride, s.with_dim0(count));
   }
 
-  void fill(Scalar v) const
-    requires(!std::is_const_v<T>)
-  {
-    std::fill_n(ptr(), numel(), v);
-  }
+  void fill(Scalar v) const requires(!std::is_const_v<T>) { std::fill_n(ptr(), numel(), v); }
   /// Copies src (same shape) into this memory.
-  void copy_from(TensorView<const Scalar> src) const
-    requires(!std::is_const_v<T>)
-  {
+  void copy_from(TensorView<const Scalar> src) const requires(!std::is_const_v<T>) {
     check_same_shape(src.shape(), self().shape(), "copy_from");
     std::copy_n(src.data(), src.numel(), ptr());
   }
@@ -123,8 +118,8 @@ class TensorView : public detail::TensorAccess<TensorView<T>, T> {
   TensorView(T* data, const Shape& shape) : data_(data), shape_(shape) {}
   /// A view of non-const data converts to a view of const data.
   template <class U>
-    requires(std::is_const_v<T> && std::is_same_v<const U, T>)
-  TensorView(TensorView<U> o) : data_(o.data()), shape_(o.shape()) {}
+  requires(std::is_const_v<T>&& std::is_same_v<const U, T>) TensorView(TensorView<U> o)
+      : data_(o.data()), shape_(o.shape()) {}
 
   T* data() const { return data_; }
   const Shape& shape() const { return shape_; }
@@ -166,7 +161,8 @@ class Tensor {
   }
 
   Tensor(const Tensor& o) : Tensor(o.view()) {}
-  Tensor(Tensor&& o) noexcept : buf_(std::move(o.buf_)), shape_(std::exchange(o.shape_, Shape{0})) {}
+  Tensor(Tensor&& o) noexcept
+      : buf_(std::move(o.buf_)), shape_(std::exchange(o.shape_, Shape{0})) {}
   Tensor& operator=(const Tensor& o) {
     if (this != &o) {
       resize(o.shape_);

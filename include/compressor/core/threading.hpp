@@ -55,8 +55,8 @@ inline bool in_parallel() {
 template <class Fn>
 void parallel_for(std::int64_t n, Fn&& fn, std::int64_t min_per_thread = 1) {
   if (n <= 0) return;
-  const int threads = static_cast<int>(
-      std::min<std::int64_t>(num_threads(), std::max<std::int64_t>(1, n / std::max<std::int64_t>(1, min_per_thread))));
+  const int threads = static_cast<int>(std::min<std::int64_t>(
+      num_threads(), std::max<std::int64_t>(1, n / std::max<std::int64_t>(1, min_per_thread))));
   if (threads <= 1 || in_parallel()) {
     fn(std::int64_t{0}, n);
     return;

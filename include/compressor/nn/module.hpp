@@ -47,8 +47,8 @@ struct BufferRef {
 
   template <TensorElement T>
   Tensor<T>& as() const {
-    require(dtype_of<T>() == dtype, "buffer '", name, "' has dtype ", dtype_name(dtype),
-            ", not ", dtype_name(dtype_of<T>()));
+    require(dtype_of<T>() == dtype, "buffer '", name, "' has dtype ", dtype_name(dtype), ", not ",
+            dtype_name(dtype_of<T>()));
     return *static_cast<Tensor<T>*>(tensor);
   }
 };
@@ -106,7 +106,8 @@ class Module {
     const auto dot = path.find('.');
     const std::string_view head = path.substr(0, dot);
     for (auto& [name, child] : children_)
-      if (name == head) return dot == std::string_view::npos ? child.get() : child->find(path.substr(dot + 1));
+      if (name == head)
+        return dot == std::string_view::npos ? child.get() : child->find(path.substr(dot + 1));
     return nullptr;
   }
 

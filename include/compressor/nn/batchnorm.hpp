@@ -1,0 +1,198 @@
+// BatchNorm2d over the channel (last) dimension of NHWC activations. In
+// training it normalises with the batch statistics and updates running
+// statistics with momentum (running_var uses the unbiased batch variance, as
+// PyTorch does); in eval it uses the running statistics.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "compressor/core/threading.hpp"
+#include "compressor/nn/module.hpp"
+
+namespace compressor::nn {
+
+class BatchNorm2d : public Module {
+ public:
+  explicit BatchNorm2d(std::int64_t channels, float eps = 1e-5f, float momentum = 0.1f)
+      : c_(channels), eps_(eps), momentum_(momentum) {
+    require(channels > 0, "BatchNorm2d: channels must be positive, got ", channels);
+    weight_ = Tensor<float>(Shape{c_}, 1.f);
+    bias_ = Tensor<float>(Shape{c_}, 0.f);
+    running_mean_ = Tensor<float>(Shape{c_}, 0.f);
+    running_var_ = Tensor<float>(Shape{c_}, 1.f);
+    num_batches_tracked_ = Tensor<std::int64_t>(Shape{}, 0);
+    register_parameter("weight", weight_, weight_grad_);
+    register_parameter("bias", bias_, bias_grad_);
+    register_buffer("running_mean", running_mean_);
+    register_buffer("running_var", running_var_);
+    register_buffer("num_batches_tracked", num_batches_tracked_);
+    mean_.resize(Shape{c_});
+    invstd_.resize(Shape{c_});
+  }
+
+  std::string_view type_name() const override { return "BatchNorm2d"; }
+  std::int64_t channels() const { return c_; }
+  float eps() const { return eps_; }
+  float momentum() const { return momentum_; }
+  Tensor<float>& weight() { return weight_; }
+  Tensor<float>& bias() { return bias_; }
+  Tensor<float>& running_mean() { return running_mean_; }
+  Tensor<float>& running_var() { return running_var_; }
+
+  TensorView<const float> forward(TensorView<const float> x) override {
+    if (x.rank() != 4 || x.dim(3) != c_)
+      throw ShapeError(detail::concat("BatchNorm2d(", c_, "): expected an NHWC input (N, H, W, ",
+                                      c_, "), got ", x.shape().str()));
+    x_ = x;
+    const std::int64_t rows = x.numel() / c_;
+    if (is_training()) {
+      require(rows > 1, "BatchNorm2d: training needs more than one value per channel, got input ",
+              x.shape().str());
+      // Per-channel mean and biased variance, in double, reduced in a fixed order.
+      channel_sums(x.data(), nullptr, rows, sum_, sq_);
+      for (std::int64_t c = 0; c < c_; ++c) {
+        const double mean = sum_[c] / rows;
+        const double var = std::max(0.0, sq_[c] / rows - mean * mean);
+        mean_[c] = static_cast<float>(mean);
+        invstd_[c] = static_cast<float>(1.0 / std::sqrt(var + eps_));
+        running_mean_[c] =
+            static_cast<float>((1 - momentum_) * running_mean_[c] + momentum_ * mean);
+        running_var_[c] = static_cast<float>((1 - momentum_) * running_var_[c] +
+                                             momentum_ * var * rows / (rows - 1));
+      }
+      num_batches_tracked_[0] += 1;
+    } else {
+      for (std::int64_t c = 0; c < c_; ++c) {
+        mean_[c] = running_mean_[c];
+        invstd_[c] = 1.f / std::sqrt(running_var_[c] + eps_);
+      }
+    }
+    // y = x * scale + shift with scale = gamma * invstd, shift = beta - mean * scale.
+    scale_.resize(Shape{c_});
+    shift_.resize(Shape{c_});
+    for (std::int64_t c = 0; c < c_; ++c) {
+      scale_[c] = weight_[c] * invstd_[c];
+      shift_[c] = bias_[c] - mean_[c] * scale_[c];
+    }
+    out_.resize(x.shape());
+    const float* xp = x.data();
+    float* yp = out_.data();
+    const float* sc = scale_.data();
+    const float* sh = shift_.data();
+    const std::int64_t c = c_;
+    parallel_for(
+        rows,
+        [&](std::int64_t r0, std::int64_t r1) {
+          for (std::int64_t r = r0; r < r1; ++r)
+            for (std::int64_t j = 0; j < c; ++j) yp[r * c + j] = xp[r * c + j] * sc[j] + sh[j];
+        },
+        64);
+    return out_;
+  }
+
+  TensorView<const float> backward(TensorView<const float> grad_out) override {
+    check_same_shape(grad_out.shape(), out_.shape(), "BatchNorm2d::backward grad_out");
+    const std::int64_t rows = grad_out.numel() / c_;
+    // sum_ = sum(dy), sq_ = sum(dy * xhat) per channel.
+    channel_sums(grad_out.data(), x_.data(), rows, sum_, sq_);
+    for (std::int64_t c = 0; c < c_; ++c) {
+      bias_grad_[c] += static_cast<float>(sum_[c]);
+      weight_grad_[c] += static_cast<float>(sq_[c]);
+    }
+    if (!input_grad()) return {};
+    grad_in_.resize(grad_out.shape());
+    const float* dy = grad_out.data();
+    const float* xp = x_.data();
+    float* dx = grad_in_.data();
+    const std::int64_t c = c_;
+    if (is_training()) {
+      // dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+      a_.resize(Shape{c_});
+      b_.resize(Shape{c_});
+      for (std::int64_t j = 0; j < c_; ++j) {
+        a_[j] = static_cast<float>(sum_[j] / rows);
+        b_[j] = static_cast<float>(sq_[j] / rows);
+      }
+      const float *m = mean_.data(), *is = invstd_.data(), *g = weight_.data(), *pa = a_.data(),
+                  *pb = b_.data();
+      parallel_for(
+          rows,
+          [&](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t r = r0; r < r1; ++r)
+              for (std::int64_t j = 0; j < c; ++j) {
+                const float xhat = (xp[r * c + j] - m[j]) * is[j];
+                dx[r * c + j] = g[j] * is[j] * (dy[r * c + j] - pa[j] - xhat * pb[j]);
+              }
+          },
+          64);
+    } else {
+      const float* sc = scale_.data();
+      parallel_for(
+          rows,
+          [&](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t r = r0; r < r1; ++r)
+              for (std::int64_t j = 0; j < c; ++j) dx[r * c + j] = dy[r * c + j] * sc[j];
+          },
+          64);
+    }
+    return grad_in_;
+  }
+
+ private:
+  /// Per-channel sums over rows of v: s1 = sum(v), s2 = sum(v*v) when x is
+  /// null, else s2 = sum(v * xhat(x)). Each thread reduces a contiguous block of
+  /// rows; blocks are combined in thread order, so the result is deterministic
+  /// for a given thread count.
+  void channel_sums(const float* v, const float* x, std::int64_t rows, std::vector<double>& s1,
+                    std::vector<double>& s2) {
+    const std::size_t c = static_cast<std::size_t>(c_);
+    const int threads = num_threads();
+    partial_.assign(static_cast<std::size_t>(threads) * 2 * c, 0.0);
+    const float* m = mean_.data();
+    const float* is = invstd_.data();
+    parallel_for(threads, [&](std::int64_t t0, std::int64_t t1) {
+      for (std::int64_t t = t0; t < t1; ++t) {
+        const std::int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
+        double* p1 = partial_.data() + static_cast<std::size_t>(t) * 2 * c;
+        double* p2 = p1 + c;
+        for (std::int64_t r = r0; r < r1; ++r) {
+          const float* vr = v + r * c_;
+          if (x) {
+            const float* xr = x + r * c_;
+            for (std::size_t j = 0; j < c; ++j) {
+              p1[j] += vr[j];
+              p2[j] += static_cast<double>(vr[j] * ((xr[j] - m[j]) * is[j]));
+            }
+          } else {
+            for (std::size_t j = 0; j < c; ++j) {
+              p1[j] += vr[j];
+              p2[j] += static_cast<double>(vr[j]) * vr[j];
+            }
+          }
+        }
+      }
+    });
+    s1.assign(c, 0.0);
+    s2.assign(c, 0.0);
+    for (int t = 0; t < threads; ++t)
+      for (std::size_t j = 0; j < c; ++j) {
+        s1[j] += partial_[static_cast<std::size_t>(t) * 2 * c + j];
+        s2[j] += partial_[static_cast<std::size_t>(t) * 2 * c + c + j];
+      }
+  }
+
+  std::int64_t c_;
+  float eps_, momentum_;
+  Tensor<float> weight_, weight_grad_, bias_, bias_grad_;
+  Tensor<float> running_mean_, running_var_;
+  Tensor<std::int64_t> num_batches_tracked_;
+  Tensor<float> mean_, invstd_, scale_, shift_, a_, b_;
+  Tensor<float> out_, grad_in_;
+  TensorView<const float> x_;
+  std::vector<double> sum_, sq_, partial_;
+};
+
+}  // namespace compressor::nn

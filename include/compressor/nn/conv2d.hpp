@@ -1,0 +1,120 @@
+// Conv2d: 2-D convolution on NHWC activations with OHWI weights, computed as
+// im2col + Eigen GEMM (a 1x1 stride-1 convolution is a plain GEMM).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "compressor/nn/im2col.hpp"
+#include "compressor/nn/init.hpp"
+#include "compressor/nn/module.hpp"
+
+namespace compressor::nn {
+
+struct Conv2dOptions {
+  std::int64_t in_channels = 0;
+  std::int64_t out_channels = 0;
+  std::int64_t kernel_size = 1;
+  std::int64_t stride = 1;
+  std::int64_t padding = 0;
+  bool bias = true;
+};
+
+class Conv2d : public Module {
+ public:
+  explicit Conv2d(const Conv2dOptions& o) : opt_(o) {
+    require(o.in_channels > 0 && o.out_channels > 0 && o.kernel_size > 0 && o.stride > 0 &&
+                o.padding >= 0,
+            "Conv2d: invalid options in=", o.in_channels, " out=", o.out_channels,
+            " kernel=", o.kernel_size, " stride=", o.stride, " padding=", o.padding);
+    weight_.resize(Shape{o.out_channels, o.kernel_size, o.kernel_size, o.in_channels});
+    const std::int64_t fan_in = o.in_channels * o.kernel_size * o.kernel_size;
+    init::pytorch_default_uniform(weight_, fan_in);
+    register_parameter("weight", weight_, weight_grad_, Layout::ohwi);
+    if (o.bias) {
+      bias_.resize(Shape{o.out_channels});
+      init::pytorch_default_uniform(bias_, fan_in);
+      register_parameter("bias", bias_, bias_grad_);
+    }
+  }
+  Conv2d(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride = 1,
+         std::int64_t padding = 0, bool bias = true)
+      : Conv2d(Conv2dOptions{in, out, kernel, stride, padding, bias}) {}
+
+  std::string_view type_name() const override { return "Conv2d"; }
+  const Conv2dOptions& options() const { return opt_; }
+  Tensor<float>& weight() { return weight_; }
+  Tensor<float>& bias() { return bias_; }
+  bool has_bias() const { return opt_.bias; }
+
+  /// Output shape for an (N, H, W, C) input; throws ShapeError on mismatch.
+  ConvGeometry geometry(const Shape& in) const {
+    if (in.rank() != 4 || in[3] != opt_.in_channels)
+      throw ShapeError(detail::concat("Conv2d(", opt_.in_channels, "->", opt_.out_channels,
+                                      "): expected an NHWC input (N, H, W, ", opt_.in_channels,
+                                      "), got ", in.str()));
+    ConvGeometry g{in[0],       in[1],        in[2], in[3], opt_.kernel_size, opt_.kernel_size,
+                   opt_.stride, opt_.padding, 0,     0};
+    const std::int64_t hp = g.h + 2 * g.pad - g.kh, wp = g.w + 2 * g.pad - g.kw;
+    if (hp < 0 || wp < 0)
+      throw ShapeError(detail::concat("Conv2d: input ", in.str(), " smaller than kernel ", g.kh,
+                                      "x", g.kw, " with padding ", g.pad));
+    g.oh = hp / g.stride + 1;
+    g.ow = wp / g.stride + 1;
+    return g;
+  }
+
+  TensorView<const float> forward(TensorView<const float> x) override {
+    g_ = geometry(x.shape());
+    x_ = x;
+    const std::int64_t m = g_.rows(), k = g_.cols(), o = opt_.out_channels;
+    out_.resize(Shape{g_.n, g_.oh, g_.ow, o});
+    auto y = out_.matrix(m, o);
+    const auto w = weight_.matrix(o, k);
+    y.noalias() = cols(x) * w.transpose();
+    if (opt_.bias) {
+      const auto b = bias_.vector().transpose();
+      parallel_for(
+          m, [&](std::int64_t r0, std::int64_t r1) { y.middleRows(r0, r1 - r0).rowwise() += b; },
+          256);
+    }
+    return out_;
+  }
+
+  TensorView<const float> backward(TensorView<const float> grad_out) override {
+    check_same_shape(grad_out.shape(), out_.shape(), "Conv2d::backward grad_out");
+    const std::int64_t m = g_.rows(), k = g_.cols(), o = opt_.out_channels;
+    const auto dy = grad_out.matrix(m, o);
+    const auto col = (g_.is_pointwise() ? x_ : TensorView<const float>(cols_)).matrix(m, k);
+    weight_grad_.matrix(o, k).noalias() += dy.transpose() * col;
+    if (opt_.bias) bias_grad_.vector() += dy.colwise().sum().transpose();
+    if (!input_grad()) return {};
+    const auto w = weight_.matrix(o, k);
+    grad_in_.resize(x_.shape());
+    if (g_.is_pointwise()) {
+      grad_in_.matrix(m, k).noalias() = dy * w;
+    } else {
+      dcols_.resize(Shape{m, k});
+      dcols_.matrix().noalias() = dy * w;
+      col2im(dcols_.data(), g_, grad_in_.data());
+    }
+    return grad_in_;
+  }
+
+ private:
+  /// The (M x K) column matrix of x: x itself for a pointwise convolution.
+  TensorView<const float>::MatrixMap cols(TensorView<const float> x) {
+    if (g_.is_pointwise()) return x.matrix(g_.rows(), g_.cols());
+    cols_.resize(Shape{g_.rows(), g_.cols()});
+    im2col(x.data(), g_, cols_.data());
+    return std::as_const(cols_).matrix();
+  }
+
+  Conv2dOptions opt_;
+  Tensor<float> weight_, weight_grad_, bias_, bias_grad_;
+  Tensor<float> out_, grad_in_, cols_, dcols_;
+  TensorView<const float> x_;
+  ConvGeometry g_{};
+};
+
+}  // namespace compressor::nn
