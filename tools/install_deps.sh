@@ -13,7 +13,7 @@ pkgs=(
 for arg in "$@"; do
   case "$arg" in
     --with-torch) pkgs+=(python3-torch python3-torchvision python3-numpy) ;;
-    --with-onednn) pkgs+=(libdnnl-dev) ;;
+    --with-onednn) pkgs+=(libdnnl-dev ocl-icd-opencl-dev opencl-c-headers) ;;  # dnnl-config.cmake needs OpenCL
     *) echo "install_deps.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done

@@ -132,6 +132,7 @@ inline void micro_tile(std::int64_t k, const std::uint8_t* a, std::int64_t lda,
       const auto av = avx2::broadcast4(ar[r] + 4 * q);
       acc0[r] = avx2::dot4_add(acc0[r], av, w0, ones);
       acc1[r] = avx2::dot4_add(acc1[r], av, w1, ones);
+      avx2::schedule_barrier(acc0[r], acc1[r]);
     }
   }
   if (const int rem = static_cast<int>(k % 4)) {

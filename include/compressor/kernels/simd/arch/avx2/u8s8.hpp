@@ -34,6 +34,22 @@ inline Vec<std::int32_t> dot4_add(Vec<std::int32_t> acc, Vec<std::uint8_t> a, Ve
   return acc + madd(maddubs(a, w), ones);
 }
 
+/// GCC 12 hoists all broadcasts and products of an unrolled micro-kernel
+/// step ahead of the accumulations, needs more than 16 ymm and spills
+/// accumulators to the stack in the inner loop. An empty asm on the
+/// accumulators of each row keeps the source order (no instruction emitted).
+/// Clang schedules the loop well by itself.
+inline void schedule_barrier([[maybe_unused]] Vec<std::int32_t>& a,
+                             [[maybe_unused]] Vec<std::int32_t>& b) {
+#if defined(__GNUC__) && !defined(__clang__)
+  auto ra = static_cast<__m256i>(a);
+  auto rb = static_cast<__m256i>(b);
+  asm("" : "+x"(ra), "+x"(rb));
+  a = ra;
+  b = rb;
+#endif
+}
+
 /// The 4 bytes at p repeated in every int32 lane (one vpbroadcastd).
 inline Vec<std::uint8_t> broadcast4(const std::uint8_t* p) {
   std::int32_t v;

@@ -1,0 +1,3 @@
+namespace compressor::bench {
+void register_sparse() {}
+}  // namespace compressor::bench
