@@ -62,6 +62,23 @@ inline std::uint8_t quantize(float x, float inv_scale, std::int32_t zero_point) 
   return static_cast<std::uint8_t>(round_scaled(x, inv_scale, zero_point, 0, 255));
 }
 
+/// Sum of two quantized tensors requantized to a third:
+///   q = clamp(round_half_even(fma(fp32(da), ma, fp32(db) * mb)), lo - zp, hi - zp) + zp
+/// with da = qa - za, db = qb - zb, ma = s_a / s_out, mb = s_b / s_out. The fma
+/// is explicit (std::fma / vfmadd231ps) so no compiler contraction can differ.
+inline std::uint8_t add_requantize(std::int32_t da, std::int32_t db, float ma, float mb,
+                                   std::int32_t zero_point, std::int32_t qmin = 0,
+                                   std::int32_t qmax = 255) {
+  const float v = std::fma(static_cast<float>(da), ma, static_cast<float>(db) * mb);
+  return static_cast<std::uint8_t>(round_scaled(v, 1.f, zero_point, qmin, qmax));
+}
+
+/// The multiplier of an average over `count` int32-summed uint8 values:
+/// s_in / (s_out * count), computed in double and rounded once to float.
+inline float average_multiplier(double s_in, double s_out, std::int64_t count) {
+  return static_cast<float>(s_in / (s_out * static_cast<double>(count)));
+}
+
 /// uint8 -> real: one float32 multiply.
 inline float dequantize(std::uint8_t q, float scale, std::int32_t zero_point) {
   return static_cast<float>(static_cast<std::int32_t>(q) - zero_point) * scale;

@@ -1,0 +1,89 @@
+// Public int8 NHWC pooling kernels:
+//   max_pool_u8         k x k window, stride, padding (padded taps ignored);
+//                       output keeps the input's QuantParams
+//   global_avg_pool_u8  (N, H, W, C) -> (N, C), requantized to the output's
+//                       QuantParams with the one rounding rule
+// Vectorized over channels, threaded with OpenMP over output rows / images.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "compressor/core/tensor.hpp"
+#include "compressor/core/threading.hpp"
+#include "compressor/kernels/ref/eltwise_u8.hpp"
+#include "compressor/kernels/simd/eltwise_u8.hpp"
+
+namespace compressor::kernels {
+
+/// Output shape of a k x k max pool over an NHWC input.
+inline Shape max_pool_output_shape(const Shape& in, std::int64_t k, std::int64_t stride,
+                                   std::int64_t pad) {
+  require(k > 0 && stride > 0 && pad >= 0 && 2 * pad <= k, "max_pool_u8: bad window ", k,
+          " stride ", stride, " pad ", pad);
+  require<ShapeError>(in.rank() == 4 && in[1] + 2 * pad >= k && in[2] + 2 * pad >= k,
+                      "max_pool_u8: input shape ", in.str(), " is not NHWC with H, W >= ", k,
+                      " after padding");
+  return Shape{in[0], (in[1] + 2 * pad - k) / stride + 1, (in[2] + 2 * pad - k) / stride + 1,
+               in[3]};
+}
+
+inline void max_pool_u8(TensorView<const std::uint8_t> x, TensorView<std::uint8_t> y,
+                        std::int64_t k, std::int64_t stride, std::int64_t pad) {
+  check_same_shape(y.shape(), max_pool_output_shape(x.shape(), k, stride, pad),
+                   "max_pool_u8 output");
+  const std::int64_t H = x.dim(1), W = x.dim(2), C = x.dim(3), OH = y.dim(1), OW = y.dim(2);
+  parallel_for(x.dim(0) * OH, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t row = b; row < e; ++row) {
+      const std::int64_t n = row / OH, oh = row % OH;
+      const std::int64_t i0 = std::max<std::int64_t>(0, oh * stride - pad);
+      const std::int64_t i1 = std::min(H, oh * stride - pad + k);
+      for (std::int64_t ow = 0; ow < OW; ++ow) {
+        const std::int64_t j0 = std::max<std::int64_t>(0, ow * stride - pad);
+        const std::int64_t j1 = std::min(W, ow * stride - pad + k);
+        std::uint8_t* out = y.data() + (row * OW + ow) * C;
+        std::memset(out, 0, static_cast<std::size_t>(C));
+        for (std::int64_t i = i0; i < i1; ++i)
+          for (std::int64_t j = j0; j < j1; ++j) {
+            const std::uint8_t* in = x.data() + ((n * H + i) * W + j) * C;
+            std::int64_t c = 0;
+#if COMPRESSOR_KERNELS_AVX2
+            c = simd::max_u8(C, in, out);
+#endif
+            for (; c < C; ++c) out[c] = std::max(out[c], in[c]);
+          }
+      }
+    }
+  });
+}
+
+inline void global_avg_pool_u8(TensorView<const std::uint8_t> x, QuantParams qx,
+                               TensorView<std::uint8_t> y, QuantParams qy) {
+  require<ShapeError>(x.rank() == 4 && x.dim(1) * x.dim(2) > 0, "global_avg_pool_u8: input shape ",
+                      x.shape().str(), " is not NHWC with H*W > 0");
+  check_same_shape(y.shape(), Shape{x.dim(0), x.dim(3)}, "global_avg_pool_u8 output");
+  require(qx.scale > 0.f && qy.scale > 0.f && qx.zero_point >= 0 && qx.zero_point <= 255 &&
+              qy.zero_point >= 0 && qy.zero_point <= 255,
+          "global_avg_pool_u8: bad quantization parameters (scales ", qx.scale, ", ", qy.scale,
+          ", zero points ", qx.zero_point, ", ", qy.zero_point, ")");
+  const std::int64_t HW = x.dim(1) * x.dim(2), C = x.dim(3);
+  const float m = average_multiplier(qx.scale, qy.scale, HW);
+  parallel_for(x.dim(0), [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t n = b; n < e; ++n) {
+      const std::uint8_t* in = x.data() + n * HW * C;
+      std::uint8_t* out = y.data() + n * C;
+      std::int64_t c = 0;
+#if COMPRESSOR_KERNELS_AVX2
+      c = simd::avg_pool_u8(HW, C, in, qx.zero_point, m, qy.zero_point, out);
+#endif
+      for (; c < C; ++c) {
+        std::int32_t sum = 0;
+        for (std::int64_t p = 0; p < HW; ++p) sum += in[p * C + c];
+        out[c] = requantize(sum - static_cast<std::int32_t>(HW) * qx.zero_point, m, qy.zero_point);
+      }
+    }
+  });
+}
+
+}  // namespace compressor::kernels
