@@ -2,6 +2,7 @@
 // names and shape errors.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <limits>
 
 #include "compressor/nn.hpp"
 #include "support/test_util.hpp"
@@ -169,4 +170,15 @@ TEST_CASE("Backward accumulates parameter gradients across calls", "[nn][module]
   (void)lin.backward(dy);
   const auto& twice = *lin.named_parameters()[0].grad;
   for (std::int64_t i = 0; i < once.numel(); ++i) CHECK(twice[i] == Approx(2 * once[i]));
+}
+
+TEST_CASE("ReLU and MaxPool2d propagate NaN as PyTorch does", "[nn]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto x = Tensor<float>::from(Shape{1, 2, 2, 1}, {1.f, nan, -2.f, 3.f});
+  ReLU relu;
+  const auto y = relu.forward(x);
+  CHECK(std::isnan(y[1]));
+  CHECK(y[2] == 0.f);
+  MaxPool2d pool(2);
+  CHECK(std::isnan(pool.forward(x)[0]));
 }

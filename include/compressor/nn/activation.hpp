@@ -9,12 +9,14 @@
 
 namespace compressor::nn {
 
-/// y = max(x, 0) elementwise (y may alias x).
+/// y = max(x, 0) elementwise (y may alias x); NaN stays NaN, as in PyTorch,
+/// so a diverged run is detected rather than silently masked.
 inline void relu_forward(const float* x, float* y, std::int64_t n) {
   parallel_for(
       n,
       [&](std::int64_t b, std::int64_t e) {
-        for (std::int64_t i = b; i < e; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+        for (std::int64_t i = b; i < e; ++i)
+          y[i] = x[i] < 0.f ? 0.f : x[i];  // NaN propagates, as in PyTorch
       },
       1 << 14);
 }

@@ -72,7 +72,7 @@ class BasicBlock : public Module {
         [&](std::int64_t i0, std::int64_t i1) {
           for (std::int64_t i = i0; i < i1; ++i) {
             const float s = a[i] + b[i];
-            y[i] = s > 0.f ? s : 0.f;
+            y[i] = s < 0.f ? 0.f : s;  // NaN propagates
           }
         },
         1 << 14);

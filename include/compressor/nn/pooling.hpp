@@ -2,6 +2,7 @@
 // counts as -inf, as in PyTorch) and GlobalAvgPool2d ((N, H, W, C) -> (N, C)).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string_view>
@@ -63,7 +64,8 @@ class MaxPool2d : public Module {
                   const std::int64_t base = ((n * h + ih) * w + iw) * c;
                   const float* in = xp + base;
                   for (std::int64_t j = 0; j < c; ++j)
-                    if (in[j] > out[j] || arg[j] < 0) {
+                    if (in[j] > out[j] || arg[j] < 0 ||
+                        std::isnan(in[j])) {  // NaN wins, as in PyTorch
                       out[j] = in[j];
                       arg[j] = static_cast<std::int32_t>(base + j - n * h * w * c);
                     }

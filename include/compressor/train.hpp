@@ -1,0 +1,8 @@
+// Training: optimizers, learning-rate schedules, metrics and the training loop.
+#pragma once
+
+#include "compressor/train/metrics.hpp"
+#include "compressor/train/optimizer.hpp"
+#include "compressor/train/progress.hpp"
+#include "compressor/train/schedule.hpp"
+#include "compressor/train/trainer.hpp"

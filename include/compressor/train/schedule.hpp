@@ -1,0 +1,103 @@
+// Learning-rate schedules as functions of the optimizer step (0-based): the
+// training loop sets lr = schedule.lr_at(step) before every step.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+
+#include "compressor/core/error.hpp"
+
+namespace compressor::train {
+
+class LrSchedule {
+ public:
+  virtual ~LrSchedule() = default;
+  virtual float lr_at(std::int64_t step) const = 0;
+};
+
+/// Constant learning rate.
+class ConstantLr : public LrSchedule {
+ public:
+  explicit ConstantLr(float lr) : lr_(lr) {}
+  float lr_at(std::int64_t) const override { return lr_; }
+
+ private:
+  float lr_;
+};
+
+/// torch.optim.lr_scheduler.StepLR: lr = base * gamma^floor(step / step_size).
+class StepLr : public LrSchedule {
+ public:
+  StepLr(float base_lr, std::int64_t step_size, float gamma = 0.1f)
+      : base_(base_lr), step_size_(step_size), gamma_(gamma) {
+    require(step_size > 0, "StepLr: step_size must be positive, got ", step_size);
+  }
+  float lr_at(std::int64_t step) const override {
+    return static_cast<float>(
+        base_ * std::pow(static_cast<double>(gamma_), static_cast<double>(step / step_size_)));
+  }
+
+ private:
+  float base_;
+  std::int64_t step_size_;
+  float gamma_;
+};
+
+/// Linear warm-up (base * (step+1) / warmup_steps) for warmup_steps steps, then
+/// cosine annealing from base to min_lr at total_steps (CosineAnnealingLR).
+class CosineLr : public LrSchedule {
+ public:
+  CosineLr(float base_lr, std::int64_t total_steps, std::int64_t warmup_steps = 0,
+           float min_lr = 0.f)
+      : base_(base_lr), total_(total_steps), warmup_(warmup_steps), min_(min_lr) {
+    require(total_steps > 0 && warmup_steps >= 0 && warmup_steps < total_steps,
+            "CosineLr: need 0 <= warmup_steps < total_steps, got ", warmup_steps, " and ",
+            total_steps);
+  }
+  float lr_at(std::int64_t step) const override {
+    if (step < warmup_) return base_ * static_cast<float>(step + 1) / static_cast<float>(warmup_);
+    const double t = std::min<double>(
+        1.0, static_cast<double>(step - warmup_) / static_cast<double>(total_ - warmup_));
+    return static_cast<float>(min_ + (base_ - min_) * 0.5 * (1.0 + std::cos(std::numbers::pi * t)));
+  }
+
+ private:
+  float base_;
+  std::int64_t total_, warmup_;
+  float min_;
+};
+
+/// torch.optim.lr_scheduler.OneCycleLR (cosine annealing, two phases): warm-up
+/// from max_lr/div_factor to max_lr over pct_start of the steps, then down to
+/// max_lr/(div_factor*final_div_factor).
+class OneCycleLr : public LrSchedule {
+ public:
+  OneCycleLr(float max_lr, std::int64_t total_steps, float pct_start = 0.3f,
+             float div_factor = 25.f, float final_div_factor = 1e4f)
+      : max_(max_lr),
+        total_(total_steps),
+        initial_(max_lr / div_factor),
+        final_(max_lr / (div_factor * final_div_factor)) {
+    require(total_steps > 1 && pct_start > 0.f && pct_start < 1.f,
+            "OneCycleLr: need total_steps > 1 and 0 < pct_start < 1");
+    up_end_ = static_cast<double>(pct_start) * static_cast<double>(total_steps) - 1.0;
+    down_end_ = static_cast<double>(total_steps) - 1.0;
+  }
+  float lr_at(std::int64_t step) const override {
+    const double s = static_cast<double>(std::min(step, total_ - 1));
+    if (s <= up_end_) return anneal(initial_, max_, up_end_ > 0 ? s / up_end_ : 1.0);
+    return anneal(max_, final_, (s - up_end_) / (down_end_ - up_end_));
+  }
+
+ private:
+  static float anneal(double from, double to, double pct) {
+    return static_cast<float>(to + (from - to) / 2.0 * (std::cos(std::numbers::pi * pct) + 1.0));
+  }
+  float max_;
+  std::int64_t total_;
+  double initial_, final_, up_end_ = 0, down_end_ = 0;
+};
+
+}  // namespace compressor::train

@@ -1,0 +1,135 @@
+// The training loop: overfits one fixed batch, is deterministic for a seed
+// and thread count, stops on a non-finite loss, and reports metrics.
+#include <catch2/catch.hpp>
+#include <limits>
+#include <sstream>
+
+#include "compressor/core/threading.hpp"
+#include "compressor/models/cifar_cnn.hpp"
+#include "compressor/train.hpp"
+#include "support/test_util.hpp"
+
+using namespace compressor;
+using namespace compressor::train;
+
+namespace {
+/// The same batch `repeat` times per epoch.
+class RepeatBatch : public data::BatchSource {
+ public:
+  RepeatBatch(data::Batch b, std::int64_t repeat) : b_(std::move(b)), repeat_(repeat) {}
+  void start_epoch(std::uint64_t) override { i_ = 0; }
+  bool next(data::Batch& out) override {
+    if (i_ == repeat_) return false;
+    ++i_;
+    out = b_;
+    return true;
+  }
+  std::int64_t num_batches() const override { return repeat_; }
+  std::int64_t num_samples() const override { return repeat_ * b_.size(); }
+
+ private:
+  data::Batch b_;
+  std::int64_t repeat_, i_ = 0;
+};
+
+data::Batch random_batch(std::int64_t n, std::int64_t hw, std::uint64_t seed) {
+  Rng rng(seed);
+  data::Batch b;
+  b.inputs = compressor::testing::random_tensor(Shape{n, hw, hw, 3}, rng);
+  b.labels = Tensor<std::int32_t>(Shape{n});
+  for (std::int64_t i = 0; i < n; ++i) b.labels[i] = static_cast<std::int32_t>(rng.below(10));
+  return b;
+}
+}  // namespace
+
+TEST_CASE("CifarCnn drives the loss of one fixed batch to near zero", "[train][sanity]") {
+  nn::init::manual_seed(1);
+  models::CifarCnn net;
+  nn::SoftmaxCrossEntropy ce;
+  Adam adam(net.named_parameters(), AdamOptions{.lr = 2e-3f});
+  Trainer trainer(net, ce, adam, Task::classification);
+  const auto batch = random_batch(32, 16, 7);
+  const float first = trainer.step(batch);
+  float loss = first;
+  for (int i = 0; i < 60 && loss > 0.02f; ++i) loss = trainer.step(batch);
+  INFO("first loss " << first << ", last " << loss);
+  CHECK(first > 1.5f);
+  CHECK(loss < 0.05f);
+}
+
+TEST_CASE("Training is deterministic for a seed and thread count", "[train][determinism]") {
+  auto run = [] {
+    nn::init::manual_seed(3);
+    models::CifarCnn net;
+    nn::SoftmaxCrossEntropy ce(0.1f);
+    Sgd sgd(net.named_parameters(),
+            SgdOptions{.lr = 0.05f, .momentum = 0.9f, .nesterov = true, .weight_decay = 5e-4f});
+    OneCycleLr sched(0.05f, 6);
+    Trainer trainer(net, ce, sgd, Task::classification, &sched);
+    std::vector<float> losses;
+    for (int i = 0; i < 6; ++i) losses.push_back(trainer.step(random_batch(8, 16, 100 + i)));
+    return losses;
+  };
+  const int saved = num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    const auto a = run(), b = run();
+    CHECK(a == b);  // bitwise
+  }
+  set_num_threads(saved);
+}
+
+TEST_CASE("A non-finite loss stops training with a clear error", "[train]") {
+  nn::init::manual_seed(4);
+  models::CifarCnn net;
+  nn::SoftmaxCrossEntropy ce;
+  Sgd sgd(net.named_parameters(), SgdOptions{.lr = 0.1f});
+  Trainer trainer(net, ce, sgd, Task::classification);
+  auto batch = random_batch(4, 16, 1);
+  batch.inputs[5] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    trainer.step(batch);
+    FAIL("no exception");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("diverged") != std::string::npos);
+  }
+}
+
+TEST_CASE("fit reports per-epoch metrics and progress", "[train]") {
+  nn::init::manual_seed(5);
+  models::CifarCnn net;
+  nn::SoftmaxCrossEntropy ce;
+  Adam adam(net.named_parameters(), AdamOptions{.lr = 1e-3f});
+  Trainer trainer(net, ce, adam, Task::classification);
+  RepeatBatch train_src(random_batch(8, 16, 9), 3), val_src(random_batch(8, 16, 10), 1);
+  std::ostringstream log;
+  int hook_calls = 0;
+  FitOptions fo;
+  fo.epochs = 2;
+  fo.log = &log;
+  fo.after_step = [&] { ++hook_calls; };
+  const auto reports = trainer.fit(train_src, &val_src, fo);
+  REQUIRE(reports.size() == 2);
+  CHECK(hook_calls == 6);
+  CHECK(reports[1].train.samples == 24);
+  REQUIRE(reports[1].val.has_value());
+  CHECK(reports[1].val->samples == 8);
+  CHECK(reports[1].train.loss < reports[0].train.loss);
+  CHECK(log.str().find("epoch 2/2") != std::string::npos);
+  CHECK(log.str().find("ETA") != std::string::npos);
+  CHECK(trainer.global_step() == 6);
+}
+
+TEST_CASE("Regression metrics: MAE, RMSE, R2", "[train][metrics]") {
+  MetricAccumulator acc(Task::regression);
+  data::Batch b;
+  b.targets = Tensor<float>::from(Shape{4, 1}, {50.f, 60.f, 40.f, 70.f});
+  const auto pred = Tensor<float>::from(Shape{4, 1}, {52.f, 57.f, 40.f, 71.f});
+  acc.add(pred, b, 3.5);
+  const Metrics m = acc.result();
+  CHECK(m.mae == Approx(1.5));
+  CHECK(m.rmse == Approx(std::sqrt(14.0 / 4)));
+  CHECK(m.r2 == Approx(1.0 - 14.0 / 500.0));
+  CHECK(m.target_mean == Approx(55.0));
+  CHECK(m.loss == Approx(3.5));
+}
