@@ -85,6 +85,59 @@ inline Vec<std::int32_t> widen8_u8(const std::uint8_t* p) {
   return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
 
+/// Transposes 8 registers of 8 32-bit elements in place (row i -> column i).
+inline void transpose8x8(__m256 r[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) {
+      r[4 * i + 2 * j] = _mm256_shuffle_ps(t[4 * i + j], t[4 * i + j + 2], 0x44);
+      r[4 * i + 2 * j + 1] = _mm256_shuffle_ps(t[4 * i + j], t[4 * i + j + 2], 0xEE);
+    }
+  // r[c] (c < 4): column c of rows 0-3 | column c+4 of rows 0-3; r[c+4]: rows 4-7.
+  for (int c = 0; c < 4; ++c) {
+    t[c] = _mm256_permute2f128_ps(r[c], r[c + 4], 0x20);
+    t[c + 4] = _mm256_permute2f128_ps(r[c], r[c + 4], 0x31);
+  }
+  for (int i = 0; i < 8; ++i) r[i] = t[i];
+}
+
+/// Transposes the 8x8 float block at src (row stride ls) to dst (row stride ld).
+inline void transpose8x8(const float* src, std::int64_t ls, float* dst, std::int64_t ld) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ls);
+  transpose8x8(r);
+  for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * ld, r[i]);
+}
+
+/// 8 rows (stride ls) x 32 bytes of src -> 32 rows (stride ld int16) x 8
+/// zero-extended int16 of dst: dst[k * ld + p] = src[p * ls + k].
+inline void transpose8x32_u8_to_i16(const std::uint8_t* src, std::int64_t ls, std::int16_t* dst,
+                                    std::int64_t ld) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i)
+    r[i] = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i * ls)));
+  transpose8x8(r);  // r[j]: 8 pixels x bytes k = 4j..4j+3, pixel-major
+  const __m256i by_k = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4,
+                                        8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i lanes = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int j = 0; j < 8; ++j) {
+    // -> 8 pixels of k = 4j, then of 4j+1, 4j+2, 4j+3 (8 bytes each)
+    const __m256i x =
+        _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_castps_si256(r[j]), by_k), lanes);
+    const __m256i k01 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(x));
+    const __m256i k23 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(x, 1));
+    std::int16_t* d = dst + 4 * j * ld;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d), _mm256_castsi256_si128(k01));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + ld), _mm256_extracti128_si256(k01, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 2 * ld), _mm256_castsi256_si128(k23));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 3 * ld), _mm256_extracti128_si256(k23, 1));
+  }
+}
+
 }  // namespace compressor::kernels::simd::avx2
 
 #endif

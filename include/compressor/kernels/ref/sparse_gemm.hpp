@@ -1,0 +1,45 @@
+// Scalar references of the sparse-weight x dense-activation kernels.
+//  fp32: y[m, n] = relu?((s_even + s_odd) + bias[n]) where s_even / s_odd are
+//        fma-accumulated over the even / odd positions of row n's nonzeros in
+//        CSR order, the exact order the SIMD kernel uses, so the two agree bit
+//        for bit.
+//  int8: the u8s8 integer sum (order-free), then the dense kernels' epilogue.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "compressor/kernels/epilogue.hpp"
+#include "compressor/kernels/sparse_weights.hpp"
+
+namespace compressor::kernels::ref {
+
+inline void sparse_gemm_f32(std::int64_t M, const float* X, std::int64_t ldx,
+                            const SparseWeightsF32& W, const float* bias, bool relu, float* Y,
+                            std::int64_t ldy) {
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t n = 0; n < W.n(); ++n) {
+      float s[2] = {0.f, 0.f};
+      for (std::int64_t j = W.row_begin(n); j < W.row_begin(n + 1); ++j)
+        s[(j - W.row_begin(n)) % 2] =
+            std::fma(W.values()[j], X[m * ldx + W.cols()[j]], s[(j - W.row_begin(n)) % 2]);
+      float y = s[0] + s[1];
+      if (bias) y += bias[n];
+      Y[m * ldy + n] = relu ? (y > 0.f ? y : 0.f) : y;
+    }
+}
+
+template <GemmEpilogue Epi>
+void sparse_gemm_u8s8(std::int64_t M, const std::uint8_t* X, std::int64_t ldx,
+                      std::int32_t x_zero_point, const SparseWeightsS8& W, const Epi& epi,
+                      typename Epi::Out* Y, std::int64_t ldy) {
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t n = 0; n < W.n(); ++n) {
+      std::int32_t acc = epi.bias ? epi.bias[n] : 0;
+      for (std::int64_t j = W.row_begin(n); j < W.row_begin(n + 1); ++j)
+        acc += (static_cast<std::int32_t>(X[m * ldx + W.cols()[j]]) - x_zero_point) * W.values()[j];
+      Y[m * ldy + n] = epi.apply(acc, n);
+    }
+}
+
+}  // namespace compressor::kernels::ref

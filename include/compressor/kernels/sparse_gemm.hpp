@@ -1,0 +1,111 @@
+// Public sparse-weight x dense-activation kernels for unstructured-pruned
+// layers: Y (M x N) = X (M x K, rows = pixels, e.g. NHWC or im2col) * W^T with
+// W compressed once (SparseWeightsF32 / SparseWeightsS8, CSR).
+//   sparse_gemm_f32    float, + bias, optional ReLU
+//   sparse_gemm_u8s8   uint8 activations (zero point) x int8 weights with the
+//                      dense kernels' epilogues (RequantOut, DequantOut, Int32Out)
+// Work is proportional to the nonzeros, plus a transpose of X and Y per block
+// of 32 rows. Threaded with OpenMP over row blocks; scratch in SparseScratch
+// (grown once, reused).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "compressor/core/aligned_buffer.hpp"
+#include "compressor/core/error.hpp"
+#include "compressor/core/threading.hpp"
+#include "compressor/kernels/ref/sparse_gemm.hpp"
+#include "compressor/kernels/simd/sparse_gemm.hpp"
+
+namespace compressor::kernels {
+
+/// Per-thread panels and tiles of the sparse kernels; one per concurrent caller.
+class SparseScratch {
+ public:
+  /// Makes room for `threads` threads of `bytes` each; call outside parallel regions.
+  void reserve(int threads, std::size_t bytes) {
+    if (static_cast<int>(buffers_.size()) < threads)
+      buffers_.resize(static_cast<std::size_t>(threads));
+    for (auto& b : buffers_) b.reserve_discard(bytes);
+  }
+  std::uint8_t* thread_buffer(int t) { return buffers_[static_cast<std::size_t>(t)].data(); }
+
+ private:
+  std::vector<AlignedBuffer<std::uint8_t>> buffers_;
+};
+
+namespace detail {
+inline constexpr std::int64_t kSparseRows = 32;  // = simd::kSparseBlock
+
+inline std::size_t align64(std::size_t n) {
+  return (n + 63) / 64 * 64;
+}
+
+inline void check_sparse_args(const char* what, std::int64_t M, std::int64_t ldx, std::int64_t ldy,
+                              std::int64_t K, std::int64_t N) {
+  require<ShapeError>(M >= 0 && ldx >= K && ldy >= N, what, ": X is ", M, "x", K,
+                      " with row stride ", ldx, ", Y is ", M, "x", N, " with row stride ", ldy,
+                      " (strides must be >= the row lengths)");
+}
+
+/// Runs block(b, rows, buffer) over the 32-row blocks of M rows, threaded.
+template <class Block>
+void for_sparse_blocks(std::int64_t M, SparseScratch& scratch, std::size_t bytes, Block block) {
+  const std::int64_t blocks = (M + kSparseRows - 1) / kSparseRows;
+  // Called from inside a parallel region, parallel_for runs inline on this
+  // caller's own scratch: buffer 0.
+  const bool nested = in_parallel();
+  scratch.reserve(nested ? 1 : num_threads(), bytes);
+  parallel_for(blocks, [&](std::int64_t b, std::int64_t e) {
+    std::uint8_t* buf = scratch.thread_buffer(nested ? 0 : thread_index());
+    for (std::int64_t i = b; i < e; ++i)
+      block(i * kSparseRows, static_cast<int>(std::min(kSparseRows, M - i * kSparseRows)), buf);
+  });
+}
+}  // namespace detail
+
+inline void sparse_gemm_f32(std::int64_t M, const float* X, std::int64_t ldx,
+                            const SparseWeightsF32& W, const float* bias, bool relu, float* Y,
+                            std::int64_t ldy, SparseScratch& scratch) {
+  detail::check_sparse_args("sparse_gemm_f32", M, ldx, ldy, W.k(), W.n());
+#if COMPRESSOR_KERNELS_AVX2
+  const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * 32) * sizeof(float));
+  const std::size_t tile = static_cast<std::size_t>(W.n() * 32) * sizeof(float);
+  detail::for_sparse_blocks(
+      M, scratch, panel + tile, [&](std::int64_t m, int rows, std::uint8_t* buf) {
+        simd::sparse_block_f32(X + m * ldx, ldx, rows, W, bias, relu, Y + m * ldy, ldy,
+                               reinterpret_cast<float*>(buf),
+                               reinterpret_cast<float*>(buf + panel));
+      });
+#else
+  (void)scratch;
+  ref::sparse_gemm_f32(M, X, ldx, W, bias, relu, Y, ldy);
+#endif
+}
+
+template <GemmEpilogue Epi>
+void sparse_gemm_u8s8(std::int64_t M, const std::uint8_t* X, std::int64_t ldx,
+                      std::int32_t x_zero_point, const SparseWeightsS8& W, const Epi& epi,
+                      typename Epi::Out* Y, std::int64_t ldy, SparseScratch& scratch) {
+  detail::check_sparse_args("sparse_gemm_u8s8", M, ldx, ldy, W.k(), W.n());
+  require(x_zero_point >= 0 && x_zero_point <= 255, "sparse_gemm_u8s8: activation zero point ",
+          x_zero_point, " is outside [0, 255]");
+#if COMPRESSOR_KERNELS_AVX2
+  using Out = typename Epi::Out;
+  const std::size_t panel =
+      detail::align64(static_cast<std::size_t>(W.k() * 32) * sizeof(std::int16_t));
+  const std::size_t tile = static_cast<std::size_t>(W.n() * 32) * sizeof(Out);
+  detail::for_sparse_blocks(
+      M, scratch, panel + tile, [&](std::int64_t m, int rows, std::uint8_t* buf) {
+        simd::sparse_block_u8s8(X + m * ldx, ldx, rows, x_zero_point, W, epi, Y + m * ldy, ldy,
+                                reinterpret_cast<std::int16_t*>(buf),
+                                reinterpret_cast<Out*>(buf + panel));
+      });
+#else
+  (void)scratch;
+  ref::sparse_gemm_u8s8(M, X, ldx, x_zero_point, W, epi, Y, ldy);
+#endif
+}
+
+}  // namespace compressor::kernels

@@ -1,0 +1,187 @@
+#include <catch2/catch.hpp>
+#include <vector>
+
+#include "compressor/core/rng.hpp"
+#include "compressor/core/threading.hpp"
+#include "compressor/kernels/sparse_gemm.hpp"
+
+using namespace compressor;
+namespace k = compressor::kernels;
+
+namespace {
+
+/// A fluent sparse GEMM case: Y = X * W^T with W pruned to a sparsity.
+class SparseTester {
+ public:
+  SparseTester& m(std::int64_t v) {
+    m_ = v;
+    return *this;
+  }
+  SparseTester& n(std::int64_t v) {
+    n_ = v;
+    return *this;
+  }
+  SparseTester& k(std::int64_t v) {
+    k_ = v;
+    return *this;
+  }
+  SparseTester& ldx(std::int64_t v) {
+    ldx_ = v;
+    return *this;
+  }
+  SparseTester& ldy(std::int64_t v) {
+    ldy_ = v;
+    return *this;
+  }
+  SparseTester& sparsity(double v) {
+    sparsity_ = v;
+    return *this;
+  }
+  SparseTester& seed(std::uint64_t v) {
+    seed_ = v;
+    return *this;
+  }
+  SparseTester& extreme(bool v = true) {
+    extreme_ = v;
+    return *this;
+  }
+
+  void test_f32() const {
+    Rng rng(seed_);
+    std::vector<float> x(rows_x()), w(static_cast<std::size_t>(n_ * k_)),
+        bias(static_cast<std::size_t>(n_));
+    for (auto& v : x) v = static_cast<float>(rng.uniform(-1, 1));
+    for (auto& v : w) v = rng.uniform() < sparsity_ ? 0.f : static_cast<float>(rng.uniform(-1, 1));
+    for (auto& v : bias) v = static_cast<float>(rng.uniform(-1, 1));
+    const k::SparseWeightsF32 sw(w.data(), n_, k_, k_);
+    for (bool relu : {false, true}) {
+      std::vector<float> got(rows_y(), 7.f), want(rows_y(), 7.f);
+      k::SparseScratch s;
+      k::sparse_gemm_f32(m_, x.data(), ldx(), sw, bias.data(), relu, got.data(), ldy(), s);
+      k::ref::sparse_gemm_f32(m_, x.data(), ldx(), sw, bias.data(), relu, want.data(), ldy());
+      expect_equal(got, want);
+    }
+  }
+
+  void test_u8s8() const {
+    Rng rng(seed_);
+    std::vector<std::uint8_t> x(rows_x());
+    std::vector<std::int8_t> w(static_cast<std::size_t>(n_ * k_));
+    for (auto& v : x)
+      v = static_cast<std::uint8_t>(extreme_ ? (rng.below(2) ? 255 : 0) : rng.below(256));
+    for (auto& v : w)  // the full int8 range: the sparse kernel has no saturation
+      v = rng.uniform() < sparsity_
+              ? 0
+              : static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? 127 : -128)
+                                                  : int(rng.below(256)) - 128);
+    std::vector<std::int32_t> bias(static_cast<std::size_t>(n_));
+    std::vector<float> mult(static_cast<std::size_t>(n_));
+    for (auto& v : bias) v = static_cast<std::int32_t>(rng.below(20001)) - 10000;
+    for (auto& v : mult)
+      v = static_cast<float>(rng.uniform(0.5, 2) * 0.05 /
+                             (1 + std::sqrt(k_ * (1 - sparsity_)) * 30));
+    const k::SparseWeightsS8 sw(w.data(), n_, k_, k_);
+    k::SparseScratch s;
+    for (std::int32_t za : {0, 131, 255}) {
+      {
+        std::vector<std::int32_t> got(rows_y(), 7), want(rows_y(), 7);
+        k::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, k::Int32Out{bias.data()}, got.data(),
+                            ldy(), s);
+        k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, k::Int32Out{bias.data()}, want.data(),
+                                 ldy());
+        expect_equal(got, want);
+      }
+      for (bool relu : {false, true}) {
+        const k::RequantOut epi{bias.data(), mult.data(), 100, relu ? 100 : 0, 255};
+        std::vector<std::uint8_t> got(rows_y(), 7), want(rows_y(), 7);
+        k::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, epi, got.data(), ldy(), s);
+        k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, epi, want.data(), ldy());
+        expect_equal(got, want);
+        const k::DequantOut dq{bias.data(), mult.data(), relu};
+        std::vector<float> gotf(rows_y(), 7.f), wantf(rows_y(), 7.f);
+        k::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, dq, gotf.data(), ldy(), s);
+        k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, dq, wantf.data(), ldy());
+        expect_equal(gotf, wantf);
+      }
+    }
+  }
+
+ private:
+  std::int64_t ldx() const { return ldx_ ? ldx_ : k_; }
+  std::int64_t ldy() const { return ldy_ ? ldy_ : n_; }
+  std::size_t rows_x() const { return static_cast<std::size_t>((m_ - 1) * ldx() + k_); }
+  std::size_t rows_y() const { return static_cast<std::size_t>((m_ - 1) * ldy() + n_); }
+
+  template <class T>
+  void expect_equal(const std::vector<T>& got, const std::vector<T>& want) const {
+    std::size_t bad = 0, first = 0;
+    for (std::size_t i = 0; i < got.size(); ++i)
+      if (got[i] != want[i] && bad++ == 0) first = i;
+    INFO("M=" << m_ << " N=" << n_ << " K=" << k_ << " sparsity=" << sparsity_
+              << " first mismatch at " << first << ": " << +got[first] << " vs " << +want[first]);
+    CHECK(bad == 0);
+  }
+
+  std::int64_t m_ = 1, n_ = 1, k_ = 1, ldx_ = 0, ldy_ = 0;
+  double sparsity_ = 0.8;
+  std::uint64_t seed_ = 1;
+  bool extreme_ = false;
+};
+
+std::vector<std::int64_t> sizes() {
+  std::vector<std::int64_t> s;
+  for (std::int64_t i = 1; i <= 17; ++i) s.push_back(i);
+  for (int j = 5; j <= 7; ++j)
+    for (std::int64_t d : {-1, 0, 1}) s.push_back((std::int64_t{1} << j) + d);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("sparse_gemm_f32 equals its reference bit for bit", "[kernels][sparse]") {
+  for (auto v : sizes()) {
+    SparseTester().m(v).n(19).k(40).seed(static_cast<std::uint64_t>(v)).test_f32();
+    SparseTester().m(37).n(v).k(24).seed(static_cast<std::uint64_t>(v)).test_f32();
+    SparseTester().m(33).n(9).k(v).seed(static_cast<std::uint64_t>(v)).test_f32();
+  }
+  for (double sp : {0.0, 0.5, 0.9, 0.99, 1.0})
+    SparseTester().m(70).n(24).k(100).sparsity(sp).test_f32();
+  SparseTester().m(65).n(17).k(19).ldx(23).ldy(30).test_f32();
+}
+
+TEST_CASE("sparse_gemm_u8s8 equals its reference bit for bit", "[kernels][sparse]") {
+  for (auto v : sizes()) {
+    SparseTester().m(v).n(19).k(40).seed(static_cast<std::uint64_t>(v)).test_u8s8();
+    SparseTester().m(37).n(v).k(24).seed(static_cast<std::uint64_t>(v)).test_u8s8();
+    SparseTester().m(33).n(9).k(v).seed(static_cast<std::uint64_t>(v)).test_u8s8();
+  }
+  for (double sp : {0.0, 0.5, 0.9, 0.99, 1.0})
+    SparseTester().m(70).n(24).k(100).sparsity(sp).test_u8s8();
+  SparseTester().m(65).n(17).k(19).ldx(23).ldy(30).test_u8s8();
+  SparseTester().m(64).n(16).k(4608).sparsity(0.0).extreme().test_u8s8();
+}
+
+TEST_CASE("sparse kernels give the same result with 1 and 2 threads", "[kernels][sparse]") {
+  const int saved = num_threads();
+  for (int t : {1, 2}) {
+    set_num_threads(t);
+    SparseTester().m(200).n(40).k(72).sparsity(0.7).test_f32();
+    SparseTester().m(200).n(40).k(72).sparsity(0.7).test_u8s8();
+  }
+  set_num_threads(saved);
+}
+
+TEST_CASE("SparseWeights keeps exactly the nonzeros", "[kernels][sparse]") {
+  const std::vector<std::int8_t> w = {0, 3, 0, -4, 0, 0, 0, 0, 5, 0, 0, 1};
+  const k::SparseWeightsS8 s(w.data(), 3, 4, 4);
+  CHECK(s.nnz() == 4);
+  CHECK(s.row_begin(1) == 2);
+  CHECK(s.row_begin(2) == 2);
+  CHECK(s.row_sums()[0] == -1);
+  CHECK(s.row_sums()[2] == 6);
+  std::vector<std::int32_t> y(3);
+  k::SparseScratch sc;
+  CHECK_THROWS_AS(k::sparse_gemm_u8s8(1, std::vector<std::uint8_t>(4).data(), 3, 0, s,
+                                      k::Int32Out{}, y.data(), 3, sc),
+                  ShapeError);
+}
