@@ -1,0 +1,183 @@
+// fp32 training benchmarks: Conv2d forward and backward on the conv shapes of
+// CifarCnn (batch 128, 32x32) and ResNet-18 (frames of 112x112), and a full
+// training step (forward, loss, backward, SGD) of CifarCnn (batch 128) and of
+// the EfRegressor (4 clips of 8 frames of 112x112), at 1 and 2 threads.
+// Counters: GFLOP/s (2*M*N*K per GEMM-equivalent) and images/s.
+//
+//   build/release/benchmarks/train/bench_train --benchmark_counters_tabular=true
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "compressor/core/threading.hpp"
+#include "compressor/models.hpp"
+#include "compressor/nn.hpp"
+#include "compressor/train.hpp"
+
+using namespace compressor;
+
+namespace {
+
+Tensor<float> random_input(const Shape& s, std::uint64_t seed) {
+  Rng rng(seed);
+  Tensor<float> t(s);
+  for (auto& v : t.flat()) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+  return t;
+}
+
+/// Multiply-adds of a conv forward, times 2.
+double conv_flops(const nn::Conv2d& c, const nn::ConvGeometry& g) {
+  return 2.0 * static_cast<double>(g.rows()) * static_cast<double>(g.cols()) *
+         static_cast<double>(c.options().out_channels);
+}
+
+// Args: batch, H(=W), in, out, kernel, stride, padding, threads.
+void conv_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"N", "HW", "Cin", "Cout", "k", "s", "threads"});
+  for (int threads : {1, 2}) {
+    // CifarCnn, batch 128.
+    b->Args({128, 32, 3, 64, 3, 1, threads});
+    b->Args({128, 16, 64, 128, 3, 1, threads});
+    b->Args({128, 8, 128, 256, 3, 1, threads});
+    b->Args({128, 4, 256, 512, 3, 1, threads});
+    // ResNet-18 on 8 frames of 112x112.
+    b->Args({8, 112, 3, 64, 7, 2, threads});
+    b->Args({8, 28, 64, 64, 3, 1, threads});
+    b->Args({8, 28, 64, 128, 3, 2, threads});
+    b->Args({8, 14, 128, 128, 3, 1, threads});
+    b->Args({8, 14, 128, 256, 3, 2, threads});
+    b->Args({8, 7, 256, 256, 3, 1, threads});
+    b->Args({8, 7, 256, 512, 3, 2, threads});
+    b->Args({8, 4, 512, 512, 3, 1, threads});
+    b->Args({8, 28, 64, 128, 1, 2, threads});
+  }
+}
+
+struct ConvCase {
+  std::unique_ptr<nn::Conv2d> conv;
+  Tensor<float> x, dy;
+  nn::ConvGeometry g;
+  explicit ConvCase(const benchmark::State& st) {
+    const std::int64_t n = st.range(0), hw = st.range(1), cin = st.range(2), cout = st.range(3),
+                       k = st.range(4), s = st.range(5);
+    set_num_threads(static_cast<int>(st.range(6)));
+    conv = std::make_unique<nn::Conv2d>(cin, cout, k, s, k / 2, false);
+    x = random_input(Shape{n, hw, hw, cin}, 1);
+    g = conv->geometry(x.shape());
+    dy = random_input(Shape{n, g.oh, g.ow, cout}, 2);
+  }
+};
+
+void BM_Conv2dForward(benchmark::State& st) {
+  ConvCase c(st);
+  for (auto _ : st) benchmark::DoNotOptimize(c.conv->forward(c.x).data());
+  st.counters["GFLOP/s"] = benchmark::Counter(conv_flops(*c.conv, c.g) * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Conv2dForward)->Apply(conv_args)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_Conv2dBackward(benchmark::State& st) {
+  ConvCase c(st);
+  (void)c.conv->forward(c.x);
+  for (auto _ : st) benchmark::DoNotOptimize(c.conv->backward(c.dy).data());
+  // Weight gradient and input gradient: two GEMMs of the forward's size.
+  st.counters["GFLOP/s"] = benchmark::Counter(2 * conv_flops(*c.conv, c.g) * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Conv2dBackward)->Apply(conv_args)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+template <class MakeModel, class MakeBatch>
+void train_step_bench(benchmark::State& st, MakeModel make_model, MakeBatch make_batch,
+                      std::int64_t images_per_step, double flops_per_step) {
+  set_num_threads(static_cast<int>(st.range(0)));
+  nn::init::manual_seed(1);
+  auto model = make_model();
+  auto batch = make_batch();
+  train::Sgd sgd(model->named_parameters(),
+                 train::SgdOptions{.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f});
+  std::unique_ptr<nn::Loss> loss;
+  if (batch.labels.numel() > 0)
+    loss = std::make_unique<nn::SoftmaxCrossEntropy>();
+  else
+    loss = std::make_unique<nn::MSELoss>();
+  train::Trainer trainer(
+      *model, *loss, sgd,
+      batch.labels.numel() > 0 ? train::Task::classification : train::Task::regression);
+  trainer.step(batch);  // warm-up: buffers allocated
+  for (auto _ : st) benchmark::DoNotOptimize(trainer.step(batch));
+  st.counters["images/s"] = benchmark::Counter(static_cast<double>(images_per_step),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_step * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Forward conv+linear FLOPs (multiply-adds x2) per image; a training step is 3x.
+constexpr double kCifarForwardFlops = 2.0 * (32 * 32 * 64 * 27 + 16 * 16 * 128 * 576 +
+                                             8 * 8 * 256 * 1152 + 4 * 4 * 512 * 2304 + 512 * 10);
+
+double resnet18_forward_flops(std::int64_t hw) {
+  // Sum over convs of 2 * OH*OW * Cout * K*K*Cin, for torchvision's topology.
+  auto out = [](std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t p) {
+    return (in + 2 * p - k) / s + 1;
+  };
+  double f = 0;
+  std::int64_t h = out(hw, 7, 2, 3);
+  f += 2.0 * h * h * 64 * 49 * 3;
+  h = out(h, 3, 2, 1);
+  std::int64_t c = 64;
+  for (int stage = 0; stage < 4; ++stage) {
+    const std::int64_t co = 64 << stage;
+    for (int blk = 0; blk < 2; ++blk) {
+      const std::int64_t s = (stage > 0 && blk == 0) ? 2 : 1;
+      const std::int64_t ho = out(h, 3, s, 1);
+      f += 2.0 * ho * ho * co * 9 * c;                     // conv1
+      f += 2.0 * ho * ho * co * 9 * co;                    // conv2
+      if (s != 1 || c != co) f += 2.0 * ho * ho * co * c;  // downsample
+      h = ho;
+      c = co;
+    }
+  }
+  return f;
+}
+
+void BM_TrainStep_CifarCnn_b128(benchmark::State& st) {
+  train_step_bench(
+      st, [] { return std::make_unique<models::CifarCnn>(); },
+      [] {
+        data::Batch b;
+        b.inputs = random_input(Shape{128, 32, 32, 3}, 3);
+        b.labels = Tensor<std::int32_t>(Shape{128});
+        for (std::int64_t i = 0; i < 128; ++i) b.labels[i] = static_cast<std::int32_t>(i % 10);
+        return b;
+      },
+      128, 3 * 128 * kCifarForwardFlops);
+}
+BENCHMARK(BM_TrainStep_CifarCnn_b128)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_TrainStep_EfRegressor_4x8x112(benchmark::State& st) {
+  train_step_bench(
+      st, [] { return std::make_unique<models::EfRegressor>(); },
+      [] {
+        data::Batch b;
+        b.inputs = random_input(Shape{4, 8, 112, 112, 3}, 4);
+        b.targets = Tensor<float>::from(Shape{4, 1}, {40.f, 55.f, 60.f, 70.f});
+        return b;
+      },
+      32, 3 * 32 * resnet18_forward_flops(112));
+}
+BENCHMARK(BM_TrainStep_EfRegressor_4x8x112)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
