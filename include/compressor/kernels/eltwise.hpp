@@ -22,37 +22,42 @@ inline void require_qparams(QuantParams q, const char* what) {
   require(q.scale > 0.f && q.zero_point >= 0 && q.zero_point <= 255, what, ": scale ", q.scale,
           " must be > 0 and zero point ", q.zero_point, " in [0, 255]");
 }
+
+/// Runs simd(i, len) -> elements done, then ref(i, len) on the rest, over
+/// contiguous chunks of [0, n), threaded.
+template <class Simd, class Ref>
+void run_elementwise(std::int64_t n, Simd simd, Ref ref) {
+  parallel_for(
+      n,
+      [&](std::int64_t b, std::int64_t e) {
+        const std::int64_t done = simd(b, e - b);
+        ref(b + done, e - b - done);
+      },
+      kEltwiseGrain);
+}
 }  // namespace detail
 
 inline void quantize_f32_u8(TensorView<const float> x, QuantParams q, TensorView<std::uint8_t> y) {
   check_same_shape(y.shape(), x.shape(), "quantize_f32_u8 output");
   detail::require_qparams(q, "quantize_f32_u8");
-  parallel_for(
+  const float* xp = x.data();
+  std::uint8_t* yp = y.data();
+  detail::run_elementwise(
       x.numel(),
-      [&](std::int64_t b, std::int64_t e) {
-        std::int64_t done = 0;
-#if COMPRESSOR_KERNELS_AVX2
-        done = simd::quantize_f32(e - b, x.data() + b, q, y.data() + b);
-#endif
-        ref::quantize(e - b - done, x.data() + b + done, q, y.data() + b + done);
-      },
-      detail::kEltwiseGrain);
+      [&](std::int64_t i, std::int64_t n) { return simd::quantize_f32(n, xp + i, q, yp + i); },
+      [&](std::int64_t i, std::int64_t n) { ref::quantize(n, xp + i, q, yp + i); });
 }
 
 inline void dequantize_u8_f32(TensorView<const std::uint8_t> x, QuantParams q,
                               TensorView<float> y) {
   check_same_shape(y.shape(), x.shape(), "dequantize_u8_f32 output");
   detail::require_qparams(q, "dequantize_u8_f32");
-  parallel_for(
+  const std::uint8_t* xp = x.data();
+  float* yp = y.data();
+  detail::run_elementwise(
       x.numel(),
-      [&](std::int64_t b, std::int64_t e) {
-        std::int64_t done = 0;
-#if COMPRESSOR_KERNELS_AVX2
-        done = simd::dequantize_u8(e - b, x.data() + b, q, y.data() + b);
-#endif
-        ref::dequantize(e - b - done, x.data() + b + done, q, y.data() + b + done);
-      },
-      detail::kEltwiseGrain);
+      [&](std::int64_t i, std::int64_t n) { return simd::dequantize_u8(n, xp + i, q, yp + i); },
+      [&](std::int64_t i, std::int64_t n) { ref::dequantize(n, xp + i, q, yp + i); });
 }
 
 /// y = requant(s_a (a - z_a) + s_b (b - z_b)); relu clamps at y's zero point.
@@ -64,17 +69,16 @@ inline void add_u8_requant(TensorView<const std::uint8_t> a, QuantParams qa,
   detail::require_qparams(qa, "add_u8_requant first input");
   detail::require_qparams(qb, "add_u8_requant second input");
   detail::require_qparams(qy, "add_u8_requant output");
-  parallel_for(
+  const std::uint8_t *ap = a.data(), *bp = b.data();
+  std::uint8_t* yp = y.data();
+  detail::run_elementwise(
       a.numel(),
-      [&](std::int64_t s, std::int64_t e) {
-        std::int64_t done = 0;
-#if COMPRESSOR_KERNELS_AVX2
-        done = simd::add_u8(e - s, a.data() + s, qa, b.data() + s, qb, y.data() + s, qy, relu);
-#endif
-        ref::add(e - s - done, a.data() + s + done, qa, b.data() + s + done, qb,
-                 y.data() + s + done, qy, relu);
+      [&](std::int64_t i, std::int64_t n) {
+        return simd::add_u8(n, ap + i, qa, bp + i, qb, yp + i, qy, relu);
       },
-      detail::kEltwiseGrain);
+      [&](std::int64_t i, std::int64_t n) {
+        ref::add(n, ap + i, qa, bp + i, qb, yp + i, qy, relu);
+      });
 }
 
 }  // namespace compressor::kernels

@@ -63,9 +63,11 @@ void gemm_u8s8(std::int64_t M, const std::uint8_t* A, std::int64_t lda, std::int
   constexpr std::int64_t MR = GemmU8S8Tiles::kMR;
   const std::int64_t row_tiles = (M + MR - 1) / MR;
   const std::int64_t panels = B.panels();
-  // Work per row tile ~ panels * K: split rows when there are enough of them,
-  // otherwise split the column panels.
-  if (row_tiles >= 2 * num_threads() || row_tiles >= panels) {
+  // Splitting rows makes every thread read all N x K weights and M / T rows of
+  // A; splitting panels, all of A and N / T of the weights. Split the larger
+  // operand, when it has a tile per thread.
+  const bool split_rows = (M >= B.n() && row_tiles >= num_threads()) || panels < num_threads();
+  if (split_rows) {
     parallel_for(row_tiles, [&](std::int64_t b, std::int64_t e) {
       detail::gemm_u8s8_range(b * MR, std::min(M, e * MR), 0, panels, A, lda, a_zero_point, B, epi,
                               C, ldc);

@@ -113,4 +113,21 @@ inline std::int64_t avg_pool_u8(std::int64_t HW, std::int64_t C, const std::uint
 
 }  // namespace compressor::kernels::simd
 
+#else
+
+namespace compressor::kernels::simd {
+// No vector path in this build: the vector bodies do nothing and the public
+// wrappers run the reference on everything.
+inline std::int64_t quantize_f32(std::int64_t, const float*, QuantParams, std::uint8_t*) {
+  return 0;
+}
+inline std::int64_t dequantize_u8(std::int64_t, const std::uint8_t*, QuantParams, float*) {
+  return 0;
+}
+inline std::int64_t add_u8(std::int64_t, const std::uint8_t*, QuantParams, const std::uint8_t*,
+                           QuantParams, std::uint8_t*, QuantParams, bool) {
+  return 0;
+}
+}  // namespace compressor::kernels::simd
+
 #endif
