@@ -65,11 +65,12 @@ def main(path):
         print("| shape | threads | type | dense GOPS | " + " | ".join(p[1:] + "%" for p in pcts) + " |")
         print("|---|---|---|---|" + "---|" * len(pcts))
         for (shape, threads), r in sparse.items():
-            for typ, dense_key in (("fp32", "dense_eigen_f32"), ("int8", "dense_int8")):
+            for typ, impl, dense_key in (("fp32", "sparse_f32", "dense_eigen_f32"),
+                                         ("int8", "sparse_int8", "dense_int8")):
                 d = r.get(dense_key)
                 if not d:
                     continue
-                cells = [f"{r.get(f'sparse_{typ}/{p}', float('nan')) / d:.2f}x" for p in pcts]
+                cells = [f"{r.get(f'{impl}/{p}', float('nan')) / d:.2f}x" for p in pcts]
                 print(f"| {shape} | {threads[1:]} | {typ} | {d:.0f} | " + " | ".join(cells) + " |")
 
 

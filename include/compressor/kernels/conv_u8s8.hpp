@@ -144,7 +144,7 @@ class ConvU8S8 {
       im2col_u8(g_, H, W, x.data(), static_cast<std::uint8_t>(zx), b * OW, e * OW,
                 cols + b * OW * ld, ld);
     });
-    gemm_u8s8(M, cols, ld, zx, packed_, epi, y, g_.out_c);
+    gemm_u8s8(M, cols, ld, zx, packed_, epi, y, g_.out_c, /*a_padded=*/true);
   }
 
   ConvGeometry g_;

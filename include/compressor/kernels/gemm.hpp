@@ -40,9 +40,9 @@ template <GemmEpilogue Epi>
 void gemm_u8s8_range(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
                      const std::uint8_t* A, std::int64_t lda, std::int32_t za,
                      const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C,
-                     std::int64_t ldc) {
+                     std::int64_t ldc, [[maybe_unused]] bool a_padded) {
 #if COMPRESSOR_KERNELS_AVX2
-  simd::detail_gemm::gemm_block(m0, m1, p0, p1, A, lda, za, B, epi, C, ldc);
+  simd::detail_gemm::gemm_block(m0, m1, p0, p1, A, lda, za, B, epi, C, ldc, a_padded);
 #else
   gemm_u8s8_portable(m0, m1, p0, p1, A, lda, za, B, epi, C, ldc);
 #endif
@@ -51,11 +51,16 @@ void gemm_u8s8_range(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int
 }  // namespace detail
 
 /// C = epi(A * W^T) for the generic epilogue types of epilogue.hpp.
+/// a_padded: every row of A, the last included, has B.k_padded() readable
+/// bytes (any values: the packed weights are zero there), as im2col rows do;
+/// the kernel then needs no partial k group.
 template <GemmEpilogue Epi>
 void gemm_u8s8(std::int64_t M, const std::uint8_t* A, std::int64_t lda, std::int32_t a_zero_point,
-               const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C, std::int64_t ldc) {
-  require<ShapeError>(M >= 0 && lda >= B.k() && ldc >= B.n(), "gemm_u8s8: A is ", M, "x", B.k(),
-                      " with row stride ", lda, ", C is ", M, "x", B.n(), " with row stride ", ldc,
+               const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C, std::int64_t ldc,
+               bool a_padded = false) {
+  require<ShapeError>(M >= 0 && lda >= (a_padded ? B.k_padded() : B.k()) && ldc >= B.n(),
+                      "gemm_u8s8: A is ", M, "x", B.k(), " with row stride ", lda, ", C is ", M,
+                      "x", B.n(), " with row stride ", ldc,
                       " (strides must be >= the row lengths)");
   require(a_zero_point >= 0 && a_zero_point <= 255, "gemm_u8s8: activation zero point ",
           a_zero_point, " is outside [0, 255]");
@@ -70,11 +75,11 @@ void gemm_u8s8(std::int64_t M, const std::uint8_t* A, std::int64_t lda, std::int
   if (split_rows) {
     parallel_for(row_tiles, [&](std::int64_t b, std::int64_t e) {
       detail::gemm_u8s8_range(b * MR, std::min(M, e * MR), 0, panels, A, lda, a_zero_point, B, epi,
-                              C, ldc);
+                              C, ldc, a_padded);
     });
   } else {
     parallel_for(panels, [&](std::int64_t b, std::int64_t e) {
-      detail::gemm_u8s8_range(0, M, b, e, A, lda, a_zero_point, B, epi, C, ldc);
+      detail::gemm_u8s8_range(0, M, b, e, A, lda, a_zero_point, B, epi, C, ldc, a_padded);
     });
   }
 }

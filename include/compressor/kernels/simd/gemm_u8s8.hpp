@@ -160,10 +160,10 @@ inline void micro_tile(std::int64_t k, const std::uint8_t* a, std::int64_t lda,
 template <class Epi>
 void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
                 const std::uint8_t* A, std::int64_t lda, std::int32_t za,
-                const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C,
-                std::int64_t ldc) {
+                const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C, std::int64_t ldc,
+                bool a_padded) {
   constexpr int MR = GemmU8S8Tiles::kMR;
-  const std::int64_t N = B.n(), K = B.k();
+  const std::int64_t N = B.n(), K = a_padded ? B.k_padded() : B.k();
   const std::int64_t panel_bytes = B.k_padded() * 16;
   const std::int64_t nc = std::max<std::int64_t>(1, GemmU8S8Tiles::kL2WeightBytes / panel_bytes);
   const float* fl = epilogue_floats(epi);
