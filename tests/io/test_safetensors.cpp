@@ -158,6 +158,10 @@ TEST_CASE("safetensors rejects malformed files naming the file and the tensor",
        raw_safetensors(
            R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", k8),
        {"tensor 'a'", "too many elements"}},
+      {"int64 overflow in an empty shape",
+       raw_safetensors(
+           R"({"a":{"dtype":"F32","shape":[4611686018427387904,2,0],"data_offsets":[0,0]}})", ""),
+       {"tensor 'a'", "too many elements"}},
       {"byte size overflow",
        raw_safetensors(
            R"({"a":{"dtype":"I64","shape":[4611686018427387904],"data_offsets":[0,8]}})", k8),

@@ -98,7 +98,8 @@ class AtomicFile {
   [[noreturn]] void fail(const std::string& what) {
     const int err = errno;
     discard();
-    throw IoError(detail::concat(what, " '", path_.string(), "': ", std::strerror(err)));
+    throw IoError(
+        compressor::detail::concat(what, " '", path_.string(), "': ", std::strerror(err)));
   }
 
   std::filesystem::path path_;

@@ -209,8 +209,9 @@ inline LoadReport load_checkpoint(nn::Module& m, SafetensorsFile& file,
   // Validate and stage every value before touching the model.
   std::vector<detail::Staged> staged;
   staged.reserve(matches.size());
-  for (const auto& [info, index] : matches) {
-    const detail::StateEntry& e = entries[index];
+  for (const auto& match : matches) {
+    const TensorInfo* info = match.first;  // not a structured binding: lambdas capture it
+    const detail::StateEntry& e = entries[match.second];
     staged.push_back(detail::dispatch_dtype(e.dtype, [&]<class T>() {
       auto& dst = *static_cast<Tensor<T>*>(e.tensor);
       if (!info->dtype || *info->dtype != e.dtype)
@@ -237,7 +238,7 @@ inline LoadReport load_checkpoint(nn::Module& m, SafetensorsFile& file,
   // Commit: plain copies of validated sizes, nothing can fail past this point.
   for (const auto& s : staged)
     if (!s.bytes.empty()) std::memcpy(s.dst, s.bytes.data(), s.bytes.size());
-  for (const auto& [info, index] : matches) report.loaded.push_back(entries[index].name);
+  for (const auto& match : matches) report.loaded.push_back(entries[match.second].name);
   return report;
 }
 

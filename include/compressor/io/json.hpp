@@ -167,9 +167,9 @@ class Parser {
         ++col;
       }
     }
-    throw JsonError(
-        detail::concat("JSON: ", what, " at byte ", pos_, " (line ", line, ", column ", col, ")"),
-        pos_);
+    throw JsonError(compressor::detail::concat("JSON: ", what, " at byte ", pos_, " (line ", line,
+                                               ", column ", col, ")"),
+                    pos_);
   }
 
   bool at_end() const { return pos_ >= s_.size(); }
@@ -183,7 +183,7 @@ class Parser {
 
   void expect_literal(std::string_view lit) {
     if (s_.substr(pos_, lit.size()) != lit)
-      fail(detail::concat("invalid literal, expected '", lit, "'"));
+      fail(compressor::detail::concat("invalid literal, expected '", lit, "'"));
     pos_ += lit.size();
   }
 
@@ -207,13 +207,14 @@ class Parser {
         return Value();
       default:
         if (peek() == '-' || (peek() >= '0' && peek() <= '9')) return parse_number();
-        fail(detail::concat("unexpected character '", printable(peek()), "', expected a value"));
+        fail(compressor::detail::concat("unexpected character '", printable(peek()),
+                                        "', expected a value"));
     }
   }
 
   void enter(int depth) {
     if (depth > opt_.max_depth)
-      fail(detail::concat("nesting deeper than ", opt_.max_depth, " levels"));
+      fail(compressor::detail::concat("nesting deeper than ", opt_.max_depth, " levels"));
   }
 
   Value parse_object(int depth) {
@@ -233,7 +234,7 @@ class Parser {
       for (const auto& m : obj)
         if (m.first == key) {
           pos_ = key_pos;
-          fail(detail::concat("duplicate key \"", key, "\""));
+          fail(compressor::detail::concat("duplicate key \"", key, "\""));
         }
       skip_ws();
       if (peek() != ':') fail("expected ':' after object key");
@@ -459,7 +460,7 @@ class Parser {
         }
         default:
           --pos_;
-          fail(detail::concat("invalid escape '\\", printable(e), "' in string"));
+          fail(compressor::detail::concat("invalid escape '\\", printable(e), "' in string"));
       }
     }
   }

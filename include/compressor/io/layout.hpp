@@ -12,19 +12,27 @@
 
 namespace compressor::io {
 
+namespace detail {
+/// Copies src into dst, moving between (A, C, HW) and (A, HW, C) order.
+template <class T>
+void permute_channels(const T* src, T* dst, std::int64_t a, std::int64_t c, std::int64_t hw,
+                      bool to_last) {
+  for (std::int64_t i = 0; i < a; ++i)
+    for (std::int64_t k = 0; k < c; ++k)
+      for (std::int64_t p = 0; p < hw; ++p) {
+        const std::int64_t first = (i * c + k) * hw + p, last = (i * hw + p) * c + k;
+        dst[to_last ? last : first] = src[to_last ? first : last];
+      }
+}
+}  // namespace detail
+
 /// (A, C, H, W) -> (A, H, W, C): NCHW -> NHWC, or OIHW -> OHWI.
 template <TensorElement T>
 Tensor<std::remove_const_t<T>> to_channels_last(TensorView<T> x) {
   require<ShapeError>(x.rank() == 4, "to_channels_last: expected a rank-4 tensor, got shape ",
                       x.shape().str());
-  const std::int64_t a = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
-  Tensor<std::remove_const_t<T>> y(Shape{a, h, w, c});
-  const auto* src = x.data();
-  auto* dst = y.data();
-  for (std::int64_t i = 0; i < a; ++i)
-    for (std::int64_t k = 0; k < c; ++k)
-      for (std::int64_t p = 0; p < h * w; ++p)
-        dst[(i * h * w + p) * c + k] = src[(i * c + k) * h * w + p];
+  Tensor<std::remove_const_t<T>> y(Shape{x.dim(0), x.dim(2), x.dim(3), x.dim(1)});
+  detail::permute_channels(x.data(), y.data(), x.dim(0), x.dim(1), x.dim(2) * x.dim(3), true);
   return y;
 }
 
@@ -33,14 +41,8 @@ template <TensorElement T>
 Tensor<std::remove_const_t<T>> to_channels_first(TensorView<T> x) {
   require<ShapeError>(x.rank() == 4, "to_channels_first: expected a rank-4 tensor, got shape ",
                       x.shape().str());
-  const std::int64_t a = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
-  Tensor<std::remove_const_t<T>> y(Shape{a, c, h, w});
-  const auto* src = x.data();
-  auto* dst = y.data();
-  for (std::int64_t i = 0; i < a; ++i)
-    for (std::int64_t k = 0; k < c; ++k)
-      for (std::int64_t p = 0; p < h * w; ++p)
-        dst[(i * c + k) * h * w + p] = src[(i * h * w + p) * c + k];
+  Tensor<std::remove_const_t<T>> y(Shape{x.dim(0), x.dim(3), x.dim(1), x.dim(2)});
+  detail::permute_channels(x.data(), y.data(), x.dim(0), x.dim(3), x.dim(1) * x.dim(2), false);
   return y;
 }
 

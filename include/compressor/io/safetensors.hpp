@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -126,7 +127,9 @@ inline TensorInfo parse_tensor_entry(const std::string& where, const std::string
     if (!d.is_int64() || d.as_int64() < 0)
       throw bad("\"shape\" holds a value that is not a non-negative integer");
     t.dims.push_back(d.as_int64());
-    if (mul_overflows(numel, static_cast<std::uint64_t>(d.as_int64()), numel))
+    // Every partial product must fit in int64, as Shape::numel computes it.
+    if (mul_overflows(numel, static_cast<std::uint64_t>(d.as_int64()), numel) ||
+        numel > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
       throw bad("shape ", t.shape_str(), " has too many elements");
   }
   if (!offsets->is_array() || offsets->as_array().size() != 2 ||
