@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -214,21 +215,28 @@ inline SafetensorsHeader parse_safetensors_header(std::string_view header_json,
 }
 
 /// A safetensors file (or an in-memory image of one) with a validated header;
-/// tensors are read on demand.
+/// tensors are read on demand through one stream, so one object must not be
+/// read from several threads at once.
 class SafetensorsFile {
  public:
   /// Opens and validates path; throws IoError naming it on any problem.
   static SafetensorsFile open(const std::filesystem::path& path) {
     SafetensorsFile f;
     f.where_ = path.string();
-    f.stream_.open(path, std::ios::binary);
-    if (!f.stream_)
-      throw IoError(compressor::detail::concat(f.where_, ": cannot open for reading"));
     std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (!std::filesystem::exists(status))
+      throw IoError(compressor::detail::concat(f.where_, ": no such file"));
+    if (!std::filesystem::is_regular_file(status))
+      throw IoError(compressor::detail::concat(f.where_, ": not a regular file"));
     const auto size = std::filesystem::file_size(path, ec);
     if (ec)
       throw IoError(
           compressor::detail::concat(f.where_, ": cannot get the file size: ", ec.message()));
+    f.stream_.open(path, std::ios::binary);
+    if (!f.stream_)
+      throw IoError(compressor::detail::concat(
+          f.where_, ": cannot open for reading: ", std::strerror(errno)));
     f.file_size_ = size;
     f.init();
     return f;
