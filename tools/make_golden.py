@@ -31,8 +31,10 @@ writer and PyTorch's values. Output is deterministic: rerunning the script
 gives byte-identical files.
 
 --check-checkpoint FILE --model {resnet18,cifar_cnn} [--width W --num-classes N]
-loads a checkpoint written by compressor into the PyTorch model with
-load_state_dict(strict=True), to check that the files open in PyTorch.
+[--compare IO_FILE] loads a checkpoint written by compressor into the PyTorch
+model with load_state_dict(strict=True), to check that the files open in
+PyTorch, and optionally compares PyTorch's eval output with compressor's
+(the golden_pytorch_interop test does this).
 """
 
 import argparse
@@ -357,11 +359,24 @@ def verify_all(out_dir):
     print("formula features.0.weight[0:3] =", v[:3].tolist())
 
 
-def check_checkpoint(path, model, width, num_classes):
+def check_checkpoint(path, model, width, num_classes, compare):
+    """Loads a compressor checkpoint into the PyTorch model (strict). With
+    compare (a file of "input" NCHW and compressor's eval "output"), checks
+    PyTorch's eval output on that input; returns 1 on a mismatch."""
     tensors, meta = read_safetensors(path)
     net = CifarCnn(num_classes) if model == "cifar_cnn" else ResNet18(width, num_classes)
     net.load_state_dict(tensors, strict=True)
     print(f"{path}: loaded {len(tensors)} tensors into PyTorch {model} (strict); metadata {meta}")
+    if not compare:
+        return 0
+    io, _ = read_safetensors(compare)
+    net.eval()
+    with torch.no_grad():
+        y = net(io["input"])
+    want = io["output"]
+    err = ((y - want).abs().max() / max(want.abs().max().item(), 1e-6)).item()
+    print(f"{compare}: PyTorch output vs compressor's: max|diff| / max|compressor| = {err:.3g}")
+    return 0 if err <= 1e-4 else 1
 
 
 def main():
@@ -373,9 +388,10 @@ def main():
     ap.add_argument("--model", choices=["resnet18", "cifar_cnn"], default="resnet18")
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--num-classes", type=int, default=1000)
+    ap.add_argument("--compare", metavar="IO_FILE", help="with --check-checkpoint: input and expected output")
     args = ap.parse_args()
     if args.check_checkpoint:
-        check_checkpoint(args.check_checkpoint, args.model, args.width, args.num_classes)
+        return check_checkpoint(args.check_checkpoint, args.model, args.width, args.num_classes, args.compare)
     elif args.verify:
         verify_all(os.path.normpath(args.out))
     else:
