@@ -1,7 +1,8 @@
 // DataLoader: a BatchSource over any Dataset. Shuffles per epoch, cuts the
 // order into batches (the last one partial unless drop_last), and prepares
-// the next batches on a background std::thread while the caller trains on the
-// current one. Optionally an OpenMP team inside that thread fills a batch.
+// the next batches on a background std::thread (one per loader, kept across
+// epochs) while the caller trains on the current one. Optionally an OpenMP
+// team inside that thread fills a batch.
 //
 // Determinism: the order of epoch e comes from Rng::derive(~seed, e) and
 // sample i's augmentation from Rng::derive(seed, e * N + i), so batches are
@@ -58,19 +59,30 @@ class DataLoader final : public BatchSource {
   }
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
-  ~DataLoader() override { stop_worker(); }
+  ~DataLoader() override {
+    if (!worker_.joinable()) return;
+    {
+      std::lock_guard lock(mu_);
+      shutdown_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
 
   void start_epoch(std::uint64_t epoch) override {
-    stop_worker();
+    cancel_job();  // the worker is idle from here until the new job is posted
     epoch_ = epoch;
     order_ = epoch_order(epoch);
     taken_ = 0;
     started_ = true;
     failed_ = false;
-    if (opt_.prefetch > 0 && num_batches() > 0) {
-      stop_ = false;
-      worker_ = std::thread([this] { produce(); });
+    if (opt_.prefetch == 0 || num_batches() == 0) return;
+    if (!worker_.joinable()) worker_ = std::thread([this] { work(); });
+    {
+      std::lock_guard lock(mu_);
+      job_pending_ = true;
     }
+    cv_.notify_all();
   }
 
   /// The next batch of the epoch; false at its end. Under OnError::skip a
@@ -141,7 +153,7 @@ class DataLoader final : public BatchSource {
       std::unique_lock lock(mu_);
       if (ready_.empty()) {
         const auto t0 = std::chrono::steady_clock::now();
-        ready_cv_.wait(lock, [&] { return !ready_.empty(); });
+        cv_.wait(lock, [&] { return !ready_.empty(); });
         waited_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       }
       slot = std::move(ready_.front());
@@ -150,7 +162,7 @@ class DataLoader final : public BatchSource {
     ++taken_;
     if (slot.error) {
       failed_ = true;
-      stop_worker();
+      cancel_job();
       std::rethrow_exception(slot.error);
     }
     std::swap(out, slot.batch);
@@ -158,47 +170,54 @@ class DataLoader final : public BatchSource {
       std::lock_guard lock(mu_);
       free_.push_back(std::move(slot.batch));  // the caller's previous buffers, for reuse
     }
-    space_cv_.notify_one();
+    cv_.notify_all();
   }
 
-  void produce() {
-    for (std::int64_t b = 0; b < num_batches(); ++b) {
-      Slot slot;
-      {
-        std::unique_lock lock(mu_);
-        space_cv_.wait(lock,
-                       [&] { return stop_ || static_cast<int>(ready_.size()) < opt_.prefetch; });
-        if (stop_) return;
+  /// The worker thread: one per loader, alive until destruction. Each job
+  /// (posted by start_epoch) fills the batches of the current epoch in order,
+  /// staying at most `prefetch` batches ahead of next().
+  void work() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return shutdown_ || job_pending_; });
+      if (shutdown_) return;
+      job_pending_ = false;
+      busy_ = true;
+      for (std::int64_t b = 0; b < num_batches(); ++b) {
+        cv_.wait(lock, [&] {
+          return shutdown_ || cancel_ || static_cast<int>(ready_.size()) < opt_.prefetch;
+        });
+        if (shutdown_ || cancel_) break;
+        Slot slot;
         if (!free_.empty()) {
           slot.batch = std::move(free_.back());
           free_.pop_back();
         }
-      }
-      try {
-        fill(b, slot.batch);
-      } catch (...) {
-        slot.error = std::current_exception();
-      }
-      const bool error = slot.error != nullptr;
-      {
-        std::lock_guard lock(mu_);
+        lock.unlock();
+        try {
+          fill(b, slot.batch);
+        } catch (...) {
+          slot.error = std::current_exception();
+        }
+        lock.lock();
+        const bool error = slot.error != nullptr;
         ready_.push_back(std::move(slot));
+        cv_.notify_all();
+        if (error) break;
       }
-      ready_cv_.notify_one();
-      if (error) return;
+      busy_ = false;
+      cv_.notify_all();
     }
   }
 
-  void stop_worker() {
-    if (worker_.joinable()) {
-      {
-        std::lock_guard lock(mu_);
-        stop_ = true;
-      }
-      space_cv_.notify_all();
-      worker_.join();
-    }
-    std::lock_guard lock(mu_);
+  /// Stops the current job (the worker finishes the batch it is filling and
+  /// goes idle) and recycles the batches not taken.
+  void cancel_job() {
+    std::unique_lock lock(mu_);
+    cancel_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return !busy_ && !job_pending_; });
+    cancel_ = false;
     for (auto& s : ready_) free_.push_back(std::move(s.batch));
     ready_.clear();
   }
@@ -297,12 +316,15 @@ class DataLoader final : public BatchSource {
   bool started_ = false;
   bool failed_ = false;
 
-  // Queue between the worker and next().
+  // The worker and the queue between it and next(), all guarded by mu_.
   mutable std::mutex mu_;
-  std::condition_variable ready_cv_, space_cv_;
+  std::condition_variable cv_;
   std::deque<Slot> ready_;
   std::vector<Batch> free_;
-  bool stop_ = false;
+  bool job_pending_ = false;  // start_epoch posted a job the worker has not begun
+  bool busy_ = false;         // the worker is running a job
+  bool cancel_ = false;       // the running job should stop
+  bool shutdown_ = false;     // the worker should exit
   double waited_ = 0;
   std::thread worker_;
 

@@ -137,33 +137,35 @@ inline VideoInfo decode_clip(const std::filesystem::path& file, const ClipSpec& 
   ffmpeg::Scaler scaler;
 
   auto wanted = [&] { return known > 0 && next_t < T && idx[std::size_t(next_t)] == f; };
-  // Stores frame f (the decoded `frame`, or a repeat of the last one when null).
+  // Writes `frame` as RGB into dst; a null frame (an empty packet, which
+  // repeats the previous frame) copies prev, the last frame stored (black
+  // when there is none).
+  auto put = [&](const AVFrame* frame, std::uint8_t* dst, const std::uint8_t* prev) {
+    if (frame)
+      scaler.to_rgb(*frame, W, H, dst, name);
+    else if (prev)
+      std::memcpy(dst, prev, std::size_t(frame_bytes));
+    else
+      std::memset(dst, 0, std::size_t(frame_bytes));
+  };
+  // Stores frame f in every output slot that samples it (or, with the
+  // count unknown, appends it to `all`).
   auto deliver = [&](const AVFrame* frame) {
     if (frame && (frame->decode_error_flags != 0 || (frame->flags & AV_FRAME_FLAG_CORRUPT)))
       throw IoError(detail::concat(name, ": corrupt video data in frame ", f));
     if (known > 0) {
-      const std::int64_t first = next_t;
-      while (next_t < T && idx[std::size_t(next_t)] == f) {
+      for (const std::int64_t first = next_t; next_t < T && idx[std::size_t(next_t)] == f;
+           ++next_t) {
         std::uint8_t* dst = out.data() + next_t * frame_bytes;
         if (next_t > first)
           std::memcpy(dst, dst - frame_bytes, std::size_t(frame_bytes));
-        else if (frame)
-          scaler.to_rgb(*frame, W, H, dst, name);
-        else if (next_t > 0)
-          std::memcpy(dst, dst - frame_bytes, std::size_t(frame_bytes));
         else
-          std::memset(dst, 0, std::size_t(frame_bytes));
-        ++next_t;
+          put(frame, dst, next_t > 0 ? dst - frame_bytes : nullptr);
       }
     } else {
       all.resize(all.size() + std::size_t(frame_bytes));
       std::uint8_t* dst = all.data() + all.size() - std::size_t(frame_bytes);
-      if (frame)
-        scaler.to_rgb(*frame, W, H, dst, name);
-      else if (f > 0)
-        std::memcpy(dst, dst - frame_bytes, std::size_t(frame_bytes));
-      else
-        std::memset(dst, 0, std::size_t(frame_bytes));
+      put(frame, dst, f > 0 ? dst - frame_bytes : nullptr);
     }
     ++f;
   };
