@@ -1,6 +1,7 @@
 // Training: optimizers, learning-rate schedules, metrics and the training loop.
 #pragma once
 
+#include "compressor/train/bn_recalibration.hpp"
 #include "compressor/train/metrics.hpp"
 #include "compressor/train/optimizer.hpp"
 #include "compressor/train/progress.hpp"

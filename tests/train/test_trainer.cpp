@@ -133,3 +133,42 @@ TEST_CASE("Regression metrics: MAE, RMSE, R2", "[train][metrics]") {
   CHECK(m.target_mean == Approx(55.0));
   CHECK(m.loss == Approx(3.5));
 }
+
+TEST_CASE("BN recalibration sets running stats to the data's cumulative average", "[train][bn]") {
+  nn::init::manual_seed(6);
+  nn::Sequential net;
+  net.emplace<nn::Conv2d>(3, 4, 3, 1, 1, false);
+  auto& bn = net.emplace<nn::BatchNorm2d>(4);
+  net.emplace<nn::GlobalAvgPool2d>();
+  data::Batch a = random_batch(6, 8, 20), b = random_batch(6, 8, 21);
+  // Reference: per-channel mean of the conv output over both batches (equal sizes).
+  std::vector<double> mean(4, 0.0);
+  for (const auto* batch : {&a, &b}) {
+    auto* conv = dynamic_cast<nn::Conv2d*>(&net.child(0));
+    const auto y = conv->forward(batch->inputs);
+    for (std::int64_t i = 0; i < y.numel(); ++i) mean[static_cast<std::size_t>(i % 4)] += y[i];
+  }
+  const double per_batch_rows = 6 * 8 * 8;
+  net.eval();
+  bn.running_mean().fill(7.f);  // stale
+  struct Two : data::BatchSource {
+    data::Batch a, b;
+    int i = 0;
+    void start_epoch(std::uint64_t) override { i = 0; }
+    bool next(data::Batch& out) override {
+      if (i == 2) return false;
+      out = i++ == 0 ? a : b;
+      return true;
+    }
+    std::int64_t num_batches() const override { return 2; }
+    std::int64_t num_samples() const override { return 12; }
+  } src;
+  src.a = a;
+  src.b = b;
+  CHECK(train::recalibrate_batchnorm(net, src) == 2);
+  for (int c = 0; c < 4; ++c)
+    CHECK(bn.running_mean()[c] ==
+          Approx(mean[static_cast<std::size_t>(c)] / (2 * per_batch_rows)).epsilon(1e-4));
+  CHECK_FALSE(net.is_training());
+  CHECK(bn.momentum() == Approx(0.1f));
+}

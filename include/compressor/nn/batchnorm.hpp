@@ -1,7 +1,9 @@
 // BatchNorm2d over the channel (last) dimension of NHWC activations. In
 // training it normalises with the batch statistics and updates running
 // statistics with momentum (running_var uses the unbiased batch variance, as
-// PyTorch does); in eval it uses the running statistics.
+// PyTorch does); in eval it uses the running statistics. A momentum of 0
+// means a cumulative average over the batches since the last
+// reset_running_stats() (PyTorch's momentum=None).
 #pragma once
 
 #include <cmath>
@@ -37,6 +39,17 @@ class BatchNorm2d : public Module {
   std::int64_t channels() const { return c_; }
   float eps() const { return eps_; }
   float momentum() const { return momentum_; }
+  /// Momentum of the running statistics; 0 = cumulative average.
+  void set_momentum(float m) {
+    require(m >= 0.f && m <= 1.f, "BatchNorm2d: momentum must be in [0, 1], got ", m);
+    momentum_ = m;
+  }
+  /// Running mean 0, running variance 1, no batches tracked.
+  void reset_running_stats() {
+    running_mean_.fill(0.f);
+    running_var_.fill(1.f);
+    num_batches_tracked_[0] = 0;
+  }
   Tensor<float>& weight() { return weight_; }
   Tensor<float>& bias() { return bias_; }
   Tensor<float>& running_mean() { return running_mean_; }
@@ -53,17 +66,18 @@ class BatchNorm2d : public Module {
               x.shape().str());
       // Per-channel mean and biased variance, in double, reduced in a fixed order.
       channel_sums(x.data(), nullptr, rows, sum_, sq_);
+      num_batches_tracked_[0] += 1;
+      const double m =
+          momentum_ > 0.f ? momentum_ : 1.0 / static_cast<double>(num_batches_tracked_[0]);
       for (std::int64_t c = 0; c < c_; ++c) {
         const double mean = sum_[c] / rows;
         const double var = std::max(0.0, sq_[c] / rows - mean * mean);
         mean_[c] = static_cast<float>(mean);
         invstd_[c] = static_cast<float>(1.0 / std::sqrt(var + eps_));
-        running_mean_[c] =
-            static_cast<float>((1 - momentum_) * running_mean_[c] + momentum_ * mean);
-        running_var_[c] = static_cast<float>((1 - momentum_) * running_var_[c] +
-                                             momentum_ * var * rows / (rows - 1));
+        running_mean_[c] = static_cast<float>((1 - m) * running_mean_[c] + m * mean);
+        running_var_[c] =
+            static_cast<float>((1 - m) * running_var_[c] + m * var * rows / (rows - 1));
       }
-      num_batches_tracked_[0] += 1;
     } else {
       for (std::int64_t c = 0; c < c_; ++c) {
         mean_[c] = running_mean_[c];
