@@ -1,7 +1,9 @@
 // Peak probes: tight loops of the micro-kernels' instructions, so every kernel
 // figure can be reported as a fraction of this machine's measured peak.
 //  - int8: vpmaddubsw + vpmaddwd + vpaddd (64 ops each triple on a ymm), the
-//    exact instruction mix of the u8s8 GEMM micro-kernel;
+//    exact register-to-register mix of the u8s8 GEMM micro-kernel (4 x 2
+//    distinct operand pairs, 8 accumulators), in asm so that no compiler can
+//    merge the products;
 //  - fp32: vfmadd231ps (16 flops each on a ymm), Eigen's GEMM instruction.
 #pragma once
 
@@ -25,25 +27,49 @@ inline void opaque(V& x) {
   x = V(r);
 }
 
-/// int8 ops (2 per multiply-add) done by `iters` iterations.
+/// One u8s8 multiply-add step of the micro-kernel: acc += madd(maddubs(a, w), ones).
+// clang-format off
+#define COMPRESSOR_PROBE_DOT(A, W, ACC)                \
+  "vpmaddubsw %%ymm" #W ", %%ymm" #A ", %%ymm15\n\t"    \
+  "vpmaddwd %%ymm6, %%ymm15, %%ymm15\n\t"               \
+  "vpaddd %%ymm15, %%ymm" #ACC ", %%ymm" #ACC "\n\t"
+
+/// int8 ops (2 per multiply-add) done by `iters` iterations of the 4 x 16
+/// micro-kernel's register part: 4 broadcast activation registers (ymm0-3) x
+/// 2 weight registers (ymm4-5), 8 distinct products into 8 accumulators
+/// (ymm7-14), ones in ymm6. Written in asm because with intrinsics and
+/// identical inputs per chain the compiler computes one product for all 8
+/// accumulators (common subexpression), which once made this "peak" 8x too
+/// high for the multiplies it claims to count.
 inline double u8s8_loop(std::int64_t iters) {
-  using avx2::Vec;
-  auto a = Vec<std::uint8_t>(3);
-  auto w = Vec<std::int8_t>(-5);
-  const Vec<std::int16_t> ones(1);
-  Vec<std::int32_t> acc[8];
-  for (auto& x : acc) x = Vec<std::int32_t>(0);
-  for (std::int64_t i = 0; i < iters; ++i) {
-    opaque(a);
-    opaque(w);
-    for (auto& x : acc) x = avx2::dot4_add(x, a, w, ones);
-  }
-  Vec<std::int32_t> s(0);
-  for (auto& x : acc) s += x;
-  volatile std::int32_t sink = xsimd::hadd(s);
-  (void)sink;
+  if (iters <= 0) return 0;
+  std::int64_t n = iters;
+  asm volatile(
+      "vpcmpeqw %%ymm6, %%ymm6, %%ymm6\n\t"
+      "vpsrlw $15, %%ymm6, %%ymm6\n\t"       // ones (int16)
+      "vpxor %%xmm0, %%xmm0, %%xmm0\n\t"     // some activations and weights
+      "vpsubw %%ymm6, %%ymm0, %%ymm0\n\t"
+      "vpaddb %%ymm6, %%ymm0, %%ymm1\n\t"
+      "vpaddb %%ymm6, %%ymm1, %%ymm2\n\t"
+      "vpaddb %%ymm6, %%ymm2, %%ymm3\n\t"
+      "vpsubb %%ymm6, %%ymm6, %%ymm4\n\t"
+      "vpaddb %%ymm6, %%ymm6, %%ymm5\n\t"
+      "1:\n\t"
+      COMPRESSOR_PROBE_DOT(0, 4, 7) COMPRESSOR_PROBE_DOT(0, 5, 8)
+      COMPRESSOR_PROBE_DOT(1, 4, 9) COMPRESSOR_PROBE_DOT(1, 5, 10)
+      COMPRESSOR_PROBE_DOT(2, 4, 11) COMPRESSOR_PROBE_DOT(2, 5, 12)
+      COMPRESSOR_PROBE_DOT(3, 4, 13) COMPRESSOR_PROBE_DOT(3, 5, 14)
+      "dec %0\n\t"
+      "jnz 1b\n\t"
+      "vzeroupper\n\t"
+      : "+r"(n)
+      :
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc");
   return 8.0 * 64.0 * static_cast<double>(iters);
 }
+// clang-format on
+#undef COMPRESSOR_PROBE_DOT
 
 inline double f32_fma_loop(std::int64_t iters) {
   using V = avx2::Vec<float>;
