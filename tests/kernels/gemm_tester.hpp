@@ -3,9 +3,11 @@
 //   GemmTester().m(5).n(17).k(33).lda(40).a_zero_point(255).extreme().test_requant();
 #pragma once
 
+#include <bit>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "compressor/core/rng.hpp"
@@ -65,6 +67,12 @@ class GemmTester {
   /// (large values push most outputs into the clamp).
   GemmTester& multiplier_scale(float v) {
     mscale_ = v;
+    return *this;
+  }
+  /// Every requantization multiplier / dequantization scale exactly v.
+  GemmTester& multiplier(float v) {
+    mfixed_ = v;
+    fixed_ = true;
     return *this;
   }
 
@@ -129,9 +137,19 @@ class GemmTester {
     // Typical |acc| ~ sqrt(K) * 74 * 37: aim outputs at a spread of ~60 LSB.
     const double typical = 60.0 / (2738.0 * std::sqrt(static_cast<double>(k_)));
     c.mult.resize(static_cast<std::size_t>(n_));
-    for (auto& v : c.mult) v = static_cast<float>(typical * mscale_ * rng.uniform(0.25, 2.0));
+    for (auto& v : c.mult)
+      v = fixed_ ? mfixed_ : static_cast<float>(typical * mscale_ * rng.uniform(0.25, 2.0));
     c.packed = kernels::PackedWeightsU8S8(c.w.data(), n_, k_, k_);
     return c;
+  }
+
+  /// Bit for bit (NaN equals NaN, -0 differs from +0).
+  template <class T>
+  static bool same(T a, T b) {
+    if constexpr (std::is_floating_point_v<T>)
+      return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
+    else
+      return a == b;
   }
 
   template <class T>
@@ -140,7 +158,7 @@ class GemmTester {
     for (std::int64_t i = 0; i < m_; ++i)
       for (std::int64_t j = 0; j < n_; ++j) {
         const auto idx = static_cast<std::size_t>(i * ldc() + j);
-        if (got[idx] != want[idx] && bad++ < 3) {
+        if (!same(got[idx], want[idx]) && bad++ < 3) {
           INFO("M=" << m_ << " N=" << n_ << " K=" << k_ << " lda=" << lda() << " ldc=" << ldc()
                     << " za=" << za_ << " seed=" << seed_ << " at (" << i << ", " << j << ")");
           CHECK(+got[idx] == +want[idx]);
@@ -153,7 +171,8 @@ class GemmTester {
   std::int64_t m_ = 1, n_ = 1, k_ = 1, lda_ = 0, ldc_ = 0;
   std::int32_t za_ = 128, zo_ = 100;
   bool relu_ = false, bias_ = true, extreme_ = false;
-  float mscale_ = 1.f;
+  float mscale_ = 1.f, mfixed_ = 0.f;
+  bool fixed_ = false;
   std::uint64_t seed_ = 1;
 };
 

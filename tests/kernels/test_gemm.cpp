@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <limits>
 #include <vector>
 
 #include "gemm_tester.hpp"
@@ -72,6 +73,23 @@ TEST_CASE("gemm_u8s8 is exact at extreme values: no int16 saturation", "[kernels
       t.out_zero_point(255).test_requant();
     }
   }
+}
+
+TEST_CASE("gemm_u8s8 requantizes by the rule at huge, infinite and NaN multipliers",
+          "[kernels][gemm]") {
+  // The SIMD epilogue clamps in the integer domain after rounding; these
+  // multipliers push products past int16 and int32 and into inf / NaN, where
+  // the rule still says: clamp to [qmin, qmax], NaN -> qmin.
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float m : {1e-3f, 1.f, 300.f, 1e6f, 3e9f, 1e30f, inf, -1e6f, -inf,
+                  std::numeric_limits<float>::quiet_NaN()})
+    for (std::int32_t zo : {0, 77, 255}) {
+      GemmTester t;
+      t.m(9).n(21).k(37).a_zero_point(200).out_zero_point(zo).multiplier(m);
+      t.test_requant();
+      t.relu().test_requant();
+      t.test_dequant();
+    }
 }
 
 TEST_CASE("gemm_u8s8 worst-case pairs equal the exact integer sums", "[kernels][gemm]") {

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "compressor/core/aligned_buffer.hpp"
 #include "compressor/core/error.hpp"
 #include "compressor/core/threading.hpp"
 #include "compressor/kernels/epilogue.hpp"
@@ -36,16 +37,34 @@ void gemm_u8s8_portable(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::
     }
 }
 
+/// Per-thread copy of the last rows of an unpadded A (grown once, reused).
+inline std::uint8_t* gemm_tail_buffer(std::size_t bytes) {
+  thread_local AlignedBuffer<std::uint8_t> buf;
+  buf.reserve_discard(bytes);
+  return buf.data();
+}
+
 template <GemmEpilogue Epi>
 void gemm_u8s8_range(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
                      const std::uint8_t* A, std::int64_t lda, std::int32_t za,
                      const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C,
-                     std::int64_t ldc, [[maybe_unused]] bool a_padded) {
+                     std::int64_t ldc, [[maybe_unused]] std::int64_t m_whole) {
 #if COMPRESSOR_KERNELS_AVX2
-  simd::detail_gemm::gemm_block(m0, m1, p0, p1, A, lda, za, B, epi, C, ldc, a_padded);
+  std::uint8_t* tail = nullptr;
+  if (m_whole < m1)
+    tail = gemm_tail_buffer(static_cast<std::size_t>(GemmU8S8Tiles::kMR * B.k_padded()));
+  simd::detail_gemm::gemm_block(m0, m1, p0, p1, A, lda, za, B, epi, C, ldc, m_whole, tail);
 #else
   gemm_u8s8_portable(m0, m1, p0, p1, A, lda, za, B, epi, C, ldc);
 #endif
+}
+
+/// Rows [0, result) of an M-row A (stride lda, K valid bytes per row) can be
+/// read as kp bytes without leaving A: row m needs m * lda + kp <= (M - 1) * lda + K.
+inline std::int64_t rows_readable_padded(std::int64_t M, std::int64_t lda, std::int64_t K,
+                                         std::int64_t kp, bool a_padded) {
+  if (a_padded || kp == K) return M;
+  return std::max<std::int64_t>(0, M - (kp - K + lda - 1) / lda);
 }
 
 }  // namespace detail
@@ -72,14 +91,15 @@ void gemm_u8s8(std::int64_t M, const std::uint8_t* A, std::int64_t lda, std::int
   // A; splitting panels, all of A and N / T of the weights. Split the larger
   // operand, when it has a tile per thread.
   const bool split_rows = (M >= B.n() && row_tiles >= num_threads()) || panels < num_threads();
+  const std::int64_t m_whole = detail::rows_readable_padded(M, lda, B.k(), B.k_padded(), a_padded);
   if (split_rows) {
     parallel_for(row_tiles, [&](std::int64_t b, std::int64_t e) {
       detail::gemm_u8s8_range(b * MR, std::min(M, e * MR), 0, panels, A, lda, a_zero_point, B, epi,
-                              C, ldc, a_padded);
+                              C, ldc, m_whole);
     });
   } else {
     parallel_for(panels, [&](std::int64_t b, std::int64_t e) {
-      detail::gemm_u8s8_range(0, M, b, e, A, lda, a_zero_point, B, epi, C, ldc, a_padded);
+      detail::gemm_u8s8_range(0, M, b, e, A, lda, a_zero_point, B, epi, C, ldc, m_whole);
     });
   }
 }

@@ -1,11 +1,12 @@
-// The AVX2 u8 x s8 -> s32 GEMM micro-kernel (4 rows x 16 output channels)
+// The AVX2 u8 x s8 -> s32 GEMM micro-kernel (MR rows x 16 output channels)
 // with its fused epilogues. C = epi(A * W^T): A uint8 (M x K, row stride lda,
 // read as is, no packing), W packed once (PackedWeightsU8S8).
 //
 // Per group of 4 k: two 32-byte weight loads, then per row one vpbroadcastd of
 // 4 activations and, per weight vector, vpmaddubsw + vpmaddwd(ones) + vpaddd.
 // The zero-point correction uses the precomputed weight row sums:
-// sum_k (a - za) w = sum_k a w - za * rowsum[n], applied once in the epilogue.
+// sum_k (a - za) w = sum_k a w - za * rowsum[n]; the accumulators start at
+// bias[n] - za * rowsum[n], computed once per panel.
 #pragma once
 
 #include <algorithm>
@@ -23,188 +24,224 @@ namespace compressor::kernels::simd {
 namespace detail_gemm {
 
 using avx2::Vec;
+using VI = Vec<std::int32_t>;
+using VF = Vec<float>;
 
-/// The per-panel constants of an epilogue, loaded once per micro-tile.
+/// The per-panel part of every epilogue: the accumulators' initial values
+/// bias[n] - za * rowsum[n] for the panel's 16 channels (zero past N).
+struct PanelInit {
+  VI c0, c1;
+  PanelInit(const std::int32_t* bias, const std::int32_t* sums16, std::int32_t za, int cols) {
+    alignas(32) std::int32_t b[16] = {};
+    if (bias) std::memcpy(b, bias, static_cast<std::size_t>(cols) * sizeof(b[0]));
+    const VI nza(-za);
+    c0 = VI::load_aligned(b) + VI::load_unaligned(sums16) * nza;
+    c1 = VI::load_aligned(b + 8) + VI::load_unaligned(sums16 + 8) * nza;
+  }
+};
+
+/// 16 per-channel floats of a panel, zero past N.
+inline void load16(const float* p, int cols, VF& v0, VF& v1) {
+  if (cols == 16) {
+    v0 = VF::load_unaligned(p);
+    v1 = VF::load_unaligned(p + 8);
+  } else {
+    alignas(32) float t[16] = {};
+    std::memcpy(t, p, static_cast<std::size_t>(cols) * sizeof(t[0]));
+    v0 = VF::load_aligned(t);
+    v1 = VF::load_aligned(t + 8);
+  }
+}
+
+/// Stores rows x 16 values of Out from tmp (row stride 16) to c, cols of each.
+template <class Out>
+inline void store_partial(const Out* tmp, int rows, Out* c, std::int64_t ldc, int cols) {
+  for (int r = 0; r < rows; ++r)
+    std::memcpy(c + r * ldc, tmp + 16 * r, static_cast<std::size_t>(cols) * sizeof(Out));
+}
+
+/// The per-panel constants of an epilogue and its stores of an MR x 16 tile.
 template <class Epi>
-struct VecEpilogue;
+struct PanelEpilogue;
 
-/// corr[n] = bias[n] - za * rowsum[n], as two vectors.
-struct Correction {
-  Vec<std::int32_t> c0, c1;
-  Correction(const std::int32_t* bias16, const std::int32_t* sums16, std::int32_t za) {
-    const Vec<std::int32_t> nza(-za);
-    c0 = Vec<std::int32_t>::load_unaligned(sums16) * nza;
-    c1 = Vec<std::int32_t>::load_unaligned(sums16 + 8) * nza;
-    if (bias16) {
-      c0 += Vec<std::int32_t>::load_unaligned(bias16);
-      c1 += Vec<std::int32_t>::load_unaligned(bias16 + 8);
+template <>
+struct PanelEpilogue<Int32Out> {
+  PanelEpilogue(const Int32Out&, std::int64_t, int) {}
+  template <int MR>
+  void store(const VI (&a0)[MR], const VI (&a1)[MR], std::int32_t* c, std::int64_t ldc,
+             int cols) const {
+    if (cols == 16) {
+      for (int r = 0; r < MR; ++r) {
+        a0[r].store_unaligned(c + r * ldc);
+        a1[r].store_unaligned(c + r * ldc + 8);
+      }
+    } else {
+      alignas(32) std::int32_t t[MR * 16];
+      for (int r = 0; r < MR; ++r) {
+        a0[r].store_aligned(t + 16 * r);
+        a1[r].store_aligned(t + 16 * r + 8);
+      }
+      store_partial(t, MR, c, ldc, cols);
     }
   }
 };
 
+/// requantize() on vectors, in the integer domain after the float product:
+/// q = clamp(sat8(sat16(round(min(65536, float(acc) * m))) +sat zp), qmin, qmax).
+/// This equals the rule's clamp-in-float-then-round: the bounds are integers,
+/// so clamping before or after the (monotone) rounding gives the same value;
+/// 65536 and the int16 / uint8 saturations only act on values that the
+/// clamp sends to qmin or qmax anyway; NaN converts to INT32_MIN and ends at
+/// qmin, as the rule's vmaxps does.
 template <>
-struct VecEpilogue<Int32Out> {
-  Correction corr;
-  VecEpilogue(const Int32Out&, const std::int32_t* bias16, const float*, const std::int32_t* sums16,
-              std::int32_t za)
-      : corr(bias16, sums16, za) {}
-  void store(Vec<std::int32_t> a0, Vec<std::int32_t> a1, std::int32_t* dst) const {
-    (a0 + corr.c0).store_unaligned(dst);
-    (a1 + corr.c1).store_unaligned(dst + 8);
+struct PanelEpilogue<RequantOut> {
+  VF m0, m1;
+  Vec<std::int16_t> zp;
+  Vec<std::uint8_t> qmin, qmax;
+  PanelEpilogue(const RequantOut& e, std::int64_t n0, int cols)
+      : zp(static_cast<std::int16_t>(e.zero_point)),
+        qmin(static_cast<std::uint8_t>(e.qmin)),
+        qmax(static_cast<std::uint8_t>(e.qmax)) {
+    load16(e.multiplier + n0, cols, m0, m1);
+  }
+  VI round(VI acc, VF m) const {
+    return xsimd::nearbyint_as_int(
+        avx2::min_ps_nan_right(VF(65536.f), xsimd::batch_cast<float>(acc) * m));
+  }
+  /// Rows r and r + 1 (equal for a single row) -> 32 bytes: row r | row r + 1.
+  Vec<std::uint8_t> two_rows(VI a0, VI a1, VI b0, VI b1) const {
+    const auto q =
+        avx2::pack_rows_u8(round(a0, m0), round(a1, m1), round(b0, m0), round(b1, m1), zp);
+    return xsimd::min(xsimd::max(q, qmin), qmax);
+  }
+  template <int MR>
+  void store(const VI (&a0)[MR], const VI (&a1)[MR], std::uint8_t* c, std::int64_t ldc,
+             int cols) const {
+    alignas(32) std::uint8_t t[(MR + 1) / 2 * 32];
+    for (int r = 0; r < MR; r += 2) {
+      const int s = r + 1 < MR ? r + 1 : r;
+      const auto q = two_rows(a0[r], a1[r], a0[s], a1[s]);
+      if (cols == 16) {
+        avx2::store_halves(q, c + r * ldc, r + 1 < MR ? c + (r + 1) * ldc : nullptr);
+      } else {
+        q.store_aligned(t + 16 * r);
+      }
+    }
+    if (cols < 16) store_partial(t, MR, c, ldc, cols);
   }
 };
 
 template <>
-struct VecEpilogue<RequantOut> {
-  Correction corr;
-  Vec<float> m0, m1, lo, hi;
-  Vec<std::int32_t> zp;
-  VecEpilogue(const RequantOut& e, const std::int32_t* bias16, const float* mult16,
-              const std::int32_t* sums16, std::int32_t za)
-      : corr(bias16, sums16, za),
-        m0(Vec<float>::load_unaligned(mult16)),
-        m1(Vec<float>::load_unaligned(mult16 + 8)),
-        lo(static_cast<float>(e.qmin - e.zero_point)),
-        hi(static_cast<float>(e.qmax - e.zero_point)),
-        zp(e.zero_point) {}
-  Vec<std::int32_t> round(Vec<std::int32_t> acc, Vec<float> m) const {
-    Vec<float> v = xsimd::batch_cast<float>(acc) * m;
-    v = xsimd::min(xsimd::max(v, lo), hi);
-    return xsimd::nearbyint_as_int(v) + zp;
-  }
-  void store(Vec<std::int32_t> a0, Vec<std::int32_t> a1, std::uint8_t* dst) const {
-    const __m128i q = avx2::narrow_u8(round(a0 + corr.c0, m0), round(a1 + corr.c1, m1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), q);
-  }
-};
-
-template <>
-struct VecEpilogue<DequantOut> {
-  Correction corr;
-  Vec<float> s0, s1;
+struct PanelEpilogue<DequantOut> {
+  VF s0, s1;
   bool relu;
-  VecEpilogue(const DequantOut& e, const std::int32_t* bias16, const float* scale16,
-              const std::int32_t* sums16, std::int32_t za)
-      : corr(bias16, sums16, za),
-        s0(Vec<float>::load_unaligned(scale16)),
-        s1(Vec<float>::load_unaligned(scale16 + 8)),
-        relu(e.relu) {}
-  void store(Vec<std::int32_t> a0, Vec<std::int32_t> a1, float* dst) const {
-    Vec<float> y0 = xsimd::batch_cast<float>(a0 + corr.c0) * s0;
-    Vec<float> y1 = xsimd::batch_cast<float>(a1 + corr.c1) * s1;
-    if (relu) {
-      y0 = xsimd::max(y0, Vec<float>(0.f));
-      y1 = xsimd::max(y1, Vec<float>(0.f));
+  PanelEpilogue(const DequantOut& e, std::int64_t n0, int cols) : relu(e.relu) {
+    load16(e.scale + n0, cols, s0, s1);
+  }
+  VF apply(VI a, VF s) const {
+    const VF y = xsimd::batch_cast<float>(a) * s;
+    return relu ? xsimd::max(y, VF(0.f)) : y;
+  }
+  template <int MR>
+  void store(const VI (&a0)[MR], const VI (&a1)[MR], float* c, std::int64_t ldc, int cols) const {
+    if (cols == 16) {
+      for (int r = 0; r < MR; ++r) {
+        apply(a0[r], s0).store_unaligned(c + r * ldc);
+        apply(a1[r], s1).store_unaligned(c + r * ldc + 8);
+      }
+    } else {
+      alignas(32) float t[MR * 16];
+      for (int r = 0; r < MR; ++r) {
+        apply(a0[r], s0).store_aligned(t + 16 * r);
+        apply(a1[r], s1).store_aligned(t + 16 * r + 8);
+      }
+      store_partial(t, MR, c, ldc, cols);
     }
-    y0.store_unaligned(dst);
-    y1.store_unaligned(dst + 8);
   }
 };
 
-/// The per-channel float parameters of an epilogue (null for Int32Out).
-inline const float* epilogue_floats(const Int32Out&) {
-  return nullptr;
-}
-inline const float* epilogue_floats(const RequantOut& e) {
-  return e.multiplier;
-}
-inline const float* epilogue_floats(const DequantOut& e) {
-  return e.scale;
-}
-
-/// One MR x 16 tile over the whole of K: rows a[0..MR) (stride lda), packed
-/// panel w; stores cols (<= 16) columns of each row to c (stride ldc).
+/// One MR x 16 tile over K = 4 * kq: rows a[0..MR) (stride lda, 4 * kq
+/// readable bytes each), packed panel w, accumulators starting at init;
+/// stores cols (<= 16) columns.
 template <int MR, class Epi>
-inline void micro_tile(std::int64_t k, const std::uint8_t* a, std::int64_t lda,
-                       const std::int8_t* w, const VecEpilogue<Epi>& ve, typename Epi::Out* c,
-                       std::int64_t ldc, int cols) {
-  Vec<std::int32_t> acc0[MR], acc1[MR];
-  for (int r = 0; r < MR; ++r) acc0[r] = acc1[r] = Vec<std::int32_t>(0);
+inline void micro_tile(std::int64_t kq, const std::uint8_t* a, std::int64_t lda,
+                       const std::int8_t* w, const PanelInit& init, const PanelEpilogue<Epi>& pe,
+                       typename Epi::Out* c, std::int64_t ldc, int cols) {
+  VI acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; ++r) {
+    acc0[r] = init.c0;
+    acc1[r] = init.c1;
+  }
   const Vec<std::int16_t> ones(1);
   const std::uint8_t* ar[MR];
   for (int r = 0; r < MR; ++r) ar[r] = a + r * lda;
-  const std::int64_t kq = k / 4;
   for (std::int64_t q = 0; q < kq; ++q) {
     const auto w0 = Vec<std::int8_t>::load_aligned(w);
     const auto w1 = Vec<std::int8_t>::load_aligned(w + 32);
     w += 64;
     for (int r = 0; r < MR; ++r) {
       const auto av = avx2::broadcast4(ar[r] + 4 * q);
-      acc0[r] = avx2::dot4_add(acc0[r], av, w0, ones);
-      acc1[r] = avx2::dot4_add(acc1[r], av, w1, ones);
-      avx2::schedule_barrier(acc0[r], acc1[r]);
+      auto p0 = avx2::madd(avx2::maddubs(av, w0), ones);
+      auto p1 = avx2::madd(avx2::maddubs(av, w1), ones);
+      avx2::schedule_barrier(p0, p1);
+      acc0[r] += p0;
+      acc1[r] += p1;
     }
   }
-  if (const int rem = static_cast<int>(k % 4)) {
-    const auto w0 = Vec<std::int8_t>::load_aligned(w);
-    const auto w1 = Vec<std::int8_t>::load_aligned(w + 32);
-    for (int r = 0; r < MR; ++r) {
-      const auto av = avx2::broadcast4_partial(ar[r] + 4 * kq, rem);
-      acc0[r] = avx2::dot4_add(acc0[r], av, w0, ones);
-      acc1[r] = avx2::dot4_add(acc1[r], av, w1, ones);
-    }
-  }
-  for (int r = 0; r < MR; ++r) {
-    if (cols == 16) {
-      ve.store(acc0[r], acc1[r], c + r * ldc);
-    } else {
-      alignas(64) typename Epi::Out tmp[16];
-      ve.store(acc0[r], acc1[r], tmp);
-      std::memcpy(c + r * ldc, tmp, static_cast<std::size_t>(cols) * sizeof(tmp[0]));
-    }
+  pe.template store<MR>(acc0, acc1, c, ldc, cols);
+}
+
+/// micro_tile for rows (< MR) rows.
+template <int MR, class Epi>
+inline void edge_tile(int rows, std::int64_t kq, const std::uint8_t* a, std::int64_t lda,
+                      const std::int8_t* w, const PanelInit& init, const PanelEpilogue<Epi>& pe,
+                      typename Epi::Out* c, std::int64_t ldc, int cols) {
+  if constexpr (MR > 1) {
+    if (rows == MR - 1) return micro_tile<MR - 1, Epi>(kq, a, lda, w, init, pe, c, ldc, cols);
+    edge_tile<MR - 1, Epi>(rows, kq, a, lda, w, init, pe, c, ldc, cols);
   }
 }
 
-/// Rows [m0, m1) x panels [p0, p1), single-threaded, blocked so that a column
-/// block of packed weights stays in L2 while 4-row slices of A sweep it.
+/// Rows [m0, m1) x panels [p0, p1), single-threaded. A's rows [m0, m_whole)
+/// have kp = B.k_padded() readable bytes (the bytes past K multiply zero
+/// weights); rows [m_whole, m1) only K: their tiles run on a zero-padded copy
+/// in tail (>= MR * kp bytes).
 template <class Epi>
 void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
                 const std::uint8_t* A, std::int64_t lda, std::int32_t za,
                 const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C, std::int64_t ldc,
-                bool a_padded) {
+                std::int64_t m_whole, std::uint8_t* tail) {
   constexpr int MR = GemmU8S8Tiles::kMR;
-  const std::int64_t N = B.n(), K = a_padded ? B.k_padded() : B.k();
-  const std::int64_t panel_bytes = B.k_padded() * 16;
-  const std::int64_t nc = std::max<std::int64_t>(1, GemmU8S8Tiles::kL2WeightBytes / panel_bytes);
-  const float* fl = epilogue_floats(epi);
-  for (std::int64_t pb = p0; pb < p1; pb += nc) {
-    const std::int64_t pe = std::min(p1, pb + nc);
-    for (std::int64_t m = m0; m < m1; m += MR) {
-      const int rows = static_cast<int>(std::min<std::int64_t>(MR, m1 - m));
-      for (std::int64_t p = pb; p < pe; ++p) {
-        const std::int64_t n0 = p * 16;
-        const int cols = static_cast<int>(std::min<std::int64_t>(16, N - n0));
-        // Per-channel parameters, padded to 16 for the vector loads.
-        alignas(64) std::int32_t bias_pad[16];
-        alignas(64) float fl_pad[16];
-        const std::int32_t* bias16 = epi.bias ? epi.bias + n0 : nullptr;
-        const float* fl16 = fl ? fl + n0 : fl_pad;
-        if (cols < 16 || !fl) {
-          for (int j = 0; j < 16; ++j) {
-            bias_pad[j] = (epi.bias && j < cols) ? epi.bias[n0 + j] : 0;
-            fl_pad[j] = (fl && j < cols) ? fl[n0 + j] : 0.f;
-          }
-          if (epi.bias) bias16 = bias_pad;
-          fl16 = fl_pad;
-        }
-        const VecEpilogue<Epi> ve(epi, bias16, fl16, B.row_sums() + n0, za);
+  const std::int64_t N = B.n(), K = B.k(), kp = B.k_padded(), kq = kp / 4;
+  // Rows of A per block: MC x K bytes stay in L2 while each weight panel (in
+  // L1) sweeps them.
+  const std::int64_t mc =
+      std::max<std::int64_t>(MR, GemmU8S8Tiles::kL2ActivationBytes / kp / MR * MR);
+  for (std::int64_t mb = m0; mb < m1; mb += mc) {
+    const std::int64_t me = std::min(m1, mb + mc);
+    for (std::int64_t p = p0; p < p1; ++p) {
+      const std::int64_t n0 = p * 16;
+      const int cols = static_cast<int>(std::min<std::int64_t>(16, N - n0));
+      const PanelInit init(epi.bias ? epi.bias + n0 : nullptr, B.row_sums() + n0, za, cols);
+      const PanelEpilogue<Epi> pe(epi, n0, cols);
+      const std::int8_t* w = B.panel(p);
+      for (std::int64_t m = mb; m < me; m += MR) {
+        const int rows = static_cast<int>(std::min<std::int64_t>(MR, me - m));
         const std::uint8_t* a = A + m * lda;
-        auto* c = C + m * ldc + n0;
-        const std::int8_t* w = B.panel(p);
-        switch (rows) {
-          case 4:
-            micro_tile<4, Epi>(K, a, lda, w, ve, c, ldc, cols);
-            break;
-          case 3:
-            micro_tile<3, Epi>(K, a, lda, w, ve, c, ldc, cols);
-            break;
-          case 2:
-            micro_tile<2, Epi>(K, a, lda, w, ve, c, ldc, cols);
-            break;
-          default:
-            micro_tile<1, Epi>(K, a, lda, w, ve, c, ldc, cols);
-            break;
+        std::int64_t la = lda;
+        if (m + rows > m_whole) {
+          for (int r = 0; r < rows; ++r) {
+            std::memcpy(tail + r * kp, a + r * lda, static_cast<std::size_t>(K));
+            std::memset(tail + r * kp + K, 0, static_cast<std::size_t>(kp - K));
+          }
+          a = tail;
+          la = kp;
         }
+        auto* c = C + m * ldc + n0;
+        if (rows == MR)
+          micro_tile<MR, Epi>(kq, a, la, w, init, pe, c, ldc, cols);
+        else
+          edge_tile<MR, Epi>(rows, kq, a, la, w, init, pe, c, ldc, cols);
       }
     }
   }

@@ -71,6 +71,31 @@ inline __m128i narrow_u8(Vec<std::int32_t> lo, Vec<std::int32_t> hi) {
   return _mm_packus_epi16(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
 }
 
+/// min(a, b) per lane as vminps computes it: b where either is NaN, so
+/// min_ps_nan_right(bound, v) keeps a NaN v.
+inline Vec<float> min_ps_nan_right(Vec<float> a, Vec<float> b) {
+  return _mm256_min_ps(a, b);
+}
+
+/// Two rows of 16 int32 (a0 = row a channels 0-7, a1 = 8-15; b likewise) ->
+/// 32 uint8: row a's 16 | row b's 16, each value saturated to int16, plus zp
+/// (saturating), then saturated to uint8.
+inline Vec<std::uint8_t> pack_rows_u8(Vec<std::int32_t> a0, Vec<std::int32_t> a1,
+                                      Vec<std::int32_t> b0, Vec<std::int32_t> b1,
+                                      Vec<std::int16_t> zp) {
+  const __m256i a = _mm256_adds_epi16(_mm256_packs_epi32(a0, a1), zp);  // a0-3 a8-11 | a4-7 a12-15
+  const __m256i b = _mm256_adds_epi16(_mm256_packs_epi32(b0, b1), zp);
+  const __m256i x = _mm256_packus_epi16(a, b);  // a0-3 a8-11 b0-3 b8-11 | a4-7 a12-15 b4-7 b12-15
+  return _mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/// Stores the low 16 bytes of v at lo and, when hi is not null, the high 16 at hi.
+inline void store_halves(Vec<std::uint8_t> v, std::uint8_t* lo, std::uint8_t* hi) {
+  const __m256i x = v;
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), _mm256_castsi256_si128(x));
+  if (hi) _mm_storeu_si128(reinterpret_cast<__m128i*>(hi), _mm256_extracti128_si256(x, 1));
+}
+
 /// 32 int32 (four vectors in order) -> 32 uint8 in order, saturating.
 inline Vec<std::uint8_t> narrow_u8(Vec<std::int32_t> a, Vec<std::int32_t> b, Vec<std::int32_t> c,
                                    Vec<std::int32_t> d) {
