@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
+#include <vector>
 
+#include "compressor/core/rng.hpp"
 #include "compressor/core/threading.hpp"
+#include "compressor/kernels/im2col.hpp"
 #include "conv_tester.hpp"
 
 using compressor::testing::ConvTester;
@@ -102,4 +105,46 @@ TEST_CASE("ConvU8S8 rejects bad shapes naming them", "[kernels][conv]") {
                   compressor::ShapeError);
   std::vector<float> bad(7, 0.01f);
   CHECK_THROWS_AS(k::ConvU8S8(w.view(), bad, {}, 1, 1), compressor::ShapeError);
+}
+
+TEST_CASE("im2col_u8 writes the taps of any pixel range and nothing past it", "[kernels][conv]") {
+  compressor::Rng rng(7);
+  for (std::int64_t ks : {1, 3, 7})
+    for (std::int64_t stride : {1, 2})
+      for (std::int64_t c : {1, 3, 5, 16, 64}) {
+        const std::int64_t pad = ks / 2, N = 2, H = 9, W = 11;
+        const auto g = k::ConvGeometry::square(c, 8, ks, stride, pad);
+        const std::int64_t OH = g.out_h(H), OW = g.out_w(W), M = N * OH * OW, K = g.k();
+        const std::int64_t ld = (K + 3) / 4 * 4;
+        // Exactly the input: ASan catches a read past it.
+        std::vector<std::uint8_t> x(static_cast<std::size_t>(N * H * W * c));
+        for (auto& v : x) v = static_cast<std::uint8_t>(rng.below(256));
+        for (int trial = 0; trial < 4; ++trial) {
+          const std::int64_t p0 =
+              static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(M)));
+          const std::int64_t p1 =
+              p0 + 1 + static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(M - p0)));
+          const std::int64_t canary = 64;
+          std::vector<std::uint8_t> out(static_cast<std::size_t>((p1 - p0) * ld + canary), 0xA5);
+          k::im2col_u8(g, H, W, x.data(), 9, p0, p1, out.data(), ld);
+          std::int64_t bad = 0;
+          for (std::int64_t p = p0; p < p1; ++p) {
+            const std::int64_t n = p / (OH * OW), oh = (p / OW) % OH, ow = p % OW;
+            for (std::int64_t kh = 0; kh < ks; ++kh)
+              for (std::int64_t kw = 0; kw < ks; ++kw)
+                for (std::int64_t ci = 0; ci < c; ++ci) {
+                  const std::int64_t ih = oh * stride - pad + kh, iw = ow * stride - pad + kw;
+                  const bool in = ih >= 0 && ih < H && iw >= 0 && iw < W;
+                  const std::uint8_t want =
+                      in ? x[static_cast<std::size_t>(((n * H + ih) * W + iw) * c + ci)] : 9;
+                  bad += out[static_cast<std::size_t>((p - p0) * ld + (kh * ks + kw) * c + ci)] !=
+                         want;
+                }
+          }
+          for (std::int64_t i = (p1 - p0) * ld; i < (p1 - p0) * ld + canary; ++i)
+            bad += out[static_cast<std::size_t>(i)] != 0xA5;
+          INFO("k" << ks << " s" << stride << " c" << c << " pixels [" << p0 << ", " << p1 << ")");
+          CHECK(bad == 0);
+        }
+      }
 }

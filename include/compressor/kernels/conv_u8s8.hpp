@@ -19,47 +19,11 @@
 #include "compressor/core/aligned_buffer.hpp"
 #include "compressor/core/tensor.hpp"
 #include "compressor/core/threading.hpp"
-#include "compressor/kernels/conv_geometry.hpp"
 #include "compressor/kernels/gemm.hpp"
+#include "compressor/kernels/im2col.hpp"
 #include "compressor/kernels/requant.hpp"
 
 namespace compressor::kernels {
-
-/// Unfolds output pixels [p0, p1) (flat over N*OH*OW) of an NHWC input into
-/// rows of ld >= K bytes: row = (kh, kw, c) taps; taps in the padding get zp,
-/// bytes [K, ld) get 0.
-inline void im2col_u8(const ConvGeometry& g, std::int64_t H, std::int64_t W, const std::uint8_t* x,
-                      std::uint8_t zp, std::int64_t p0, std::int64_t p1, std::uint8_t* out,
-                      std::int64_t ld) {
-  const std::int64_t OH = g.out_h(H), OW = g.out_w(W), C = g.in_c, K = g.k();
-  const auto row_bytes = static_cast<std::size_t>(g.kw * C);
-  for (std::int64_t p = p0; p < p1; ++p) {
-    const std::int64_t n = p / (OH * OW), oh = (p / OW) % OH, ow = p % OW;
-    std::uint8_t* dst = out + (p - p0) * ld;
-    const std::int64_t iw0 = ow * g.stride_w - g.pad_w;
-    const bool w_inside = iw0 >= 0 && iw0 + g.kw <= W;
-    for (std::int64_t kh = 0; kh < g.kh; ++kh, dst += row_bytes) {
-      const std::int64_t ih = oh * g.stride_h - g.pad_h + kh;
-      if (ih < 0 || ih >= H) {
-        std::memset(dst, zp, row_bytes);
-        continue;
-      }
-      const std::uint8_t* src = x + ((n * H + ih) * W) * C;
-      if (w_inside) {
-        std::memcpy(dst, src + iw0 * C, row_bytes);
-        continue;
-      }
-      for (std::int64_t kw = 0; kw < g.kw; ++kw) {
-        const std::int64_t iw = iw0 + kw;
-        if (iw < 0 || iw >= W)
-          std::memset(dst + kw * C, zp, static_cast<std::size_t>(C));
-        else
-          std::memcpy(dst + kw * C, src + iw * C, static_cast<std::size_t>(C));
-      }
-    }
-    if (ld > K) std::memset(out + (p - p0) * ld + K, 0, static_cast<std::size_t>(ld - K));
-  }
-}
 
 /// Caller-owned scratch of ConvU8S8 (one per concurrent caller).
 struct ConvScratch {

@@ -1,0 +1,191 @@
+// im2col_u8: unfolds the taps of an NHWC uint8 convolution input into the
+// rows of the int8 GEMM's A matrix (one row of K = KH*KW*C bytes per output
+// pixel, (kh, kw, c) order, padding taps = the input zero point, i.e. real 0).
+//
+// Runs are short for the first layers (9 or 21 bytes for C = 3), so nothing
+// calls memcpy per run: interior pixels copy each kh tap row as whole 16- or
+// 32-byte moves whose overshoot the next tap row or pixel overwrites (it
+// never leaves the output rows of the call nor the input images), borders
+// copy exactly.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "compressor/kernels/conv_geometry.hpp"
+
+namespace compressor::kernels {
+
+namespace detail {
+
+/// memcpy of n > 0 bytes as at most a few fixed-size (overlapping) moves, for
+/// the short runs of im2col (a call per 9-byte run costs more than the copy).
+inline void copy_run(std::uint8_t* dst, const std::uint8_t* src, std::size_t n) {
+  if (n >= 32) {
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) std::memcpy(dst + i, src + i, 32);
+    if (i < n) std::memcpy(dst + n - 32, src + n - 32, 32);
+  } else if (n >= 16) {
+    std::memcpy(dst, src, 16);
+    std::memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(dst, src, 8);
+    std::memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4);
+    std::memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
+  }
+}
+
+/// The bytes copy_run_wide moves for a run of n.
+inline std::size_t wide_bytes(std::size_t n) {
+  return n <= 16 ? 16 : (n + 31) / 32 * 32;
+}
+
+/// Copies n bytes as wide_bytes(n) bytes in 16- or 32-byte moves.
+inline void copy_run_wide(std::uint8_t* dst, const std::uint8_t* src, std::size_t n) {
+  if (n <= 16) {
+    std::memcpy(dst, src, 16);
+  } else {
+    for (std::size_t i = 0; i < n; i += 32) std::memcpy(dst + i, src + i, 32);
+  }
+}
+
+/// memset of n bytes to v, as copy_run does it.
+inline void fill_run(std::uint8_t* dst, std::uint8_t v, std::size_t n) {
+  alignas(32) std::uint8_t pattern[32];
+  std::memset(pattern, v, sizeof(pattern));
+  if (n >= 32) {
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) std::memcpy(dst + i, pattern, 32);
+    if (i < n) std::memcpy(dst + n - 32, pattern, 32);
+  } else {
+    copy_run(dst, pattern, n);
+  }
+}
+
+/// The interior columns [ow0, ow1) of one output row: every tap row copied
+/// as WIDE bytes (a multiple of 16; the overshoot is overwritten by the next
+/// tap row or pixel and stays inside the caller's buffer and input).
+template <std::size_t WIDE>  // 0: wide_bytes(run), at run time
+inline void im2col_row_wide(const std::int64_t* rows, std::int64_t taps, std::size_t run,
+                            std::int64_t step, std::int64_t col0, std::uint8_t zp,
+                            const std::uint8_t* x, std::int64_t ow0, std::int64_t ow1,
+                            std::uint8_t* dst, std::int64_t ld) {
+  for (std::int64_t ow = ow0; ow < ow1; ++ow, dst += ld) {
+    std::uint8_t* d = dst;
+    const std::int64_t col = ow * step - col0;
+    for (std::int64_t kh = 0; kh < taps; ++kh, d += run) {
+      if (rows[kh] < 0) {
+        fill_run(d, zp, run);
+        continue;
+      }
+      const std::uint8_t* src = x + rows[kh] + col;
+      if constexpr (WIDE > 0) {
+        for (std::size_t i = 0; i < WIDE; i += 16) std::memcpy(d + i, src + i, 16);
+      } else {
+        copy_run_wide(d, src, run);
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
+/// Unfolds output pixels [p0, p1) (flat over N*OH*OW) of an NHWC input into
+/// rows of ld >= K bytes: row = (kh, kw, c) taps; taps in the padding get zp.
+/// Bytes [K, ld) may be overwritten with anything (the packed weights are zero
+/// there): runs are copied as whole 16/32-byte moves where the overshoot stays
+/// inside out's p1 - p0 rows and is overwritten by the next run or pixel.
+inline void im2col_u8(const ConvGeometry& g, std::int64_t H, std::int64_t W, const std::uint8_t* x,
+                      std::uint8_t zp, std::int64_t p0, std::int64_t p1, std::uint8_t* out,
+                      std::int64_t ld) {
+  const std::int64_t OH = g.out_h(H), OW = g.out_w(W), C = g.in_c;
+  const auto run = static_cast<std::size_t>(g.kw * C);  // bytes of one kh tap row
+  const auto wide = static_cast<std::int64_t>(detail::wide_bytes(run));
+  const std::uint8_t* out_end = out + (p1 - p0) * ld;
+  // The input holds the images of pixels [p0, p1); wide reads stay inside it.
+  const std::int64_t x_bytes = ((p1 - 1) / (OH * OW) + 1) * H * W * C;
+  // Output columns whose taps are all inside the input width.
+  const std::int64_t ow_in0 = std::min(OW, (g.pad_w + g.stride_w - 1) / g.stride_w);
+  const std::int64_t ow_in1 = std::max(ow_in0, std::min(OW, (W + g.pad_w - g.kw) / g.stride_w + 1));
+  const std::int64_t step = g.stride_w * C;
+  const std::int64_t col0 = g.pad_w * C;
+  // Byte offset in x of each kh tap's input row (-1: padding).
+  constexpr int kMaxTaps = 16;
+  std::int64_t rows_small[kMaxTaps];
+  std::vector<std::int64_t> rows_big;
+  std::int64_t* rows = rows_small;
+  if (g.kh > kMaxTaps) {
+    rows_big.resize(static_cast<std::size_t>(g.kh));
+    rows = rows_big.data();
+  }
+  std::uint8_t* dst = out;
+  for (std::int64_t p = p0; p < p1;) {
+    const std::int64_t n = p / (OH * OW), oh = (p / OW) % OH, ow0 = p % OW;
+    const std::int64_t ow1 = std::min(OW, ow0 + (p1 - p));
+    std::int64_t last_row = -1;
+    for (std::int64_t kh = 0; kh < g.kh; ++kh) {
+      const std::int64_t ih = oh * g.stride_h - g.pad_h + kh;
+      rows[kh] = ih < 0 || ih >= H ? -1 : (n * H + ih) * W * C;
+      if (rows[kh] >= 0) last_row = rows[kh];
+    }
+    // The exact-copy columns: the borders, and interior columns whose wide
+    // copies would read past x or write past out.
+    const std::int64_t a = std::max(ow0, ow_in0), b = std::min(ow1, ow_in1);
+    std::int64_t wide_end = b;
+    while (wide_end > a &&
+           (last_row + (wide_end - 1) * step - col0 + wide > x_bytes ||
+            dst + (wide_end - 1 - ow0) * ld + (g.kh - 1) * static_cast<std::int64_t>(run) + wide >
+                out_end))
+      --wide_end;
+    const auto exact = [&](std::int64_t ow) {
+      std::uint8_t* d = dst + (ow - ow0) * ld;
+      const std::int64_t iw0 = ow * g.stride_w - g.pad_w;
+      const bool inside = ow >= ow_in0 && ow < ow_in1;
+      for (std::int64_t kh = 0; kh < g.kh; ++kh, d += run) {
+        if (rows[kh] < 0) {
+          detail::fill_run(d, zp, run);
+        } else if (inside) {
+          detail::copy_run(d, x + rows[kh] + iw0 * C, run);
+        } else {
+          for (std::int64_t kw = 0; kw < g.kw; ++kw) {
+            const std::int64_t iw = iw0 + kw;
+            if (iw < 0 || iw >= W)
+              detail::fill_run(d + kw * C, zp, static_cast<std::size_t>(C));
+            else
+              detail::copy_run(d + kw * C, x + rows[kh] + iw * C, static_cast<std::size_t>(C));
+          }
+        }
+      }
+    };
+    for (std::int64_t ow = ow0; ow < std::min(a, ow1); ++ow) exact(ow);
+    if (a < wide_end) {
+      std::uint8_t* d = dst + (a - ow0) * ld;
+      switch (wide) {
+        case 16:
+          detail::im2col_row_wide<16>(rows, g.kh, run, step, col0, zp, x, a, wide_end, d, ld);
+          break;
+        case 32:
+          detail::im2col_row_wide<32>(rows, g.kh, run, step, col0, zp, x, a, wide_end, d, ld);
+          break;
+        case 64:
+          detail::im2col_row_wide<64>(rows, g.kh, run, step, col0, zp, x, a, wide_end, d, ld);
+          break;
+        default:
+          detail::im2col_row_wide<0>(rows, g.kh, run, step, col0, zp, x, a, wide_end, d, ld);
+      }
+    }
+    for (std::int64_t ow = std::max(a, wide_end); ow < ow1; ++ow) exact(ow);
+    dst += (ow1 - ow0) * ld;
+    p += ow1 - ow0;
+  }
+}
+
+}  // namespace compressor::kernels
