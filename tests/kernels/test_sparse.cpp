@@ -69,11 +69,13 @@ class SparseTester {
     std::vector<std::int8_t> w(static_cast<std::size_t>(n_ * k_));
     for (auto& v : x)
       v = static_cast<std::uint8_t>(extreme_ ? (rng.below(2) ? 255 : 0) : rng.below(256));
-    for (auto& v : w)  // the full int8 range: the sparse kernel has no saturation
+    using T = k::Int8Traits;  // the dense kernels' range: vpmaddubsw must not saturate
+    const auto span = static_cast<std::uint64_t>(T::kWeightMax - T::kWeightMin + 1);
+    for (auto& v : w)
       v = rng.uniform() < sparsity_
               ? 0
-              : static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? 127 : -128)
-                                                  : int(rng.below(256)) - 128);
+              : static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? T::kWeightMax : T::kWeightMin)
+                                                  : T::kWeightMin + int(rng.below(span)));
     std::vector<std::int32_t> bias(static_cast<std::size_t>(n_));
     std::vector<float> mult(static_cast<std::size_t>(n_));
     for (auto& v : bias) v = static_cast<std::int32_t>(rng.below(20001)) - 10000;
@@ -159,6 +161,20 @@ TEST_CASE("sparse_gemm_u8s8 equals its reference bit for bit", "[kernels][sparse
     SparseTester().m(70).n(24).k(100).sparsity(sp).test_u8s8();
   SparseTester().m(65).n(17).k(19).ldx(23).ldy(30).test_u8s8();
   SparseTester().m(64).n(16).k(4608).sparsity(0.0).extreme().test_u8s8();
+  SparseTester().m(45).n(33).k(4608).sparsity(0.0).extreme().test_u8s8();
+  for (double sp : {0.5, 0.8, 0.9, 0.95})
+    SparseTester().m(97).n(70).k(576).sparsity(sp).seed(3).test_u8s8();
+}
+
+TEST_CASE("SparseWeightsS8 rejects weights outside the exact range", "[kernels][sparse]") {
+  std::vector<std::int8_t> w(32, 0);
+  w[3] = 65;
+  CHECK_THROWS_AS(k::SparseWeightsS8(w.data(), 2, 16, 16), ValueError);
+  w[3] = -65;
+  CHECK_THROWS_AS(k::SparseWeightsS8(w.data(), 2, 16, 16), ValueError);
+  w[3] = -64;
+  w[20] = 64;
+  CHECK_NOTHROW(k::SparseWeightsS8(w.data(), 2, 16, 16));
 }
 
 TEST_CASE("sparse kernels give the same result with 1 and 2 threads", "[kernels][sparse]") {

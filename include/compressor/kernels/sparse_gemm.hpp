@@ -93,13 +93,11 @@ void sparse_gemm_u8s8(std::int64_t M, const std::uint8_t* X, std::int64_t ldx,
           x_zero_point, " is outside [0, 255]");
 #if COMPRESSOR_KERNELS_AVX2
   using Out = typename Epi::Out;
-  const std::size_t panel =
-      detail::align64(static_cast<std::size_t>(W.k() * 32) * sizeof(std::int16_t));
+  const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * 32));
   const std::size_t tile = static_cast<std::size_t>(W.n() * 32) * sizeof(Out);
   detail::for_sparse_blocks(
       M, scratch, panel + tile, [&](std::int64_t m, int rows, std::uint8_t* buf) {
-        simd::sparse_block_u8s8(X + m * ldx, ldx, rows, x_zero_point, W, epi, Y + m * ldy, ldy,
-                                reinterpret_cast<std::int16_t*>(buf),
+        simd::sparse_block_u8s8(X + m * ldx, ldx, rows, x_zero_point, W, epi, Y + m * ldy, ldy, buf,
                                 reinterpret_cast<Out*>(buf + panel));
       });
 #else

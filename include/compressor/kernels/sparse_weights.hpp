@@ -2,13 +2,22 @@
 // CSR over output channels (one row per output channel n, the nonzero k
 // indices ascending with their values). W is N x K row-major, i.e. OHWI conv
 // weights flattened, the same matrix the dense kernels take.
+//
+// The int8 version also keeps each row's nonzeros in quads, the unit of the
+// AVX2 kernel: 4 nonzeros (k ascending, the last quad of a row padded with
+// weight 0) as 4 byte offsets k * 32 into the kernel's activation panel and
+// their 4 weights in one int32, so one vpbroadcastd and vpmaddubsw take them.
+// int8 weights must lie in Int8Traits' range (vpmaddubsw sums two products
+// into an int16 and must not saturate, as in the dense kernel).
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "compressor/core/error.hpp"
+#include "compressor/kernels/int8_traits.hpp"
 
 namespace compressor::kernels {
 
@@ -30,14 +39,16 @@ class SparseWeights {
         cols_.push_back(static_cast<std::int32_t>(c));
         values_.push_back(v);
         if constexpr (std::is_integral_v<T>) {
+          require(v >= Int8Traits::kWeightMin && v <= Int8Traits::kWeightMax,
+                  "SparseWeights: weight [", r, ", ", c, "] = ", int(v), " is outside [",
+                  Int8Traits::kWeightMin, ", ", Int8Traits::kWeightMax,
+                  "], the range the u8s8 kernels compute exactly (see Int8Traits)");
           sums_[static_cast<std::size_t>(r)] += v;
-          // (uint16)w in the low half of an int32: one vpbroadcastd gives the
-          // int16 pairs (w, 0) that vpmaddwd needs.
-          wide_.push_back(static_cast<std::int32_t>(static_cast<std::uint16_t>(v)));
         }
       }
       row_ptr_.push_back(static_cast<std::int64_t>(cols_.size()));
     }
+    if constexpr (std::is_integral_v<T>) build_quads();
   }
 
   std::int64_t n() const { return n_; }
@@ -50,8 +61,14 @@ class SparseWeights {
   const T* values() const { return values_.data(); }
   /// sum_k W[n, k] (integer weights only: the activation zero-point correction).
   const std::int32_t* row_sums() const { return sums_.data(); }
-  /// Integer weights as (uint16)w per int32, for the SIMD int8 kernel.
-  const std::int32_t* wide_values() const { return wide_.data(); }
+  /// Quads of row n are [quad_begin(n), quad_begin(n + 1)) (int8 only).
+  std::int64_t quad_begin(std::int64_t n) const { return quad_ptr_[static_cast<std::size_t>(n)]; }
+  /// 4 byte offsets k * kQuadStride per quad.
+  const std::uint32_t* quad_offsets() const { return quad_off_.data(); }
+  /// The 4 int8 weights of each quad, bytes in k order.
+  const std::int32_t* quad_weights() const { return quad_w_.data(); }
+  /// Bytes per k row of the int8 kernel's activation panel (32 pixels).
+  static constexpr std::int64_t kQuadStride = 32;
   /// Bytes of the compressed form (indices + values + row pointers).
   std::int64_t bytes() const {
     return nnz() * static_cast<std::int64_t>(sizeof(std::int32_t) + sizeof(T)) +
@@ -64,7 +81,32 @@ class SparseWeights {
   std::vector<std::int32_t> cols_;
   std::vector<T> values_;
   std::vector<std::int32_t> sums_;
-  std::vector<std::int32_t> wide_;
+  std::vector<std::int64_t> quad_ptr_;
+  std::vector<std::uint32_t> quad_off_;
+  std::vector<std::int32_t> quad_w_;
+
+  void build_quads() {
+    require<ShapeError>(k_ * kQuadStride <= INT32_MAX, "SparseWeights: K = ", k_, " is too large");
+    quad_ptr_.reserve(static_cast<std::size_t>(n_ + 1));
+    quad_ptr_.push_back(0);
+    for (std::int64_t r = 0; r < n_; ++r) {
+      const std::int64_t b = row_begin(r), e = row_begin(r + 1);
+      for (std::int64_t j = b; j < e; j += 4) {
+        std::int8_t w[4] = {0, 0, 0, 0};
+        for (std::int64_t i = 0; i < 4; ++i) {
+          // Padding slots repeat the quad's first k with weight 0.
+          const std::int64_t src = j + i < e ? j + i : j;
+          quad_off_.push_back(
+              static_cast<std::uint32_t>(cols_[static_cast<std::size_t>(src)] * kQuadStride));
+          if (j + i < e) w[i] = static_cast<std::int8_t>(values_[static_cast<std::size_t>(j + i)]);
+        }
+        std::int32_t packed;
+        std::memcpy(&packed, w, 4);
+        quad_w_.push_back(packed);
+      }
+      quad_ptr_.push_back(static_cast<std::int64_t>(quad_w_.size()));
+    }
+  }
 };
 
 using SparseWeightsF32 = SparseWeights<float>;

@@ -50,6 +50,20 @@ inline void schedule_barrier([[maybe_unused]] Vec<std::int32_t>& a,
 #endif
 }
 
+/// acc += p, computed in acc's register. In a loop whose accumulators live in
+/// registers GCC 12 often adds into the other operand's register and copies
+/// the result back (a vmovdqa per accumulator and iteration); this asm add
+/// names the destination. Clang needs no help.
+inline void add_into(Vec<std::int32_t>& acc, Vec<std::int32_t> p) {
+#if defined(__GNUC__) && !defined(__clang__)
+  auto a = static_cast<__m256i>(acc);
+  asm("vpaddd %1, %0, %0" : "+x"(a) : "x"(static_cast<__m256i>(p)));
+  acc = a;
+#else
+  acc += p;
+#endif
+}
+
 /// The 4 bytes at p repeated in every int32 lane (one vpbroadcastd).
 inline Vec<std::uint8_t> broadcast4(const std::uint8_t* p) {
   std::int32_t v;
@@ -138,28 +152,30 @@ inline void transpose8x8(const float* src, std::int64_t ls, float* dst, std::int
   for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * ld, r[i]);
 }
 
-/// 8 rows (stride ls) x 32 bytes of src -> 32 rows (stride ld int16) x 8
-/// zero-extended int16 of dst: dst[k * ld + p] = src[p * ls + k].
-inline void transpose8x32_u8_to_i16(const std::uint8_t* src, std::int64_t ls, std::int16_t* dst,
-                                    std::int64_t ld) {
-  __m256 r[8];
-  for (int i = 0; i < 8; ++i)
-    r[i] = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i * ls)));
-  transpose8x8(r);  // r[j]: 8 pixels x bytes k = 4j..4j+3, pixel-major
-  const __m256i by_k = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4,
-                                        8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  const __m256i lanes = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  for (int j = 0; j < 8; ++j) {
-    // -> 8 pixels of k = 4j, then of 4j+1, 4j+2, 4j+3 (8 bytes each)
-    const __m256i x =
-        _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_castps_si256(r[j]), by_k), lanes);
-    const __m256i k01 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(x));
-    const __m256i k23 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(x, 1));
-    std::int16_t* d = dst + 4 * j * ld;
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(d), _mm256_castsi256_si128(k01));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + ld), _mm256_extracti128_si256(k01, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 2 * ld), _mm256_castsi256_si128(k23));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + 3 * ld), _mm256_extracti128_si256(k23, 1));
+/// Transposes two 16 x 16 byte blocks at once, one per 128-bit lane: in, r[i]
+/// holds row i of each block; out, r[j] holds column j of each block.
+inline void transpose16x16_lanes(__m256i r[16]) {
+  __m256i t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm256_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+  }
+  // t[2i + h]: rows 2i, 2i + 1 interleaved, columns 8h..8h+7
+  for (int i = 0; i < 4; ++i)
+    for (int h = 0; h < 2; ++h) {
+      r[4 * i + 2 * h] = _mm256_unpacklo_epi16(t[4 * i + h], t[4 * i + 2 + h]);
+      r[4 * i + 2 * h + 1] = _mm256_unpackhi_epi16(t[4 * i + h], t[4 * i + 2 + h]);
+    }
+  // r[4i + c]: rows 4i..4i+3 of columns 4c..4c+3
+  for (int i = 0; i < 2; ++i)
+    for (int c = 0; c < 4; ++c) {
+      t[8 * i + 2 * c] = _mm256_unpacklo_epi32(r[8 * i + c], r[8 * i + 4 + c]);
+      t[8 * i + 2 * c + 1] = _mm256_unpackhi_epi32(r[8 * i + c], r[8 * i + 4 + c]);
+    }
+  // t[8i + c]: rows 8i..8i+7 of columns 2c, 2c + 1
+  for (int c = 0; c < 8; ++c) {
+    r[2 * c] = _mm256_unpacklo_epi64(t[c], t[8 + c]);
+    r[2 * c + 1] = _mm256_unpackhi_epi64(t[c], t[8 + c]);
   }
 }
 
