@@ -53,6 +53,9 @@ TEST_CASE("conv_u8s8 is the same with 1 and 2 threads", "[kernels][conv]") {
     compressor::set_num_threads(threads);
     ConvTester().input(2, 14, 14, 32).output_channels(40).kernel(3).pad(1).stride(2).test_exact();
     ConvTester().input(1, 4, 4, 64).output_channels(100).kernel(3).pad(1).test_exact();
+    // More rows than one L2 row block (GemmU8S8Tiles::row_block): several
+    // unfold + multiply blocks per thread.
+    ConvTester().input(2, 61, 67, 3).output_channels(9).kernel(3).pad(1).test_exact();
   }
   compressor::set_num_threads(saved);
 }

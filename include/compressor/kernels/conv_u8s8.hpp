@@ -102,11 +102,27 @@ class ConvU8S8 {
     const std::int64_t ld = packed_.k_padded();
     s.cols.reserve_discard(static_cast<std::size_t>(M * ld));
     std::uint8_t* cols = s.cols.data();
+    const auto zp = static_cast<std::uint8_t>(zx);
+    if (detail::gemm_splits_rows(M, packed_)) {
+      // Each thread unfolds a block of its rows (L2-sized, the GEMM's row
+      // block) and multiplies it while it is still in cache.
+      constexpr std::int64_t MR = GemmU8S8Tiles::kMR;
+      const std::int64_t block = GemmU8S8Tiles::row_block(ld);
+      parallel_for((M + MR - 1) / MR, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t m = b * MR; m < std::min(M, e * MR); m += block) {
+          const std::int64_t me = std::min({M, e * MR, m + block});
+          im2col_u8(g_, H, W, x.data(), zp, m, me, cols + m * ld, ld);
+          detail::gemm_u8s8_range(m, me, 0, packed_.panels(), cols, ld, zx, packed_, epi, y,
+                                  g_.out_c, M);
+        }
+      });
+      return;
+    }
+    // Few rows: every thread needs all of them. Unfold threaded over output
+    // rows (OW pixels each), then split the GEMM over weight panels.
     const std::int64_t OW = g_.out_w(W);
-    // Threaded over output rows (OW pixels each).
     parallel_for(M / OW, [&](std::int64_t b, std::int64_t e) {
-      im2col_u8(g_, H, W, x.data(), static_cast<std::uint8_t>(zx), b * OW, e * OW,
-                cols + b * OW * ld, ld);
+      im2col_u8(g_, H, W, x.data(), zp, b * OW, e * OW, cols + b * OW * ld, ld);
     });
     gemm_u8s8(M, cols, ld, zx, packed_, epi, y, g_.out_c, /*a_padded=*/true);
   }

@@ -67,6 +67,15 @@ inline std::int64_t rows_readable_padded(std::int64_t M, std::int64_t lda, std::
   return std::max<std::int64_t>(0, M - (kp - K + lda - 1) / lda);
 }
 
+/// The GEMM's thread split: rows of A (true) or weight panels. Splitting
+/// rows makes every thread read all N x K weights and M / T rows of A;
+/// splitting panels, all of A and N / T of the weights. Split the larger
+/// operand, when it has a tile per thread.
+inline bool gemm_splits_rows(std::int64_t M, const PackedWeightsU8S8& B) {
+  const std::int64_t row_tiles = (M + GemmU8S8Tiles::kMR - 1) / GemmU8S8Tiles::kMR;
+  return (M >= B.n() && row_tiles >= num_threads()) || B.panels() < num_threads();
+}
+
 }  // namespace detail
 
 /// C = epi(A * W^T) for the generic epilogue types of epilogue.hpp.
@@ -87,10 +96,7 @@ void gemm_u8s8(std::int64_t M, const std::uint8_t* A, std::int64_t lda, std::int
   constexpr std::int64_t MR = GemmU8S8Tiles::kMR;
   const std::int64_t row_tiles = (M + MR - 1) / MR;
   const std::int64_t panels = B.panels();
-  // Splitting rows makes every thread read all N x K weights and M / T rows of
-  // A; splitting panels, all of A and N / T of the weights. Split the larger
-  // operand, when it has a tile per thread.
-  const bool split_rows = (M >= B.n() && row_tiles >= num_threads()) || panels < num_threads();
+  const bool split_rows = detail::gemm_splits_rows(M, B);
   const std::int64_t m_whole = detail::rows_readable_padded(M, lda, B.k(), B.k_padded(), a_padded);
   if (split_rows) {
     parallel_for(row_tiles, [&](std::int64_t b, std::int64_t e) {

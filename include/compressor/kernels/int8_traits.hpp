@@ -62,6 +62,11 @@ struct GemmU8S8Tiles {
   /// Bytes of A rows per row block: the block stays in L2 (a quarter of
   /// Zen3's 512 KiB) while each weight panel, in L1, sweeps it.
   static constexpr std::int64_t kL2ActivationBytes = 128 * 1024;
+  /// Rows of A per row block for rows of kp bytes (a multiple of kMR).
+  static constexpr std::int64_t row_block(std::int64_t kp) {
+    const std::int64_t rows = kL2ActivationBytes / (kp > 0 ? kp : 1) / kMR * kMR;
+    return rows > kMR ? rows : kMR;
+  }
 };
 
 }  // namespace compressor::kernels

@@ -213,10 +213,9 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t 
                 std::int64_t m_whole, std::uint8_t* tail) {
   constexpr int MR = GemmU8S8Tiles::kMR;
   const std::int64_t N = B.n(), K = B.k(), kp = B.k_padded(), kq = kp / 4;
-  // Rows of A per block: MC x K bytes stay in L2 while each weight panel (in
+  // Rows of A per block: mc x kp bytes stay in L2 while each weight panel (in
   // L1) sweeps them.
-  const std::int64_t mc =
-      std::max<std::int64_t>(MR, GemmU8S8Tiles::kL2ActivationBytes / kp / MR * MR);
+  const std::int64_t mc = GemmU8S8Tiles::row_block(kp);
   for (std::int64_t mb = m0; mb < m1; mb += mc) {
     const std::int64_t me = std::min(m1, mb + mc);
     for (std::int64_t p = p0; p < p1; ++p) {
