@@ -92,35 +92,54 @@ struct PanelEpilogue<Int32Out> {
 /// so clamping before or after the (monotone) rounding gives the same value;
 /// 65536 and the int16 / uint8 saturations only act on values that the
 /// clamp sends to qmin or qmax anyway; NaN converts to INT32_MIN and ends at
-/// qmin, as the rule's vmaxps does.
+/// qmin, as the rule's vmaxps does. When every multiplier of the panel has
+/// |m| < 1 the product lies strictly inside int32 (|float(acc)| <= 2^31) and
+/// the min is dropped: the float ops share the multiply ports with the
+/// vpmaddubsw / vpmaddwd of the neighbouring tiles (a quarter fewer here).
 template <>
 struct PanelEpilogue<RequantOut> {
   VF m0, m1;
   Vec<std::int16_t> zp;
   Vec<std::uint8_t> qmin, qmax;
+  bool bounded;
   PanelEpilogue(const RequantOut& e, std::int64_t n0, int cols)
       : zp(static_cast<std::int16_t>(e.zero_point)),
         qmin(static_cast<std::uint8_t>(e.qmin)),
         qmax(static_cast<std::uint8_t>(e.qmax)) {
     load16(e.multiplier + n0, cols, m0, m1);
+    const VF one(1.f), minus_one(-1.f);
+    bounded = xsimd::all(m0 < one && m0 > minus_one && m1 < one && m1 > minus_one);
   }
-  VI round(VI acc, VF m) const {
-    return xsimd::nearbyint_as_int(
-        avx2::min_ps_nan_right(VF(65536.f), xsimd::batch_cast<float>(acc) * m));
+  template <bool kBounded>
+  static VI round(VI acc, VF m) {
+    const VF v = xsimd::batch_cast<float>(acc) * m;
+    if constexpr (kBounded)
+      return xsimd::nearbyint_as_int(v);
+    else
+      return xsimd::nearbyint_as_int(avx2::min_ps_nan_right(VF(65536.f), v));
   }
   /// Rows r and r + 1 (equal for a single row) -> 32 bytes: row r | row r + 1.
+  template <bool kBounded>
   Vec<std::uint8_t> two_rows(VI a0, VI a1, VI b0, VI b1) const {
-    const auto q =
-        avx2::pack_rows_u8(round(a0, m0), round(a1, m1), round(b0, m0), round(b1, m1), zp);
+    const auto q = avx2::pack_rows_u8(round<kBounded>(a0, m0), round<kBounded>(a1, m1),
+                                      round<kBounded>(b0, m0), round<kBounded>(b1, m1), zp);
     return xsimd::min(xsimd::max(q, qmin), qmax);
   }
   template <int MR>
   void store(const VI (&a0)[MR], const VI (&a1)[MR], std::uint8_t* c, std::int64_t ldc,
              int cols) const {
+    if (bounded)
+      store_rows<MR, true>(a0, a1, c, ldc, cols);
+    else
+      store_rows<MR, false>(a0, a1, c, ldc, cols);
+  }
+  template <int MR, bool kBounded>
+  void store_rows(const VI (&a0)[MR], const VI (&a1)[MR], std::uint8_t* c, std::int64_t ldc,
+                  int cols) const {
     alignas(32) std::uint8_t t[(MR + 1) / 2 * 32];
     for (int r = 0; r < MR; r += 2) {
       const int s = r + 1 < MR ? r + 1 : r;
-      const auto q = two_rows(a0[r], a1[r], a0[s], a1[s]);
+      const auto q = two_rows<kBounded>(a0[r], a1[r], a0[s], a1[s]);
       if (cols == 16) {
         avx2::store_halves(q, c + r * ldc, r + 1 < MR ? c + (r + 1) * ldc : nullptr);
       } else {
