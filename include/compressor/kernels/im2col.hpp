@@ -70,28 +70,17 @@ inline void fill_run(std::uint8_t* dst, std::uint8_t v, std::size_t n) {
   }
 }
 
-/// The interior columns [ow0, ow1) of one output row: every tap row copied
-/// as WIDE bytes (a multiple of 16; the overshoot is overwritten by the next
-/// tap row or pixel and stays inside the caller's buffer and input).
-template <std::size_t WIDE>  // 0: wide_bytes(run), at run time
-inline void im2col_row_wide(const std::int64_t* rows, std::int64_t taps, std::size_t run,
-                            std::int64_t step, std::int64_t col0, std::uint8_t zp,
-                            const std::uint8_t* x, std::int64_t ow0, std::int64_t ow1,
-                            std::uint8_t* dst, std::int64_t ld) {
-  for (std::int64_t ow = ow0; ow < ow1; ++ow, dst += ld) {
-    std::uint8_t* d = dst;
-    const std::int64_t col = ow * step - col0;
-    for (std::int64_t kh = 0; kh < taps; ++kh, d += run) {
-      if (rows[kh] < 0) {
-        fill_run(d, zp, run);
-        continue;
-      }
-      const std::uint8_t* src = x + rows[kh] + col;
-      if constexpr (WIDE > 0) {
-        for (std::size_t i = 0; i < WIDE; i += 16) std::memcpy(d + i, src + i, 16);
-      } else {
-        copy_run_wide(d, src, run);
-      }
+/// One kh tap row of `count` interior pixels: run bytes from src (stride
+/// step) to dst (stride ld), as WIDE-byte moves (0: wide_bytes(run) at run
+/// time) whose overshoot past run stays inside the pixel's row.
+template <std::size_t WIDE>
+inline void copy_tap_wide(const std::uint8_t* src, std::int64_t step, std::uint8_t* dst,
+                          std::int64_t ld, std::int64_t count, std::size_t run) {
+  for (std::int64_t i = 0; i < count; ++i, src += step, dst += ld) {
+    if constexpr (WIDE > 0) {
+      for (std::size_t j = 0; j < WIDE; j += 16) std::memcpy(dst + j, src + j, 16);
+    } else {
+      copy_run_wide(dst, src, run);
     }
   }
 }
@@ -100,16 +89,17 @@ inline void im2col_row_wide(const std::int64_t* rows, std::int64_t taps, std::si
 
 /// Unfolds output pixels [p0, p1) (flat over N*OH*OW) of an NHWC input into
 /// rows of ld >= K bytes: row = (kh, kw, c) taps; taps in the padding get zp.
-/// Bytes [K, ld) may be overwritten with anything (the packed weights are zero
-/// there): runs are copied as whole 16/32-byte moves where the overshoot stays
-/// inside out's p1 - p0 rows and is overwritten by the next run or pixel.
+/// Bytes [K, ld) may be overwritten with anything (the packed weights are
+/// zero there). Interior pixels are copied tap row by tap row, each run as
+/// whole 16/32-byte moves when the overshoot stays inside the pixel's ld
+/// bytes (the next tap row, copied after, overwrites it) and the reads inside
+/// the input; everything else exactly.
 inline void im2col_u8(const ConvGeometry& g, std::int64_t H, std::int64_t W, const std::uint8_t* x,
                       std::uint8_t zp, std::int64_t p0, std::int64_t p1, std::uint8_t* out,
                       std::int64_t ld) {
   const std::int64_t OH = g.out_h(H), OW = g.out_w(W), C = g.in_c;
   const auto run = static_cast<std::size_t>(g.kw * C);  // bytes of one kh tap row
   const auto wide = static_cast<std::int64_t>(detail::wide_bytes(run));
-  const std::uint8_t* out_end = out + (p1 - p0) * ld;
   // The input holds the images of pixels [p0, p1); wide reads stay inside it.
   const std::int64_t x_bytes = ((p1 - 1) / (OH * OW) + 1) * H * W * C;
   // Output columns whose taps are all inside the input width.
@@ -126,63 +116,61 @@ inline void im2col_u8(const ConvGeometry& g, std::int64_t H, std::int64_t W, con
     rows_big.resize(static_cast<std::size_t>(g.kh));
     rows = rows_big.data();
   }
+  const auto exact = [&](std::uint8_t* d, std::int64_t ow) {
+    const std::int64_t iw0 = ow * g.stride_w - g.pad_w;
+    const bool inside = ow >= ow_in0 && ow < ow_in1;
+    for (std::int64_t kh = 0; kh < g.kh; ++kh, d += run) {
+      if (rows[kh] < 0) {
+        detail::fill_run(d, zp, run);
+      } else if (inside) {
+        detail::copy_run(d, x + rows[kh] + iw0 * C, run);
+      } else {
+        for (std::int64_t kw = 0; kw < g.kw; ++kw) {
+          const std::int64_t iw = iw0 + kw;
+          if (iw < 0 || iw >= W)
+            detail::fill_run(d + kw * C, zp, static_cast<std::size_t>(C));
+          else
+            detail::copy_run(d + kw * C, x + rows[kh] + iw * C, static_cast<std::size_t>(C));
+        }
+      }
+    }
+  };
   std::uint8_t* dst = out;
   for (std::int64_t p = p0; p < p1;) {
     const std::int64_t n = p / (OH * OW), oh = (p / OW) % OH, ow0 = p % OW;
     const std::int64_t ow1 = std::min(OW, ow0 + (p1 - p));
-    std::int64_t last_row = -1;
     for (std::int64_t kh = 0; kh < g.kh; ++kh) {
       const std::int64_t ih = oh * g.stride_h - g.pad_h + kh;
       rows[kh] = ih < 0 || ih >= H ? -1 : (n * H + ih) * W * C;
-      if (rows[kh] >= 0) last_row = rows[kh];
     }
-    // The exact-copy columns: the borders, and interior columns whose wide
-    // copies would read past x or write past out.
-    const std::int64_t a = std::max(ow0, ow_in0), b = std::min(ow1, ow_in1);
-    std::int64_t wide_end = b;
-    while (wide_end > a &&
-           (last_row + (wide_end - 1) * step - col0 + wide > x_bytes ||
-            dst + (wide_end - 1 - ow0) * ld + (g.kh - 1) * static_cast<std::int64_t>(run) + wide >
-                out_end))
-      --wide_end;
-    const auto exact = [&](std::int64_t ow) {
-      std::uint8_t* d = dst + (ow - ow0) * ld;
-      const std::int64_t iw0 = ow * g.stride_w - g.pad_w;
-      const bool inside = ow >= ow_in0 && ow < ow_in1;
-      for (std::int64_t kh = 0; kh < g.kh; ++kh, d += run) {
-        if (rows[kh] < 0) {
-          detail::fill_run(d, zp, run);
-        } else if (inside) {
-          detail::copy_run(d, x + rows[kh] + iw0 * C, run);
-        } else {
-          for (std::int64_t kw = 0; kw < g.kw; ++kw) {
-            const std::int64_t iw = iw0 + kw;
-            if (iw < 0 || iw >= W)
-              detail::fill_run(d + kw * C, zp, static_cast<std::size_t>(C));
-            else
-              detail::copy_run(d + kw * C, x + rows[kh] + iw * C, static_cast<std::size_t>(C));
-          }
-        }
+    const std::int64_t a = std::max(ow0, ow_in0), b = std::max(a, std::min(ow1, ow_in1));
+    for (std::int64_t ow = ow0; ow < std::min(a, ow1); ++ow) exact(dst + (ow - ow0) * ld, ow);
+    for (std::int64_t ow = b; ow < ow1; ++ow) exact(dst + (ow - ow0) * ld, ow);
+    // Interior columns [a, b), one tap row at a time.
+    for (std::int64_t kh = 0; kh < g.kh; ++kh) {
+      std::uint8_t* d = dst + (a - ow0) * ld + kh * static_cast<std::int64_t>(run);
+      if (rows[kh] < 0) {
+        for (std::int64_t ow = a; ow < b; ++ow, d += ld) detail::fill_run(d, zp, run);
+        continue;
       }
-    };
-    for (std::int64_t ow = ow0; ow < std::min(a, ow1); ++ow) exact(ow);
-    if (a < wide_end) {
-      std::uint8_t* d = dst + (a - ow0) * ld;
+      const std::int64_t off = rows[kh] + a * step - col0;  // of column a's run in x
+      std::int64_t n_wide = 0;
+      if (kh * static_cast<std::int64_t>(run) + wide <= ld && off + wide <= x_bytes)
+        n_wide = std::min(b - a, (x_bytes - off - wide) / step + 1);
+      const std::uint8_t* src = x + off;
       switch (wide) {
         case 16:
-          detail::im2col_row_wide<16>(rows, g.kh, run, step, col0, zp, x, a, wide_end, d, ld);
+          detail::copy_tap_wide<16>(src, step, d, ld, n_wide, run);
           break;
         case 32:
-          detail::im2col_row_wide<32>(rows, g.kh, run, step, col0, zp, x, a, wide_end, d, ld);
-          break;
-        case 64:
-          detail::im2col_row_wide<64>(rows, g.kh, run, step, col0, zp, x, a, wide_end, d, ld);
+          detail::copy_tap_wide<32>(src, step, d, ld, n_wide, run);
           break;
         default:
-          detail::im2col_row_wide<0>(rows, g.kh, run, step, col0, zp, x, a, wide_end, d, ld);
+          detail::copy_tap_wide<0>(src, step, d, ld, n_wide, run);
       }
+      for (std::int64_t i = n_wide; i < b - a; ++i)
+        detail::copy_run(d + i * ld, src + i * step, run);
     }
-    for (std::int64_t ow = std::max(a, wide_end); ow < ow1; ++ow) exact(ow);
     dst += (ow1 - ow0) * ld;
     p += ow1 - ow0;
   }
