@@ -21,7 +21,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-DENSE = ("int8_conv", "int8_gemm", "eigen_f32_gemm", "onednn_u8s8s32_gemm")
+DENSE = ("int8_conv", "int8_gemm", "int8_gemm_s32", "eigen_f32_gemm", "onednn_u8s8s32_gemm")
 NAN = float("nan")
 
 
@@ -72,9 +72,9 @@ def main(paths):
 
     keys = list(dict.fromkeys(k for r in runs for k in r[3]))
     print("| shape | batch | threads | int8 conv GOPS | int8 GEMM GOPS | Eigen fp32 GFLOP/s "
-          "| oneDNN u8s8s32 GOPS | conv / Eigen | GEMM / oneDNN | conv / oneDNN "
+          "| oneDNN u8s8s32 GOPS | conv / Eigen | GEMM / oneDNN | GEMM s32 / oneDNN | conv / oneDNN "
           "| conv % of int8 peak | GEMM % of int8 peak |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key in keys:
         shape, batch, threads = key
         t = int(threads[1:])
@@ -82,14 +82,16 @@ def main(paths):
         for _, peak, _, dense, _ in runs:
             r = dense.get(key, {})
             conv, gemm = r.get("int8_conv", NAN), r.get("int8_gemm", NAN)
+            s32 = r.get("int8_gemm_s32", NAN)
             eig, dnn = r.get("eigen_f32_gemm", NAN), r.get("onednn_u8s8s32_gemm", NAN)
             for name, v in (("conv", conv), ("gemm", gemm), ("eig", eig), ("dnn", dnn),
-                            ("c/e", conv / eig), ("g/d", gemm / dnn), ("c/d", conv / dnn),
+                            ("c/e", conv / eig), ("g/d", gemm / dnn), ("s/d", s32 / dnn),
+                            ("c/d", conv / dnn),
                             ("c%", 100 * conv / peak[t]), ("g%", 100 * gemm / peak[t])):
                 cells[name].append(v)
         m = {k: median(v) for k, v in cells.items()}
         print(f"| {shape} | {batch[1:]} | {t} | {m['conv']:.0f} | {m['gemm']:.0f} | {m['eig']:.0f} "
-              f"| {m['dnn']:.0f} | {m['c/e']:.2f} | {m['g/d']:.2f} | {m['c/d']:.2f} "
+              f"| {m['dnn']:.0f} | {m['c/e']:.2f} | {m['g/d']:.2f} | {m['s/d']:.2f} | {m['c/d']:.2f} "
               f"| {m['c%']:.0f}% | {m['g%']:.0f}% |")
 
     skeys = list(dict.fromkeys(k for r in runs for k in r[4]))

@@ -1,7 +1,8 @@
-// Int8 GEMM and conv on every conv shape of ResNet-18 at 112x112 and CifarCnn
-// at 32x32, 1 and 2 threads, beside Eigen fp32 GEMM and (when installed)
-// oneDNN's u8s8s32 GEMM on the same shapes in the same run, plus the measured
-// int8 and fp32 peaks of this machine (in the JSON context). Tables:
+// Int8 GEMM (requantized uint8 output, and int32 output as oneDNN writes) and
+// conv on every conv shape of ResNet-18 at 112x112 and CifarCnn at 32x32, 1
+// and 2 threads, beside Eigen fp32 GEMM and (when installed) oneDNN's u8s8s32
+// GEMM on the same shapes in the same run, plus the measured int8 and fp32
+// peaks of this machine (in the JSON context). Tables:
 //   bench_int8 --benchmark_format=json > int8.json && tools/bench_int8_report.py int8.json
 #include <benchmark/benchmark.h>
 
@@ -67,6 +68,25 @@ void bm_gemm_int8(benchmark::State& st, ConvShape s, std::int64_t batch, int thr
   const kernels::RequantOut epi{bias.data(), mult.data(), 7, 7, 255};
   for (auto _ : st) {
     kernels::gemm_u8s8_requant(M, a.data(), K, 3, packed, epi, c.data(), N);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  bench::set_counters(st, s.ops(batch), threads);
+}
+
+/// The same GEMM writing int32 (Int32Out, bias and zero-point correction
+/// included): the output oneDNN's u8s8s32 GEMM writes.
+void bm_gemm_int8_s32(benchmark::State& st, ConvShape s, std::int64_t batch, int threads) {
+  set_num_threads(threads);
+  Rng rng(2);
+  const std::int64_t M = batch * s.oh() * s.ow(), N = s.o, K = s.gemm_k();
+  auto a = bench::random_u8(static_cast<std::size_t>(M * K), rng);
+  auto w = bench::random_s8(static_cast<std::size_t>(N * K), rng);
+  kernels::PackedWeightsU8S8 packed(w.data(), N, K, K);
+  std::vector<std::int32_t> bias(static_cast<std::size_t>(N), 100);
+  std::vector<std::int32_t> c(static_cast<std::size_t>(M * N));
+  for (auto _ : st) {
+    kernels::gemm_u8s8_s32(M, a.data(), K, 3, packed, bias.data(), c.data(), N);
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
   }
@@ -139,6 +159,7 @@ void register_shapes(const std::vector<ConvShape>& shapes, std::vector<std::int6
         };
         reg("int8_conv", bm_conv_int8);
         reg("int8_gemm", bm_gemm_int8);
+        reg("int8_gemm_s32", bm_gemm_int8_s32);
         reg("eigen_f32_gemm", bm_gemm_eigen_f32);
 #ifdef COMPRESSOR_BENCH_ONEDNN
         reg("onednn_u8s8s32_gemm", bm_gemm_onednn);

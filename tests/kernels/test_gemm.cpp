@@ -50,6 +50,20 @@ TEST_CASE("gemm_u8s8 matches the reference over random shapes and seeds", "[kern
   }
 }
 
+TEST_CASE("gemm_u8s8 with unpadded rows (lda == K, K % 4 != 0) reads nothing past A",
+          "[kernels][gemm]") {
+  // The kernel reads whole groups of 4 k; the last rows, whose group would
+  // run past the end of A, go through a zero-padded copy. ASan checks the
+  // reads (GemmTester allocates exactly (M - 1) * lda + K bytes).
+  for (std::int64_t kk : {1, 2, 3, 5, 6, 7, 9, 27, 147})
+    for (std::int64_t m = 1; m <= 9; ++m) {
+      GemmTester t;
+      t.m(m).n(20).k(kk).a_zero_point(255).extreme().seed(static_cast<std::uint64_t>(m * kk));
+      t.test_s32();
+      t.relu().test_requant();
+    }
+}
+
 TEST_CASE("gemm_u8s8 handles strided A and C", "[kernels][gemm]") {
   for (std::int64_t kk : {1, 3, 4, 5, 31, 64}) {
     GemmTester t;
