@@ -18,6 +18,7 @@
 #include "compressor/core/threading.hpp"
 #include "compressor/data/echonet.hpp"
 #include "compressor/data/synthetic_echo.hpp"
+#include "compressor/data/transform.hpp"
 #include "compressor/io/atomic_file.hpp"
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/models/ef_regressor.hpp"
@@ -123,15 +124,17 @@ int run(const Config& c) {
   require(!train_recs.empty() && !ds.records(data::EchoSplit::val).empty() && !test_recs.empty(),
           c.data.string(), ": need TRAIN, VAL and TEST clips, got ", train_recs.size(), ", ",
           ds.records(data::EchoSplit::val).size(), ", ", test_recs.size());
-  double mean_ef = 0;
+  double mean_ef = 0, var_ef = 0;
   for (const auto& r : train_recs) mean_ef += r.ef;
   mean_ef /= static_cast<double>(train_recs.size());
+  for (const auto& r : train_recs) var_ef += (r.ef - mean_ef) * (r.ef - mean_ef);
+  const double std_ef = std::max(1e-3, std::sqrt(var_ef / static_cast<double>(train_recs.size())));
   std::printf(
-      "data: %s: %zu train, %zu val, %zu test clips; %lld frames of %lldx%lld; train mean EF "
-      "%.2f\n",
+      "data: %s: %zu train, %zu val, %zu test clips; %lld frames of %lldx%lld; train EF mean "
+      "%.2f, std %.2f\n",
       c.data.c_str(), train_recs.size(), ds.records(data::EchoSplit::val).size(), test_recs.size(),
       static_cast<long long>(c.frames), static_cast<long long>(c.size),
-      static_cast<long long>(c.size), mean_ef);
+      static_cast<long long>(c.size), mean_ef, std_ef);
 
   data::LoaderOptions lo;
   lo.batch_size = c.batch;
@@ -145,7 +148,14 @@ int run(const Config& c) {
   models::EfRegressorOptions mo;
   mo.width = c.width;
   models::EfRegressor model(mo);
-  model.set_output_bias(static_cast<float>(mean_ef));
+  // Training predicts the standardised EF, z = (EF - mean) / std, so the head
+  // starts at the mean predictor and its weights need no large scale; the
+  // affine map is folded into the head afterwards, so the saved model
+  // predicts EF in percent.
+  model.set_output_bias(0.f);
+  const auto to_z =
+      data::standardize_targets(static_cast<float>(mean_ef), static_cast<float>(std_ef));
+  data::MappedSource train_z(*train_loader, to_z), val_z(*val_loader, to_z);
   std::printf("model: EfRegressor (ResNet-18 width %.3g), %lld parameters; %d threads\n", c.width,
               static_cast<long long>(model.num_parameters()), c.threads);
 
@@ -166,7 +176,8 @@ int run(const Config& c) {
   fo.epochs = c.epochs;
   fo.log = &std::cout;
   fo.progress_interval = 15;
-  const auto reports = trainer.fit(*train_loader, val_loader.get(), fo);
+  const auto reports = trainer.fit(train_z, &val_z, fo);
+  model.fold_output_affine(static_cast<float>(std_ef), static_cast<float>(mean_ef));
 
   const train::Metrics test = trainer.evaluate(*test_loader);
   const train::Metrics baseline = constant_predictor(test_recs, static_cast<float>(mean_ef));
@@ -189,7 +200,8 @@ int run(const Config& c) {
      << ",\n  \"epochs\": " << c.epochs << ",\n  \"threads\": " << c.threads
      << ",\n  \"train_mean_ef\": " << mean_ef << ",\n  \"test\": " << metrics_json(test)
      << ",\n  \"mean_predictor\": " << metrics_json(baseline) << ",\n  \"val_mae_per_epoch\": [";
-  for (std::size_t i = 0; i < reports.size(); ++i) js << (i ? ", " : "") << reports[i].val->mae;
+  for (std::size_t i = 0; i < reports.size(); ++i)
+    js << (i ? ", " : "") << reports[i].val->mae * std_ef;
   js << "],\n  \"minutes\": " << minutes << "\n}\n";
   io::write_file_atomic(c.out / "results.json", js.str());
   std::printf("wrote %s and %s\n", (c.out / "model.safetensors").c_str(),

@@ -42,6 +42,15 @@ class EfRegressor : public nn::Module {
     lin->bias().fill(b);
   }
 
+  /// Folds y -> scale * y + shift into the head, e.g. to turn a model trained
+  /// on standardised targets into one that predicts the original unit.
+  void fold_output_affine(float scale, float shift) {
+    auto* lin = dynamic_cast<nn::Linear*>(&head());
+    require(lin != nullptr, "EfRegressor::fold_output_affine: head is not a Linear");
+    for (auto& w : lin->weight().flat()) w *= scale;
+    for (auto& b : lin->bias().flat()) b = b * scale + shift;
+  }
+
   TensorView<const float> forward(TensorView<const float> x) override {
     if (x.rank() != 5)
       throw ShapeError(

@@ -24,7 +24,7 @@ enum class DecayPolicy : std::uint8_t {
 class Optimizer {
  public:
   Optimizer(std::vector<nn::ParameterRef> params, float lr, float weight_decay, DecayPolicy policy)
-      : params_(std::move(params)), lr_(lr), weight_decay_(weight_decay) {
+      : params_(std::move(params)), lr_(lr) {
     require(lr >= 0.f && std::isfinite(lr), "optimizer: learning rate must be >= 0, got ", lr);
     require(weight_decay >= 0.f, "optimizer: weight decay must be >= 0, got ", weight_decay);
     for (const auto& p : params_)
@@ -69,7 +69,7 @@ class Optimizer {
  private:
   std::vector<nn::ParameterRef> params_;
   std::vector<float> decay_;
-  float lr_, weight_decay_;
+  float lr_;
   std::int64_t steps_ = 0;
 };
 
