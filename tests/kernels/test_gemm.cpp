@@ -2,6 +2,7 @@
 #include <limits>
 #include <vector>
 
+#include "compressor/core/threading.hpp"
 #include "gemm_tester.hpp"
 
 using compressor::testing::GemmTester;
@@ -62,6 +63,17 @@ TEST_CASE("gemm_u8s8 with unpadded rows (lda == K, K % 4 != 0) reads nothing pas
       t.test_s32();
       t.relu().test_requant();
     }
+}
+
+TEST_CASE("gemm_u8s8 is the same on 1, 2 and 3 threads (row and panel splits)", "[kernels][gemm]") {
+  const int saved = compressor::num_threads();
+  for (int threads : {1, 2, 3}) {
+    compressor::set_num_threads(threads);
+    GemmTester().m(3).n(200).k(70).seed(5).test_requant();   // splits weight panels
+    GemmTester().m(301).n(20).k(50).seed(6).test_requant();  // splits rows, several units
+    GemmTester().m(2000).n(33).k(147).seed(7).test_s32();    // units of whole row blocks
+  }
+  compressor::set_num_threads(saved);
 }
 
 TEST_CASE("gemm_u8s8 handles strided A and C", "[kernels][gemm]") {

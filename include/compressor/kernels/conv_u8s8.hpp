@@ -104,17 +104,14 @@ class ConvU8S8 {
     std::uint8_t* cols = s.cols.data();
     const auto zp = static_cast<std::uint8_t>(zx);
     if (detail::gemm_splits_rows(M, packed_)) {
-      // Each thread unfolds a block of its rows (L2-sized, the GEMM's row
-      // block) and multiplies it while it is still in cache.
-      constexpr std::int64_t MR = GemmU8S8Tiles::kMR;
-      const std::int64_t block = GemmU8S8Tiles::row_block(ld);
-      parallel_for((M + MR - 1) / MR, [&](std::int64_t b, std::int64_t e) {
-        for (std::int64_t m = b * MR; m < std::min(M, e * MR); m += block) {
-          const std::int64_t me = std::min({M, e * MR, m + block});
-          im2col_u8(g_, H, W, x.data(), zp, m, me, cols + m * ld, ld);
-          detail::gemm_u8s8_range(m, me, 0, packed_.panels(), cols, ld, zx, packed_, epi, y,
-                                  g_.out_c, M);
-        }
+      // Each unit of rows (at most an L2 row block) is unfolded and
+      // multiplied by the same thread while it is still in cache.
+      const std::int64_t rows = detail::gemm_unit_rows(M, packed_);
+      detail::parallel_units((M + rows - 1) / rows, [&](std::int64_t u) {
+        const std::int64_t m = u * rows, me = std::min(M, m + rows);
+        im2col_u8(g_, H, W, x.data(), zp, m, me, cols + m * ld, ld);
+        detail::gemm_u8s8_range(m, me, 0, packed_.panels(), cols, ld, zx, packed_, epi, y, g_.out_c,
+                                M);
       });
       return;
     }

@@ -3,8 +3,9 @@
 //   gemm_u8s8_requant   -> uint8  (RequantOut, optional fused ReLU via qmin)
 //   gemm_u8s8_dequant   -> float  (DequantOut, last layer)
 //   gemm_u8s8_s32       -> int32  (Int32Out)
-// Threaded with OpenMP over row blocks (or column panels when M is small);
-// single-threaded when called from inside a parallel region. A needs only K
+// Threaded with OpenMP over row blocks (or column panels when M is small),
+// handed out dynamically (parallel_units.hpp); single-threaded when called
+// from inside a parallel region. A needs only K
 // readable bytes per row; C rows are written for N columns (stride ldc).
 #pragma once
 
@@ -16,6 +17,7 @@
 #include "compressor/core/threading.hpp"
 #include "compressor/kernels/epilogue.hpp"
 #include "compressor/kernels/packed_weights.hpp"
+#include "compressor/kernels/parallel_units.hpp"
 #include "compressor/kernels/simd/gemm_u8s8.hpp"
 
 namespace compressor::kernels {
@@ -76,6 +78,18 @@ inline bool gemm_splits_rows(std::int64_t M, const PackedWeightsU8S8& B) {
   return (M >= B.n() && row_tiles >= num_threads()) || B.panels() < num_threads();
 }
 
+/// Rows per work unit when the GEMM splits rows: one L2 row block on one
+/// thread; with more threads about 3 units per thread (so that a thread that
+/// loses its core leaves units to the others), each still a multiple of kMR.
+inline std::int64_t gemm_unit_rows(std::int64_t M, const PackedWeightsU8S8& B) {
+  constexpr std::int64_t MR = GemmU8S8Tiles::kMR;
+  const std::int64_t block = GemmU8S8Tiles::row_block(B.k_padded());
+  const std::int64_t threads = in_parallel() ? 1 : num_threads();
+  if (threads <= 1) return block;
+  const std::int64_t per = (M + 3 * threads - 1) / (3 * threads);
+  return std::clamp((per + MR - 1) / MR * MR, MR, block);
+}
+
 }  // namespace detail
 
 /// C = epi(A * W^T) for the generic epilogue types of epilogue.hpp.
@@ -93,19 +107,17 @@ void gemm_u8s8(std::int64_t M, const std::uint8_t* A, std::int64_t lda, std::int
   require(a_zero_point >= 0 && a_zero_point <= 255, "gemm_u8s8: activation zero point ",
           a_zero_point, " is outside [0, 255]");
   if (M == 0) return;
-  constexpr std::int64_t MR = GemmU8S8Tiles::kMR;
-  const std::int64_t row_tiles = (M + MR - 1) / MR;
   const std::int64_t panels = B.panels();
-  const bool split_rows = detail::gemm_splits_rows(M, B);
   const std::int64_t m_whole = detail::rows_readable_padded(M, lda, B.k(), B.k_padded(), a_padded);
-  if (split_rows) {
-    parallel_for(row_tiles, [&](std::int64_t b, std::int64_t e) {
-      detail::gemm_u8s8_range(b * MR, std::min(M, e * MR), 0, panels, A, lda, a_zero_point, B, epi,
-                              C, ldc, m_whole);
+  if (detail::gemm_splits_rows(M, B)) {
+    const std::int64_t rows = detail::gemm_unit_rows(M, B);
+    detail::parallel_units((M + rows - 1) / rows, [&](std::int64_t u) {
+      detail::gemm_u8s8_range(u * rows, std::min(M, (u + 1) * rows), 0, panels, A, lda,
+                              a_zero_point, B, epi, C, ldc, m_whole);
     });
   } else {
-    parallel_for(panels, [&](std::int64_t b, std::int64_t e) {
-      detail::gemm_u8s8_range(0, M, b, e, A, lda, a_zero_point, B, epi, C, ldc, m_whole);
+    detail::parallel_units(panels, [&](std::int64_t p) {
+      detail::gemm_u8s8_range(0, M, p, p + 1, A, lda, a_zero_point, B, epi, C, ldc, m_whole);
     });
   }
 }

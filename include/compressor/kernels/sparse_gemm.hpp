@@ -5,8 +5,8 @@
 //   sparse_gemm_u8s8   uint8 activations (zero point) x int8 weights with the
 //                      dense kernels' epilogues (RequantOut, DequantOut, Int32Out)
 // Work is proportional to the nonzeros, plus a transpose of X and Y per block
-// of 32 rows. Threaded with OpenMP over row blocks; scratch in SparseScratch
-// (grown once, reused).
+// of 32 rows. Threaded with OpenMP over row blocks, handed out dynamically
+// (parallel_units.hpp); scratch in SparseScratch (grown once, reused).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,7 @@
 #include "compressor/core/aligned_buffer.hpp"
 #include "compressor/core/error.hpp"
 #include "compressor/core/threading.hpp"
+#include "compressor/kernels/parallel_units.hpp"
 #include "compressor/kernels/ref/sparse_gemm.hpp"
 #include "compressor/kernels/simd/sparse_gemm.hpp"
 
@@ -57,10 +58,9 @@ void for_sparse_blocks(std::int64_t M, SparseScratch& scratch, std::size_t bytes
   // caller's own scratch: buffer 0.
   const bool nested = in_parallel();
   scratch.reserve(nested ? 1 : num_threads(), bytes);
-  parallel_for(blocks, [&](std::int64_t b, std::int64_t e) {
+  parallel_units(blocks, [&](std::int64_t i) {
     std::uint8_t* buf = scratch.thread_buffer(nested ? 0 : thread_index());
-    for (std::int64_t i = b; i < e; ++i)
-      block(i * kSparseRows, static_cast<int>(std::min(kSparseRows, M - i * kSparseRows)), buf);
+    block(i * kSparseRows, static_cast<int>(std::min(kSparseRows, M - i * kSparseRows)), buf);
   });
 }
 }  // namespace detail
