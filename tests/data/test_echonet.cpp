@@ -242,3 +242,30 @@ TEST_CASE("echonet: skip drops bad rows and videos with one warning each", "[dat
       }(),
       Contains("v6.avi") && Contains("truncated"));
 }
+
+TEST_CASE("echonet: train-split jitter and augmentation; other splits untouched",
+          "[data][echonet]") {
+  EchoNetOptions o = small_clips();
+  o.train_temporal_jitter = true;
+  o.train_augmentation = Augmentation{3, true};
+  const EchoNet plain(synthetic_set(), small_clips());
+  const EchoNet echo(synthetic_set(), o);
+  Tensor<float> a(echo.dataset(EchoSplit::train)->sample_shape());
+  Tensor<float> b(a.shape()), c(a.shape()), centre(a.shape());
+  Rng r1(1), r2(1), r3(2), r0(0);
+  (void)echo.dataset(EchoSplit::train)->get(0, a, r1);
+  (void)echo.dataset(EchoSplit::train)->get(0, b, r2);
+  (void)echo.dataset(EchoSplit::train)->get(0, c, r3);
+  (void)plain.dataset(EchoSplit::train)->get(0, centre, r0);
+  CHECK(std::equal(a.flat().begin(), a.flat().end(), b.flat().begin()));  // same draw, same clip
+  CHECK_FALSE(std::equal(a.flat().begin(), a.flat().end(), c.flat().begin()));
+  CHECK_FALSE(std::equal(a.flat().begin(), a.flat().end(), centre.flat().begin()));
+  // VAL and TEST clips are the plain centre samples whatever the generator.
+  for (auto split : {EchoSplit::val, EchoSplit::test}) {
+    Tensor<float> x(a.shape()), y(a.shape());
+    Rng g1(1), g2(2);
+    (void)echo.dataset(split)->get(0, x, g1);
+    (void)plain.dataset(split)->get(0, y, g2);
+    CHECK(std::equal(x.flat().begin(), x.flat().end(), y.flat().begin()));
+  }
+}

@@ -285,3 +285,24 @@ TEST_CASE("loader: invalid options are rejected", "[data][loader]") {
   CHECK_THROWS_AS(DataLoader(ds, opt), ValueError);
   CHECK_THROWS_AS(DataLoader(nullptr, LoaderOptions{}), ValueError);
 }
+
+TEST_CASE("augment: a clip gets one shift and flip for all its frames", "[data][augment]") {
+  Tensor<std::uint8_t> clip(Shape{3, 5, 6, 1});
+  for (std::int64_t i = 0; i < clip.numel(); ++i)
+    clip[i] = static_cast<std::uint8_t>((i * 7) % 256);
+  // Frame t+1 is frame t plus 1 everywhere, so the same transform keeps the offset.
+  for (std::int64_t t = 1; t < 3; ++t)
+    for (std::int64_t p = 0; p < 30; ++p)
+      clip(t, p / 6, p % 6, 0) = static_cast<std::uint8_t>(clip(0, p / 6, p % 6, 0) + t);
+  const PixelAffine px(Normalization::unit(), 1);
+  Tensor<float> out(clip.shape());
+  for (std::uint64_t seed = 0; seed < 20; ++seed) {
+    Rng rng(seed);
+    augment_clip(clip.view(), out, Augmentation{2, true}, px, rng);
+    for (std::int64_t t = 1; t < 3; ++t)
+      for (std::int64_t p = 0; p < 30; ++p) {
+        const float f0 = out(0, p / 6, p % 6, 0), ft = out(t, p / 6, p % 6, 0);
+        if (f0 != 0.f) CHECK(ft == Approx(f0 + static_cast<float>(t) / 255.f));  // 0 = padding
+      }
+  }
+}

@@ -62,6 +62,22 @@ TEST_CASE("video: sample_indices spreads T samples uniformly, repeating when sho
   CHECK_THROWS_AS(sample_indices(0, 4), ValueError);
 }
 
+TEST_CASE("video: sample_indices with a phase picks that point of each part", "[data][video]") {
+  CHECK(sample_indices(10, 5, 0.0) == std::vector<std::int64_t>{0, 2, 4, 6, 8});
+  CHECK(sample_indices(10, 5, 0.99) == std::vector<std::int64_t>{1, 3, 5, 7, 9});
+  CHECK(sample_indices(100, 4, 0.25) == std::vector<std::int64_t>{6, 31, 56, 81});
+  for (double phase : {0.0, 0.3, 0.7, 0.999})
+    for (std::int64_t n : {1, 7, 31, 100})
+      for (std::int64_t t : {1, 3, 16, 33}) {
+        const auto idx = sample_indices(n, t, phase);
+        CHECK(std::is_sorted(idx.begin(), idx.end()));
+        CHECK(idx.front() >= 0);
+        CHECK(idx.back() < n);
+      }
+  CHECK_THROWS_AS(sample_indices(10, 5, 1.0), ValueError);
+  CHECK_THROWS_AS(sample_indices(10, 5, -0.1), ValueError);
+}
+
 TEST_CASE("video: written MJPEG AVI reads back with its size, rate and frames", "[data][video]") {
   const auto dir = testing::scratch_dir("video_roundtrip");
   const auto file = write_ramp_clip(dir / "c.avi", 25);

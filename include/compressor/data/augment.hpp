@@ -23,30 +23,40 @@ struct Augmentation {
   bool enabled() const { return pad > 0 || hflip; }
 };
 
-/// Writes img (H, W, C) into out (H, W, C) as floats normalised by px, with
-/// the crop offset and flip drawn from rng (in that order; nothing is drawn
+/// One draw of the augmentation: a crop offset and whether to mirror.
+struct AugmentDraw {
+  std::int64_t dy = 0, dx = 0;
+  bool flip = false;
+};
+
+/// Draws the crop offset and flip from rng (in that order; nothing is drawn
 /// for a disabled step).
-inline void augment_image(TensorView<const std::uint8_t> img, TensorView<float> out,
-                          const Augmentation& aug, const PixelAffine& px, Rng& rng) {
+inline AugmentDraw draw_augmentation(const Augmentation& aug, Rng& rng) {
+  require(aug.pad >= 0, "augmentation: pad must be >= 0, got ", aug.pad);
+  AugmentDraw d;
+  if (aug.pad > 0) {
+    const auto range = static_cast<std::uint64_t>(2 * aug.pad + 1);
+    d.dy = static_cast<std::int64_t>(rng.below(range)) - aug.pad;
+    d.dx = static_cast<std::int64_t>(rng.below(range)) - aug.pad;
+  }
+  d.flip = aug.hflip && rng.below(2) == 1;
+  return d;
+}
+
+/// Writes img (H, W, C) into out (H, W, C) as floats normalised by px,
+/// shifted and mirrored as d says; pixels from outside the image are black.
+inline void apply_augmentation(TensorView<const std::uint8_t> img, TensorView<float> out,
+                               const AugmentDraw& d, const PixelAffine& px) {
   check_same_shape(out.shape(), img.shape(), "augment_image output");
   require<ShapeError>(img.rank() == 3, "augment_image: expected an (H, W, C) image, got ",
                       img.shape().str());
-  require(aug.pad >= 0, "augment_image: pad must be >= 0, got ", aug.pad);
   const std::int64_t h = img.dim(0), w = img.dim(1), c = img.dim(2);
-  std::int64_t dy = 0, dx = 0;
-  if (aug.pad > 0) {
-    const auto range = static_cast<std::uint64_t>(2 * aug.pad + 1);
-    dy = static_cast<std::int64_t>(rng.below(range)) - aug.pad;
-    dx = static_cast<std::int64_t>(rng.below(range)) - aug.pad;
-  }
-  const bool flip = aug.hflip && rng.below(2) == 1;
-
   const std::uint8_t* src = img.data();
   float* dst = out.data();
   for (std::int64_t y = 0; y < h; ++y) {
-    const std::int64_t sy = y + dy;
+    const std::int64_t sy = y + d.dy;
     for (std::int64_t x = 0; x < w; ++x) {
-      const std::int64_t sx = (flip ? w - 1 - x : x) + dx;
+      const std::int64_t sx = (d.flip ? w - 1 - x : x) + d.dx;
       float* o = dst + (y * w + x) * c;
       if (sy < 0 || sy >= h || sx < 0 || sx >= w) {
         for (std::int64_t k = 0; k < c; ++k) o[k] = px.bias[static_cast<std::size_t>(k)];
@@ -56,6 +66,24 @@ inline void augment_image(TensorView<const std::uint8_t> img, TensorView<float> 
       }
     }
   }
+}
+
+/// Writes img (H, W, C) into out (H, W, C) as floats normalised by px, with
+/// the crop offset and flip drawn from rng.
+inline void augment_image(TensorView<const std::uint8_t> img, TensorView<float> out,
+                          const Augmentation& aug, const PixelAffine& px, Rng& rng) {
+  apply_augmentation(img, out, draw_augmentation(aug, rng), px);
+}
+
+/// The same for a clip (T, H, W, C): one draw, applied to every frame.
+inline void augment_clip(TensorView<const std::uint8_t> clip, TensorView<float> out,
+                         const Augmentation& aug, const PixelAffine& px, Rng& rng) {
+  check_same_shape(out.shape(), clip.shape(), "augment_clip output");
+  require<ShapeError>(clip.rank() == 4, "augment_clip: expected a (T, H, W, C) clip, got ",
+                      clip.shape().str());
+  const AugmentDraw d = draw_augmentation(aug, rng);
+  for (std::int64_t t = 0; t < clip.dim(0); ++t)
+    apply_augmentation(clip.slice(t), out.slice(t), d, px);
 }
 
 /// Converts 8-bit pixels (any shape, channels last) to normalised floats.

@@ -36,6 +36,12 @@ struct EchoNetOptions {
   /// Without a Split column: VAL and TEST fractions and the seed of the split.
   double val_fraction = 0.125, test_fraction = 0.125;
   std::uint64_t split_seed = 0;
+  /// TRAIN split only: sample the frames at a random phase of each of the T
+  /// equal parts of the clip (other frames every epoch) instead of their
+  /// centres. Such clips are decoded every time, not cached.
+  bool train_temporal_jitter = false;
+  /// TRAIN split only: a random shift and mirror, the same for every frame.
+  Augmentation train_augmentation = Augmentation::none();
 };
 
 /// The clips of one split. Thread-safe; decoding happens in get().
@@ -43,22 +49,31 @@ class EchoNetClips final : public Dataset {
  public:
   EchoNetClips(std::filesystem::path videos, std::vector<EchoRecord> records,
                std::vector<std::int64_t> keys, ClipSpec spec, const Normalization& norm,
-               std::shared_ptr<ClipCache> cache)
+               std::shared_ptr<ClipCache> cache, bool temporal_jitter = false,
+               Augmentation aug = Augmentation::none())
       : videos_(std::move(videos)),
         records_(std::move(records)),
         keys_(std::move(keys)),
         spec_(spec),
         px_(norm, 3),
-        cache_(std::move(cache)) {}
+        cache_(std::move(cache)),
+        jitter_(temporal_jitter),
+        aug_(aug) {}
 
   std::int64_t size() const override { return std::ssize(records_); }
   Shape sample_shape() const override { return spec_.shape(); }
   TargetKind target_kind() const override { return TargetKind::value; }
 
-  Target get(std::int64_t i, TensorView<float> out, Rng&) const override {
+  Target get(std::int64_t i, TensorView<float> out, Rng& rng) const override {
     thread_local Tensor<std::uint8_t> clip;
-    decode(i, clip);
-    normalize_pixels(clip.view(), out, px_);
+    if (jitter_)
+      decode_clip(path(i), spec_, clip, rng.uniform());
+    else
+      decode(i, clip);
+    if (aug_.enabled())
+      augment_clip(clip.view(), out, aug_, px_, rng);
+    else
+      normalize_pixels(clip.view(), out, px_);
     return Target{-1, records_.at(static_cast<std::size_t>(i)).ef};
   }
 
@@ -84,6 +99,8 @@ class EchoNetClips final : public Dataset {
   ClipSpec spec_;
   PixelAffine px_;
   std::shared_ptr<ClipCache> cache_;
+  bool jitter_;
+  Augmentation aug_;
 };
 
 class EchoNet {
@@ -120,9 +137,13 @@ class EchoNet {
       recs[s].push_back(std::move(rec));
       keys[s].push_back(static_cast<std::int64_t>(r));
     }
-    for (std::size_t s = 0; s < 3; ++s)
-      splits_[s] = std::make_shared<EchoNetClips>(videos, std::move(recs[s]), std::move(keys[s]),
-                                                  opt_.clip, opt_.normalization, cache_);
+    for (std::size_t s = 0; s < 3; ++s) {
+      const bool train = s == static_cast<std::size_t>(EchoSplit::train);
+      splits_[s] = std::make_shared<EchoNetClips>(
+          videos, std::move(recs[s]), std::move(keys[s]), opt_.clip, opt_.normalization, cache_,
+          train && opt_.train_temporal_jitter,
+          train ? opt_.train_augmentation : Augmentation::none());
+    }
   }
 
   /// The clips of a split, as a Dataset.

@@ -43,12 +43,23 @@ struct VideoInfo {
   std::string container;  ///< FFmpeg's demuxer name, e.g. "avi"
 };
 
-/// Frame indices of `t` samples spread uniformly over `n` frames: the centre
-/// of each of t equal parts, floor((k + 0.5) * n / t). Repeats when n < t.
-inline std::vector<std::int64_t> sample_indices(std::int64_t n, std::int64_t t) {
+/// Frame indices of `t` samples spread uniformly over `n` frames: in each of
+/// t equal parts the frame at `phase` (in [0, 1)) of the part,
+/// floor((k + phase) * n / t); phase 0.5 takes the centres. Repeats when n < t.
+/// A random phase per epoch (temporal jitter) shows training other frames.
+inline std::vector<std::int64_t> sample_indices(std::int64_t n, std::int64_t t,
+                                                double phase = 0.5) {
   require(n >= 1 && t >= 1, "sample_indices: need n >= 1 and t >= 1, got ", n, ", ", t);
+  require(phase >= 0.0 && phase < 1.0, "sample_indices: phase must be in [0, 1), got ", phase);
   std::vector<std::int64_t> idx(static_cast<std::size_t>(t));
-  for (std::int64_t k = 0; k < t; ++k) idx[std::size_t(k)] = ((2 * k + 1) * n) / (2 * t);
+  if (phase == 0.5) {  // exact integer form of the centres
+    for (std::int64_t k = 0; k < t; ++k) idx[std::size_t(k)] = ((2 * k + 1) * n) / (2 * t);
+    return idx;
+  }
+  for (std::int64_t k = 0; k < t; ++k)
+    idx[std::size_t(k)] = std::min<std::int64_t>(
+        n - 1, static_cast<std::int64_t>((static_cast<double>(k) + phase) * static_cast<double>(n) /
+                                         static_cast<double>(t)));
   return idx;
 }
 
@@ -101,13 +112,13 @@ inline VideoInfo probe_video(const std::filesystem::path& file) {
   return internal::open_video(file).info;
 }
 
-/// Decodes `file` once and writes spec.frames uniformly sampled frames, as
-/// RGB resized to spec.height x spec.width, into out (resized to
-/// spec.shape()). Returns the stream's info with `frames` = frames read.
-/// Throws IoError naming the file for a missing, corrupt, truncated (fewer
-/// frames than its header states) or empty video.
+/// Decodes `file` once and writes spec.frames uniformly sampled frames
+/// (sample_indices with `phase`), as RGB resized to spec.height x
+/// spec.width, into out (resized to spec.shape()). Returns the stream's info with `frames` = frames
+/// read. Throws IoError naming the file for a missing, corrupt, truncated (fewer frames than its
+/// header states) or empty video.
 inline VideoInfo decode_clip(const std::filesystem::path& file, const ClipSpec& spec,
-                             Tensor<std::uint8_t>& out) {
+                             Tensor<std::uint8_t>& out, double phase = 0.5) {
   spec.check();
   const std::string name = file.string();
   internal::OpenVideo v = internal::open_video(file);
@@ -130,7 +141,7 @@ inline VideoInfo decode_clip(const std::filesystem::path& file, const ClipSpec& 
   const std::int64_t frame_bytes = std::int64_t(H) * W * 3;
   out.resize(spec.shape());
   std::vector<std::int64_t> idx;
-  if (known > 0) idx = sample_indices(known, T);
+  if (known > 0) idx = sample_indices(known, T, phase);
   std::vector<std::uint8_t> all;  // every frame, when the count is not known up front
   std::int64_t next_t = 0;        // next output slot
   std::int64_t f = 0;             // frames read so far
@@ -211,7 +222,7 @@ inline VideoInfo decode_clip(const std::filesystem::path& file, const ClipSpec& 
     throw IoError(detail::concat(name, ": truncated or corrupt video: the header states ", known,
                                  " frames, only ", f, " could be read"));
   if (known == 0) {
-    idx = sample_indices(f, T);
+    idx = sample_indices(f, T, phase);
     for (std::int64_t t = 0; t < T; ++t)
       std::memcpy(out.data() + t * frame_bytes, all.data() + idx[std::size_t(t)] * frame_bytes,
                   std::size_t(frame_bytes));
