@@ -117,22 +117,21 @@ inline void im2col_u8(const ConvGeometry& g, std::int64_t H, std::int64_t W, con
     rows = rows_big.data();
   }
   const auto exact = [&](std::uint8_t* d, std::int64_t ow) {
+    // Taps [lo, hi) of the kw are inside the input width, the rest padding.
     const std::int64_t iw0 = ow * g.stride_w - g.pad_w;
-    const bool inside = ow >= ow_in0 && ow < ow_in1;
+    const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, g.kw);
+    const std::int64_t hi = std::clamp<std::int64_t>(W - iw0, lo, g.kw);
+    const auto left = static_cast<std::size_t>(lo * C),
+               mid = static_cast<std::size_t>((hi - lo) * C);
+    const std::size_t right = run - left - mid;
     for (std::int64_t kh = 0; kh < g.kh; ++kh, d += run) {
       if (rows[kh] < 0) {
         detail::fill_run(d, zp, run);
-      } else if (inside) {
-        detail::copy_run(d, x + rows[kh] + iw0 * C, run);
-      } else {
-        for (std::int64_t kw = 0; kw < g.kw; ++kw) {
-          const std::int64_t iw = iw0 + kw;
-          if (iw < 0 || iw >= W)
-            detail::fill_run(d + kw * C, zp, static_cast<std::size_t>(C));
-          else
-            detail::copy_run(d + kw * C, x + rows[kh] + iw * C, static_cast<std::size_t>(C));
-        }
+        continue;
       }
+      if (left) detail::fill_run(d, zp, left);
+      if (mid) detail::copy_run(d + left, x + rows[kh] + (iw0 + lo) * C, mid);
+      if (right) detail::fill_run(d + left + mid, zp, right);
     }
   };
   std::uint8_t* dst = out;
