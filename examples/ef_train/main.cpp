@@ -41,6 +41,8 @@ const char* kUsage =
     "  --epochs E        training epochs (default 12)\n"
     "  --lr LR           peak learning rate of AdamW (default 2e-3)\n"
     "  --loss mse|l1     training loss (default mse)\n"
+    "  --weight-decay D  AdamW weight decay of conv/linear weights (default 0.05)\n"
+    "  --augment on|off  TRAIN clips: random sampling phase, shift and mirror (default on)\n"
     "  --max-clips N     use at most N clips per split (default: all)\n"
     "  --cache-mb MB     decoded-clip cache (default 1024)\n"
     "  --threads N       threads (default: all cores)\n"
@@ -56,6 +58,8 @@ struct Config {
   double width, cache_mb;
   float lr;
   std::string loss;
+  float weight_decay;
+  bool augment;
   std::uint64_t seed;
 };
 
@@ -74,6 +78,10 @@ Config parse(int argc, char** argv) {
   c.lr = cli.num<float>("--lr", 2e-3f, 0.f, 10.f);
   c.loss = cli.str("--loss", "mse");
   if (c.loss != "mse" && c.loss != "l1") cli.fail("--loss must be mse or l1");
+  c.weight_decay = cli.num<float>("--weight-decay", 0.05f, 0.f, 10.f);
+  const std::string aug = cli.str("--augment", "on");
+  if (aug != "on" && aug != "off") cli.fail("--augment must be on or off");
+  c.augment = aug == "on";
   c.max_clips = cli.num<std::int64_t>("--max-clips", 0, 0, 100000000);
   c.cache_mb = cli.num<double>("--cache-mb", 1024, 0, 1e7);
   c.threads = cli.num<int>("--threads", num_threads(), 1, 1024);
@@ -118,6 +126,10 @@ int run(const Config& c) {
   eo.max_clips = c.max_clips;
   eo.cache_mb = c.cache_mb;
   eo.normalization = data::Normalization{{0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f}};
+  if (c.augment) {
+    eo.train_temporal_jitter = true;
+    eo.train_augmentation = data::Augmentation{static_cast<int>(c.size / 14), true};  // 8 px at 112
+  }
   const data::EchoNet ds(c.data, eo);
   const auto& train_recs = ds.records(data::EchoSplit::train);
   const auto& test_recs = ds.records(data::EchoSplit::test);
@@ -164,10 +176,10 @@ int run(const Config& c) {
     loss = std::make_unique<nn::MSELoss>();
   else
     loss = std::make_unique<nn::L1Loss>();
-  train::AdamW opt(
-      model.named_parameters(),
-      train::AdamOptions{
-          .lr = c.lr, .weight_decay = 1e-4f, .decay_policy = train::DecayPolicy::weights_only});
+  train::AdamW opt(model.named_parameters(),
+                   train::AdamOptions{.lr = c.lr,
+                                      .weight_decay = c.weight_decay,
+                                      .decay_policy = train::DecayPolicy::weights_only});
   const std::int64_t steps = c.epochs * train_loader->num_batches();
   train::CosineLr sched(c.lr, steps,
                         std::min<std::int64_t>(steps / 10, train_loader->num_batches()));

@@ -89,19 +89,20 @@ inline void check_regression_shapes(std::string_view who, TensorView<const float
 }
 }  // namespace internal
 
-/// Mean squared error.
-class MSELoss : public Loss {
+/// Mean over elements of a pointwise loss f(pred - target), with its
+/// derivative f'. MSE: f(d) = d^2; L1: f(d) = |d| (subgradient 0 at d = 0).
+template <class Derived>
+class PointwiseLoss : public Loss {
  public:
-  std::string_view name() const override { return "mse"; }
   float forward(TensorView<const float> pred, TensorView<const float> target) {
-    internal::check_regression_shapes("MSELoss", pred, target);
+    internal::check_regression_shapes(name(), pred, target);
     grad_.resize(pred.shape());
     const double inv = 1.0 / static_cast<double>(pred.numel());
     double total = 0;
     for (std::int64_t i = 0; i < pred.numel(); ++i) {
       const double d = static_cast<double>(pred[i]) - target[i];
-      total += d * d;
-      grad_[i] = static_cast<float>(2.0 * d * inv);
+      total += Derived::value(d);
+      grad_[i] = static_cast<float>(Derived::derivative(d) * inv);
     }
     return static_cast<float>(total * inv);
   }
@@ -114,29 +115,20 @@ class MSELoss : public Loss {
   Tensor<float> grad_;
 };
 
-/// Mean absolute error (subgradient 0 where prediction equals target).
-class L1Loss : public Loss {
+/// Mean squared error.
+class MSELoss : public PointwiseLoss<MSELoss> {
+ public:
+  std::string_view name() const override { return "mse"; }
+  static double value(double d) { return d * d; }
+  static double derivative(double d) { return 2.0 * d; }
+};
+
+/// Mean absolute error.
+class L1Loss : public PointwiseLoss<L1Loss> {
  public:
   std::string_view name() const override { return "l1"; }
-  float forward(TensorView<const float> pred, TensorView<const float> target) {
-    internal::check_regression_shapes("L1Loss", pred, target);
-    grad_.resize(pred.shape());
-    const double inv = 1.0 / static_cast<double>(pred.numel());
-    double total = 0;
-    for (std::int64_t i = 0; i < pred.numel(); ++i) {
-      const double d = static_cast<double>(pred[i]) - target[i];
-      total += std::abs(d);
-      grad_[i] = static_cast<float>(d > 0 ? inv : (d < 0 ? -inv : 0.0));
-    }
-    return static_cast<float>(total * inv);
-  }
-  float compute(TensorView<const float> pred, const data::Batch& batch) override {
-    return forward(pred, batch.targets);
-  }
-  TensorView<const float> backward() override { return grad_; }
-
- private:
-  Tensor<float> grad_;
+  static double value(double d) { return std::abs(d); }
+  static double derivative(double d) { return d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0); }
 };
 
 }  // namespace compressor::nn
