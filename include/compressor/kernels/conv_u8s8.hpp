@@ -4,10 +4,11 @@
 // int32 bias (at scale s_in * s_w[o]); forward() takes a uint8 NHWC input with
 // its QuantParams and writes uint8 NHWC output with its QuantParams (or float
 // for a last layer), with optional fused ReLU. 1x1 stride-1 convolutions run
-// the GEMM on the input itself; every other one first unfolds the input into
-// a uint8 im2col matrix whose padding holds the input zero point (real 0),
-// both threaded over output rows. Scratch memory lives in a ConvScratch that
-// grows once and is reused: no allocation per call in steady state.
+// the GEMM on the input itself; every other one unfolds the input into a
+// uint8 im2col matrix whose padding holds the input zero point (real 0), one
+// L2-sized block of rows at a time, each block multiplied by the thread that
+// unfolded it. Scratch memory lives in a ConvScratch that grows once and is
+// reused: no allocation per call in steady state.
 #pragma once
 
 #include <algorithm>

@@ -5,8 +5,8 @@
 //   gemm_u8s8_s32       -> int32  (Int32Out)
 // Threaded with OpenMP over row blocks (or column panels when M is small),
 // handed out dynamically (parallel_units.hpp); single-threaded when called
-// from inside a parallel region. A needs only K
-// readable bytes per row; C rows are written for N columns (stride ldc).
+// from inside a parallel region. A needs only K readable bytes per row; C
+// rows are written for N columns (stride ldc).
 #pragma once
 
 #include <algorithm>
