@@ -75,4 +75,12 @@ void parallel_for(std::int64_t n, Fn&& fn, std::int64_t min_per_thread = 1) {
 #endif
 }
 
+/// Sets n elements to v, split across the threads (a large buffer is
+/// written at the bandwidth of every core, not one).
+template <class T>
+void parallel_fill(T* p, std::int64_t n, T v) {
+  parallel_for(
+      n, [&](std::int64_t b, std::int64_t e) { std::fill(p + b, p + e, v); }, 1 << 16);
+}
+
 }  // namespace compressor

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "compressor/nn/gemm.hpp"
 #include "compressor/nn/im2col.hpp"
 #include "compressor/nn/init.hpp"
 #include "compressor/nn/module.hpp"
@@ -71,7 +72,7 @@ class Conv2d : public Module {
     out_.resize(Shape{g_.n, g_.oh, g_.ow, o});
     auto y = out_.matrix(m, o);
     const auto w = weight_.matrix(o, k);
-    y.noalias() = cols(x) * w.transpose();
+    gemm_assign(y, cols(x), w.transpose());
     if (opt_.bias) {
       const auto b = bias_.vector().transpose();
       parallel_for(
@@ -92,10 +93,10 @@ class Conv2d : public Module {
     const auto w = weight_.matrix(o, k);
     grad_in_.resize(x_.shape());
     if (g_.is_pointwise()) {
-      grad_in_.matrix(m, k).noalias() = dy * w;
+      gemm_assign(grad_in_.matrix(m, k), dy, w);
     } else {
       dcols_.resize(Shape{m, k});
-      dcols_.matrix().noalias() = dy * w;
+      gemm_assign(dcols_.matrix(), dy, w);
       col2im(dcols_.data(), g_, grad_in_.data());
     }
     return grad_in_;

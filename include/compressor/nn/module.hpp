@@ -21,6 +21,7 @@
 #include "compressor/core/dtype.hpp"
 #include "compressor/core/error.hpp"
 #include "compressor/core/tensor.hpp"
+#include "compressor/core/threading.hpp"
 
 namespace compressor::nn {
 
@@ -154,7 +155,7 @@ class Module {
 
   /// Sets every parameter gradient to zero.
   void zero_grad() {
-    for (auto& p : named_parameters()) p.grad->fill(0.f);
+    for (auto& p : named_parameters()) parallel_fill(p.grad->data(), p.grad->numel(), 0.f);
   }
 
   /// Number of trainable scalars.

@@ -39,7 +39,7 @@ class Optimizer {
     for (std::size_t i = 0; i < params_.size(); ++i) update(i, *params_[i].value, *params_[i].grad);
   }
   void zero_grad() {
-    for (auto& p : params_) p.grad->fill(0.f);
+    for (auto& p : params_) parallel_fill(p.grad->data(), p.grad->numel(), 0.f);
   }
 
   float lr() const { return lr_; }
