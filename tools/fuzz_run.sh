@@ -4,10 +4,12 @@
 # (each fuzz/fuzz_*.cpp) for SECONDS seconds.
 #
 # Usage: tools/fuzz_run.sh [SECONDS] [TARGET...]     (default 30 s, all targets)
+#        FUZZ_PRESET=clang-asan tools/fuzz_run.sh ...  (another preset that sets
+#        COMPRESSOR_BUILD_FUZZERS=ON; CI reuses its sanitizer build this way)
 #
 # Per target, optional: fuzz/corpus/<target>/ seed inputs, fuzz/<target>.dict
 # a libFuzzer dictionary, fuzz/<target>.options extra libFuzzer flags (one
-# line). The working corpus and any crash reproducer go to build/fuzz/run/.
+# line). The working corpus and any crash reproducer go to build/<preset>/fuzz-run/.
 # Exit status: 0 when no target crashed, 1 otherwise.
 set -euo pipefail
 
@@ -30,16 +32,17 @@ if [ ${#targets[@]} -eq 0 ]; then
   exit 2
 fi
 
+preset=${FUZZ_PRESET:-fuzz}
 cd "$root"
-cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz -j2 --target "${targets[@]}"
+cmake --preset "$preset" >/dev/null
+cmake --build --preset "$preset" -j2 --target "${targets[@]}"
 
 passed=0
 failed=0
 failed_names=()
 for t in "${targets[@]}"; do
-  bin="$root/build/fuzz/fuzz/$t"
-  run="$root/build/fuzz/run/$t"
+  bin="$root/build/$preset/fuzz/$t"
+  run="$root/build/$preset/fuzz-run/$t"
   mkdir -p "$run/corpus" "$run/artifacts"
   if [ -d "$root/fuzz/corpus/$t" ]; then
     cp -n "$root/fuzz/corpus/$t"/* "$run/corpus/" 2>/dev/null || true
