@@ -37,6 +37,7 @@ const char* kUsage =
     "  --frames T        frames sampled per clip (default 8)\n"
     "  --size PX         frame height and width after resizing (default 112)\n"
     "  --width W         ResNet-18 width multiplier (default 0.5)\n"
+    "  --pool mean|mean_max_min  pooling of frame features over time (default mean)\n"
     "  --batch B         clips per batch (default 8)\n"
     "  --epochs E        training epochs (default 12)\n"
     "  --lr LR           peak learning rate of AdamW (default 2e-3)\n"
@@ -60,6 +61,7 @@ struct Config {
   std::string loss;
   float weight_decay;
   bool augment;
+  nn::TemporalPoolMode pool;
   std::uint64_t seed;
 };
 
@@ -73,6 +75,9 @@ Config parse(int argc, char** argv) {
   c.frames = cli.num<std::int64_t>("--frames", 8, 1, 1024);
   c.size = cli.num<std::int64_t>("--size", 112, 32, 1024);
   c.width = cli.num<double>("--width", 0.5, 0.05, 4.0);
+  const std::string pool = cli.str("--pool", "mean");
+  if (pool != "mean" && pool != "mean_max_min") cli.fail("--pool must be mean or mean_max_min");
+  c.pool = pool == "mean" ? nn::TemporalPoolMode::mean : nn::TemporalPoolMode::mean_max_min;
   c.batch = cli.num<std::int64_t>("--batch", 8, 1, 4096);
   c.epochs = cli.num<int>("--epochs", 12, 1, 100000);
   c.lr = cli.num<float>("--lr", 2e-3f, 0.f, 10.f);
@@ -159,6 +164,7 @@ int run(const Config& c) {
   nn::init::manual_seed(c.seed);
   models::EfRegressorOptions mo;
   mo.width = c.width;
+  mo.pool = c.pool;
   models::EfRegressor model(mo);
   // Training predicts the standardised EF, z = (EF - mean) / std, so the head
   // starts at the mean predictor and its weights need no large scale; the
@@ -168,8 +174,10 @@ int run(const Config& c) {
   const auto to_z =
       data::standardize_targets(static_cast<float>(mean_ef), static_cast<float>(std_ef));
   data::MappedSource train_z(*train_loader, to_z), val_z(*val_loader, to_z);
-  std::printf("model: EfRegressor (ResNet-18 width %.3g), %lld parameters; %d threads\n", c.width,
-              static_cast<long long>(model.num_parameters()), c.threads);
+  std::printf(
+      "model: EfRegressor (ResNet-18 width %.3g, %s over time), %lld parameters; %d threads\n",
+      c.width, std::string(to_string(c.pool)).c_str(),
+      static_cast<long long>(model.num_parameters()), c.threads);
 
   std::unique_ptr<nn::Loss> loss;
   if (c.loss == "mse")
@@ -208,7 +216,8 @@ int run(const Config& c) {
   io::save_checkpoint(model, c.out / "model.safetensors");
   std::ostringstream js;
   js << "{\n  \"data\": \"" << c.data.string() << "\",\n  \"frames\": " << c.frames
-     << ",\n  \"size\": " << c.size << ",\n  \"width\": " << c.width
+     << ",\n  \"size\": " << c.size << ",\n  \"width\": " << c.width << ",\n  \"pool\": \""
+     << to_string(c.pool) << "\""
      << ",\n  \"epochs\": " << c.epochs << ",\n  \"threads\": " << c.threads
      << ",\n  \"train_mean_ef\": " << mean_ef << ",\n  \"test\": " << metrics_json(test)
      << ",\n  \"mean_predictor\": " << metrics_json(baseline) << ",\n  \"val_mae_per_epoch\": [";

@@ -12,3 +12,4 @@
 #include "compressor/nn/module.hpp"
 #include "compressor/nn/pooling.hpp"
 #include "compressor/nn/sequential.hpp"
+#include "compressor/nn/temporal_pool.hpp"

@@ -107,6 +107,16 @@ TEST_CASE("ReLU, MaxPool2d, GlobalAvgPool2d, Linear, Flatten gradients", "[nn][g
   }
 }
 
+TEST_CASE("TemporalPool gradients, mean and mean_max_min", "[nn][gradcheck]") {
+  Rng rng(6);
+  for (const auto mode : {TemporalPoolMode::mean, TemporalPoolMode::mean_max_min}) {
+    INFO(to_string(mode));
+    TemporalPool pool(mode);
+    // Distinct values: the max and min over T have no tie within the step.
+    require_gradcheck(pool, away_from_kinks(Shape{2, 5, 3}, rng));
+  }
+}
+
 TEST_CASE("BasicBlock gradients, with and without downsample", "[nn][gradcheck]") {
   Rng rng(4);
   init::manual_seed(4);

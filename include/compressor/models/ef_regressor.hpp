@@ -1,9 +1,15 @@
 // EfRegressor: ejection fraction from an echo clip. A ResNet-18 trunk
 // ("backbone.", torchvision names) runs on every frame of an (N, T, H, W, 3)
-// clip; the per-frame average-pooled features are averaged over T and a
-// Linear head ("head.weight", "head.bias") maps them to one value per clip,
-// (N, 1). torchvision resnet18 weights load by prefix: "conv1.weight" ->
-// "backbone.conv1.weight".
+// clip; the per-frame average-pooled features are pooled over T (by default
+// their mean) and a Linear head ("head.weight", "head.bias") maps them to one
+// value per clip, (N, 1). torchvision resnet18 weights load by prefix:
+// "conv1.weight" -> "backbone.conv1.weight".
+//
+// Temporal pooling: EF = (EDV - ESV) / EDV is a ratio of the largest and the
+// smallest cavity over the clip, which a mean over T of per-frame features can
+// only approximate (the clip's scale does not cancel in a linear head on
+// means). TemporalPoolMode::mean_max_min also hands the head each feature's
+// max and min over T (3F inputs); docs/ef_model.md has the measured effect.
 #pragma once
 
 #include <cstdint>
@@ -12,11 +18,14 @@
 
 #include "compressor/models/resnet.hpp"
 #include "compressor/nn/linear.hpp"
+#include "compressor/nn/temporal_pool.hpp"
 
 namespace compressor::models {
 
 struct EfRegressorOptions {
   double width = 1.0;  ///< ResNet-18 width multiplier
+  /// Pooling of the per-frame features over T (mean: the reference design).
+  nn::TemporalPoolMode pool = nn::TemporalPoolMode::mean;
 };
 
 class EfRegressor : public nn::Module {
@@ -26,13 +35,16 @@ class EfRegressor : public nn::Module {
     ro.width = o.width;
     ro.include_head = false;
     auto& trunk = register_module("backbone", std::make_unique<ResNet18>(ro));
-    register_module("head", std::make_unique<nn::Linear>(trunk.num_features(), 1));
+    auto& pool = register_module("pool", std::make_unique<nn::TemporalPool>(o.pool));
+    register_module("head",
+                    std::make_unique<nn::Linear>(pool.out_features(trunk.num_features()), 1));
     set_input_grad(false);  // nothing needs the gradient of the clips
   }
 
   std::string_view type_name() const override { return "EfRegressor"; }
   Module& backbone() const { return child(0); }
-  Module& head() const { return child(1); }
+  nn::TemporalPool& pool() const { return static_cast<nn::TemporalPool&>(child(1)); }
+  Module& head() const { return child(2); }
 
   /// Sets the head's bias, e.g. to the training-set mean EF, so training
   /// starts at the mean predictor rather than at 0.
@@ -61,31 +73,12 @@ class EfRegressor : public nn::Module {
     require<ShapeError>(n_ > 0 && t_ > 0, "EfRegressor: empty clip batch ", x.shape().str());
     const auto frames = x.reshape(Shape{n_ * t_, x.dim(2), x.dim(3), x.dim(4)});
     const auto f = backbone().forward(frames);  // (N*T, F)
-    const std::int64_t nf = f.dim(1);
-    pooled_.resize(Shape{n_, nf});
-    const float inv = 1.f / static_cast<float>(t_);
-    for (std::int64_t i = 0; i < n_; ++i) {
-      float* dst = pooled_.data() + i * nf;
-      std::fill_n(dst, nf, 0.f);
-      for (std::int64_t t = 0; t < t_; ++t) {
-        const float* src = f.data() + (i * t_ + t) * nf;
-        for (std::int64_t j = 0; j < nf; ++j) dst[j] += src[j];
-      }
-      for (std::int64_t j = 0; j < nf; ++j) dst[j] *= inv;
-    }
-    return head().forward(pooled_);
+    return head().forward(pool().forward(f.reshape(Shape{n_, t_, f.dim(1)})));
   }
 
   TensorView<const float> backward(TensorView<const float> grad_out) override {
-    const auto gp = head().backward(grad_out);  // (N, F)
-    const std::int64_t nf = gp.dim(1);
-    g_frames_.resize(Shape{n_ * t_, nf});
-    const float inv = 1.f / static_cast<float>(t_);
-    for (std::int64_t i = 0; i < n_; ++i)
-      for (std::int64_t t = 0; t < t_; ++t)
-        for (std::int64_t j = 0; j < nf; ++j)
-          g_frames_[(i * t_ + t) * nf + j] = gp[i * nf + j] * inv;
-    const auto gx = backbone().backward(g_frames_);
+    const auto gp = pool().backward(head().backward(grad_out));  // (N, T, F)
+    const auto gx = backbone().backward(gp.reshape(Shape{n_ * t_, gp.dim(2)}));
     if (!input_grad()) return {};
     return gx.reshape(in_shape_);
   }
@@ -98,7 +91,6 @@ class EfRegressor : public nn::Module {
  private:
   std::int64_t n_ = 0, t_ = 0;
   Shape in_shape_;
-  Tensor<float> pooled_, g_frames_;
 };
 
 }  // namespace compressor::models
