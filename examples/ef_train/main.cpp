@@ -1,7 +1,9 @@
-// ef_train: trains the EfRegressor baseline (a ResNet-18 trunk per frame,
-// features averaged over time, a linear head) to predict the ejection
-// fraction of echo clips in the EchoNet-Dynamic layout, and reports test MAE,
-// RMSE and R^2 beside the error of always predicting the training mean.
+// ef_train: trains the EfRegressor (a ResNet-18 trunk per frame, features
+// pooled over time, a linear head) to predict the ejection fraction of echo
+// clips in the EchoNet-Dynamic layout, and reports test MAE, RMSE and R^2
+// beside the error of always predicting the training mean. By default the
+// pooling hands the head the mean, max and min over time of every feature
+// (--pool mean is the reference design; docs/ef_model.md compares them).
 //
 // Without --data it uses a synthetic EchoNet-layout set, generated on first
 // use (docs/synthetic_echo.md). The defaults are a quick configuration that
@@ -33,11 +35,12 @@ const char* kUsage =
     "usage: ef_train [options]\n"
     "  --data DIR        EchoNet-layout root (FileList.csv, Videos/); default: a synthetic\n"
     "                    set in ./synthetic_echo, generated on first use\n"
-    "  --generate N      clips of the synthetic set (default 400)\n"
-    "  --frames T        frames sampled per clip (default 8)\n"
-    "  --size PX         frame height and width after resizing (default 112)\n"
-    "  --width W         ResNet-18 width multiplier (default 0.5)\n"
-    "  --pool mean|mean_max_min  pooling of frame features over time (default mean)\n"
+    "  --generate N      clips of the synthetic set (default 1600)\n"
+    "  --frames T        frames sampled per clip (default 16)\n"
+    "  --size PX         frame height and width after resizing (default 64)\n"
+    "  --width W         ResNet-18 width multiplier (default 0.25)\n"
+    "  --pool mean|mean_max_min  pooling of frame features over time\n"
+    "                    (default mean_max_min)\n"
     "  --batch B         clips per batch (default 8)\n"
     "  --epochs E        training epochs (default 12)\n"
     "  --lr LR           peak learning rate of AdamW (default 2e-3)\n"
@@ -71,11 +74,11 @@ Config parse(int argc, char** argv) {
   const std::string data = cli.str("--data", "");
   c.synthetic = data.empty();
   c.data = c.synthetic ? fs::path("synthetic_echo") : fs::path(data);
-  c.generate = cli.num<std::int64_t>("--generate", 400, 8, 1000000);
-  c.frames = cli.num<std::int64_t>("--frames", 8, 1, 1024);
-  c.size = cli.num<std::int64_t>("--size", 112, 32, 1024);
-  c.width = cli.num<double>("--width", 0.5, 0.05, 4.0);
-  const std::string pool = cli.str("--pool", "mean");
+  c.generate = cli.num<std::int64_t>("--generate", 1600, 8, 1000000);
+  c.frames = cli.num<std::int64_t>("--frames", 16, 1, 1024);
+  c.size = cli.num<std::int64_t>("--size", 64, 32, 1024);
+  c.width = cli.num<double>("--width", 0.25, 0.05, 4.0);
+  const std::string pool = cli.str("--pool", "mean_max_min");
   if (pool != "mean" && pool != "mean_max_min") cli.fail("--pool must be mean or mean_max_min");
   c.pool = pool == "mean" ? nn::TemporalPoolMode::mean : nn::TemporalPoolMode::mean_max_min;
   c.batch = cli.num<std::int64_t>("--batch", 8, 1, 4096);
