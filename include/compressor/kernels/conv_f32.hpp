@@ -1,0 +1,128 @@
+// fp32 convolution products on an implicit im2col matrix: the rows of the
+// column matrix are read straight from the (padded) NHWC input, never
+// materialised (a 3x3 column matrix is 9x the input: writing and re-reading
+// it costs more memory traffic than the GEMM's own operands).
+//
+//   conv2d_f32_forward      Y (M x O)   = cols(x) * W^T       (A implicit)
+//   conv2d_f32_weight_grad  dW (O x K) += dY^T * cols(x)      (B implicit)
+//
+// x is (N, Hp, Wp, C), already padded (the caller copies it with zero
+// borders); M = N*OH*OW output pixels, K = KH*KW*C; W is OHWI (O x K). A row
+// of cols is KH runs of KW*C contiguous floats, one per kernel row, so the
+// GEMM driver's k blocks never cross a run. The weight gradient reads B's
+// rows per pixel and needs C % 16 == 0 (a 16-column panel inside one run).
+// Each output element is summed in the order of the scalar reference
+// (explicit im2col + ref::sgemm), so results are bit-exact against it.
+#pragma once
+
+#include <cstdint>
+
+#include "compressor/core/error.hpp"
+#include "compressor/kernels/sgemm.hpp"
+
+namespace compressor::kernels {
+
+/// Geometry of an implicit im2col over a padded NHWC input.
+struct Im2colGeometry {
+  std::int64_t n, hp, wp, c;  // padded input
+  std::int64_t kh, kw, stride;
+  std::int64_t oh, ow;  // output: oh = (hp - kh) / stride + 1, same for ow
+
+  std::int64_t rows() const { return n * oh * ow; }
+  std::int64_t cols() const { return kh * kw * c; }
+  std::int64_t run() const { return kw * c; }
+  /// Offset of output pixel i's first tap (kernel row 0, column 0) in x.
+  std::int64_t pixel(std::int64_t i) const {
+    const std::int64_t x = i % ow, t = i / ow, y = t % oh, b = t / oh;
+    return ((b * hp + y * stride) * wp + x * stride) * c;
+  }
+  /// Offset of column k of a row relative to its pixel offset.
+  std::int64_t column(std::int64_t k) const { return (k / run()) * wp * c + k % run(); }
+  void check(const char* what) const {
+    require<ShapeError>(n > 0 && c > 0 && kh > 0 && kw > 0 && stride > 0 && oh > 0 && ow > 0 &&
+                            (oh - 1) * stride + kh <= hp && (ow - 1) * stride + kw <= wp,
+                        what, ": invalid im2col geometry: input (", n, ", ", hp, ", ", wp, ", ", c,
+                        "), kernel ", kh, "x", kw, " stride ", stride, ", output ", oh, "x", ow);
+  }
+};
+
+namespace detail {
+
+#if COMPRESSOR_KERNELS_AVX2
+/// cols(x) as the GEMM's A, read in place.
+struct Im2colA {
+  const float* x;
+  Im2colGeometry g;
+  bool packed() const { return false; }
+  std::int64_t run(std::int64_t) const { return g.run(); }
+  const float* base() const { return x; }
+  void row_offsets(std::int64_t m0, std::int64_t m1, std::int64_t k0, std::int64_t* off) const {
+    const std::int64_t col = g.column(k0);
+    for (std::int64_t i = m0; i < m1; ++i) off[i - m0] = g.pixel(i) + col;
+  }
+  float at(std::int64_t i, std::int64_t k) const { return x[g.pixel(i) + g.column(k)]; }
+};
+
+/// cols(x) as the GEMM's B (rows = pixels), rows found through offsets.
+struct Im2colB {
+  static constexpr bool kIndirect = true;
+  const float* x;
+  Im2colGeometry g;
+  bool pack(std::int64_t) const { return false; }
+  float at(std::int64_t k, std::int64_t n) const { return x[g.pixel(k) + g.column(n)]; }
+  void k_offsets(std::int64_t k0, std::int64_t kn, std::int64_t* off) const {
+    for (std::int64_t k = 0; k < kn; ++k) off[k] = g.pixel(k0 + k);
+  }
+  simd::detail_sgemm::BRows rows(std::int64_t, std::int64_t n0, const std::int64_t* off) const {
+    return {x + g.column(n0), 0, off};
+  }
+};
+#endif
+
+}  // namespace detail
+
+namespace ref {
+
+/// The explicit column matrix (rows() x cols()) of a padded input.
+inline void im2col_padded(const float* x, const Im2colGeometry& g, float* cols) {
+  for (std::int64_t i = 0; i < g.rows(); ++i)
+    for (std::int64_t k = 0; k < g.cols(); ++k)
+      cols[i * g.cols() + k] = x[g.pixel(i) + g.column(k)];
+}
+
+}  // namespace ref
+
+/// y (rows() x o, row-major) = cols(x) * w^T, w (o x cols()) row-major.
+inline void conv2d_f32_forward(const float* x, const Im2colGeometry& g, const float* w,
+                               std::int64_t o, float* y) {
+  g.check("conv2d_f32_forward");
+#if COMPRESSOR_KERNELS_AVX2
+  detail::gemm_driver(g.rows(), o, g.cols(), detail::Im2colA{x, g},
+                      detail::StridedB{StridedMatrix::transposed(w, g.cols())}, y, o, false);
+#else
+  AlignedBuffer<float> cols(static_cast<std::size_t>(g.rows() * g.cols()));
+  ref::im2col_padded(x, g, cols.data());
+  ref::sgemm(g.rows(), o, g.cols(), StridedMatrix::row_major(cols.data(), g.cols()),
+             StridedMatrix::transposed(w, g.cols()), y, o, false);
+#endif
+}
+
+/// dw (o x cols(), row-major) += dy^T * cols(x), dy (rows() x o) row-major.
+/// Needs g.c % 16 == 0.
+inline void conv2d_f32_weight_grad(const float* x, const Im2colGeometry& g, const float* dy,
+                                   std::int64_t o, float* dw) {
+  g.check("conv2d_f32_weight_grad");
+  require<ShapeError>(g.c % SgemmTiles::kNR == 0, "conv2d_f32_weight_grad: channels (", g.c,
+                      ") must be a multiple of ", SgemmTiles::kNR);
+#if COMPRESSOR_KERNELS_AVX2
+  detail::gemm_driver(o, g.cols(), g.rows(), detail::StridedA{StridedMatrix::transposed(dy, o)},
+                      detail::Im2colB{x, g}, dw, g.cols(), true);
+#else
+  AlignedBuffer<float> cols(static_cast<std::size_t>(g.rows() * g.cols()));
+  ref::im2col_padded(x, g, cols.data());
+  ref::sgemm(o, g.cols(), g.rows(), StridedMatrix::transposed(dy, o),
+             StridedMatrix::row_major(cols.data(), g.cols()), dw, g.cols(), true);
+#endif
+}
+
+}  // namespace compressor::kernels

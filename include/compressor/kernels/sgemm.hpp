@@ -1,0 +1,234 @@
+// fp32 GEMM: C (M x N, row stride ldc) = [C +] A (M x K) * B (K x N) on the
+// AVX2 micro-kernel of simd/sgemm.hpp. The public sgemm() takes strided A and
+// B (StridedMatrix), so products with transposed operands need no copies;
+// conv_f32.hpp runs the same driver with an implicit im2col matrix as A or B.
+//
+// Blocking: B is consumed in panels of 16 columns; K in blocks that never
+// cross a "run" of A's columns (a run is contiguous in memory: all of K for a
+// strided A, one kernel row for an implicit im2col A), of at most 768 columns
+// (256 when A is packed); a B panel block stays in L1 while it sweeps a block
+// of A rows held in L2. Partial sums go back to C between k blocks, which
+// keeps the summation order of the scalar reference (bit-exact, see tests).
+// A is read in place when its rows are contiguous in k, else (an A^T operand,
+// the weight gradient's dY^T) packed per unit and k block. B is packed once
+// into contiguous panels when its columns are strided or M >= 1024 (each B
+// element is then reused often enough to pay for the copy); otherwise its
+// rows are read in place, a partial last panel through a zero-padded copy.
+//
+// Threaded over (row block, panel group) units handed out dynamically
+// (parallel_units.hpp); each element of C is computed by one unit in a fixed
+// order, so results do not depend on the thread count. Single-threaded when
+// called inside a parallel region. Without AVX2 sgemm() runs the scalar
+// reference.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "compressor/core/aligned_buffer.hpp"
+#include "compressor/core/error.hpp"
+#include "compressor/core/threading.hpp"
+#include "compressor/kernels/int8_traits.hpp"
+#include "compressor/kernels/parallel_units.hpp"
+#include "compressor/kernels/ref/sgemm.hpp"
+#include "compressor/kernels/sgemm_operands.hpp"
+#include "compressor/kernels/simd/sgemm.hpp"
+
+namespace compressor::kernels {
+
+/// Tile and block sizes of the fp32 GEMM.
+struct SgemmTiles {
+  static constexpr int kMR = 6;   // rows of C per micro-tile
+  static constexpr int kNR = 16;  // columns of C per micro-tile (one B panel)
+  /// Largest k block: 768 with A read in place, 256 with A packed (the weight
+  /// gradient, whose K is the pixel count: its packed A block and B panel
+  /// block stay small).
+  static constexpr std::int64_t max_k_block(bool a_packed) { return a_packed ? 256 : 768; }
+  /// Largest row block of A: ~256 KiB of A per k block, a multiple of kMR.
+  static constexpr std::int64_t max_row_block(std::int64_t kc) {
+    return std::clamp<std::int64_t>((65536 / std::max<std::int64_t>(kc, 1)) / kMR * kMR, kMR, 192);
+  }
+};
+
+namespace detail {
+
+inline float* sgemm_scratch(std::size_t n, int slot) {
+  thread_local AlignedBuffer<float> buf[4];
+  buf[slot].reserve_discard(n);
+  return buf[slot].data();
+}
+
+inline std::int64_t* sgemm_offsets(std::size_t n, int slot) {
+  thread_local AlignedBuffer<std::int64_t> buf[2];
+  buf[slot].reserve_discard(n);
+  return buf[slot].data();
+}
+
+#if COMPRESSOR_KERNELS_AVX2
+
+/// A in place, strided: element (i, k) at data[i * rs + k * ks].
+struct StridedA {
+  StridedMatrix m;
+  bool packed() const { return m.col_stride != 1; }
+  std::int64_t run(std::int64_t K) const { return K; }
+  const float* base() const { return m.data; }
+  /// Offsets of rows [m0, m1) at column k0 (in place, ks = col_stride).
+  void row_offsets(std::int64_t m0, std::int64_t m1, std::int64_t k0, std::int64_t* off) const {
+    for (std::int64_t i = m0; i < m1; ++i) off[i - m0] = i * m.row_stride + k0 * m.col_stride;
+  }
+  float at(std::int64_t i, std::int64_t k) const { return m.at(i, k); }
+};
+
+/// B read in place or packed (see the header comment).
+struct StridedB {
+  StridedMatrix m;
+  static constexpr bool kIndirect = false;
+  bool pack(std::int64_t M) const { return m.col_stride != 1 || M >= 1024; }
+  float at(std::int64_t k, std::int64_t n) const { return m.at(k, n); }
+  /// Row offsets of a k block: not used (direct rows).
+  void k_offsets(std::int64_t, std::int64_t, std::int64_t*) const {}
+  /// Rows [k0, k0 + kn) of panel columns [n0, n0 + 16), in place.
+  simd::detail_sgemm::BRows rows(std::int64_t k0, std::int64_t n0, const std::int64_t*) const {
+    return {m.data + k0 * m.row_stride + n0, m.row_stride};
+  }
+  std::int64_t run(std::int64_t N) const { return N; }
+};
+
+/// The driver: C = [C +] A * B with A and B given by the sources above or
+/// by conv_f32.hpp's implicit im2col sources.
+template <class ASrc, class BSrc>
+void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, const BSrc& B,
+                 float* C, std::int64_t ldc, bool accumulate) {
+  constexpr int MR = SgemmTiles::kMR, NR = SgemmTiles::kNR;
+  constexpr bool kIndirect = BSrc::kIndirect;
+  const std::int64_t P = (N + NR - 1) / NR;
+  const bool pack_a = A.packed();
+  // k blocks: every run of A's columns split into equal parts <= kmax.
+  const std::int64_t run = A.run(K), kmax = SgemmTiles::max_k_block(pack_a);
+  const std::int64_t parts = (run + kmax - 1) / kmax;
+  const std::int64_t kc = (run + parts - 1) / parts;
+  // Row blocks of equal size (multiples of MR) no larger than max_row_block.
+  const std::int64_t row_blocks =
+      (M + SgemmTiles::max_row_block(kc) - 1) / SgemmTiles::max_row_block(kc);
+  const std::int64_t mb = ((M + row_blocks - 1) / row_blocks + MR - 1) / MR * MR;
+
+  // B packed as panels [P][K][16], zero past N, when that pays off.
+  bool packed_b = false;
+  const float* bp = nullptr;
+  if constexpr (!kIndirect) {
+    packed_b = B.pack(M);
+    if (packed_b) {
+      float* dst = sgemm_scratch(static_cast<std::size_t>(P * K * NR), 0);
+      parallel_units(P, [&](std::int64_t p) {
+        const std::int64_t n0 = p * NR, cols = std::min<std::int64_t>(NR, N - n0);
+        float* d = dst + p * K * NR;
+        for (std::int64_t k = 0; k < K; ++k, d += NR) {
+          std::int64_t j = 0;
+          for (; j < cols; ++j) d[j] = B.at(k, n0 + j);
+          for (; j < NR; ++j) d[j] = 0.f;
+        }
+      });
+      bp = dst;
+    }
+  }
+
+  // Units: ~8 per thread for dynamic balance. When there are few row blocks
+  // (the weight gradient's case) the panels are split into ~2 groups per
+  // thread instead: each group packs its own copy of A's blocks and reads its
+  // columns of B's rows in place, and wide groups keep those reads close to
+  // sequential.
+  const std::int64_t threads = std::max(1, num_threads());
+  const std::int64_t want = (row_blocks >= 4 * threads ? 8 : 2) * threads;
+  const std::int64_t groups = std::clamp<std::int64_t>((want + row_blocks - 1) / row_blocks, 1, P);
+  const std::int64_t per_group = (P + groups - 1) / groups;
+
+  parallel_units(row_blocks * groups, [&](std::int64_t u) {
+    const std::int64_t m0 = (u / groups) * mb, m1 = std::min(M, m0 + mb);
+    const std::int64_t p0 = (u % groups) * per_group, p1 = std::min(P, p0 + per_group);
+    if (p0 >= p1 || m0 >= m1) return;
+    std::int64_t* aoff = sgemm_offsets(static_cast<std::size_t>(mb + MR), 0);
+    std::int64_t* boff = kIndirect ? sgemm_offsets(static_cast<std::size_t>(kc), 1) : nullptr;
+    for (std::int64_t r0 = 0; r0 < K; r0 += run) {
+      for (std::int64_t k0 = r0; k0 < r0 + run; k0 += kc) {
+        const std::int64_t kn = std::min(kc, r0 + run - k0);
+        const bool load_c = accumulate || k0 > 0;
+        // A's block, rows [m0, m1) x [k0, k0 + kn): in place, or packed as
+        // [tile of MR rows][k][MR] so that the broadcasts walk contiguous memory.
+        const float* a = A.base();
+        std::int64_t a_ks = 1;
+        if (pack_a) {
+          float* t = sgemm_scratch(static_cast<std::size_t>((m1 - m0 + MR - 1) / MR * MR * kn), 1);
+          for (std::int64_t m = m0; m < m1; m += MR) {
+            const std::int64_t rows = std::min<std::int64_t>(MR, m1 - m);
+            float* d = t + (m - m0) * kn;
+            for (std::int64_t k = 0; k < kn; ++k, d += MR) {
+              std::int64_t r = 0;
+              for (; r < rows; ++r) d[r] = A.at(m + r, k0 + k);
+              for (; r < MR; ++r) d[r] = 0.f;
+            }
+          }
+          for (std::int64_t i = 0; i < m1 - m0; ++i) aoff[i] = (i / MR) * MR * kn + i % MR;
+          a = t;
+          a_ks = MR;
+        } else {
+          A.row_offsets(m0, m1, k0, aoff);
+        }
+        if constexpr (kIndirect) B.k_offsets(k0, kn, boff);
+        for (std::int64_t p = p0; p < p1; ++p) {
+          const std::int64_t n0 = p * NR;
+          const int cols = static_cast<int>(std::min<std::int64_t>(NR, N - n0));
+          // The panel's rows [k0, k0 + kn): packed, in place, or (a partial
+          // last panel read in place) a zero-padded copy.
+          simd::detail_sgemm::BRows br{bp, NR};
+          if (packed_b) {
+            br.b = bp + (p * K + k0) * NR;
+          } else {
+            br = B.rows(k0, n0, boff);
+            if constexpr (!kIndirect) {
+              if (cols < NR) {
+                float* t = sgemm_scratch(static_cast<std::size_t>(kn * NR), 2);
+                for (std::int64_t k = 0; k < kn; ++k) {
+                  std::memcpy(t + k * NR, br.b + k * br.stride,
+                              static_cast<std::size_t>(cols) * sizeof(float));
+                  std::fill(t + k * NR + cols, t + (k + 1) * NR, 0.f);
+                }
+                br = {t, NR};
+              }
+            }
+          }
+          for (std::int64_t m = m0; m < m1; m += MR) {
+            const int rows = static_cast<int>(std::min<std::int64_t>(MR, m1 - m));
+            simd::detail_sgemm::any_tile<MR, kIndirect>(rows, kn, a, aoff + (m - m0), a_ks, br,
+                                                        C + m * ldc + n0, ldc, cols, load_c);
+          }
+        }
+      }
+    }
+  });
+}
+
+#endif
+
+}  // namespace detail
+
+/// C = [C +] A * B with A (M x K), B (K x N), C row-major (M x N, row stride
+/// ldc >= N). C must not overlap A or B.
+inline void sgemm(std::int64_t M, std::int64_t N, std::int64_t K, StridedMatrix A, StridedMatrix B,
+                  float* C, std::int64_t ldc, bool accumulate = false) {
+  require<ShapeError>(M >= 0 && N >= 0 && K >= 0 && ldc >= N, "sgemm: invalid sizes M=", M,
+                      " N=", N, " K=", K, " ldc=", ldc);
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (std::int64_t i = 0; i < M; ++i) std::fill_n(C + i * ldc, N, 0.f);
+    return;
+  }
+#if COMPRESSOR_KERNELS_AVX2
+  detail::gemm_driver(M, N, K, detail::StridedA{A}, detail::StridedB{B}, C, ldc, accumulate);
+#else
+  ref::sgemm(M, N, K, A, B, C, ldc, accumulate);
+#endif
+}
+
+}  // namespace compressor::kernels
