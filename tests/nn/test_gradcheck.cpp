@@ -55,6 +55,31 @@ TEST_CASE("Conv2d gradients", "[nn][gradcheck]") {
   }
 }
 
+// in_channels % 16 == 0: the implicit-im2col path where AVX2 is compiled in
+// (the input gradient of stride 1 as a full convolution with flipped weights).
+TEST_CASE("Conv2d gradients, 16-channel inputs", "[nn][gradcheck]") {
+  Rng rng(7);
+  init::manual_seed(7);
+  SECTION("3x3 pad 1 stride 1 with bias") {
+    Conv2d conv(16, 3, 3, 1, 1, true);
+    require_gradcheck(conv, random_tensor(Shape{2, 4, 5, 16}, rng));
+  }
+  SECTION("3x3 pad 1 stride 2") {
+    Conv2d conv(16, 2, 3, 2, 1, false);
+    require_gradcheck(conv, random_tensor(Shape{1, 5, 6, 16}, rng));
+  }
+  SECTION("5x5 pad 1 stride 1 (flipped-kernel padding 3)") {
+    Conv2d conv(16, 2, 5, 1, 1, false);
+    require_gradcheck(conv, random_tensor(Shape{1, 5, 6, 16}, rng));
+  }
+  SECTION("1x1 stride 1 and stride 2") {
+    Conv2d conv1(32, 3, 1, 1, 0, true);
+    require_gradcheck(conv1, random_tensor(Shape{1, 3, 4, 32}, rng));
+    Conv2d conv2(16, 3, 1, 2, 0, false);
+    require_gradcheck(conv2, random_tensor(Shape{1, 5, 5, 16}, rng));
+  }
+}
+
 TEST_CASE("BatchNorm2d gradients in train and eval mode", "[nn][gradcheck]") {
   Rng rng(2);
   BatchNorm2d bn(3);

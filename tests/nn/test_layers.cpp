@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "compressor/nn.hpp"
 #include "support/test_util.hpp"
@@ -47,13 +48,73 @@ TEST_CASE("Conv2d forward equals the direct convolution", "[nn][conv]") {
   for (const Case& cs :
        {Case{2, 7, 6, 3, 5, 3, 1, 1, true}, Case{1, 9, 9, 4, 3, 3, 2, 1, false},
         Case{2, 5, 5, 6, 7, 1, 1, 0, true}, Case{1, 6, 7, 3, 4, 1, 2, 0, false},
-        Case{1, 11, 10, 3, 2, 7, 2, 3, false}, Case{3, 4, 4, 2, 2, 3, 1, 0, true}}) {
+        Case{1, 11, 10, 3, 2, 7, 2, 3, false}, Case{3, 4, 4, 2, 2, 3, 1, 0, true},
+        // in_channels % 16 == 0: the implicit-im2col path (AVX2 builds).
+        Case{2, 9, 7, 16, 21, 3, 1, 1, true}, Case{1, 9, 9, 32, 17, 3, 2, 1, false},
+        Case{2, 6, 5, 48, 33, 1, 1, 0, true}, Case{1, 7, 8, 16, 16, 1, 2, 0, false},
+        Case{1, 8, 8, 16, 5, 5, 1, 2, false}, Case{1, 6, 6, 16, 7, 3, 1, 0, false}}) {
     Conv2d conv(cs.c, cs.o, cs.k, cs.s, cs.p, cs.bias);
     const auto x = random_tensor(Shape{cs.n, cs.h, cs.w, cs.c}, rng);
     const Tensor<float> y(conv.forward(x));
     const auto ref = naive_conv(x, conv.weight(), cs.bias ? &conv.bias() : nullptr, cs.s, cs.p);
     INFO("k=" << cs.k << " s=" << cs.s << " p=" << cs.p);
     CHECK(max_rel_excess(y, ref, 1e-5, 1e-5) <= 1.0);
+  }
+}
+
+/// The gradients of a direct convolution (double sums), for dy given.
+void naive_conv_backward(const Tensor<float>& x, const Tensor<float>& w, const Tensor<float>& dy,
+                         std::int64_t stride, std::int64_t pad, Tensor<float>& dx,
+                         Tensor<float>& dw) {
+  const std::int64_t n = x.dim(0), h = x.dim(1), wd = x.dim(2), c = x.dim(3);
+  const std::int64_t o = w.dim(0), k = w.dim(1), oh = dy.dim(1), ow = dy.dim(2);
+  std::vector<double> gx(static_cast<std::size_t>(x.numel())),
+      gw(static_cast<std::size_t>(w.numel()));
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t yy = 0; yy < oh; ++yy)
+      for (std::int64_t xx = 0; xx < ow; ++xx)
+        for (std::int64_t oc = 0; oc < o; ++oc)
+          for (std::int64_t ky = 0; ky < k; ++ky)
+            for (std::int64_t kx = 0; kx < k; ++kx) {
+              const std::int64_t iy = yy * stride - pad + ky, ix = xx * stride - pad + kx;
+              if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+              for (std::int64_t ic = 0; ic < c; ++ic) {
+                const double g = dy(i, yy, xx, oc);
+                gx[static_cast<std::size_t>(((i * h + iy) * wd + ix) * c + ic)] +=
+                    g * w(oc, ky, kx, ic);
+                gw[static_cast<std::size_t>(((oc * k + ky) * k + kx) * c + ic)] +=
+                    g * x(i, iy, ix, ic);
+              }
+            }
+  dx = Tensor<float>(x.shape());
+  dw = Tensor<float>(w.shape());
+  for (std::int64_t i = 0; i < dx.numel(); ++i)
+    dx[i] = static_cast<float>(gx[static_cast<std::size_t>(i)]);
+  for (std::int64_t i = 0; i < dw.numel(); ++i)
+    dw[i] = static_cast<float>(gw[static_cast<std::size_t>(i)]);
+}
+
+// Larger shapes than the gradient checks can afford, on both conv paths
+// (explicit im2col for 3 channels, implicit im2col for multiples of 16).
+TEST_CASE("Conv2d backward equals the direct convolution's gradients", "[nn][conv]") {
+  Rng rng(12);
+  struct Case {
+    std::int64_t n, h, w, c, o, k, s, p;
+  };
+  for (const Case& cs : {Case{2, 12, 11, 3, 8, 3, 1, 1}, Case{2, 13, 12, 16, 24, 3, 1, 1},
+                         Case{1, 14, 15, 32, 20, 3, 2, 1}, Case{2, 9, 9, 64, 16, 1, 2, 0},
+                         Case{1, 10, 9, 16, 9, 5, 1, 2}, Case{3, 6, 7, 48, 40, 1, 1, 0}}) {
+    Conv2d conv(cs.c, cs.o, cs.k, cs.s, cs.p, false);
+    const auto x = random_tensor(Shape{cs.n, cs.h, cs.w, cs.c}, rng);
+    const Shape ys = conv.forward(x).shape();
+    const auto dy = random_tensor(ys, rng);
+    conv.zero_grad();
+    const Tensor<float> dx(conv.backward(dy));
+    Tensor<float> rdx, rdw;
+    naive_conv_backward(x, conv.weight(), dy, cs.s, cs.p, rdx, rdw);
+    INFO("c=" << cs.c << " o=" << cs.o << " k=" << cs.k << " s=" << cs.s << " p=" << cs.p);
+    CHECK(max_rel_excess(dx, rdx, 1e-4, 1e-4) <= 1.0);
+    CHECK(max_rel_excess(*conv.named_parameters().front().grad, rdw, 1e-4, 1e-4) <= 1.0);
   }
 }
 

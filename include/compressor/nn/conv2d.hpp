@@ -1,10 +1,17 @@
 // Conv2d: 2-D convolution on NHWC activations with OHWI weights, computed as
-// im2col + Eigen GEMM (a 1x1 stride-1 convolution is a plain GEMM).
+// GEMMs on the library's fp32 kernels where the AVX2 path is compiled in:
+// with in_channels % 16 == 0 on an implicit im2col (kernels/conv_f32.hpp:
+// the column matrix is read from the padded input, never stored; the input
+// gradient of a stride-1 convolution is the full convolution of the output
+// gradient with the flipped kernel), otherwise explicit im2col + sgemm. Without
+// AVX2: im2col + Eigen GEMM. A 1x1 stride-1 convolution is a plain GEMM.
 #pragma once
 
 #include <cstdint>
 #include <string_view>
 
+#include "compressor/kernels/conv_f32.hpp"
+#include "compressor/kernels/sgemm.hpp"
 #include "compressor/nn/gemm.hpp"
 #include "compressor/nn/im2col.hpp"
 #include "compressor/nn/init.hpp"
@@ -65,14 +72,29 @@ class Conv2d : public Module {
     return g;
   }
 
+  /// True when this convolution runs on the implicit-im2col kernels
+  /// (kernels/conv_f32.hpp): AVX2 path compiled in and in_channels % 16 == 0.
+  /// Otherwise (the 3-channel first layers) im2col + GEMM.
+  bool implicit_im2col() const {
+    return kernels::kHaveSimdKernels && opt_.in_channels % kernels::SgemmTiles::kNR == 0;
+  }
+
   TensorView<const float> forward(TensorView<const float> x) override {
     g_ = geometry(x.shape());
     x_ = x;
     const std::int64_t m = g_.rows(), k = g_.cols(), o = opt_.out_channels;
     out_.resize(Shape{g_.n, g_.oh, g_.ow, o});
     auto y = out_.matrix(m, o);
-    const auto w = weight_.matrix(o, k);
-    gemm_assign(y, cols(x), w.transpose());
+    if (implicit_im2col()) {
+      if (g_.pad > 0) pad_nhwc(x.data(), g_.n, g_.h, g_.w, g_.c, g_.pad, x_pad_);
+      kernels::conv2d_f32_forward(padded_input(), input_geometry(), weight_.data(), o, y.data());
+    } else if constexpr (kernels::kHaveSimdKernels) {
+      using kernels::StridedMatrix;
+      kernels::sgemm(m, o, k, StridedMatrix::row_major(cols(x).data(), k),
+                     StridedMatrix::transposed(weight_.data(), k), y.data(), o);
+    } else {
+      gemm_assign(y, cols(x), weight_.matrix(o, k).transpose());
+    }
     if (opt_.bias) {
       const auto b = bias_.vector().transpose();
       parallel_for(
@@ -86,19 +108,40 @@ class Conv2d : public Module {
     check_same_shape(grad_out.shape(), out_.shape(), "Conv2d::backward grad_out");
     const std::int64_t m = g_.rows(), k = g_.cols(), o = opt_.out_channels;
     const auto dy = grad_out.matrix(m, o);
-    const auto col = (g_.is_pointwise() ? x_ : TensorView<const float>(cols_)).matrix(m, k);
-    weight_grad_.matrix(o, k).noalias() += dy.transpose() * col;
+    using kernels::StridedMatrix;
+    if (implicit_im2col()) {
+      kernels::conv2d_f32_weight_grad(padded_input(), input_geometry(), dy.data(), o,
+                                      weight_grad_.data());
+    } else {
+      const auto col = (g_.is_pointwise() ? x_ : TensorView<const float>(cols_)).matrix(m, k);
+      if constexpr (kernels::kHaveSimdKernels)
+        kernels::sgemm(o, k, m, StridedMatrix::transposed(dy.data(), o),
+                       StridedMatrix::row_major(col.data(), k), weight_grad_.data(), k, true);
+      else
+        weight_grad_.matrix(o, k).noalias() += dy.transpose() * col;
+    }
     if (opt_.bias) bias_grad_.vector() += dy.colwise().sum().transpose();
     if (!input_grad()) return {};
-    const auto w = weight_.matrix(o, k);
     grad_in_.resize(x_.shape());
-    if (g_.is_pointwise()) {
-      gemm_assign(grad_in_.matrix(m, k), dy, w);
-    } else {
-      dcols_.resize(Shape{m, k});
-      gemm_assign(dcols_.matrix(), dy, w);
-      col2im(dcols_.data(), g_, grad_in_.data());
+    if (implicit_im2col() && g_.stride == 1 && g_.pad < g_.kh) {
+      // Stride 1: dx is the "full" convolution of dy (padded by kh-1-pad)
+      // with the kernel flipped in space and its channel axes swapped.
+      const std::int64_t q = g_.kh - 1 - g_.pad;
+      pad_nhwc(grad_out.data(), g_.n, g_.oh, g_.ow, o, q, dy_pad_);
+      flip_weights();
+      const kernels::Im2colGeometry gt{g_.n, g_.oh + 2 * q, g_.ow + 2 * q, o, g_.kh, g_.kw,
+                                       1,    g_.h,          g_.w};
+      kernels::conv2d_f32_forward(dy_pad_.data(), gt, weight_t_.data(), g_.c, grad_in_.data());
+      return grad_in_;
     }
+    if (!g_.is_pointwise()) dcols_.resize(Shape{m, k});
+    float* dcols = g_.is_pointwise() ? grad_in_.data() : dcols_.data();
+    if constexpr (kernels::kHaveSimdKernels)
+      kernels::sgemm(m, k, o, StridedMatrix::row_major(dy.data(), o),
+                     StridedMatrix::row_major(weight_.data(), k), dcols, k);
+    else
+      gemm_assign(TensorView<float>(dcols, Shape{m, k}).matrix(), dy, weight_.matrix(o, k));
+    if (!g_.is_pointwise()) col2im(dcols_.data(), g_, grad_in_.data());
     return grad_in_;
   }
 
@@ -111,9 +154,37 @@ class Conv2d : public Module {
     return std::as_const(cols_).matrix();
   }
 
+  /// The input with its zero padding (the copy forward() made; x itself
+  /// when there is no padding).
+  const float* padded_input() const { return g_.pad == 0 ? x_.data() : x_pad_.data(); }
+
+  kernels::Im2colGeometry input_geometry() const {
+    return {g_.n, g_.h + 2 * g_.pad, g_.w + 2 * g_.pad, g_.c, g_.kh, g_.kw, g_.stride, g_.oh,
+            g_.ow};
+  }
+
+  /// weight_t_ (C, KH, KW, O): [c][i][j][o] = weight[o][KH-1-i][KW-1-j][c].
+  void flip_weights() {
+    const std::int64_t o = opt_.out_channels, c = g_.c, kh = g_.kh, kw = g_.kw;
+    weight_t_.resize(Shape{c, kh, kw, o});
+    const float* w = weight_.data();
+    float* t = weight_t_.data();
+    parallel_for(
+        c * kh * kw,
+        [&](std::int64_t r0, std::int64_t r1) {
+          for (std::int64_t r = r0; r < r1; ++r) {  // r = (ic, i, j), written contiguously
+            const std::int64_t j = r % kw, i = (r / kw) % kh, ic = r / (kw * kh);
+            const float* src = w + ((kh - 1 - i) * kw + (kw - 1 - j)) * c + ic;
+            float* dst = t + r * o;
+            for (std::int64_t oc = 0; oc < o; ++oc) dst[oc] = src[oc * kh * kw * c];
+          }
+        },
+        64);
+  }
+
   Conv2dOptions opt_;
   Tensor<float> weight_, weight_grad_, bias_, bias_grad_;
-  Tensor<float> out_, grad_in_, cols_, dcols_;
+  Tensor<float> out_, grad_in_, cols_, dcols_, x_pad_, dy_pad_, weight_t_;
   TensorView<const float> x_;
   ConvGeometry g_{};
 };

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "compressor/core/shape.hpp"
 #include "compressor/core/threading.hpp"
 
 namespace compressor::nn {
@@ -25,6 +26,32 @@ struct ConvGeometry {
   std::int64_t cols() const { return kh * kw * c; }
   bool is_pointwise() const { return kh == 1 && kw == 1 && stride == 1 && pad == 0; }
 };
+
+/// dst = x (N, H, W, C) with a border of pad zeros: (N, H + 2 pad, W + 2 pad, C).
+template <class Dst>
+void pad_nhwc(const float* x, std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t c,
+              std::int64_t pad, Dst& dst) {
+  const std::int64_t hp = h + 2 * pad, wp = w + 2 * pad;
+  dst.resize(Shape{n, hp, wp, c});
+  float* d = dst.data();
+  parallel_for(
+      n * hp,
+      [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t r = r0; r < r1; ++r) {
+          const std::int64_t b = r / hp, y = r % hp - pad;
+          float* row = d + r * wp * c;
+          if (y < 0 || y >= h) {
+            std::fill_n(row, wp * c, 0.f);
+            continue;
+          }
+          std::fill_n(row, pad * c, 0.f);
+          std::memcpy(row + pad * c, x + (b * h + y) * w * c,
+                      sizeof(float) * static_cast<std::size_t>(w * c));
+          std::fill_n(row + (pad + w) * c, pad * c, 0.f);
+        }
+      },
+      16);
+}
 
 /// Fills cols (rows() x cols(), row-major) from x (N, H, W, C).
 inline void im2col(const float* x, const ConvGeometry& g, float* cols) {
