@@ -158,43 +158,55 @@ class BatchNorm2d : public Module {
  private:
   /// Per-channel sums over rows of v: s1 = sum(v), s2 = sum(v*v) when x is
   /// null, else s2 = sum(v * xhat(x)). Each thread reduces a contiguous block of
-  /// rows; blocks are combined in thread order, so the result is deterministic
-  /// for a given thread count.
+  /// rows: 16 rows at a time in float (vectorised), each 16-row sum added
+  /// into a double; threads are combined in thread order, so the result is
+  /// deterministic for a given thread count.
   void channel_sums(const float* v, const float* x, std::int64_t rows, std::vector<double>& s1,
                     std::vector<double>& s2) {
-    const std::size_t c = static_cast<std::size_t>(c_);
+    const std::int64_t c = c_;
     const int threads = num_threads();
-    partial_.assign(static_cast<std::size_t>(threads) * 2 * c, 0.0);
+    constexpr std::int64_t kBlock = 16;
+    partial_.assign(static_cast<std::size_t>(threads) * 2 * static_cast<std::size_t>(c), 0.0);
+    block_.resize(static_cast<std::size_t>(threads) * 2 * static_cast<std::size_t>(c));
     const float* m = mean_.data();
     const float* is = invstd_.data();
     parallel_for(threads, [&](std::int64_t t0, std::int64_t t1) {
       for (std::int64_t t = t0; t < t1; ++t) {
         const std::int64_t r0 = rows * t / threads, r1 = rows * (t + 1) / threads;
-        double* p1 = partial_.data() + static_cast<std::size_t>(t) * 2 * c;
-        double* p2 = p1 + c;
-        for (std::int64_t r = r0; r < r1; ++r) {
-          const float* vr = v + r * c_;
-          if (x) {
-            const float* xr = x + r * c_;
-            for (std::size_t j = 0; j < c; ++j) {
-              p1[j] += vr[j];
-              p2[j] += static_cast<double>(vr[j] * ((xr[j] - m[j]) * is[j]));
+        double* __restrict p1 = partial_.data() + t * 2 * c;
+        double* __restrict p2 = p1 + c;
+        float* __restrict f1 = block_.data() + t * 2 * c;
+        float* __restrict f2 = f1 + c;
+        for (std::int64_t b = r0; b < r1; b += kBlock) {
+          std::fill_n(f1, 2 * c, 0.f);
+          for (std::int64_t r = b; r < std::min(r1, b + kBlock); ++r) {
+            const float* __restrict vr = v + r * c;
+            if (x) {
+              const float* __restrict xr = x + r * c;
+              for (std::int64_t j = 0; j < c; ++j) {
+                f1[j] += vr[j];
+                f2[j] += vr[j] * ((xr[j] - m[j]) * is[j]);
+              }
+            } else {
+              for (std::int64_t j = 0; j < c; ++j) {
+                f1[j] += vr[j];
+                f2[j] += vr[j] * vr[j];
+              }
             }
-          } else {
-            for (std::size_t j = 0; j < c; ++j) {
-              p1[j] += vr[j];
-              p2[j] += static_cast<double>(vr[j]) * vr[j];
-            }
+          }
+          for (std::int64_t j = 0; j < c; ++j) {
+            p1[j] += f1[j];
+            p2[j] += f2[j];
           }
         }
       }
     });
-    s1.assign(c, 0.0);
-    s2.assign(c, 0.0);
+    s1.assign(static_cast<std::size_t>(c), 0.0);
+    s2.assign(static_cast<std::size_t>(c), 0.0);
     for (int t = 0; t < threads; ++t)
-      for (std::size_t j = 0; j < c; ++j) {
-        s1[j] += partial_[static_cast<std::size_t>(t) * 2 * c + j];
-        s2[j] += partial_[static_cast<std::size_t>(t) * 2 * c + c + j];
+      for (std::int64_t j = 0; j < c; ++j) {
+        s1[static_cast<std::size_t>(j)] += partial_[static_cast<std::size_t>((t * 2) * c + j)];
+        s2[static_cast<std::size_t>(j)] += partial_[static_cast<std::size_t>((t * 2 + 1) * c + j)];
       }
   }
 
@@ -207,6 +219,7 @@ class BatchNorm2d : public Module {
   Tensor<float> out_, grad_in_;
   TensorView<const float> x_;
   std::vector<double> sum_, sq_, partial_;
+  std::vector<float> block_;
 };
 
 }  // namespace compressor::nn
