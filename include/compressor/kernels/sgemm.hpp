@@ -92,7 +92,6 @@ struct StridedB {
   simd::detail_sgemm::BRows rows(std::int64_t k0, std::int64_t n0, const std::int64_t*) const {
     return {m.data + k0 * m.row_stride + n0, m.row_stride};
   }
-  std::int64_t run(std::int64_t N) const { return N; }
 };
 
 /// The driver: C = [C +] A * B with A and B given by the sources above or
