@@ -79,14 +79,16 @@ inline bool gemm_splits_rows(std::int64_t M, const PackedWeightsU8S8& B) {
 }
 
 /// Rows per work unit when the GEMM splits rows: one L2 row block on one
-/// thread; with more threads about 3 units per thread (so that a thread that
-/// loses its core leaves units to the others), each still a multiple of kMR.
+/// thread; with more threads about 6 units per thread (so that a thread that
+/// loses its core leaves units to the others; 6 measured better than 3 on
+/// the batch-8 ResNet-18 shapes at 2 threads, docs/performance.md), each
+/// still a multiple of kMR.
 inline std::int64_t gemm_unit_rows(std::int64_t M, const PackedWeightsU8S8& B) {
   constexpr std::int64_t MR = GemmU8S8Tiles::kMR;
   const std::int64_t block = GemmU8S8Tiles::row_block(B.k_padded());
   const std::int64_t threads = in_parallel() ? 1 : num_threads();
   if (threads <= 1) return block;
-  const std::int64_t per = (M + 3 * threads - 1) / (3 * threads);
+  const std::int64_t per = (M + 6 * threads - 1) / (6 * threads);
   return std::clamp((per + MR - 1) / MR * MR, MR, block);
 }
 
