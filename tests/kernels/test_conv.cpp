@@ -36,6 +36,27 @@ TEST_CASE("conv_u8s8 1x1 stride 1 (no im2col) equals the reference", "[kernels][
     }
 }
 
+TEST_CASE("conv_u8s8 1x1 strided (pixels read in place) equals the reference", "[kernels][conv]") {
+  // C % 4 == 0 reads the input pixels through a pointer table; other C
+  // unfold; strides 2 and 3, odd sizes, edge tiles, 1 and 2 threads, and
+  // more rows than one L2 row block.
+  const int saved = compressor::num_threads();
+  std::uint64_t seed = 100;
+  for (int threads : {1, 2}) {
+    compressor::set_num_threads(threads);
+    for (std::int64_t c : {4, 8, 12, 64, 5})
+      for (std::int64_t stride : {2, 3})
+        for (std::int64_t o : {1, 16, 19}) {
+          ConvTester t;
+          t.input(3, 9, 11, c).output_channels(o).kernel(1).pad(0).stride(stride).seed(++seed);
+          t.input_zero_point(static_cast<std::int32_t>(seed * 37 % 256)).test_exact();
+          t.relu().test_exact();
+        }
+    ConvTester().input(4, 57, 55, 64).output_channels(24).kernel(1).stride(2).pad(0).test_exact();
+  }
+  compressor::set_num_threads(saved);
+}
+
 TEST_CASE("conv_u8s8 at extreme values and zero points", "[kernels][conv]") {
   for (std::int32_t zx : {0, 255})
     for (std::int32_t zo : {0, 255}) {

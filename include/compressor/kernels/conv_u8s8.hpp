@@ -4,7 +4,9 @@
 // int32 bias (at scale s_in * s_w[o]); forward() takes a uint8 NHWC input with
 // its QuantParams and writes uint8 NHWC output with its QuantParams (or float
 // for a last layer), with optional fused ReLU. 1x1 stride-1 convolutions run
-// the GEMM on the input itself; every other one unfolds the input into a
+// the GEMM on the input itself; 1x1 strided ones (ResNet's downsamples) too,
+// their rows found through a table of pixel pointers (when C % 4 == 0, so a
+// row's k groups end inside the pixel); every other one unfolds the input into a
 // uint8 im2col matrix whose padding holds the input zero point (real 0), one
 // L2-sized block of rows at a time, each block multiplied by the thread that
 // unfolded it. Scratch memory lives in a ConvScratch that grows once and is
@@ -28,8 +30,9 @@ namespace compressor::kernels {
 
 /// Caller-owned scratch of ConvU8S8 (one per concurrent caller).
 struct ConvScratch {
-  AlignedBuffer<std::uint8_t> cols;  // im2col matrix
-  AlignedBuffer<float> channel;      // per-channel multipliers / scales
+  AlignedBuffer<std::uint8_t> cols;         // im2col matrix
+  AlignedBuffer<const std::uint8_t*> rows;  // input pixel of each output pixel (1x1 strided)
+  AlignedBuffer<float> channel;             // per-channel multipliers / scales
 };
 
 class ConvU8S8 {
@@ -100,6 +103,19 @@ class ConvU8S8 {
       gemm_u8s8(M, x.data(), g_.in_c, zx, packed_, epi, y, g_.out_c);
       return;
     }
+    if (g_.kh == 1 && g_.kw == 1 && g_.pad_h == 0 && g_.pad_w == 0 &&
+        packed_.k_padded() == g_.in_c) {
+      const std::int64_t OH = g_.out_h(H), OW = g_.out_w(W);
+      s.rows.reserve_discard(static_cast<std::size_t>(M));
+      const std::uint8_t** rows = s.rows.data();
+      for (std::int64_t b = 0; b < x.dim(0); ++b)
+        for (std::int64_t oh = 0; oh < OH; ++oh) {
+          const std::uint8_t* p = x.data() + ((b * H + oh * g_.stride_h) * W) * g_.in_c;
+          for (std::int64_t ow = 0; ow < OW; ++ow) *rows++ = p + ow * g_.stride_w * g_.in_c;
+        }
+      detail::gemm_u8s8_rows(M, IndirectRowsU8{s.rows.data()}, zx, packed_, epi, y, g_.out_c, M);
+      return;
+    }
     const std::int64_t ld = packed_.k_padded();
     s.cols.reserve_discard(static_cast<std::size_t>(M * ld));
     std::uint8_t* cols = s.cols.data();
@@ -111,8 +127,8 @@ class ConvU8S8 {
       detail::parallel_units((M + rows - 1) / rows, [&](std::int64_t u) {
         const std::int64_t m = u * rows, me = std::min(M, m + rows);
         im2col_u8(g_, H, W, x.data(), zp, m, me, cols + m * ld, ld);
-        detail::gemm_u8s8_range(m, me, 0, packed_.panels(), cols, ld, zx, packed_, epi, y, g_.out_c,
-                                M);
+        detail::gemm_u8s8_range(m, me, 0, packed_.panels(), StridedRowsU8{cols, ld}, zx, packed_,
+                                epi, y, g_.out_c, M);
       });
       return;
     }

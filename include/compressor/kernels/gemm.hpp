@@ -16,6 +16,7 @@
 #include "compressor/core/error.hpp"
 #include "compressor/core/threading.hpp"
 #include "compressor/kernels/epilogue.hpp"
+#include "compressor/kernels/gemm_rows.hpp"
 #include "compressor/kernels/packed_weights.hpp"
 #include "compressor/kernels/parallel_units.hpp"
 #include "compressor/kernels/simd/gemm_u8s8.hpp"
@@ -25,18 +26,19 @@ namespace compressor::kernels {
 namespace detail {
 
 /// Portable kernel on the packed layout, used where no SIMD path is compiled.
-template <GemmEpilogue Epi>
+template <GemmEpilogue Epi, class Rows>
 void gemm_u8s8_portable(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
-                        const std::uint8_t* A, std::int64_t lda, std::int32_t za,
-                        const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C,
-                        std::int64_t ldc) {
+                        const Rows& A, std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi,
+                        typename Epi::Out* C, std::int64_t ldc) {
   const std::int64_t n_end = std::min(B.n(), p1 * 16);
-  for (std::int64_t m = m0; m < m1; ++m)
+  for (std::int64_t m = m0; m < m1; ++m) {
+    const std::uint8_t* a = A.row(m);
     for (std::int64_t n = p0 * 16; n < n_end; ++n) {
       std::int32_t acc = (epi.bias ? epi.bias[n] : 0) - za * B.row_sums()[n];
-      for (std::int64_t k = 0; k < B.k(); ++k) acc += A[m * lda + k] * B.at(n, k);
+      for (std::int64_t k = 0; k < B.k(); ++k) acc += a[k] * B.at(n, k);
       C[m * ldc + n] = epi.apply(acc, n);
     }
+  }
 }
 
 /// Per-thread copy of the last rows of an unpadded A (grown once, reused).
@@ -46,18 +48,20 @@ inline std::uint8_t* gemm_tail_buffer(std::size_t bytes) {
   return buf.data();
 }
 
-template <GemmEpilogue Epi>
+/// Rows [m0, m1) x panels [p0, p1) on one thread; rows [m_whole, M) of A
+/// have only K readable bytes (see gemm_block).
+template <GemmEpilogue Epi, class Rows>
 void gemm_u8s8_range(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
-                     const std::uint8_t* A, std::int64_t lda, std::int32_t za,
-                     const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C,
-                     std::int64_t ldc, [[maybe_unused]] std::int64_t m_whole) {
+                     const Rows& A, std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi,
+                     typename Epi::Out* C, std::int64_t ldc,
+                     [[maybe_unused]] std::int64_t m_whole) {
 #if COMPRESSOR_KERNELS_AVX2
   std::uint8_t* tail = nullptr;
   if (m_whole < m1)
     tail = gemm_tail_buffer(static_cast<std::size_t>(GemmU8S8Tiles::kMR * B.k_padded()));
-  simd::detail_gemm::gemm_block(m0, m1, p0, p1, A, lda, za, B, epi, C, ldc, m_whole, tail);
+  simd::detail_gemm::gemm_block(m0, m1, p0, p1, A, za, B, epi, C, ldc, m_whole, tail);
 #else
-  gemm_u8s8_portable(m0, m1, p0, p1, A, lda, za, B, epi, C, ldc);
+  gemm_u8s8_portable(m0, m1, p0, p1, A, za, B, epi, C, ldc);
 #endif
 }
 
@@ -92,6 +96,26 @@ inline std::int64_t gemm_unit_rows(std::int64_t M, const PackedWeightsU8S8& B) {
   return std::clamp((per + MR - 1) / MR * MR, MR, block);
 }
 
+/// The threaded GEMM on any row source (arguments checked by the caller):
+/// rows split into units or, for few rows, weight panels.
+template <GemmEpilogue Epi, class Rows>
+void gemm_u8s8_rows(std::int64_t M, const Rows& A, std::int32_t za, const PackedWeightsU8S8& B,
+                    const Epi& epi, typename Epi::Out* C, std::int64_t ldc, std::int64_t m_whole) {
+  if (M == 0) return;
+  const std::int64_t panels = B.panels();
+  if (gemm_splits_rows(M, B)) {
+    const std::int64_t rows = gemm_unit_rows(M, B);
+    parallel_units((M + rows - 1) / rows, [&](std::int64_t u) {
+      gemm_u8s8_range(u * rows, std::min(M, (u + 1) * rows), 0, panels, A, za, B, epi, C, ldc,
+                      m_whole);
+    });
+  } else {
+    parallel_units(panels, [&](std::int64_t p) {
+      gemm_u8s8_range(0, M, p, p + 1, A, za, B, epi, C, ldc, m_whole);
+    });
+  }
+}
+
 }  // namespace detail
 
 /// C = epi(A * W^T) for the generic epilogue types of epilogue.hpp.
@@ -108,20 +132,8 @@ void gemm_u8s8(std::int64_t M, const std::uint8_t* A, std::int64_t lda, std::int
                       " (strides must be >= the row lengths)");
   require(a_zero_point >= 0 && a_zero_point <= 255, "gemm_u8s8: activation zero point ",
           a_zero_point, " is outside [0, 255]");
-  if (M == 0) return;
-  const std::int64_t panels = B.panels();
   const std::int64_t m_whole = detail::rows_readable_padded(M, lda, B.k(), B.k_padded(), a_padded);
-  if (detail::gemm_splits_rows(M, B)) {
-    const std::int64_t rows = detail::gemm_unit_rows(M, B);
-    detail::parallel_units((M + rows - 1) / rows, [&](std::int64_t u) {
-      detail::gemm_u8s8_range(u * rows, std::min(M, (u + 1) * rows), 0, panels, A, lda,
-                              a_zero_point, B, epi, C, ldc, m_whole);
-    });
-  } else {
-    detail::parallel_units(panels, [&](std::int64_t p) {
-      detail::gemm_u8s8_range(0, M, p, p + 1, A, lda, a_zero_point, B, epi, C, ldc, m_whole);
-    });
-  }
+  detail::gemm_u8s8_rows(M, StridedRowsU8{A, lda}, a_zero_point, B, epi, C, ldc, m_whole);
 }
 
 inline void gemm_u8s8_requant(std::int64_t M, const std::uint8_t* A, std::int64_t lda,

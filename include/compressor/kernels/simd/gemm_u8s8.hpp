@@ -1,6 +1,7 @@
 // The AVX2 u8 x s8 -> s32 GEMM micro-kernel (MR rows x 16 output channels)
-// with its fused epilogues. C = epi(A * W^T): A uint8 (M x K, row stride lda,
-// read as is, no packing), W packed once (PackedWeightsU8S8).
+// with its fused epilogues. C = epi(A * W^T): A uint8 (M x K, rows found
+// through a row source of gemm_rows.hpp, read as is, no packing), W packed
+// once (PackedWeightsU8S8).
 //
 // Per group of 4 k: two 32-byte weight loads, then per row one vpbroadcastd of
 // 4 activations and, per weight vector, vpmaddubsw + vpmaddwd(ones) + vpaddd.
@@ -14,6 +15,7 @@
 #include <cstring>
 
 #include "compressor/kernels/epilogue.hpp"
+#include "compressor/kernels/gemm_rows.hpp"
 #include "compressor/kernels/packed_weights.hpp"
 #include "compressor/kernels/simd/arch/avx2/u8s8.hpp"
 
@@ -179,13 +181,13 @@ struct PanelEpilogue<DequantOut> {
   }
 };
 
-/// One MR x 16 tile over K = 4 * kq: rows a[0..MR) (stride lda, 4 * kq
-/// readable bytes each), packed panel w, accumulators starting at init;
-/// stores cols (<= 16) columns.
+/// One MR x 16 tile over K = 4 * kq: rows a[0..MR) (4 * kq readable bytes
+/// each), packed panel w, accumulators starting at init; stores cols (<= 16)
+/// columns.
 template <int MR, class Epi>
-inline void micro_tile(std::int64_t kq, const std::uint8_t* a, std::int64_t lda,
-                       const std::int8_t* w, const PanelInit& init, const PanelEpilogue<Epi>& pe,
-                       typename Epi::Out* c, std::int64_t ldc, int cols) {
+inline void micro_tile(std::int64_t kq, const std::uint8_t* const* a, const std::int8_t* w,
+                       const PanelInit& init, const PanelEpilogue<Epi>& pe, typename Epi::Out* c,
+                       std::int64_t ldc, int cols) {
   VI acc0[MR], acc1[MR];
   for (int r = 0; r < MR; ++r) {
     acc0[r] = init.c0;
@@ -193,7 +195,7 @@ inline void micro_tile(std::int64_t kq, const std::uint8_t* a, std::int64_t lda,
   }
   const Vec<std::int16_t> ones(1);
   const std::uint8_t* ar[MR];
-  for (int r = 0; r < MR; ++r) ar[r] = a + r * lda;
+  for (int r = 0; r < MR; ++r) ar[r] = a[r];
   for (std::int64_t q = 0; q < kq; ++q) {
     const auto w0 = Vec<std::int8_t>::load_aligned(w);
     const auto w1 = Vec<std::int8_t>::load_aligned(w + 32);
@@ -212,24 +214,23 @@ inline void micro_tile(std::int64_t kq, const std::uint8_t* a, std::int64_t lda,
 
 /// micro_tile for rows (< MR) rows.
 template <int MR, class Epi>
-inline void edge_tile(int rows, std::int64_t kq, const std::uint8_t* a, std::int64_t lda,
-                      const std::int8_t* w, const PanelInit& init, const PanelEpilogue<Epi>& pe,
-                      typename Epi::Out* c, std::int64_t ldc, int cols) {
+inline void edge_tile(int rows, std::int64_t kq, const std::uint8_t* const* a, const std::int8_t* w,
+                      const PanelInit& init, const PanelEpilogue<Epi>& pe, typename Epi::Out* c,
+                      std::int64_t ldc, int cols) {
   if constexpr (MR > 1) {
-    if (rows == MR - 1) return micro_tile<MR - 1, Epi>(kq, a, lda, w, init, pe, c, ldc, cols);
-    edge_tile<MR - 1, Epi>(rows, kq, a, lda, w, init, pe, c, ldc, cols);
+    if (rows == MR - 1) return micro_tile<MR - 1, Epi>(kq, a, w, init, pe, c, ldc, cols);
+    edge_tile<MR - 1, Epi>(rows, kq, a, w, init, pe, c, ldc, cols);
   }
 }
 
-/// Rows [m0, m1) x panels [p0, p1), single-threaded. A's rows [m0, m_whole)
-/// have kp = B.k_padded() readable bytes (the bytes past K multiply zero
-/// weights); rows [m_whole, m1) only K: their tiles run on a zero-padded copy
-/// in tail (>= MR * kp bytes).
-template <class Epi>
-void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
-                const std::uint8_t* A, std::int64_t lda, std::int32_t za,
-                const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C, std::int64_t ldc,
-                std::int64_t m_whole, std::uint8_t* tail) {
+/// Rows [m0, m1) x panels [p0, p1), single-threaded. A's rows (a row source
+/// of gemm_rows.hpp) [m0, m_whole) have kp = B.k_padded() readable bytes (the
+/// bytes past K multiply zero weights); rows [m_whole, m1) only K: their
+/// tiles run on a zero-padded copy in tail (>= MR * kp bytes).
+template <class Epi, class Rows>
+void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1, const Rows& A,
+                std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C,
+                std::int64_t ldc, std::int64_t m_whole, std::uint8_t* tail) {
   constexpr int MR = GemmU8S8Tiles::kMR;
   const std::int64_t N = B.n(), K = B.k(), kp = B.k_padded(), kq = kp / 4;
   // Rows of A per block: mc x kp bytes stay in L2 while each weight panel (in
@@ -245,21 +246,21 @@ void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t 
       const std::int8_t* w = B.panel(p);
       for (std::int64_t m = mb; m < me; m += MR) {
         const int rows = static_cast<int>(std::min<std::int64_t>(MR, me - m));
-        const std::uint8_t* a = A + m * lda;
-        std::int64_t la = lda;
+        const std::uint8_t* a[MR];
         if (m + rows > m_whole) {
           for (int r = 0; r < rows; ++r) {
-            std::memcpy(tail + r * kp, a + r * lda, static_cast<std::size_t>(K));
+            std::memcpy(tail + r * kp, A.row(m + r), static_cast<std::size_t>(K));
             std::memset(tail + r * kp + K, 0, static_cast<std::size_t>(kp - K));
+            a[r] = tail + r * kp;
           }
-          a = tail;
-          la = kp;
+        } else {
+          for (int r = 0; r < rows; ++r) a[r] = A.row(m + r);
         }
         auto* c = C + m * ldc + n0;
         if (rows == MR)
-          micro_tile<MR, Epi>(kq, a, la, w, init, pe, c, ldc, cols);
+          micro_tile<MR, Epi>(kq, a, w, init, pe, c, ldc, cols);
         else
-          edge_tile<MR, Epi>(rows, kq, a, la, w, init, pe, c, ldc, cols);
+          edge_tile<MR, Epi>(rows, kq, a, w, init, pe, c, ldc, cols);
       }
     }
   }
