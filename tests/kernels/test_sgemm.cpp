@@ -131,17 +131,34 @@ void check_conv_case(const ConvCase& cs, std::uint64_t seed) {
   k::ref::sgemm(cs.o, g.cols(), g.rows(), k::StridedMatrix::transposed(dy.data(), cs.o),
                 k::StridedMatrix::row_major(cols.data(), g.cols()), dw_ref.data(), g.cols(), true);
   CHECK(same_bits(dw, dw_ref));
+
+  if (cs.s != 1) return;
+  // Stride 1: the input gradient, a full convolution of dy (padded by
+  // k - 1 - p) with the flipped kernel, against an explicit flip + im2col.
+  const std::int64_t q = cs.k - 1 - cs.p;
+  const k::Im2colGeometry gt{g.n, g.oh + 2 * q, g.ow + 2 * q, cs.o, cs.k, cs.k, 1, cs.h, cs.w};
+  const auto dy_pad = random_vector(gt.n * gt.hp * gt.wp * gt.c, rng);
+  std::vector<float> wt(w.size()), dcols(static_cast<std::size_t>(gt.rows() * gt.cols()));
+  k::ref::flip_weights(w.data(), cs.o, cs.k, cs.k, cs.c, wt.data());
+  k::ref::im2col_padded(dy_pad.data(), gt, dcols.data());
+  std::vector<float> dx(static_cast<std::size_t>(gt.rows() * cs.c)), dx_ref = dx;
+  k::conv2d_f32_input_grad(dy_pad.data(), gt, w.data(), cs.c, dx.data());
+  k::ref::sgemm(gt.rows(), cs.c, gt.cols(), k::StridedMatrix::row_major(dcols.data(), gt.cols()),
+                k::StridedMatrix::transposed(wt.data(), gt.cols()), dx_ref.data(), cs.c, false);
+  CHECK(same_bits(dx, dx_ref));
 }
 }  // namespace
 
-TEST_CASE("conv2d_f32 forward and weight gradient match the reference", "[kernels][sgemm]") {
+TEST_CASE("conv2d_f32 forward, weight and input gradients match the reference",
+          "[kernels][sgemm]") {
   std::uint64_t seed = 10;
   for (const ConvCase& cs :
        {ConvCase{1, 5, 5, 16, 1, 3, 1, 1}, ConvCase{2, 7, 6, 16, 17, 3, 1, 1},
         ConvCase{1, 9, 9, 32, 16, 3, 2, 1}, ConvCase{2, 8, 7, 48, 33, 1, 1, 0},
         ConvCase{1, 9, 8, 16, 5, 1, 2, 0}, ConvCase{1, 10, 9, 16, 7, 5, 1, 2},
         ConvCase{3, 6, 6, 64, 20, 3, 1, 0}, ConvCase{1, 4, 4, 512, 9, 3, 1, 1},
-        ConvCase{8, 14, 14, 16, 12, 3, 2, 1}, ConvCase{4, 12, 12, 32, 64, 3, 1, 1}})
+        ConvCase{8, 14, 14, 16, 12, 3, 2, 1}, ConvCase{4, 12, 12, 32, 64, 3, 1, 1},
+        ConvCase{2, 6, 5, 16, 3, 3, 1, 1}, ConvCase{1, 7, 7, 64, 48, 5, 1, 1}})
     check_conv_case(cs, seed++);
 }
 
@@ -165,4 +182,8 @@ TEST_CASE("conv2d_f32 rejects bad geometries naming them", "[kernels][sgemm]") {
   const k::Im2colGeometry odd{1, 4, 4, 3, 3, 3, 1, 2, 2};
   CHECK_THROWS_WITH(k::conv2d_f32_weight_grad(buf.data(), odd, buf.data(), 1, buf.data()),
                     Catch::Contains("channels (3)"));
+  // The input gradient is for stride-1 convolutions only.
+  const k::Im2colGeometry s2{1, 5, 5, 16, 3, 3, 2, 2, 2};
+  CHECK_THROWS_WITH(k::conv2d_f32_input_grad(buf.data(), s2, buf.data(), 16, buf.data()),
+                    Catch::Contains("stride 1"));
 }

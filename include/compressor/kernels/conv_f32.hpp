@@ -5,12 +5,17 @@
 //
 //   conv2d_f32_forward      Y (M x O)   = cols(x) * W^T       (A implicit)
 //   conv2d_f32_weight_grad  dW (O x K) += dY^T * cols(x)      (B implicit)
+//   conv2d_f32_input_grad   dX (M x C)  = cols(dY) * flip(W)  (A implicit, stride 1)
 //
 // x is (N, Hp, Wp, C), already padded (the caller copies it with zero
 // borders); M = N*OH*OW output pixels, K = KH*KW*C; W is OHWI (O x K). A row
 // of cols is KH runs of KW*C contiguous floats, one per kernel row, so the
 // GEMM driver's k blocks never cross a run. The weight gradient reads B's
 // rows per pixel and needs C % 16 == 0 (a 16-column panel inside one run).
+// The input gradient of a stride-1 convolution is the "full" convolution of
+// dY (padded by KH-1-pad) with the kernel flipped in space and its channel
+// axes swapped; its B operand is read from the forward OHWI weights while
+// they are packed (no flipped copy).
 // Each output element is summed in the order of the scalar reference
 // (explicit im2col + ref::sgemm), so results are bit-exact against it.
 #pragma once
@@ -63,6 +68,34 @@ struct Im2colA {
   float at(std::int64_t i, std::int64_t k) const { return x[g.pixel(i) + g.column(k)]; }
 };
 
+/// The OHWI weights (O, KH, KW, C) of a forward convolution as the B operand
+/// (KH*KW*O x C, rows in (i, j, o) order) of its stride-1 input gradient:
+/// B[(i, j, o)][c] = w[o][KH-1-i][KW-1-j][c]. Each row is C contiguous floats
+/// of w; the driver always packs it (no rows()).
+struct FlippedWeightsB {
+  static constexpr bool kIndirect = false;
+  const float* w;
+  std::int64_t kh, kw, o, c;
+  const float* row(std::int64_t i, std::int64_t j, std::int64_t oc) const {
+    return w + ((oc * kh + kh - 1 - i) * kw + kw - 1 - j) * c;
+  }
+  float at(std::int64_t k, std::int64_t n) const {
+    return row(k / (kw * o), (k / o) % kw, k % o)[n];
+  }
+  void k_offsets(std::int64_t, std::int64_t, std::int64_t*) const {}
+  /// Columns [n0, n0 + cols) of every row, as a [K][16] panel zero past cols.
+  void pack_panel(std::int64_t n0, std::int64_t cols, float* d) const {
+    for (std::int64_t i = 0; i < kh; ++i)
+      for (std::int64_t j = 0; j < kw; ++j)
+        for (std::int64_t oc = 0; oc < o; ++oc, d += SgemmTiles::kNR) {
+          const float* src = row(i, j, oc) + n0;
+          std::int64_t t = 0;
+          for (; t < cols; ++t) d[t] = src[t];
+          for (; t < SgemmTiles::kNR; ++t) d[t] = 0.f;
+        }
+  }
+};
+
 /// cols(x) as the GEMM's B (rows = pixels), rows found through offsets.
 struct Im2colB {
   static constexpr bool kIndirect = true;
@@ -88,6 +121,18 @@ inline void im2col_padded(const float* x, const Im2colGeometry& g, float* cols) 
   for (std::int64_t i = 0; i < g.rows(); ++i)
     for (std::int64_t k = 0; k < g.cols(); ++k)
       cols[i * g.cols() + k] = x[g.pixel(i) + g.column(k)];
+}
+
+/// The flipped weights (C, KH, KW, O) of OHWI weights w (O, KH, KW, C):
+/// [c][i][j][o] = w[o][KH-1-i][KW-1-j][c].
+inline void flip_weights(const float* w, std::int64_t o, std::int64_t kh, std::int64_t kw,
+                         std::int64_t c, float* t) {
+  for (std::int64_t ic = 0; ic < c; ++ic)
+    for (std::int64_t i = 0; i < kh; ++i)
+      for (std::int64_t j = 0; j < kw; ++j)
+        for (std::int64_t oc = 0; oc < o; ++oc)
+          t[((ic * kh + i) * kw + j) * o + oc] =
+              w[((oc * kh + kh - 1 - i) * kw + kw - 1 - j) * c + ic];
 }
 
 }  // namespace ref
@@ -122,6 +167,29 @@ inline void conv2d_f32_weight_grad(const float* x, const Im2colGeometry& g, cons
   ref::im2col_padded(x, g, cols.data());
   ref::sgemm(o, g.cols(), g.rows(), StridedMatrix::transposed(dy, o),
              StridedMatrix::row_major(cols.data(), g.cols()), dw, g.cols(), true);
+#endif
+}
+
+/// dx (rows() x c, row-major) = cols(dy) * flip(w): the input gradient of a
+/// stride-1 convolution with OHWI weights w (g.c, g.kh, g.kw, c), from its
+/// output gradient dy padded by kh - 1 - pad (g: that padded dy, g.c = the
+/// forward's output channels, stride 1, output = the forward's input size).
+inline void conv2d_f32_input_grad(const float* dy, const Im2colGeometry& g, const float* w,
+                                  std::int64_t c, float* dx) {
+  g.check("conv2d_f32_input_grad");
+  require<ShapeError>(g.stride == 1 && c > 0,
+                      "conv2d_f32_input_grad: needs stride 1 and c > 0, got stride ", g.stride,
+                      " and c = ", c);
+#if COMPRESSOR_KERNELS_AVX2
+  detail::gemm_driver(g.rows(), c, g.cols(), detail::Im2colA{dy, g},
+                      detail::FlippedWeightsB{w, g.kh, g.kw, g.c, c}, dx, c, false);
+#else
+  AlignedBuffer<float> t(static_cast<std::size_t>(c * g.cols()));
+  ref::flip_weights(w, g.c, g.kh, g.kw, c, t.data());
+  AlignedBuffer<float> cols(static_cast<std::size_t>(g.rows() * g.cols()));
+  ref::im2col_padded(dy, g, cols.data());
+  ref::sgemm(g.rows(), c, g.cols(), StridedMatrix::row_major(cols.data(), g.cols()),
+             StridedMatrix::transposed(t.data(), g.cols()), dx, c, false);
 #endif
 }
 

@@ -112,20 +112,32 @@ void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, 
       (M + SgemmTiles::max_row_block(kc) - 1) / SgemmTiles::max_row_block(kc);
   const std::int64_t mb = ((M + row_blocks - 1) / row_blocks + MR - 1) / MR * MR;
 
-  // B packed as panels [P][K][16], zero past N, when that pays off.
+  // B packed as panels [P][K][16], zero past N, when that pays off (always
+  // for a source that cannot be read in place, one without rows()). A source
+  // may pack its panels itself (pack_panel), else they are gathered with at().
+  constexpr bool kInPlaceB = requires(const BSrc& b, const std::int64_t* off) {
+    b.rows(0, 0, off);
+  };
   bool packed_b = false;
   const float* bp = nullptr;
   if constexpr (!kIndirect) {
-    packed_b = B.pack(M);
+    if constexpr (kInPlaceB)
+      packed_b = B.pack(M);
+    else
+      packed_b = true;
     if (packed_b) {
       float* dst = sgemm_scratch(static_cast<std::size_t>(P * K * NR), 0);
       parallel_units(P, [&](std::int64_t p) {
         const std::int64_t n0 = p * NR, cols = std::min<std::int64_t>(NR, N - n0);
         float* d = dst + p * K * NR;
-        for (std::int64_t k = 0; k < K; ++k, d += NR) {
-          std::int64_t j = 0;
-          for (; j < cols; ++j) d[j] = B.at(k, n0 + j);
-          for (; j < NR; ++j) d[j] = 0.f;
+        if constexpr (requires { B.pack_panel(n0, cols, d); }) {
+          B.pack_panel(n0, cols, d);
+        } else {
+          for (std::int64_t k = 0; k < K; ++k, d += NR) {
+            std::int64_t j = 0;
+            for (; j < cols; ++j) d[j] = B.at(k, n0 + j);
+            for (; j < NR; ++j) d[j] = 0.f;
+          }
         }
       });
       bp = dst;
@@ -182,7 +194,7 @@ void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, 
           simd::detail_sgemm::BRows br{bp, NR};
           if (packed_b) {
             br.b = bp + (p * K + k0) * NR;
-          } else {
+          } else if constexpr (kInPlaceB) {
             br = B.rows(k0, n0, boff);
             if constexpr (!kIndirect) {
               if (cols < NR) {

@@ -128,10 +128,9 @@ class Conv2d : public Module {
       // with the kernel flipped in space and its channel axes swapped.
       const std::int64_t q = g_.kh - 1 - g_.pad;
       pad_nhwc(grad_out.data(), g_.n, g_.oh, g_.ow, o, q, dy_pad_);
-      flip_weights();
       const kernels::Im2colGeometry gt{g_.n, g_.oh + 2 * q, g_.ow + 2 * q, o, g_.kh, g_.kw,
                                        1,    g_.h,          g_.w};
-      kernels::conv2d_f32_forward(dy_pad_.data(), gt, weight_t_.data(), g_.c, grad_in_.data());
+      kernels::conv2d_f32_input_grad(dy_pad_.data(), gt, weight_.data(), g_.c, grad_in_.data());
       return grad_in_;
     }
     if (!g_.is_pointwise()) dcols_.resize(Shape{m, k});
@@ -163,28 +162,9 @@ class Conv2d : public Module {
             g_.ow};
   }
 
-  /// weight_t_ (C, KH, KW, O): [c][i][j][o] = weight[o][KH-1-i][KW-1-j][c].
-  void flip_weights() {
-    const std::int64_t o = opt_.out_channels, c = g_.c, kh = g_.kh, kw = g_.kw;
-    weight_t_.resize(Shape{c, kh, kw, o});
-    const float* w = weight_.data();
-    float* t = weight_t_.data();
-    parallel_for(
-        c * kh * kw,
-        [&](std::int64_t r0, std::int64_t r1) {
-          for (std::int64_t r = r0; r < r1; ++r) {  // r = (ic, i, j), written contiguously
-            const std::int64_t j = r % kw, i = (r / kw) % kh, ic = r / (kw * kh);
-            const float* src = w + ((kh - 1 - i) * kw + (kw - 1 - j)) * c + ic;
-            float* dst = t + r * o;
-            for (std::int64_t oc = 0; oc < o; ++oc) dst[oc] = src[oc * kh * kw * c];
-          }
-        },
-        64);
-  }
-
   Conv2dOptions opt_;
   Tensor<float> weight_, weight_grad_, bias_, bias_grad_;
-  Tensor<float> out_, grad_in_, cols_, dcols_, x_pad_, dy_pad_, weight_t_;
+  Tensor<float> out_, grad_in_, cols_, dcols_, x_pad_, dy_pad_;
   TensorView<const float> x_;
   ConvGeometry g_{};
 };
