@@ -27,8 +27,8 @@ namespace detail {
 
 /// Portable kernel on the packed layout, used where no SIMD path is compiled.
 template <GemmEpilogue Epi, class Rows>
-void gemm_u8s8_portable(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
-                        const Rows& A, std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi,
+void gemm_u8s8_portable(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1, Rows A,
+                        std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi,
                         typename Epi::Out* C, std::int64_t ldc) {
   const std::int64_t n_end = std::min(B.n(), p1 * 16);
   for (std::int64_t m = m0; m < m1; ++m) {
@@ -51,8 +51,8 @@ inline std::uint8_t* gemm_tail_buffer(std::size_t bytes) {
 /// Rows [m0, m1) x panels [p0, p1) on one thread; rows [m_whole, M) of A
 /// have only K readable bytes (see gemm_block).
 template <GemmEpilogue Epi, class Rows>
-void gemm_u8s8_range(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1,
-                     const Rows& A, std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi,
+void gemm_u8s8_range(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1, Rows A,
+                     std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi,
                      typename Epi::Out* C, std::int64_t ldc,
                      [[maybe_unused]] std::int64_t m_whole) {
 #if COMPRESSOR_KERNELS_AVX2
@@ -99,7 +99,7 @@ inline std::int64_t gemm_unit_rows(std::int64_t M, const PackedWeightsU8S8& B) {
 /// The threaded GEMM on any row source (arguments checked by the caller):
 /// rows split into units or, for few rows, weight panels.
 template <GemmEpilogue Epi, class Rows>
-void gemm_u8s8_rows(std::int64_t M, const Rows& A, std::int32_t za, const PackedWeightsU8S8& B,
+void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeightsU8S8& B,
                     const Epi& epi, typename Epi::Out* C, std::int64_t ldc, std::int64_t m_whole) {
   if (M == 0) return;
   const std::int64_t panels = B.panels();

@@ -28,11 +28,19 @@ void parallel_units(std::int64_t n, Fn&& fn) {
     return;
   }
 #ifdef _OPENMP
-  std::atomic<std::int64_t> next{0};
+  // The counter has a cache line to itself: it lives on the calling thread's
+  // stack next to the callers' small argument structs (row sources,
+  // epilogues) that every thread reads, and each fetch_add would otherwise
+  // take that line away from the other threads (measured: 12-16% slower
+  // int8 GEMMs of ~15 us on 2 threads).
+  struct alignas(64) Counter {
+    std::atomic<std::int64_t> value{0};
+  } next;
+  static_assert(sizeof(Counter) == 64);
 #pragma omp parallel num_threads(threads)
   {
-    for (std::int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
-         i = next.fetch_add(1, std::memory_order_relaxed))
+    for (std::int64_t i = next.value.fetch_add(1, std::memory_order_relaxed); i < n;
+         i = next.value.fetch_add(1, std::memory_order_relaxed))
       fn(i);
   }
 #else

@@ -224,11 +224,12 @@ inline void edge_tile(int rows, std::int64_t kq, const std::uint8_t* const* a, c
 }
 
 /// Rows [m0, m1) x panels [p0, p1), single-threaded. A's rows (a row source
-/// of gemm_rows.hpp) [m0, m_whole) have kp = B.k_padded() readable bytes (the
+/// of gemm_rows.hpp, taken by value: each thread keeps its own copy in
+/// registers) [m0, m_whole) have kp = B.k_padded() readable bytes (the
 /// bytes past K multiply zero weights); rows [m_whole, m1) only K: their
 /// tiles run on a zero-padded copy in tail (>= MR * kp bytes).
 template <class Epi, class Rows>
-void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1, const Rows& A,
+void gemm_block(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1, Rows A,
                 std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi, typename Epi::Out* C,
                 std::int64_t ldc, std::int64_t m_whole, std::uint8_t* tail) {
   constexpr int MR = GemmU8S8Tiles::kMR;
