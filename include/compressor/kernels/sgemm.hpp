@@ -78,6 +78,24 @@ struct StridedA {
     for (std::int64_t i = m0; i < m1; ++i) off[i - m0] = i * m.row_stride + k0 * m.col_stride;
   }
   float at(std::int64_t i, std::int64_t k) const { return m.at(i, k); }
+  /// Rows [i0, i0 + rows) x columns [k0, k0 + kn) as [k][MR], zero past rows.
+  /// An A^T operand (row stride 1, the weight gradient's dY^T) copies MR
+  /// contiguous floats per k.
+  void pack_tile(std::int64_t i0, std::int64_t rows, std::int64_t k0, std::int64_t kn,
+                 float* d) const {
+    constexpr int MR = SgemmTiles::kMR;
+    if (m.row_stride == 1 && rows == MR) {
+      const float* s = m.data + i0 + k0 * m.col_stride;
+      for (std::int64_t k = 0; k < kn; ++k, d += MR, s += m.col_stride)
+        for (int r = 0; r < MR; ++r) d[r] = s[r];
+      return;
+    }
+    for (std::int64_t k = 0; k < kn; ++k, d += MR) {
+      std::int64_t r = 0;
+      for (; r < rows; ++r) d[r] = m.at(i0 + r, k0 + k);
+      for (; r < MR; ++r) d[r] = 0.f;
+    }
+  }
 };
 
 /// B read in place or packed (see the header comment).
@@ -173,10 +191,14 @@ void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, 
           for (std::int64_t m = m0; m < m1; m += MR) {
             const std::int64_t rows = std::min<std::int64_t>(MR, m1 - m);
             float* d = t + (m - m0) * kn;
-            for (std::int64_t k = 0; k < kn; ++k, d += MR) {
-              std::int64_t r = 0;
-              for (; r < rows; ++r) d[r] = A.at(m + r, k0 + k);
-              for (; r < MR; ++r) d[r] = 0.f;
+            if constexpr (requires { A.pack_tile(m, rows, k0, kn, d); }) {
+              A.pack_tile(m, rows, k0, kn, d);
+            } else {
+              for (std::int64_t k = 0; k < kn; ++k, d += MR) {
+                std::int64_t r = 0;
+                for (; r < rows; ++r) d[r] = A.at(m + r, k0 + k);
+                for (; r < MR; ++r) d[r] = 0.f;
+              }
             }
           }
           for (std::int64_t i = 0; i < m1 - m0; ++i) aoff[i] = (i / MR) * MR * kn + i % MR;
