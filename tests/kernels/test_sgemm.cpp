@@ -77,7 +77,9 @@ TEST_CASE("sgemm is the same on 1, 2 and 3 threads", "[kernels][sgemm]") {
   const int saved = compressor::num_threads();
   for (int t : {1, 2, 3}) {
     compressor::set_num_threads(t);
-    SgemmTester().m(600).n(70).k(300).seed(5).test();                             // row blocks
+    SgemmTester().m(600).n(70).k(300).seed(5).test();  // row blocks
+    SgemmTester().m(17).n(40).k(50).seed(7).test();    // fewer micro-tiles than 2 blocks per thread
+    SgemmTester().m(5).n(20).k(9).seed(8).test();      // one partial micro-tile
     SgemmTester().m(40).n(300).k(900).transpose_a().accumulate().seed(6).test();  // panel groups
   }
   compressor::set_num_threads(saved);
