@@ -81,6 +81,7 @@ TEST_CASE("sgemm is the same on 1, 2 and 3 threads", "[kernels][sgemm]") {
     SgemmTester().m(17).n(40).k(50).seed(7).test();    // fewer micro-tiles than 2 blocks per thread
     SgemmTester().m(5).n(20).k(9).seed(8).test();      // one partial micro-tile
     SgemmTester().m(40).n(300).k(900).transpose_a().accumulate().seed(6).test();  // panel groups
+    SgemmTester().m(40).n(20).k(600).transpose_a().seed(9).test();  // fewer panels than threads
   }
   compressor::set_num_threads(saved);
 }

@@ -173,17 +173,24 @@ void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, 
   }
 
   // Units: ~8 per thread for dynamic balance. When there are few row blocks
-  // (the weight gradient's case) the panels are split into ~2 groups per
-  // thread instead: each group packs its own copy of A's blocks and reads its
-  // columns of B's rows in place, and wide groups keep those reads close to
-  // sequential.
-  const std::int64_t want = (row_blocks >= 4 * threads ? 8 : 2) * threads;
-  const std::int64_t groups = std::clamp<std::int64_t>((want + row_blocks - 1) / row_blocks, 1, P);
-  const std::int64_t per_group = (P + groups - 1) / groups;
+  // the panels are split into groups as well, of near-equal panel counts,
+  // so that the unit count is a multiple of the thread count. A group reads
+  // its columns of B's rows in place (wide groups keep those reads close to
+  // sequential) and, with A packed (the weight gradient), packs its own copy
+  // of A's blocks: then as few groups as the threads need (two copies per
+  // thread made the 64-channel weight gradient ~10% slower on 2 threads).
+  std::int64_t groups;
+  if (pack_a) {
+    groups = std::min<std::int64_t>((threads + row_blocks - 1) / row_blocks, P);
+    while ((row_blocks * groups) % threads != 0 && groups < P) ++groups;
+  } else {
+    const std::int64_t want = (row_blocks >= 4 * threads ? 8 : 2) * threads;
+    groups = std::clamp<std::int64_t>((want + row_blocks - 1) / row_blocks, 1, P);
+  }
 
   parallel_units(row_blocks * groups, [&](std::int64_t u) {
     const std::int64_t m0 = block_row(u / groups), m1 = block_row(u / groups + 1);
-    const std::int64_t p0 = (u % groups) * per_group, p1 = std::min(P, p0 + per_group);
+    const std::int64_t p0 = (u % groups) * P / groups, p1 = (u % groups + 1) * P / groups;
     if (p0 >= p1 || m0 >= m1) return;
     std::int64_t* aoff = sgemm_offsets(static_cast<std::size_t>(mb + MR), 0);
     std::int64_t* boff = kIndirect ? sgemm_offsets(static_cast<std::size_t>(kc), 1) : nullptr;
