@@ -94,8 +94,9 @@ void naive_conv_backward(const Tensor<float>& x, const Tensor<float>& w, const T
     dw[i] = static_cast<float>(gw[static_cast<std::size_t>(i)]);
 }
 
-// Larger shapes than the gradient checks can afford, on both conv paths
-// (explicit im2col for 3 channels, implicit im2col for multiples of 16).
+// Larger shapes than the gradient checks can afford, on every conv path
+// (3 channels: explicit im2col forward for 3x3, implicit for the 7x7 stem,
+// transposed weight gradient; multiples of 16: implicit im2col throughout).
 TEST_CASE("Conv2d backward equals the direct convolution's gradients", "[nn][conv]") {
   Rng rng(12);
   struct Case {
@@ -103,7 +104,8 @@ TEST_CASE("Conv2d backward equals the direct convolution's gradients", "[nn][con
   };
   for (const Case& cs : {Case{2, 12, 11, 3, 8, 3, 1, 1}, Case{2, 13, 12, 16, 24, 3, 1, 1},
                          Case{1, 14, 15, 32, 20, 3, 2, 1}, Case{2, 9, 9, 64, 16, 1, 2, 0},
-                         Case{1, 10, 9, 16, 9, 5, 1, 2}, Case{3, 6, 7, 48, 40, 1, 1, 0}}) {
+                         Case{1, 10, 9, 16, 9, 5, 1, 2}, Case{3, 6, 7, 48, 40, 1, 1, 0},
+                         Case{2, 21, 20, 3, 10, 7, 2, 3}}) {
     Conv2d conv(cs.c, cs.o, cs.k, cs.s, cs.p, false);
     const auto x = random_tensor(Shape{cs.n, cs.h, cs.w, cs.c}, rng);
     const Shape ys = conv.forward(x).shape();

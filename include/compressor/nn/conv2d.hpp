@@ -1,10 +1,12 @@
 // Conv2d: 2-D convolution on NHWC activations with OHWI weights, computed as
-// GEMMs on the library's fp32 kernels where the AVX2 path is compiled in:
-// with in_channels % 16 == 0 on an implicit im2col (kernels/conv_f32.hpp:
-// the column matrix is read from the padded input, never stored; the input
-// gradient of a stride-1 convolution is the full convolution of the output
-// gradient with the flipped kernel), otherwise explicit im2col + sgemm. Without
-// AVX2: im2col + Eigen GEMM. A 1x1 stride-1 convolution is a plain GEMM.
+// GEMMs on the library's fp32 kernels where the AVX2 path is compiled in, on
+// an implicit im2col (kernels/conv_f32.hpp: the column matrix is read from
+// the padded input, never stored): the forward product when in_channels % 16
+// == 0 or a kernel row has at least 16 floats (else explicit im2col + sgemm),
+// the weight gradient always, and with in_channels % 16 == 0 the input
+// gradient of a stride-1 convolution, the full convolution of the output
+// gradient with the flipped kernel (else GEMM + col2im). Without AVX2: im2col
+// + Eigen GEMM. A 1x1 stride-1 convolution is a plain GEMM.
 #pragma once
 
 #include <cstdint>
@@ -72,11 +74,15 @@ class Conv2d : public Module {
     return g;
   }
 
-  /// True when this convolution runs on the implicit-im2col kernels
-  /// (kernels/conv_f32.hpp): AVX2 path compiled in and in_channels % 16 == 0.
-  /// Otherwise (the 3-channel first layers) im2col + GEMM.
+  /// True when the forward product runs on the implicit-im2col kernel
+  /// (kernels/conv_f32.hpp): AVX2 path compiled in, and in_channels % 16 == 0
+  /// or a kernel row of at least 16 floats (the 7x7 stem's 21). Otherwise
+  /// (a 3x3 kernel on 3 channels: rows of 9 floats, too short for the
+  /// micro-kernel's k loop) explicit im2col + GEMM. On the AVX2 path the
+  /// weight gradient always reads the padded input in place.
   bool implicit_im2col() const {
-    return kernels::kHaveSimdKernels && opt_.in_channels % kernels::SgemmTiles::kNR == 0;
+    return kernels::kHaveSimdKernels && (opt_.in_channels % kernels::SgemmTiles::kNR == 0 ||
+                                         opt_.kernel_size * opt_.in_channels >= 16);
   }
 
   TensorView<const float> forward(TensorView<const float> x) override {
@@ -85,13 +91,15 @@ class Conv2d : public Module {
     const std::int64_t m = g_.rows(), k = g_.cols(), o = opt_.out_channels;
     out_.resize(Shape{g_.n, g_.oh, g_.ow, o});
     auto y = out_.matrix(m, o);
-    if (implicit_im2col()) {
+    if constexpr (kernels::kHaveSimdKernels) {
       if (g_.pad > 0) pad_nhwc(x.data(), g_.n, g_.h, g_.w, g_.c, g_.pad, x_pad_);
-      kernels::conv2d_f32_forward(padded_input(), input_geometry(), weight_.data(), o, y.data());
-    } else if constexpr (kernels::kHaveSimdKernels) {
-      using kernels::StridedMatrix;
-      kernels::sgemm(m, o, k, StridedMatrix::row_major(cols(x).data(), k),
-                     StridedMatrix::transposed(weight_.data(), k), y.data(), o);
+      if (implicit_im2col()) {
+        kernels::conv2d_f32_forward(padded_input(), input_geometry(), weight_.data(), o, y.data());
+      } else {
+        using kernels::StridedMatrix;
+        kernels::sgemm(m, o, k, StridedMatrix::row_major(cols(x).data(), k),
+                       StridedMatrix::transposed(weight_.data(), k), y.data(), o);
+      }
     } else {
       gemm_assign(y, cols(x), weight_.matrix(o, k).transpose());
     }
@@ -109,21 +117,18 @@ class Conv2d : public Module {
     const std::int64_t m = g_.rows(), k = g_.cols(), o = opt_.out_channels;
     const auto dy = grad_out.matrix(m, o);
     using kernels::StridedMatrix;
-    if (implicit_im2col()) {
+    if constexpr (kernels::kHaveSimdKernels) {
       kernels::conv2d_f32_weight_grad(padded_input(), input_geometry(), dy.data(), o,
                                       weight_grad_.data());
     } else {
       const auto col = (g_.is_pointwise() ? x_ : TensorView<const float>(cols_)).matrix(m, k);
-      if constexpr (kernels::kHaveSimdKernels)
-        kernels::sgemm(o, k, m, StridedMatrix::transposed(dy.data(), o),
-                       StridedMatrix::row_major(col.data(), k), weight_grad_.data(), k, true);
-      else
-        weight_grad_.matrix(o, k).noalias() += dy.transpose() * col;
+      weight_grad_.matrix(o, k).noalias() += dy.transpose() * col;
     }
     if (opt_.bias) bias_grad_.vector() += dy.colwise().sum().transpose();
     if (!input_grad()) return {};
     grad_in_.resize(x_.shape());
-    if (implicit_im2col() && g_.stride == 1 && g_.pad < g_.kh) {
+    if (kernels::kHaveSimdKernels && opt_.in_channels % kernels::SgemmTiles::kNR == 0 &&
+        g_.stride == 1 && g_.pad < g_.kh) {
       // Stride 1: dx is the "full" convolution of dy (padded by kh-1-pad)
       // with the kernel flipped in space and its channel axes swapped.
       const std::int64_t q = g_.kh - 1 - g_.pad;
