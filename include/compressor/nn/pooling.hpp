@@ -63,12 +63,15 @@ class MaxPool2d : public Module {
                   if (iw < 0 || iw >= w) continue;
                   const std::int64_t base = ((n * h + ih) * w + iw) * c;
                   const float* in = xp + base;
-                  for (std::int64_t j = 0; j < c; ++j)
-                    if (in[j] > out[j] || arg[j] < 0 ||
-                        std::isnan(in[j])) {  // NaN wins, as in PyTorch
-                      out[j] = in[j];
-                      arg[j] = static_cast<std::int32_t>(base + j - n * h * w * c);
-                    }
+                  const auto at = static_cast<std::int32_t>(base - n * h * w * c);
+                  // Selects, not branches (the loop vectorises); NaN wins, as
+                  // in PyTorch.
+                  for (std::int64_t j = 0; j < c; ++j) {
+                    const float v = in[j];
+                    const bool take = (v > out[j]) | (v != v) | (arg[j] < 0);
+                    out[j] = take ? v : out[j];
+                    arg[j] = take ? at + static_cast<std::int32_t>(j) : arg[j];
+                  }
                 }
               }
             }
