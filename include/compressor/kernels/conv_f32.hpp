@@ -13,7 +13,7 @@
 // GEMM driver's k blocks never cross a run. The weight gradient reads B's
 // rows per pixel when C % 16 == 0 (a 16-column panel inside one run), else
 // (a first layer's 3 channels) it is taken transposed, dW^T = cols^T * dY,
-// with cols^T packed from x per k block.
+// with cols^T read from x in place, one output row per k block.
 // The input gradient of a stride-1 convolution is the "full" convolution of
 // dY (padded by KH-1-pad) with the kernel flipped in space and its channel
 // axes swapped; its B operand is read from the forward OHWI weights while
@@ -86,7 +86,7 @@ struct FlippedWeightsB {
   }
   void k_offsets(std::int64_t, std::int64_t, std::int64_t*) const {}
   /// Columns [n0, n0 + cols) of every row, as a [K][16] panel zero past cols.
-  void pack_panel(std::int64_t n0, std::int64_t cols, float* d) const {
+  void pack_panel(std::int64_t n0, std::int64_t cols, std::int64_t, float* d) const {
     for (std::int64_t i = 0; i < kh; ++i)
       for (std::int64_t j = 0; j < kw; ++j)
         for (std::int64_t oc = 0; oc < o; ++oc, d += SgemmTiles::kNR) {
@@ -98,53 +98,23 @@ struct FlippedWeightsB {
   }
 };
 
-/// cols(x)^T as the GEMM's A (rows = columns of cols, k = pixels), packed
-/// per tile: the weight gradient of an input with few channels (the first
-/// layer's 3), computed as dW^T = cols(x)^T * dY. Six consecutive columns of
-/// a pixel are contiguous in x unless they straddle two kernel rows.
+/// cols(x)^T as the GEMM's A (rows = columns of cols, k = pixels), read in
+/// place: the weight gradient of an input with few channels (the first
+/// layer's 3), computed as dW^T = cols(x)^T * dY. Along one output row the
+/// pixels step by stride * C floats, so a run is an output row and A's k
+/// stride is stride * C.
 struct Im2colTransposedA {
   const float* x;
   Im2colGeometry g;
-  std::int64_t x_size;  // floats in x: wide loads stay inside it
-  bool packed() const { return true; }
-  std::int64_t run(std::int64_t K) const { return K; }
-  const float* base() const { return nullptr; }
-  void row_offsets(std::int64_t, std::int64_t, std::int64_t, std::int64_t*) const {}
-  float at(std::int64_t i, std::int64_t k) const { return x[g.pixel(k) + g.column(i)]; }
-  /// Rows [i0, i0 + rows) x pixels [k0, k0 + kn) as [k][MR], zero past rows.
-  /// A tile inside one kernel row copies 8 floats per pixel (the last two
-  /// are overwritten by the next pixel's; the last pixel is copied by
-  /// element, so nothing is written past the tile).
-  void pack_tile(std::int64_t i0, std::int64_t rows, std::int64_t k0, std::int64_t kn,
-                 float* d) const {
-    constexpr int MR = SgemmTiles::kMR;
-    using VF = simd::detail_sgemm::VF;
-    static_assert(VF::size == 8 && MR <= 8);
-    std::int64_t col[MR];
-    for (int r = 0; r < MR; ++r) col[r] = r < rows ? g.column(i0 + r) : 0;
-    const bool one_run = rows == MR && col[MR - 1] - col[0] == MR - 1;
-    // Pixel offsets walked incrementally (pixel() divides).
-    std::int64_t px = k0 % g.ow, t = k0 / g.ow, py = t % g.oh, pb = t / g.oh;
-    std::int64_t at = g.pixel(k0);
-    const auto next = [&] {
-      if (++px < g.ow) {
-        at += g.stride * g.c;
-        return;
-      }
-      px = 0;
-      if (++py == g.oh) py = 0, ++pb;
-      at = (pb * g.hp + py * g.stride) * g.wp * g.c;
-    };
-    for (std::int64_t k = 0; k < kn; ++k, d += MR, next()) {
-      if (one_run && k + 1 < kn && at + col[0] + static_cast<std::int64_t>(VF::size) <= x_size) {
-        VF::load_unaligned(x + at + col[0]).store_unaligned(d);
-        continue;
-      }
-      int r = 0;
-      for (; r < rows; ++r) d[r] = x[at + col[r]];
-      for (; r < MR; ++r) d[r] = 0.f;
-    }
+  bool packed() const { return false; }
+  std::int64_t run(std::int64_t) const { return g.ow; }
+  std::int64_t k_stride() const { return g.stride * g.c; }
+  const float* base() const { return x; }
+  void row_offsets(std::int64_t m0, std::int64_t m1, std::int64_t k0, std::int64_t* off) const {
+    const std::int64_t px = g.pixel(k0);
+    for (std::int64_t i = m0; i < m1; ++i) off[i - m0] = px + g.column(i);
   }
+  float at(std::int64_t i, std::int64_t k) const { return x[g.pixel(k) + g.column(i)]; }
 };
 
 /// cols(x) as the GEMM's B (rows = pixels), rows found through offsets.
@@ -206,7 +176,7 @@ inline void conv2d_f32_forward(const float* x, const Im2colGeometry& g, const fl
 /// dw (o x cols(), row-major) += dy^T * cols(x), dy (rows() x o) row-major.
 /// With g.c % 16 == 0 B = cols(x) is read in place; otherwise (few input
 /// channels) the product is taken transposed, dw^T += cols(x)^T * dy, with
-/// cols(x)^T packed from x and dw transposed into and out of a scratch copy
+/// cols(x)^T read from x in place and dw transposed into and out of a scratch copy
 /// (every element still summed in the reference's order: bit-exact).
 inline void conv2d_f32_weight_grad(const float* x, const Im2colGeometry& g, const float* dy,
                                    std::int64_t o, float* dw) {
@@ -222,7 +192,7 @@ inline void conv2d_f32_weight_grad(const float* x, const Im2colGeometry& g, cons
   float* t = buf.data();
   for (std::int64_t j = 0; j < k; ++j)
     for (std::int64_t i = 0; i < o; ++i) t[j * o + i] = dw[i * k + j];
-  detail::gemm_driver(k, o, g.rows(), detail::Im2colTransposedA{x, g, g.n * g.hp * g.wp * g.c},
+  detail::gemm_driver(k, o, g.rows(), detail::Im2colTransposedA{x, g},
                       detail::StridedB{StridedMatrix::row_major(dy, o)}, t, o, true);
   for (std::int64_t i = 0; i < o; ++i)
     for (std::int64_t j = 0; j < k; ++j) dw[i * k + j] = t[j * o + i];

@@ -81,6 +81,27 @@ inline void tile(std::int64_t kc, const float* a, const std::int64_t* a_off, std
   }
 }
 
+/// Writes the 8 x 8 block src (row r at src + r * ld) transposed: column t of
+/// it as 8 floats at dst + t * dst_stride.
+inline void transpose8x8(const float* src, std::int64_t ld, float* dst, std::int64_t dst_stride) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int h = 0; h < 8; h += 4) {
+    r[h] = _mm256_shuffle_ps(t[h], t[h + 2], 0x44);
+    r[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], 0xEE);
+    r[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+    r[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * dst_stride, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
 /// tile for rows (<= MR) rows.
 template <int MR, bool kIndirect>
 inline void any_tile(int rows, std::int64_t kc, const float* a, const std::int64_t* a_off,
