@@ -162,8 +162,9 @@ TEST_CASE("conv2d_f32 forward, weight and input gradients match the reference",
         ConvCase{3, 6, 6, 64, 20, 3, 1, 0}, ConvCase{1, 4, 4, 512, 9, 3, 1, 1},
         ConvCase{8, 14, 14, 16, 12, 3, 2, 1}, ConvCase{4, 12, 12, 32, 64, 3, 1, 1},
         ConvCase{2, 6, 5, 16, 3, 3, 1, 1}, ConvCase{1, 7, 7, 64, 48, 5, 1, 1},
-        // Few channels (weight gradient taken transposed): a ResNet stem,
-        // a CifarCnn first layer, runs shorter than a tile, 1 and 17 channels.
+        // Channels not a multiple of 16 (weight gradient taken transposed,
+        // cols^T read in place): a ResNet stem, a CifarCnn first layer, 1
+        // channel (3-float kernel rows) and 17 channels at stride 2.
         ConvCase{2, 20, 18, 3, 10, 7, 2, 3}, ConvCase{2, 9, 9, 3, 64, 3, 1, 1},
         ConvCase{1, 6, 7, 1, 5, 3, 1, 1}, ConvCase{1, 5, 5, 17, 7, 3, 2, 1}})
     check_conv_case(cs, seed++);
