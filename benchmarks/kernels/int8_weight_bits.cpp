@@ -23,7 +23,11 @@
 #include <vector>
 
 #include "compressor/core/rng.hpp"
+#include "compressor/core/tensor.hpp"
 #include "compressor/kernels/conv_f32.hpp"
+#include "compressor/kernels/eltwise.hpp"
+#include "compressor/kernels/int8_traits.hpp"
+#include "compressor/nn/im2col.hpp"
 #include "conv_shapes.hpp"
 
 namespace {
@@ -49,17 +53,18 @@ std::vector<float> quantize_weights(const std::vector<float>& w, std::int64_t o,
   return q;
 }
 
-/// x rounded to a uint8 grid over [min(x, 0), max(x, 0)] (zero exactly
-/// representable, as the padding needs).
-std::vector<float> quantize_activations(const std::vector<float>& x) {
-  const auto [lo_it, hi_it] = std::minmax_element(x.begin(), x.end());
+/// x quantized to uint8 per tensor over [min(x, 0), max(x, 0)] (zero exactly
+/// representable, as the padding needs) and back, by the library's kernels.
+compressor::Tensor<float> quantize_activations(const compressor::Tensor<float>& x) {
+  const auto [lo_it, hi_it] = std::minmax_element(x.data(), x.data() + x.numel());
   const float lo = std::min(*lo_it, 0.f), hi = std::max(*hi_it, 0.f);
   const float s = hi > lo ? (hi - lo) / 255.f : 1.f;
-  const float zp = std::nearbyint(-lo / s);
-  std::vector<float> q(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i)
-    q[i] = (std::clamp(std::nearbyint(x[i] / s) + zp, 0.f, 255.f) - zp) * s;
-  return q;
+  const compressor::kernels::QuantParams q{s, static_cast<std::int32_t>(std::nearbyint(-lo / s))};
+  compressor::Tensor<std::uint8_t> u(x.shape());
+  compressor::Tensor<float> y(x.shape());
+  compressor::kernels::quantize_f32_u8(x, q, u);
+  compressor::kernels::dequantize_u8_f32(u, q, y);
+  return y;
 }
 
 /// The conv output (pixels x o) of a padded NHWC input, summed in double.
@@ -89,14 +94,11 @@ double sqnr_db(const std::vector<double>& ref, const std::vector<double>& q) {
   return 10.0 * std::log10(sig / noise);
 }
 
-/// The padded copy (N = 1) of an (H, W, C) image.
-std::vector<float> pad(const std::vector<float>& x, const ConvShape& s) {
-  const std::int64_t hp = s.h + 2 * s.pad, wp = s.w + 2 * s.pad;
-  std::vector<float> p(static_cast<std::size_t>(hp * wp * s.c), 0.f);
-  for (std::int64_t y = 0; y < s.h; ++y)
-    std::memcpy(p.data() + ((y + s.pad) * wp + s.pad) * s.c, x.data() + y * s.w * s.c,
-                sizeof(float) * static_cast<std::size_t>(s.w * s.c));
-  return p;
+/// The padded copy of a (1, H, W, C) input.
+std::vector<float> pad(const compressor::Tensor<float>& x, const ConvShape& s) {
+  compressor::Tensor<float> p;
+  compressor::nn::pad_nhwc(x.data(), 1, s.h, s.w, s.c, s.pad, p);
+  return {p.data(), p.data() + p.numel()};
 }
 
 }  // namespace
@@ -117,18 +119,19 @@ int main(int argc, char** argv) {
   for (const ConvShape& s : shapes) {
     const std::int64_t k = s.gemm_k();
     const bool first = s.c == 3;
-    std::vector<float> x(static_cast<std::size_t>(s.h * s.w * s.c)),
-        w(static_cast<std::size_t>(s.o * k));
-    for (float& v : x) {
+    compressor::Tensor<float> x(compressor::Shape{1, s.h, s.w, s.c});
+    std::vector<float> w(static_cast<std::size_t>(s.o * k));
+    for (std::int64_t i = 0; i < x.numel(); ++i) {
       const float n = static_cast<float>(rng.normal());
-      v = first ? n : std::max(0.f, n);
+      x[i] = first ? n : std::max(0.f, n);
     }
     const double std_w = std::sqrt(2.0 / static_cast<double>(k));
     for (float& v : w) v = static_cast<float>(rng.normal() * std_w);
     const compressor::kernels::Im2colGeometry g{1,   s.h + 2 * s.pad, s.w + 2 * s.pad, s.c,   s.k,
                                                 s.k, s.stride,        s.oh(),          s.ow()};
     const auto xp = pad(x, s), xq = pad(quantize_activations(x), s);
-    const auto w8 = quantize_weights(w, s.o, k, 127), w7 = quantize_weights(w, s.o, k, 64);
+    const auto w8 = quantize_weights(w, s.o, k, 127),
+               w7 = quantize_weights(w, s.o, k, compressor::kernels::Int8Traits::kWeightQMax);
     const auto ref = conv(xp, g, w, s.o);
     const double s8 = sqnr_db(ref, conv(xp, g, w8, s.o)), s7 = sqnr_db(ref, conv(xp, g, w7, s.o));
     const double a8 = sqnr_db(ref, conv(xq, g, w8, s.o)), a7 = sqnr_db(ref, conv(xq, g, w7, s.o));
