@@ -191,7 +191,7 @@ TEST_CASE("The gradient check catches a wrong backward", "[nn][gradcheck]") {
   // A ReLU whose backward forgets the mask: the check must fail.
   struct BrokenReLU : ReLU {
     Tensor<float> g;
-    TensorView<const float> backward(TensorView<const float> dy) override {
+    TensorView<const float> backward_impl(TensorView<const float> dy) override {
       g = Tensor<float>(dy);
       return g;
     }

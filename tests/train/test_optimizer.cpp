@@ -22,8 +22,8 @@ struct OneParam : nn::Module {
     register_parameter("w", w, g);
   }
   std::string_view type_name() const override { return "OneParam"; }
-  TensorView<const float> forward(TensorView<const float> x) override { return x; }
-  TensorView<const float> backward(TensorView<const float> g_) override { return g_; }
+  TensorView<const float> forward_impl(TensorView<const float> x) override { return x; }
+  TensorView<const float> backward_impl(TensorView<const float> g_) override { return g_; }
 };
 
 void run_and_compare(

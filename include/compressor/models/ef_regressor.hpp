@@ -10,13 +10,19 @@
 // only approximate (the clip's scale does not cancel in a linear head on
 // means). TemporalPoolMode::mean_max_min also hands the head each feature's
 // max and min over T (3F inputs); docs/ef_model.md has the measured effect.
+//
+// Channel plan: the trunk's entries with the prefix "backbone." (see
+// resnet.hpp) and "head" (= 1); option "pool" ("mean" | "mean_max_min").
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "compressor/models/resnet.hpp"
+#include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/linear.hpp"
 #include "compressor/nn/temporal_pool.hpp"
 
@@ -28,42 +34,95 @@ struct EfRegressorOptions {
   nn::TemporalPoolMode pool = nn::TemporalPoolMode::mean;
 };
 
-class EfRegressor : public nn::Module {
+class EfRegressor : public nn::Module, public nn::PlannedModel {
  public:
-  explicit EfRegressor(const EfRegressorOptions& o = {}) {
+  static constexpr std::string_view kTypeName = "EfRegressor";
+
+  /// The uniform plan of a width multiplier.
+  static nn::ChannelPlan uniform_plan(const EfRegressorOptions& o = {}) {
     ResNetOptions ro;
     ro.width = o.width;
     ro.include_head = false;
-    auto& trunk = register_module("backbone", std::make_unique<ResNet18>(ro));
-    auto& pool = register_module("pool", std::make_unique<nn::TemporalPool>(o.pool));
+    const nn::ChannelPlan trunk = ResNet18::uniform_plan(ro);
+    nn::ChannelPlan p;
+    p.model = std::string(kTypeName);
+    p.options = {{"pool", std::string(nn::to_string(o.pool))}};
+    for (const auto& [name, c] : trunk.channels) p.channels.emplace_back("backbone." + name, c);
+    p.channels.emplace_back("head", 1);
+    return p;
+  }
+
+  explicit EfRegressor(const EfRegressorOptions& o = {}) : EfRegressor(uniform_plan(o)) {}
+
+  /// Builds the model of a plan; throws naming the layer on an inconsistent plan.
+  explicit EfRegressor(const nn::ChannelPlan& plan) {
+    nn::PlanReader r(plan, kTypeName);
+    const std::string pool_name = plan.option_string("pool", "mean");
+    require(pool_name == "mean" || pool_name == "mean_max_min", "EfRegressor channel plan: ",
+            "option 'pool' must be \"mean\" or \"mean_max_min\", got \"", pool_name, "\"");
+    mode_ = pool_name == "mean" ? nn::TemporalPoolMode::mean : nn::TemporalPoolMode::mean_max_min;
+    auto& trunk = register_module("backbone", std::make_unique<ResNet18>(r, "backbone.", 3));
+    auto& pool = register_module("pool", std::make_unique<nn::TemporalPool>(mode_));
     register_module("head",
-                    std::make_unique<nn::Linear>(pool.out_features(trunk.num_features()), 1));
+                    std::make_unique<nn::Linear>(pool.out_features(trunk.num_features()),
+                                                 r.fixed("head", 1, "the single EF output")));
+    r.finish();
     set_input_grad(false);  // nothing needs the gradient of the clips
   }
 
-  std::string_view type_name() const override { return "EfRegressor"; }
-  Module& backbone() const { return child(0); }
-  nn::TemporalPool& pool() const { return static_cast<nn::TemporalPool&>(child(1)); }
-  Module& head() const { return child(2); }
+  std::string_view type_name() const override { return kTypeName; }
+  Module& backbone() const { return child("backbone"); }
+  Module& pool() const { return child("pool"); }
+  Module& head() const { return child("head"); }
+  nn::TemporalPoolMode pool_mode() const { return mode_; }
 
   /// Sets the head's bias, e.g. to the training-set mean EF, so training
   /// starts at the mean predictor rather than at 0.
   void set_output_bias(float b) {
-    auto* lin = dynamic_cast<nn::Linear*>(&head());
-    require(lin != nullptr, "EfRegressor::set_output_bias: head is not a Linear");
-    lin->bias().fill(b);
+    auto& lin = head_layer("set_output_bias");
+    lin.enable_bias();
+    lin.bias().fill(b);
   }
 
   /// Folds y -> scale * y + shift into the head, e.g. to turn a model trained
   /// on standardised targets into one that predicts the original unit.
   void fold_output_affine(float scale, float shift) {
-    auto* lin = dynamic_cast<nn::Linear*>(&head());
-    require(lin != nullptr, "EfRegressor::fold_output_affine: head is not a Linear");
-    for (auto& w : lin->weight().flat()) w *= scale;
-    for (auto& b : lin->bias().flat()) b = b * scale + shift;
+    auto& lin = head_layer("fold_output_affine");
+    lin.enable_bias();
+    for (auto& w : lin.weight().flat()) w *= scale;
+    for (auto& b : lin.bias().flat()) b = b * scale + shift;
   }
 
-  TensorView<const float> forward(TensorView<const float> x) override {
+  nn::ChannelPlan channel_plan() override {
+    nn::ChannelPlan p;
+    p.model = std::string(kTypeName);
+    p.options = {{"pool", std::string(nn::to_string(mode_))}};
+    p.channels = nn::weighted_channels(*this);
+    return p;
+  }
+
+  /// The backbone's points (its input "backbone.quant" is the clip's), pool
+  /// (the temporal pool: the head's input), head (output).
+  void add_quantization_points(const std::string& prefix,
+                               std::vector<nn::QuantPoint>& out) const override {
+    backbone().add_quantization_points(join(prefix, "backbone"), out);
+    out.push_back({join(prefix, "pool"), nn::PointKind::temporal_pool});
+    out.push_back({join(prefix, "head"), nn::PointKind::output});
+  }
+
+  void set_input_grad(bool on) override {
+    Module::set_input_grad(on);
+    backbone().set_input_grad(on);
+  }
+
+ protected:
+  struct Shell {};
+  explicit EfRegressor(Shell, nn::TemporalPoolMode mode) : mode_(mode) {}
+  std::unique_ptr<Module> clone_shell() const override {
+    return std::unique_ptr<EfRegressor>(new EfRegressor(Shell{}, mode_));
+  }
+
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
     if (x.rank() != 5)
       throw ShapeError(
           detail::concat("EfRegressor: expected clips (N, T, H, W, C), got ", x.shape().str()));
@@ -76,19 +135,22 @@ class EfRegressor : public nn::Module {
     return head().forward(pool().forward(f.reshape(Shape{n_, t_, f.dim(1)})));
   }
 
-  TensorView<const float> backward(TensorView<const float> grad_out) override {
+  TensorView<const float> backward_impl(TensorView<const float> grad_out) override {
     const auto gp = pool().backward(head().backward(grad_out));  // (N, T, F)
     const auto gx = backbone().backward(gp.reshape(Shape{n_ * t_, gp.dim(2)}));
     if (!input_grad()) return {};
     return gx.reshape(in_shape_);
   }
 
-  void set_input_grad(bool on) override {
-    Module::set_input_grad(on);
-    backbone().set_input_grad(on);
+ private:
+  nn::WeightedLayer& head_layer(std::string_view who) const {
+    auto* lin = nn::as<nn::WeightedLayer>(head());
+    require(lin != nullptr, "EfRegressor::", who, ": the head is a ", head().type_name(),
+            ", not a layer with weights");
+    return *lin;
   }
 
- private:
+  nn::TemporalPoolMode mode_ = nn::TemporalPoolMode::mean;
   std::int64_t n_ = 0, t_ = 0;
   Shape in_shape_;
 };

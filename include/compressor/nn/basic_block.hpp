@@ -1,17 +1,23 @@
 // ResNet BasicBlock as torchvision builds it:
-//   out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))
+//   out = add_relu(bn2(conv2(relu(bn1(conv1(x))))), shortcut(x))
 // with conv1 3x3/stride, conv2 3x3/1, and shortcut = downsample (1x1/stride
 // conv + BN, children "downsample.0" and "downsample.1") when the stride or
-// the channel count changes, else the identity.
+// the channel count changes, else the identity. The first ReLU ("relu") and
+// the residual join ("add_relu", as in torchvision's quantizable ResNet) are
+// child modules, so their outputs are named quantization points. conv1 may
+// have fewer output channels than the block (a pruned block: `mid`).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "compressor/core/threading.hpp"
 #include "compressor/nn/activation.hpp"
 #include "compressor/nn/batchnorm.hpp"
+#include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/conv2d.hpp"
 #include "compressor/nn/sequential.hpp"
 
@@ -19,12 +25,14 @@ namespace compressor::nn {
 
 class BasicBlock : public Module {
  public:
-  BasicBlock(std::int64_t in_channels, std::int64_t out_channels, std::int64_t stride = 1)
-      : in_(in_channels), out_channels_(out_channels), stride_(stride) {
-    register_module("conv1",
-                    std::make_unique<Conv2d>(in_channels, out_channels, 3, stride, 1, false));
-    register_module("bn1", std::make_unique<BatchNorm2d>(out_channels));
-    register_module("conv2", std::make_unique<Conv2d>(out_channels, out_channels, 3, 1, 1, false));
+  /// in -> mid (conv1) -> out (conv2) channels; mid = out unless pruned.
+  BasicBlock(std::int64_t in_channels, std::int64_t out_channels, std::int64_t stride = 1,
+             std::int64_t mid_channels = 0) {
+    const std::int64_t mid = mid_channels > 0 ? mid_channels : out_channels;
+    register_module("conv1", std::make_unique<Conv2d>(in_channels, mid, 3, stride, 1, false));
+    register_module("bn1", std::make_unique<BatchNorm2d>(mid));
+    register_module("relu", std::make_unique<ReLU>());
+    register_module("conv2", std::make_unique<Conv2d>(mid, out_channels, 3, 1, 1, false));
     register_module("bn2", std::make_unique<BatchNorm2d>(out_channels));
     if (stride != 1 || in_channels != out_channels) {
       auto ds = std::make_unique<Sequential>();
@@ -32,21 +40,25 @@ class BasicBlock : public Module {
       ds->emplace<BatchNorm2d>(out_channels);
       register_module("downsample", std::move(ds));
     }
+    register_module("add_relu", std::make_unique<AddReLU>());
   }
 
   std::string_view type_name() const override { return "BasicBlock"; }
-  bool has_downsample() const { return num_children() == 5; }
-  std::int64_t in_channels() const { return in_; }
-  std::int64_t out_channels() const { return out_channels_; }
-  std::int64_t stride() const { return stride_; }
+  bool has_downsample() const { return find_child("downsample") != nullptr; }
+  std::int64_t in_channels() const { return weighted("conv1").in_channels(); }
+  std::int64_t mid_channels() const { return weighted("conv1").out_channels(); }
+  std::int64_t out_channels() const { return weighted("conv2").out_channels(); }
+  std::int64_t stride() const { return weighted("conv1").kernel().stride; }
 
-  /// Children by role; these follow replace(), so they stay valid after a
-  /// child was swapped for a deploy-time type.
-  Module& conv1() const { return child(0); }
-  Module& bn1() const { return child(1); }
-  Module& conv2() const { return child(2); }
-  Module& bn2() const { return child(3); }
-  Module* downsample() const { return has_downsample() ? &child(4) : nullptr; }
+  /// Children by name; these follow replace(), so they stay valid after a
+  /// child was swapped for another type.
+  Module& conv1() const { return child("conv1"); }
+  Module& bn1() const { return child("bn1"); }
+  Module& relu() const { return child("relu"); }
+  Module& conv2() const { return child("conv2"); }
+  Module& bn2() const { return child("bn2"); }
+  Module* downsample() const { return find_child("downsample"); }
+  Module& add_relu() const { return child("add_relu"); }
 
   void set_input_grad(bool on) override {
     Module::set_input_grad(on);
@@ -54,44 +66,42 @@ class BasicBlock : public Module {
     if (auto* ds = downsample()) ds->set_input_grad(on);
   }
 
-  TensorView<const float> forward(TensorView<const float> x) override {
+  void add_quantization_points(const std::string& prefix,
+                               std::vector<QuantPoint>& out) const override {
+    out.push_back({join(prefix, "relu"), PointKind::conv, true});
+    out.push_back({join(prefix, "bn2"), PointKind::conv, false});
+    if (has_downsample()) out.push_back({join(prefix, "downsample.1"), PointKind::conv, false});
+    out.push_back({join(prefix, "add_relu"), PointKind::add, true});
+  }
+
+ protected:
+  /// An empty block for clone(): the children come from the original.
+  struct Shell {};
+  explicit BasicBlock(Shell) {}
+  std::unique_ptr<Module> clone_shell() const override {
+    return std::unique_ptr<BasicBlock>(new BasicBlock(Shell{}));
+  }
+
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
     x_ = x;
-    auto h = conv1().forward(x);
-    h = bn1().forward(h);
-    mid_.resize(h.shape());
-    relu_forward(h.data(), mid_.data(), h.numel());
-    h = bn2().forward(conv2().forward(mid_));
+    auto h = relu().forward(bn1().forward(conv1().forward(x)));
+    h = bn2().forward(conv2().forward(h));
     TensorView<const float> shortcut = x;
     if (auto* ds = downsample()) shortcut = ds->forward(x);
     check_same_shape(shortcut.shape(), h.shape(), "BasicBlock shortcut");
-    out_.resize(h.shape());
-    const float *a = h.data(), *b = shortcut.data();
-    float* y = out_.data();
-    parallel_for(
-        out_.numel(),
-        [&](std::int64_t i0, std::int64_t i1) {
-          for (std::int64_t i = i0; i < i1; ++i) {
-            const float s = a[i] + b[i];
-            y[i] = s < 0.f ? 0.f : s;  // NaN propagates
-          }
-        },
-        1 << 14);
-    return out_;
+    return require_capability<JoinLayer>(add_relu(), "a residual join", "add_relu")
+        .forward(h, shortcut);
   }
 
-  TensorView<const float> backward(TensorView<const float> grad_out) override {
-    check_same_shape(grad_out.shape(), out_.shape(), "BasicBlock::backward grad_out");
-    // Through the final ReLU.
-    g_sum_.resize(out_.shape());
-    relu_backward(grad_out.data(), out_.data(), g_sum_.data(), out_.numel());
+  TensorView<const float> backward_impl(TensorView<const float> grad_out) override {
+    // Through the join: the gradient of both branches.
+    const auto g_sum = add_relu().backward(grad_out);
     // Main path.
-    auto g = conv2().backward(bn2().backward(g_sum_));
-    g_mid_.resize(mid_.shape());
-    relu_backward(g.data(), mid_.data(), g_mid_.data(), mid_.numel());
-    auto g_main = conv1().backward(bn1().backward(g_mid_));
+    const auto g_mid = relu().backward(conv2().backward(bn2().backward(g_sum)));
+    const auto g_main = conv1().backward(bn1().backward(g_mid));
     // Shortcut path.
-    TensorView<const float> g_short = g_sum_;
-    if (auto* ds = downsample()) g_short = ds->backward(g_sum_);
+    TensorView<const float> g_short = g_sum;
+    if (auto* ds = downsample()) g_short = ds->backward(g_sum);
     if (!input_grad()) return {};
     grad_in_.resize(x_.shape());
     const float *a = g_main.data(), *b = g_short.data();
@@ -106,9 +116,12 @@ class BasicBlock : public Module {
   }
 
  private:
-  std::int64_t in_, out_channels_, stride_;
+  WeightedLayer& weighted(std::string_view name) const {
+    return require_capability<WeightedLayer>(child(name), "a layer with weights", name);
+  }
+
   TensorView<const float> x_;
-  Tensor<float> mid_, out_, g_sum_, g_mid_, grad_in_;
+  Tensor<float> grad_in_;
 };
 
 }  // namespace compressor::nn

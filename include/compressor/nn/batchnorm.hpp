@@ -3,20 +3,26 @@
 // statistics with momentum (running_var uses the unbiased batch variance, as
 // PyTorch does); in eval it uses the running statistics. A momentum of 0
 // means a cumulative average over the batches since the last
-// reset_running_stats() (PyTorch's momentum=None).
+// reset_running_stats() (PyTorch's momentum=None). Frozen (Module::freeze()),
+// it normalises with the running statistics and leaves them alone in training
+// mode too, while gamma and beta still train (QAT freezes the statistics
+// after a set epoch; fine-tuning a pruned model may too).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
 #include "compressor/core/threading.hpp"
+#include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/module.hpp"
 
 namespace compressor::nn {
 
-class BatchNorm2d : public Module {
+class BatchNorm2d : public Module, public Normalization {
  public:
   explicit BatchNorm2d(std::int64_t channels, float eps = 1e-5f, float momentum = 0.1f)
       : c_(channels), eps_(eps), momentum_(momentum) {
@@ -36,32 +42,54 @@ class BatchNorm2d : public Module {
   }
 
   std::string_view type_name() const override { return "BatchNorm2d"; }
-  std::int64_t channels() const { return c_; }
-  float eps() const { return eps_; }
-  float momentum() const { return momentum_; }
+
+  // Normalization
+  std::int64_t channels() const override { return c_; }
+  float eps() const override { return eps_; }
+  float momentum() const override { return momentum_; }
   /// Momentum of the running statistics; 0 = cumulative average.
-  void set_momentum(float m) {
+  void set_momentum(float m) override {
     require(m >= 0.f && m <= 1.f, "BatchNorm2d: momentum must be in [0, 1], got ", m);
     momentum_ = m;
   }
   /// Running mean 0, running variance 1, no batches tracked.
-  void reset_running_stats() {
+  void reset_running_stats() override {
     running_mean_.fill(0.f);
     running_var_.fill(1.f);
     num_batches_tracked_[0] = 0;
   }
-  Tensor<float>& weight() { return weight_; }
-  Tensor<float>& bias() { return bias_; }
-  Tensor<float>& running_mean() { return running_mean_; }
-  Tensor<float>& running_var() { return running_var_; }
+  Tensor<float>& weight() override { return weight_; }
+  Tensor<float>& bias() override { return bias_; }
+  Tensor<float>& running_mean() override { return running_mean_; }
+  Tensor<float>& running_var() override { return running_var_; }
+  std::unique_ptr<Module> select_channels(std::span<const std::int64_t> keep) const override {
+    check_channel_selection(keep, c_, "BatchNorm2d channels");
+    auto bn =
+        std::make_unique<BatchNorm2d>(static_cast<std::int64_t>(keep.size()), eps_, momentum_);
+    gather_axis(weight_, 0, keep, bn->weight_);
+    gather_axis(bias_, 0, keep, bn->bias_);
+    gather_axis(running_mean_, 0, keep, bn->running_mean_);
+    gather_axis(running_var_, 0, keep, bn->running_var_);
+    bn->num_batches_tracked_ = num_batches_tracked_;
+    return bn;
+  }
 
-  TensorView<const float> forward(TensorView<const float> x) override {
+  /// Whether forward() normalises with (and updates) the batch statistics:
+  /// in training mode, unless frozen.
+  bool uses_batch_statistics() const { return is_training() && !is_frozen(); }
+
+ protected:
+  std::unique_ptr<Module> clone_shell() const override {
+    return std::make_unique<BatchNorm2d>(c_, eps_, momentum_);
+  }
+
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
     if (x.rank() != 4 || x.dim(3) != c_)
       throw ShapeError(detail::concat("BatchNorm2d(", c_, "): expected an NHWC input (N, H, W, ",
                                       c_, "), got ", x.shape().str()));
     x_ = x;
     const std::int64_t rows = x.numel() / c_;
-    if (is_training()) {
+    if (uses_batch_statistics()) {
       require(rows > 1, "BatchNorm2d: training needs more than one value per channel, got input ",
               x.shape().str());
       // Per-channel mean and biased variance, in double, reduced in a fixed order.
@@ -107,7 +135,7 @@ class BatchNorm2d : public Module {
     return out_;
   }
 
-  TensorView<const float> backward(TensorView<const float> grad_out) override {
+  TensorView<const float> backward_impl(TensorView<const float> grad_out) override {
     check_same_shape(grad_out.shape(), out_.shape(), "BatchNorm2d::backward grad_out");
     const std::int64_t rows = grad_out.numel() / c_;
     // sum_ = sum(dy), sq_ = sum(dy * xhat) per channel.
@@ -122,7 +150,7 @@ class BatchNorm2d : public Module {
     const float* xp = x_.data();
     float* dx = grad_in_.data();
     const std::int64_t c = c_;
-    if (is_training()) {
+    if (uses_batch_statistics()) {
       // dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
       a_.resize(Shape{c_});
       b_.resize(Shape{c_});

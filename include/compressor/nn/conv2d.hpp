@@ -10,10 +10,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string_view>
 
 #include "compressor/kernels/conv_f32.hpp"
 #include "compressor/kernels/sgemm.hpp"
+#include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/gemm.hpp"
 #include "compressor/nn/im2col.hpp"
 #include "compressor/nn/init.hpp"
@@ -30,7 +33,7 @@ struct Conv2dOptions {
   bool bias = true;
 };
 
-class Conv2d : public Module {
+class Conv2d : public Module, public WeightedLayer {
  public:
   explicit Conv2d(const Conv2dOptions& o) : opt_(o) {
     require(o.in_channels > 0 && o.out_channels > 0 && o.kernel_size > 0 && o.stride > 0 &&
@@ -53,9 +56,32 @@ class Conv2d : public Module {
 
   std::string_view type_name() const override { return "Conv2d"; }
   const Conv2dOptions& options() const { return opt_; }
-  Tensor<float>& weight() { return weight_; }
-  Tensor<float>& bias() { return bias_; }
-  bool has_bias() const { return opt_.bias; }
+
+  // WeightedLayer
+  Tensor<float>& weight() override { return weight_; }
+  Tensor<float>& bias() override { return bias_; }
+  bool has_bias() const override { return opt_.bias; }
+  void enable_bias() override {
+    if (opt_.bias) return;
+    opt_.bias = true;
+    bias_ = Tensor<float>(Shape{opt_.out_channels}, 0.f);
+    register_parameter("bias", bias_, bias_grad_);
+  }
+  std::int64_t in_channels() const override { return opt_.in_channels; }
+  std::int64_t out_channels() const override { return opt_.out_channels; }
+  int in_axis() const override { return 3; }
+  KernelGeometry kernel() const override {
+    return {opt_.kernel_size, opt_.kernel_size, opt_.stride, opt_.padding};
+  }
+  std::unique_ptr<Module> select_output_channels(
+      std::span<const std::int64_t> keep) const override {
+    check_channel_selection(keep, opt_.out_channels, "Conv2d output channels");
+    return selected(0, keep);
+  }
+  std::unique_ptr<Module> select_input_channels(std::span<const std::int64_t> keep) const override {
+    check_channel_selection(keep, opt_.in_channels, "Conv2d input channels");
+    return selected(3, keep);
+  }
 
   /// Output shape for an (N, H, W, C) input; throws ShapeError on mismatch.
   ConvGeometry geometry(const Shape& in) const {
@@ -85,7 +111,10 @@ class Conv2d : public Module {
                                          opt_.kernel_size * opt_.in_channels >= 16);
   }
 
-  TensorView<const float> forward(TensorView<const float> x) override {
+ protected:
+  std::unique_ptr<Module> clone_shell() const override { return std::make_unique<Conv2d>(opt_); }
+
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
     g_ = geometry(x.shape());
     x_ = x;
     const std::int64_t m = g_.rows(), k = g_.cols(), o = opt_.out_channels;
@@ -112,7 +141,7 @@ class Conv2d : public Module {
     return out_;
   }
 
-  TensorView<const float> backward(TensorView<const float> grad_out) override {
+  TensorView<const float> backward_impl(TensorView<const float> grad_out) override {
     check_same_shape(grad_out.shape(), out_.shape(), "Conv2d::backward grad_out");
     const std::int64_t m = g_.rows(), k = g_.cols(), o = opt_.out_channels;
     const auto dy = grad_out.matrix(m, o);
@@ -150,6 +179,25 @@ class Conv2d : public Module {
   }
 
  private:
+  /// A copy with only the kept channels along weight axis (0: out, 3: in).
+  std::unique_ptr<Conv2d> selected(int axis, std::span<const std::int64_t> keep) const {
+    Conv2dOptions o = opt_;
+    (axis == 0 ? o.out_channels : o.in_channels) = static_cast<std::int64_t>(keep.size());
+    std::unique_ptr<Conv2d> c;
+    {
+      const init::PreserveGenerator unchanged;
+      c = std::make_unique<Conv2d>(o);
+    }
+    gather_axis(weight_, axis, keep, c->weight_);
+    if (opt_.bias) {
+      if (axis == 0)
+        gather_axis(bias_, 0, keep, c->bias_);
+      else
+        c->bias_ = bias_;
+    }
+    return c;
+  }
+
   /// The (M x K) column matrix of x: x itself for a pointwise convolution.
   TensorView<const float>::MatrixMap cols(TensorView<const float> x) {
     if (g_.is_pointwise()) return x.matrix(g_.rows(), g_.cols());

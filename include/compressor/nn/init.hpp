@@ -16,6 +16,20 @@ inline Rng& generator() {
   return rng;
 }
 
+/// Restores the generator's state when it goes out of scope: code that builds
+/// layers only to overwrite their values (copies, channel selection) leaves
+/// the stream of later initialisations as it was.
+class PreserveGenerator {
+ public:
+  PreserveGenerator() : saved_(generator()) {}
+  PreserveGenerator(const PreserveGenerator&) = delete;
+  PreserveGenerator& operator=(const PreserveGenerator&) = delete;
+  ~PreserveGenerator() { generator() = saved_; }
+
+ private:
+  Rng saved_;
+};
+
 /// Resets the generator that layer constructors draw from.
 inline void manual_seed(std::uint64_t seed) {
   generator().reseed(seed);

@@ -3,14 +3,17 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string_view>
 
+#include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/init.hpp"
 #include "compressor/nn/module.hpp"
 
 namespace compressor::nn {
 
-class Linear : public Module {
+class Linear : public Module, public WeightedLayer {
  public:
   Linear(std::int64_t in_features, std::int64_t out_features, bool bias = true)
       : in_(in_features), out_features_(out_features), has_bias_(bias) {
@@ -28,11 +31,37 @@ class Linear : public Module {
   std::string_view type_name() const override { return "Linear"; }
   std::int64_t in_features() const { return in_; }
   std::int64_t out_features() const { return out_features_; }
-  bool has_bias() const { return has_bias_; }
-  Tensor<float>& weight() { return weight_; }
-  Tensor<float>& bias() { return bias_; }
 
-  TensorView<const float> forward(TensorView<const float> x) override {
+  // WeightedLayer
+  bool has_bias() const override { return has_bias_; }
+  Tensor<float>& weight() override { return weight_; }
+  Tensor<float>& bias() override { return bias_; }
+  void enable_bias() override {
+    if (has_bias_) return;
+    has_bias_ = true;
+    bias_ = Tensor<float>(Shape{out_features_}, 0.f);
+    register_parameter("bias", bias_, bias_grad_);
+  }
+  std::int64_t in_channels() const override { return in_; }
+  std::int64_t out_channels() const override { return out_features_; }
+  int in_axis() const override { return 1; }
+  KernelGeometry kernel() const override { return {}; }
+  std::unique_ptr<Module> select_output_channels(
+      std::span<const std::int64_t> keep) const override {
+    check_channel_selection(keep, out_features_, "Linear output features");
+    return selected(0, keep);
+  }
+  std::unique_ptr<Module> select_input_channels(std::span<const std::int64_t> keep) const override {
+    check_channel_selection(keep, in_, "Linear input features");
+    return selected(1, keep);
+  }
+
+ protected:
+  std::unique_ptr<Module> clone_shell() const override {
+    return std::make_unique<Linear>(in_, out_features_, has_bias_);
+  }
+
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
     if (x.rank() != 2 || x.dim(1) != in_)
       throw ShapeError(detail::concat("Linear(", in_, "->", out_features_, "): expected input (N, ",
                                       in_, "), got ", x.shape().str()));
@@ -43,7 +72,7 @@ class Linear : public Module {
     return out_;
   }
 
-  TensorView<const float> backward(TensorView<const float> grad_out) override {
+  TensorView<const float> backward_impl(TensorView<const float> grad_out) override {
     check_same_shape(grad_out.shape(), out_.shape(), "Linear::backward grad_out");
     const auto dy = grad_out.matrix();
     weight_grad_.matrix().noalias() += dy.transpose() * x_.matrix();
@@ -55,6 +84,24 @@ class Linear : public Module {
   }
 
  private:
+  /// A copy with only the kept features along weight axis (0: out, 1: in).
+  std::unique_ptr<Linear> selected(int axis, std::span<const std::int64_t> keep) const {
+    const auto k = static_cast<std::int64_t>(keep.size());
+    std::unique_ptr<Linear> l;
+    {
+      const init::PreserveGenerator unchanged;
+      l = std::make_unique<Linear>(axis == 1 ? k : in_, axis == 0 ? k : out_features_, has_bias_);
+    }
+    gather_axis(weight_, axis, keep, l->weight_);
+    if (has_bias_) {
+      if (axis == 0)
+        gather_axis(bias_, 0, keep, l->bias_);
+      else
+        l->bias_ = bias_;
+    }
+    return l;
+  }
+
   std::int64_t in_, out_features_;
   bool has_bias_;
   Tensor<float> weight_, weight_grad_, bias_, bias_grad_;

@@ -7,7 +7,11 @@
 // Modules form a tree of named children. Parameter and buffer names follow
 // PyTorch's state_dict ("layer2.0.conv1.weight"), and visit()/replace() walk
 // and edit the tree by those names: pruning and quantization use them instead
-// of casts.
+// of casts. forward()/backward() are not virtual: they run the layer's
+// forward_impl()/backward_impl() and then its output hook, an optional module
+// (an observer or a fake-quant, child "activation_post_process" as in
+// PyTorch) that sees, and may transform, the module's output. clone() makes a
+// deep copy of a subtree (structure, parameters, buffers, modes, hooks).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -22,6 +27,7 @@
 #include "compressor/core/error.hpp"
 #include "compressor/core/tensor.hpp"
 #include "compressor/core/threading.hpp"
+#include "compressor/nn/init.hpp"
 
 namespace compressor::nn {
 
@@ -54,6 +60,27 @@ struct BufferRef {
   }
 };
 
+/// Each module's own training flag by qualified name (Module::save_modes()).
+using ModeSnapshot = std::vector<std::pair<std::string, bool>>;
+
+/// What kind of op produces a quantization point (docs/quantization.md).
+enum class PointKind : std::uint8_t {
+  input,          ///< the model input, before the first layer
+  conv,           ///< a conv(+BN)(+ReLU) output
+  add,            ///< a residual add(+ReLU) output
+  pool,           ///< a global average pool output
+  temporal_pool,  ///< the pooling over a clip's frames
+  output,         ///< the head output (the model's result)
+};
+
+/// A tensor that gets its own quantization parameters in the int8 model: the
+/// output of the module at `name` (with its output hook, if any).
+struct QuantPoint {
+  std::string name;
+  PointKind kind;
+  bool relu = false;  ///< the producer ends in a ReLU (a clamp in the int8 epilogue)
+};
+
 class Module {
  public:
   Module() = default;
@@ -64,26 +91,68 @@ class Module {
   /// The class name as PyTorch would print it ("Conv2d", "BatchNorm2d").
   virtual std::string_view type_name() const = 0;
 
-  /// Computes the output; the returned view stays valid until the next call.
-  /// The input must stay alive and unchanged until backward() has run.
-  virtual TensorView<const float> forward(TensorView<const float> x) = 0;
+  /// Computes the output (forward_impl, then the output hook); the returned
+  /// view stays valid until the next call. The input must stay alive and
+  /// unchanged until backward() has run.
+  TensorView<const float> forward(TensorView<const float> x) {
+    const auto y = forward_impl(x);
+    return hook_ ? hook_->forward(y) : y;
+  }
 
   /// Given dL/d(output) of the last forward(), accumulates parameter gradients
   /// and returns dL/d(input) (empty when input gradients are switched off).
-  virtual TensorView<const float> backward(TensorView<const float> grad_out) = 0;
+  TensorView<const float> backward(TensorView<const float> grad_out) {
+    return backward_impl(hook_ ? hook_->backward(grad_out) : grad_out);
+  }
 
   /// Sets training mode here and in every descendant.
   void train(bool on = true) {
-    visit([on](const std::string&, Module& m) {
-      m.training_ = on;
-      m.on_mode_changed();
-    });
+    visit([on](const std::string&, Module& m) { m.set_own_mode(on); });
   }
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
+  /// Each module's own mode, by qualified name, to be put back later with
+  /// restore_modes() (the Trainer does so around fit() and evaluate()).
+  ModeSnapshot save_modes() {
+    ModeSnapshot s;
+    visit([&](const std::string& path, Module& m) { s.emplace_back(path, m.training_); });
+    return s;
+  }
+  /// Gives every module named in s its saved mode; modules added since keep theirs.
+  void restore_modes(const ModeSnapshot& s) {
+    std::size_t i = 0;
+    visit([&](const std::string& path, Module& m) {
+      // Same tree: the names come in the same order. Edited: search.
+      if (i < s.size() && s[i].first == path) {
+        m.set_own_mode(s[i++].second);
+        return;
+      }
+      for (const auto& [name, on] : s)
+        if (name == path) {
+          m.set_own_mode(on);
+          return;
+        }
+    });
+  }
+
+  /// Freezes (or unfreezes) this module and every descendant. What frozen
+  /// means is the layer's: BatchNorm2d stops updating its running statistics
+  /// and normalises with them, an observer stops observing. The flag is
+  /// independent of train()/eval() and survives both.
+  void freeze(bool on = true) {
+    visit([on](const std::string&, Module& m) {
+      if (m.frozen_ == on) return;
+      m.frozen_ = on;
+      m.on_frozen_changed();
+    });
+  }
+  void unfreeze() { freeze(false); }
+  bool is_frozen() const { return frozen_; }
+
   /// Whether backward() computes dL/d(input). The first layer of a network
-  /// switches it off: nothing needs the gradient of the data.
+  /// switches it off: nothing needs the gradient of the data. An output hook
+  /// always passes its gradient on.
   virtual void set_input_grad(bool on) { input_grad_ = on; }
   bool input_grad() const { return input_grad_; }
 
@@ -92,42 +161,122 @@ class Module {
   std::size_t num_children() const { return children_.size(); }
   const std::string& child_name(std::size_t i) const { return children_.at(i).first; }
   Module& child(std::size_t i) const { return *children_.at(i).second; }
+  /// The direct child with this name; throws ValueError naming it if absent.
+  Module& child(std::string_view name) const {
+    if (Module* m = find_child(name)) return *m;
+    throw ValueError(detail::concat(type_name(), ": no child named '", name, "'"));
+  }
+  /// The direct child with this name, or nullptr.
+  Module* find_child(std::string_view name) const {
+    for (const auto& [n, c] : children_)
+      if (n == name) return c.get();
+    if (hook_ && name == kHookName) return hook_.get();
+    return nullptr;
+  }
 
   /// Calls fn(qualified_name, module) for this module (named prefix) and every
-  /// descendant, parents before children, in registration order.
+  /// descendant, parents before children, in registration order; an output
+  /// hook comes after the module's children, as child "activation_post_process".
   void visit(const std::function<void(const std::string&, Module&)>& fn,
              const std::string& prefix = "") {
     fn(prefix, *this);
     for (auto& [name, child] : children_) child->visit(fn, join(prefix, name));
+    if (hook_) hook_->visit(fn, join(prefix, std::string(kHookName)));
   }
 
   /// The module at a dotted path ("layer1.0.conv1"), or nullptr.
-  Module* find(std::string_view path) {
-    if (path.empty()) return this;
-    const auto dot = path.find('.');
-    const std::string_view head = path.substr(0, dot);
-    for (auto& [name, child] : children_)
-      if (name == head)
-        return dot == std::string_view::npos ? child.get() : child->find(path.substr(dot + 1));
-    return nullptr;
+  Module* find(std::string_view path) const {
+    Module* m = const_cast<Module*>(this);
+    while (m != nullptr && !path.empty()) {
+      const auto dot = path.find('.');
+      m = m->find_child(path.substr(0, dot));
+      path = dot == std::string_view::npos ? std::string_view{} : path.substr(dot + 1);
+    }
+    return m;
   }
 
-  /// Replaces the module at path with m and returns the old one. Used to swap
-  /// train-time types for deploy-time types (conv+BN -> folded conv, ...).
+  /// Replaces the module at path with m and returns the old one. The new
+  /// subtree takes the old module's training mode and input-gradient switch
+  /// (through the virtual set_input_grad, so composites pass it on). Used to
+  /// swap train-time types for deploy-time ones (BatchNorm -> Identity after
+  /// folding, a conv for one with fewer channels, ...). An optimizer built on
+  /// the model rebinds by name at its next step.
   std::unique_ptr<Module> replace(std::string_view path, std::unique_ptr<Module> m) {
     require(m != nullptr, "replace('", path, "'): null module");
     const auto dot = path.rfind('.');
     Module* parent = dot == std::string_view::npos ? this : find(path.substr(0, dot));
     const std::string_view leaf = dot == std::string_view::npos ? path : path.substr(dot + 1);
     require(parent != nullptr, "replace: no module named '", path, "'");
+    auto adopt = [&](std::unique_ptr<Module>& slot) {
+      m->train(slot->training_);
+      m->set_input_grad(slot->input_grad_);
+      return std::exchange(slot, std::move(m));
+    };
     for (auto& [name, child] : parent->children_)
-      if (name == leaf) {
-        m->training_ = child->training_;
-        m->input_grad_ = child->input_grad_;
-        return std::exchange(child, std::move(m));
-      }
+      if (name == leaf) return adopt(child);
+    if (leaf == kHookName && parent->hook_) return adopt(parent->hook_);
     throw ValueError(detail::concat("replace: no module named '", path, "'"));
   }
+
+  // ---- output hook -------------------------------------------------------------
+
+  /// Name of the output hook in the tree and in parameter names, as in PyTorch.
+  static constexpr std::string_view kHookName = "activation_post_process";
+
+  /// Attaches h to this module's output: forward() returns h.forward(y) and
+  /// backward() passes the gradient through h.backward() first. h takes this
+  /// module's mode; it always computes its input gradient. Returns the hook it
+  /// replaces (or null); a null h removes the hook.
+  std::unique_ptr<Module> set_output_hook(std::unique_ptr<Module> h) {
+    if (h) {
+      h->train(training_);
+      h->set_input_grad(true);
+    }
+    return std::exchange(hook_, std::move(h));
+  }
+  Module* output_hook() const { return hook_.get(); }
+
+  // ---- copies ------------------------------------------------------------------
+
+  /// A deep copy of this module and its subtree: same types, structure,
+  /// parameter and buffer values, modes, frozen flags and output hooks;
+  /// gradients zero. Draws nothing from the initialisation generator.
+  std::unique_ptr<Module> clone() const {
+    std::unique_ptr<Module> copy;
+    {
+      const init::PreserveGenerator keep;
+      copy = clone_shell();
+    }
+    require(copy != nullptr && typeid(*copy) == typeid(*this), "clone: ", type_name(),
+            " does not override clone_shell() with a module of its own type");
+    require(copy->children_.empty() && copy->params_.size() == params_.size() &&
+                copy->buffers_.size() == buffers_.size(),
+            "clone: ", type_name(), "::clone_shell() must return a module without children",
+            " and with the same parameters and buffers");
+    for (const auto& [name, c] : children_) copy->children_.emplace_back(name, c->clone());
+    if (hook_) copy->hook_ = hook_->clone();
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      const OwnParam &from = params_[i], &to = copy->params_[i];
+      require(from.name == to.name, "clone: ", type_name(), " parameter '", from.name,
+              "' came back as '", to.name, "'");
+      *to.value = *from.value;
+      to.grad->resize(from.value->shape());
+      to.grad->fill(0.f);
+    }
+    for (std::size_t i = 0; i < buffers_.size(); ++i) {
+      const OwnBuffer &from = buffers_[i], &to = copy->buffers_[i];
+      require(from.name == to.name && from.dtype == to.dtype, "clone: ", type_name(), " buffer '",
+              from.name, "' came back as '", to.name, "'");
+      copy_buffer(from, to);
+    }
+    copy->input_grad_ = input_grad_;
+    copy->frozen_ = frozen_;
+    copy->set_own_mode(training_);
+    copy->on_cloned();
+    return copy;
+  }
+
+  // ---- parameters --------------------------------------------------------------
 
   /// All parameters of this module and its descendants, with qualified names.
   std::vector<ParameterRef> named_parameters(const std::string& prefix = "") {
@@ -165,11 +314,43 @@ class Module {
     return n;
   }
 
+  // ---- quantization points -----------------------------------------------------
+
+  /// Every quantization point of this subtree in data-flow order, with
+  /// qualified names (docs/quantization.md lists them per model).
+  std::vector<QuantPoint> quantization_points(const std::string& prefix = "") const {
+    std::vector<QuantPoint> out;
+    add_quantization_points(prefix, out);
+    return out;
+  }
+
+  /// Appends this module's points (qualified by prefix) in data-flow order.
+  /// The default: the children's, in order. Models and blocks override it.
+  virtual void add_quantization_points(const std::string& prefix,
+                                       std::vector<QuantPoint>& out) const {
+    for (const auto& [name, c] : children_) c->add_quantization_points(join(prefix, name), out);
+  }
+
  protected:
+  virtual TensorView<const float> forward_impl(TensorView<const float> x) = 0;
+  virtual TensorView<const float> backward_impl(TensorView<const float> grad_out) = 0;
+
+  /// A module of the same type and configuration, without children, whose
+  /// own parameters and buffers are registered as in this one (values are
+  /// copied by clone()). Leaf layers build themselves from their options;
+  /// composites build an empty shell. The default throws: the type cannot be
+  /// copied.
+  virtual std::unique_ptr<Module> clone_shell() const {
+    throw ValueError(detail::concat(type_name(), " cannot be copied (no clone_shell())"));
+  }
+  /// Called on a copy made by clone() once its children, values and modes are in place.
+  virtual void on_cloned() {}
+
   /// Registers a child under a local name; returns a reference to it.
   template <class M>
   M& register_module(std::string name, std::unique_ptr<M> m) {
     require(m != nullptr, "register_module('", name, "'): null module");
+    require(find_child(name) == nullptr, type_name(), ": two children named '", name, "'");
     M& ref = *m;
     children_.emplace_back(std::move(name), std::move(m));
     return ref;
@@ -191,6 +372,8 @@ class Module {
 
   /// Called after train()/eval() changed the mode of this module.
   virtual void on_mode_changed() {}
+  /// Called after freeze()/unfreeze() changed the frozen flag of this module.
+  virtual void on_frozen_changed() {}
 
   static std::string join(const std::string& prefix, const std::string& name) {
     return prefix.empty() ? name : prefix + "." + name;
@@ -210,11 +393,36 @@ class Module {
     Layout layout;
   };
 
+  void set_own_mode(bool on) {
+    training_ = on;
+    on_mode_changed();
+  }
+
+  static void copy_buffer(const OwnBuffer& from, const OwnBuffer& to) {
+    auto copy = [&]<TensorElement T>() {
+      *static_cast<Tensor<T>*>(to.tensor) = *static_cast<const Tensor<T>*>(from.tensor);
+    };
+    switch (from.dtype) {
+      case DType::f32:
+        return copy.template operator()<float>();
+      case DType::i8:
+        return copy.template operator()<std::int8_t>();
+      case DType::u8:
+        return copy.template operator()<std::uint8_t>();
+      case DType::i32:
+        return copy.template operator()<std::int32_t>();
+      case DType::i64:
+        return copy.template operator()<std::int64_t>();
+    }
+  }
+
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
+  std::unique_ptr<Module> hook_;
   std::vector<OwnParam> params_;
   std::vector<OwnBuffer> buffers_;
   bool training_ = true;
   bool input_grad_ = true;
+  bool frozen_ = false;
 };
 
 /// Throws ShapeError unless x has the given rank.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string_view>
 
 #include "compressor/core/threading.hpp"
@@ -34,7 +35,12 @@ class MaxPool2d : public Module {
     return Shape{in[0], hp / s_ + 1, wp / s_ + 1, in[3]};
   }
 
-  TensorView<const float> forward(TensorView<const float> x) override {
+ protected:
+  std::unique_ptr<Module> clone_shell() const override {
+    return std::make_unique<MaxPool2d>(k_, s_, p_);
+  }
+
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
     in_shape_ = x.shape();
     const Shape os = output_shape(in_shape_);
     out_.resize(os);
@@ -81,7 +87,7 @@ class MaxPool2d : public Module {
     return out_;
   }
 
-  TensorView<const float> backward(TensorView<const float> grad_out) override {
+  TensorView<const float> backward_impl(TensorView<const float> grad_out) override {
     check_same_shape(grad_out.shape(), out_.shape(), "MaxPool2d::backward grad_out");
     if (!input_grad()) return {};
     grad_in_.resize(in_shape_);
@@ -112,7 +118,12 @@ class GlobalAvgPool2d : public Module {
  public:
   std::string_view type_name() const override { return "AdaptiveAvgPool2d"; }
 
-  TensorView<const float> forward(TensorView<const float> x) override {
+ protected:
+  std::unique_ptr<Module> clone_shell() const override {
+    return std::make_unique<GlobalAvgPool2d>();
+  }
+
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
     if (x.rank() != 4)
       throw ShapeError(
           detail::concat("GlobalAvgPool2d: expected an NHWC input, got ", x.shape().str()));
@@ -133,7 +144,7 @@ class GlobalAvgPool2d : public Module {
     return out_;
   }
 
-  TensorView<const float> backward(TensorView<const float> grad_out) override {
+  TensorView<const float> backward_impl(TensorView<const float> grad_out) override {
     check_same_shape(grad_out.shape(), out_.shape(), "GlobalAvgPool2d::backward grad_out");
     if (!input_grad()) return {};
     grad_in_.resize(in_shape_);

@@ -31,37 +31,57 @@ class Sequential : public Module {
     return register_module(std::move(name), std::move(m));
   }
 
+  /// Children up to and including the first one with parameters get the
+  /// switch; the ones after it always compute their input gradient (their
+  /// predecessor's parameters need it). A parameter-free first child (the
+  /// input's Identity, say) so does not make the first conv compute a
+  /// gradient of the data.
   void set_input_grad(bool on) override {
     Module::set_input_grad(on);
-    if (num_children() > 0) child(0).set_input_grad(on);
+    bool need = on;
+    for (std::size_t i = 0; i < num_children(); ++i) {
+      child(i).set_input_grad(need);
+      need = need || !child(i).named_parameters().empty();
+    }
   }
 
-  TensorView<const float> forward(TensorView<const float> x) override {
+ protected:
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
     for (std::size_t i = 0; i < num_children(); ++i) x = child(i).forward(x);
     return x;
   }
 
-  TensorView<const float> backward(TensorView<const float> g) override {
-    for (std::size_t i = num_children(); i-- > 0;) g = child(i).backward(g);
+  /// Stops where a child returned no input gradient: the children before it
+  /// have no parameters that need one (see set_input_grad()).
+  TensorView<const float> backward_impl(TensorView<const float> g) override {
+    for (std::size_t i = num_children(); i-- > 0;) {
+      g = child(i).backward(g);
+      if (g.rank() == 0 && g.data() == nullptr) return {};
+    }
     return g;
   }
+
+  std::unique_ptr<Module> clone_shell() const override { return std::make_unique<Sequential>(); }
 };
 
 class Flatten : public Module {
  public:
   std::string_view type_name() const override { return "Flatten"; }
 
-  TensorView<const float> forward(TensorView<const float> x) override {
+ protected:
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
     require<ShapeError>(x.rank() >= 1, "Flatten: input of rank 0");
     in_shape_ = x.shape();
     const std::int64_t n = x.dim(0);
     return x.reshape(Shape{n, n ? x.numel() / n : 0});
   }
 
-  TensorView<const float> backward(TensorView<const float> g) override {
+  TensorView<const float> backward_impl(TensorView<const float> g) override {
     if (!input_grad()) return {};
     return g.reshape(in_shape_);
   }
+
+  std::unique_ptr<Module> clone_shell() const override { return std::make_unique<Flatten>(); }
 
  private:
   Shape in_shape_;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string_view>
 
 #include "compressor/core/threading.hpp"
@@ -35,7 +36,12 @@ class TemporalPool : public Module {
     return mode_ == TemporalPoolMode::mean ? f : 3 * f;
   }
 
-  TensorView<const float> forward(TensorView<const float> x) override {
+ protected:
+  std::unique_ptr<Module> clone_shell() const override {
+    return std::make_unique<TemporalPool>(mode_);
+  }
+
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
     if (x.rank() != 3 || x.dim(1) == 0)
       throw ShapeError(detail::concat(
           "TemporalPool: expected per-frame features (N, T, F) with T > 0, got ", x.shape().str()));
@@ -76,7 +82,7 @@ class TemporalPool : public Module {
     return out_;
   }
 
-  TensorView<const float> backward(TensorView<const float> grad_out) override {
+  TensorView<const float> backward_impl(TensorView<const float> grad_out) override {
     check_same_shape(grad_out.shape(), out_.shape(), "TemporalPool::backward grad_out");
     if (!input_grad()) return {};
     grad_in_.resize(in_shape_);

@@ -11,20 +11,21 @@
 #include <vector>
 
 #include "compressor/data/batch.hpp"
-#include "compressor/nn/batchnorm.hpp"
+#include "compressor/nn/capabilities.hpp"
 
 namespace compressor::train {
 
 /// Returns the number of batches used (all of one epoch of source when
-/// max_batches is 0). The model's mode and BN momenta are restored.
+/// max_batches is 0). Each module's mode and the BN momenta are restored.
+/// A frozen BatchNorm keeps its statistics (it does not update them).
 inline std::int64_t recalibrate_batchnorm(nn::Module& model, data::BatchSource& source,
                                           std::int64_t max_batches = 0) {
-  std::vector<std::pair<nn::BatchNorm2d*, float>> bns;
+  std::vector<std::pair<nn::Normalization*, float>> bns;
   model.visit([&](const std::string&, nn::Module& m) {
-    if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) bns.emplace_back(bn, bn->momentum());
+    if (auto* bn = nn::as<nn::Normalization>(m)) bns.emplace_back(bn, bn->momentum());
   });
   if (bns.empty()) return 0;
-  const bool was_training = model.is_training();
+  const auto modes = model.save_modes();
   for (auto& [bn, momentum] : bns) {
     bn->reset_running_stats();
     bn->set_momentum(0.f);
@@ -38,7 +39,7 @@ inline std::int64_t recalibrate_batchnorm(nn::Module& model, data::BatchSource& 
     ++used;
   }
   for (auto& [bn, momentum] : bns) bn->set_momentum(momentum);
-  model.train(was_training);
+  model.restore_modes(modes);
   return used;
 }
 
