@@ -13,15 +13,28 @@
 //   o.allow_missing = {"head.*"};   // the regression head keeps its values
 //   load_checkpoint(ef, "resnet18.safetensors", o);
 //
+//   // A state dict with other names: rename rules, exact or glob.
+//   LoadOptions r;
+//   r.rename = {{"stem.conv.*", "conv1.*"},      // "stem.conv.weight" -> "conv1.weight"
+//               {"stem.bn.*", "bn1.*"},
+//               {"classifier.weight", "fc.weight"}};
+//
+// Each file name goes through, in this order: ignore / ignore_if (on the
+// name as written in the file) -> the first rename rule whose 'from' matches
+// -> strip_prefix / add_prefix -> lookup among the model's names. Two file
+// tensors that end up on one model name are an IoError.
+//
 // Loading validates everything first (names, dtypes, shapes, the file's
 // structure and data) and stages the values in temporaries; the model is
 // written only when every tensor is ready, so a failed load leaves it untouched.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -56,6 +69,54 @@ inline bool glob_match(std::string_view pattern, std::string_view name) {
   return p == pattern.size();
 }
 
+/// What each '*' of pattern matched in name, left to right, or nullopt when
+/// name does not match (exactly when glob_match is false). When a name
+/// matches in several ways the captures are leftmost-shortest: each '*' in
+/// turn takes the shortest run that lets the rest of the pattern match, so
+/// "*.*" on "layer1.0.conv1.weight" gives {"layer1", "0.conv1.weight"}. The
+/// views point into name. Linear in name.size() times pattern.size().
+inline std::optional<std::vector<std::string_view>> glob_captures(std::string_view pattern,
+                                                                  std::string_view name) {
+  // The pattern is literal segments (with '?') between the '*'s: the first is
+  // anchored at the start, the last at the end, and each one between is
+  // placed at its leftmost fit. Leftmost placement never prevents a match
+  // that another placement allows (everything after it keeps at least as much
+  // room), and it makes the run before the segment, the capture, shortest.
+  auto fits = [&](std::string_view seg, std::size_t at) {
+    if (at > name.size() || seg.size() > name.size() - at) return false;
+    for (std::size_t i = 0; i < seg.size(); ++i)
+      if (seg[i] != '?' && seg[i] != name[at + i]) return false;
+    return true;
+  };
+  std::vector<std::string_view> segs;
+  for (std::size_t b = 0;;) {
+    const std::size_t star = pattern.find('*', b);
+    segs.push_back(pattern.substr(b, star == std::string_view::npos ? star : star - b));
+    if (star == std::string_view::npos) break;
+    b = star + 1;
+  }
+  std::vector<std::string_view> caps;
+  if (segs.size() == 1) {
+    if (pattern.size() != name.size() || !fits(pattern, 0)) return std::nullopt;
+    return caps;
+  }
+  const std::string_view last = segs.back();
+  if (!fits(segs.front(), 0) || last.size() > name.size()) return std::nullopt;
+  const std::size_t tail = name.size() - last.size();  // where the last segment starts
+  if (!fits(last, tail)) return std::nullopt;
+  std::size_t pos = segs.front().size();
+  for (std::size_t i = 1; i + 1 < segs.size(); ++i) {
+    std::size_t at = pos;
+    while (at + segs[i].size() <= tail && !fits(segs[i], at)) ++at;
+    if (at + segs[i].size() > tail) return std::nullopt;
+    caps.push_back(name.substr(pos, at - pos));
+    pos = at + segs[i].size();
+  }
+  if (pos > tail) return std::nullopt;
+  caps.push_back(name.substr(pos, tail - pos));
+  return caps;
+}
+
 inline bool glob_match_any(const std::vector<std::string>& patterns, std::string_view name) {
   for (const auto& p : patterns)
     if (glob_match(p, name)) return true;
@@ -78,6 +139,15 @@ struct LoadOptions {
   std::function<bool(std::string_view)> ignore_if;
   /// Globs on model names that may be absent from the file; they keep their values.
   std::vector<std::string> allow_missing;
+  /// Rename rules (from, to), applied after ignore and before the prefixes;
+  /// the first rule whose 'from' matches a file name renames it, names no
+  /// rule matches keep theirs. A 'from' without '*' is one exact file name; a
+  /// 'from' with '*' is a glob as in ignore ('*' any run, dots included, '?'
+  /// one character), each '*' captures what it matched (leftmost-shortest,
+  /// see glob_captures) and the n-th '*' of 'to' becomes the n-th capture:
+  /// {"stem.conv.*", "conv1.*"}, {"blocks.*.*", "layer*.*"}. Everything else in
+  /// 'to' is copied as it is. A 'to' with more '*' than its 'from' is a ValueError.
+  std::vector<std::pair<std::string, std::string>> rename;
 };
 
 struct LoadReport {
@@ -87,11 +157,18 @@ struct LoadReport {
   std::vector<std::string> unexpected;  ///< file names no model tensor matched (non-strict)
   std::vector<std::string> missing;  ///< model names absent from the file (allowed or non-strict)
   std::vector<std::pair<std::string, std::string>> metadata;
+  /// (file name, model name) for every file tensor a rename rule matched, in
+  /// file order; the model name is the rule's result after the prefix
+  /// mapping. A renamed tensor no model tensor matched (non-strict) is also
+  /// in unexpected.
+  std::vector<std::pair<std::string, std::string>> renamed;
 
   std::string summary() const {
-    return compressor::detail::concat(file, ": loaded ", loaded.size(), ", ignored ",
-                                      ignored.size(), ", unexpected ", unexpected.size(),
-                                      ", missing ", missing.size());
+    std::string s = compressor::detail::concat(file, ": loaded ", loaded.size(), ", ignored ",
+                                               ignored.size(), ", unexpected ", unexpected.size(),
+                                               ", missing ", missing.size());
+    if (!renamed.empty()) s += compressor::detail::concat(", renamed ", renamed.size());
+    return s;
   }
 };
 
@@ -136,12 +213,64 @@ Shape disk_shape(const Tensor<T>& t, nn::Layout layout) {
   return layout == nn::Layout::ohwi ? channels_first_shape(t.shape()) : t.shape();
 }
 
-inline std::string name_list(const std::vector<std::string>& names) {
+/// Joins the first six items (already formatted) with ", ", and counts the rest.
+inline std::string item_list(const std::vector<std::string>& items) {
   std::string s;
-  const std::size_t shown = std::min<std::size_t>(names.size(), 6);
-  for (std::size_t i = 0; i < shown; ++i) s += (i ? ", '" : "'") + names[i] + "'";
-  if (names.size() > shown) s += compressor::detail::concat(" and ", names.size() - shown, " more");
+  const std::size_t shown = std::min<std::size_t>(items.size(), 6);
+  for (std::size_t i = 0; i < shown; ++i) s += (i ? ", " : "") + items[i];
+  if (items.size() > shown) s += compressor::detail::concat(" and ", items.size() - shown, " more");
   return s;
+}
+
+inline std::string name_list(const std::vector<std::string>& names) {
+  std::vector<std::string> quoted;
+  quoted.reserve(names.size());
+  for (const auto& n : names) quoted.push_back("'" + n + "'");
+  return item_list(quoted);
+}
+
+/// Throws ValueError naming the first rename rule whose 'to' has more '*'
+/// than its 'from' (a '*' in 'to' with no capture to take).
+inline void check_rename_rules(const std::vector<std::pair<std::string, std::string>>& rules) {
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    const auto& [from, to] = rules[i];
+    const auto stars_from = std::count(from.begin(), from.end(), '*');
+    const auto stars_to = std::count(to.begin(), to.end(), '*');
+    require(stars_to <= stars_from, "load_checkpoint: LoadOptions::rename[", i, "] = {\"", from,
+            "\", \"", to, "\"} has ", stars_to, " '*' in 'to' but ", stars_from,
+            " in 'from'; each '*' of 'to' takes the text of the '*' of 'from' at the same place");
+  }
+}
+
+/// How the unexpected-tensor error describes the name mapping that was applied.
+inline const char* mapping_words(const LoadOptions& opt) {
+  const bool prefixes = !opt.strip_prefix.empty() || !opt.add_prefix.empty();
+  if (opt.rename.empty()) return prefixes ? " after the name prefix mapping" : "";
+  return prefixes ? " after the LoadOptions::rename rules and the name prefix mapping"
+                  : " after the LoadOptions::rename rules";
+}
+
+/// The name the first matching rule gives file_name, or nullopt when no rule matches.
+inline std::optional<std::string> apply_rename(
+    const std::vector<std::pair<std::string, std::string>>& rules, std::string_view file_name) {
+  for (const auto& [from, to] : rules) {
+    if (from.find('*') == std::string::npos) {
+      if (from == file_name) return to;
+      continue;
+    }
+    const auto caps = glob_captures(from, file_name);
+    if (!caps) continue;
+    std::string out;
+    std::size_t next = 0;
+    for (const char c : to) {
+      if (c == '*')
+        out += (*caps)[next++];  // check_rename_rules: at most caps->size() of them
+      else
+        out += c;
+    }
+    return out;
+  }
+  return std::nullopt;
 }
 
 /// A value read and converted, waiting to be copied into the model.
@@ -160,37 +289,52 @@ inline LoadReport load_checkpoint(nn::Module& m, SafetensorsFile& file,
   report.file = where;
   report.metadata = file.metadata();
 
+  detail::check_rename_rules(opt.rename);
+
   const auto entries = detail::state_entries(m);
   std::unordered_map<std::string, std::size_t> by_name;
   for (std::size_t i = 0; i < entries.size(); ++i)
     require(by_name.emplace(entries[i].name, i).second,
             "load_checkpoint: the model has two tensors named '", entries[i].name, "'");
 
-  // Match file names to model names.
+  // Match file names to model names: ignore, rename, prefixes, lookup.
   std::vector<std::pair<const TensorInfo*, std::size_t>> matches;
-  std::vector<bool> found(entries.size(), false);
+  std::vector<const TensorInfo*> claimed(entries.size(), nullptr);  // the file tensor of each
+  std::vector<std::string> unexpected_shown;  // for the error: renamed ones say what they became
   for (const auto& t : file.tensors()) {
     if (glob_match_any(opt.ignore, t.name) || (opt.ignore_if && opt.ignore_if(t.name))) {
       report.ignored.push_back(t.name);
       continue;
     }
-    std::string_view base = t.name;
+    const std::optional<std::string> renamed = detail::apply_rename(opt.rename, t.name);
+    std::string_view base = renamed ? std::string_view(*renamed) : std::string_view(t.name);
     const bool has_prefix = base.substr(0, opt.strip_prefix.size()) == opt.strip_prefix;
+    std::string mapped(base);
     auto it = by_name.end();
     if (has_prefix) {
       base.remove_prefix(opt.strip_prefix.size());
-      it = by_name.find(opt.add_prefix + std::string(base));
+      mapped = opt.add_prefix + std::string(base);
+      it = by_name.find(mapped);
     }
+    if (renamed) report.renamed.emplace_back(t.name, mapped);
     if (it == by_name.end()) {
       report.unexpected.push_back(t.name);
+      unexpected_shown.push_back("'" + t.name + "'" +
+                                 (renamed ? " (renamed '" + mapped + "')" : std::string()));
       continue;
     }
-    found[it->second] = true;
+    if (const TensorInfo* first = claimed[it->second])
+      throw IoError(compressor::detail::concat(
+          where, ": tensors '", first->name, "' and '", t.name,
+          "' in the file both map to model tensor '", it->first,
+          "' (LoadOptions::rename and the name prefix mapping must give each file tensor its "
+          "own model name)"));
+    claimed[it->second] = &t;
     matches.emplace_back(&t, it->second);
   }
   std::vector<std::string> not_allowed;
   for (std::size_t i = 0; i < entries.size(); ++i) {
-    if (found[i]) continue;
+    if (claimed[i]) continue;
     report.missing.push_back(entries[i].name);
     if (!glob_match_any(opt.allow_missing, entries[i].name)) not_allowed.push_back(entries[i].name);
   }
@@ -202,8 +346,7 @@ inline LoadReport load_checkpoint(nn::Module& m, SafetensorsFile& file,
   if (opt.strict && !report.unexpected.empty())
     throw IoError(compressor::detail::concat(
         where, ": ", report.unexpected.size(), " tensor(s) in the file match no model tensor",
-        opt.strip_prefix.empty() && opt.add_prefix.empty() ? "" : " after the name prefix mapping",
-        ": ", detail::name_list(report.unexpected),
+        detail::mapping_words(opt), ": ", detail::item_list(unexpected_shown),
         " (LoadOptions::ignore skips them, strict = false only reports them)"));
 
   // Validate and stage every value before touching the model.
