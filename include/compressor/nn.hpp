@@ -15,4 +15,5 @@
 #include "compressor/nn/module.hpp"
 #include "compressor/nn/pooling.hpp"
 #include "compressor/nn/sequential.hpp"
+#include "compressor/nn/surgery.hpp"
 #include "compressor/nn/temporal_pool.hpp"

@@ -24,16 +24,25 @@
 // -> strip_prefix / add_prefix -> lookup among the model's names. Two file
 // tensors that end up on one model name are an IoError.
 //
+// save_checkpoint() stores the ChannelPlan of a model that has one (CifarCnn,
+// ResNet18, EfRegressor; nn/channel_plan.hpp) in the metadata, and
+//
+//   auto pruned = load_model<models::ResNet18>("pruned.safetensors");
+//
+// rebuilds the model from that plan and loads its weights in one call.
+//
 // Loading validates everything first (names, dtypes, shapes, the file's
 // structure and data) and stages the values in temporaries; the model is
 // written only when every tensor is ready, so a failed load leaves it untouched.
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,6 +52,8 @@
 
 #include "compressor/io/layout.hpp"
 #include "compressor/io/safetensors.hpp"
+#include "compressor/nn/capabilities.hpp"
+#include "compressor/nn/channel_plan.hpp"
 #include "compressor/nn/module.hpp"
 
 namespace compressor::io {
@@ -367,7 +378,11 @@ inline LoadReport load_checkpoint(nn::Module& m, SafetensorsFile& file,
         throw ShapeError(compressor::detail::concat(
             where, ": tensor '", info->name, "' has shape ", info->shape_str(), ", expected ",
             want.str(), e.layout == nn::Layout::ohwi ? " (PyTorch's OIHW layout)" : "",
-            " for model tensor '", e.name, "'"));
+            " for model tensor '", e.name, "'",
+            file.metadata_value(nn::ChannelPlan::kMetadataKey)
+                ? "; the file holds the channel plan of the model it was saved from: rebuild "
+                  "the model from it with io::load_model<Model>(path)"
+                : ""));
       Tensor<T> disk = file.read<T>(*info);
       detail::Staged s{dst.data(),
                        std::vector<char>(static_cast<std::size_t>(dst.numel()) * sizeof(T))};
@@ -408,13 +423,46 @@ inline void add_state(SafetensorsWriter& w, nn::Module& m, const std::string& pr
 }
 
 /// Writes m's parameters and buffers to path atomically, with optional
-/// string metadata; throws IoError naming path on failure.
+/// string metadata and, for a model with a channel plan, the plan (metadata
+/// key "compressor.channel_plan", unless metadata sets it); throws IoError
+/// naming path on failure.
 inline void save_checkpoint(nn::Module& m, const std::filesystem::path& path,
                             const std::vector<std::pair<std::string, std::string>>& metadata = {}) {
   SafetensorsWriter w;
-  for (const auto& [k, v] : metadata) w.set_metadata(k, v);
+  bool has_plan = false;
+  for (const auto& [k, v] : metadata) {
+    w.set_metadata(k, v);
+    has_plan = has_plan || k == nn::ChannelPlan::kMetadataKey;
+  }
+  if (auto* planned = nn::as<nn::PlannedModel>(m); planned && !has_plan)
+    w.set_metadata(std::string(nn::ChannelPlan::kMetadataKey), planned->channel_plan().to_json());
   add_state(w, m);
   w.write(path);
+}
+
+/// The channel plan stored in an open checkpoint; IoError if it has none.
+inline nn::ChannelPlan read_channel_plan(const SafetensorsFile& file) {
+  const std::string* json = file.metadata_value(nn::ChannelPlan::kMetadataKey);
+  if (json == nullptr)
+    throw IoError(compressor::detail::concat(
+        file.source(), ": no channel plan in the metadata (key '", nn::ChannelPlan::kMetadataKey,
+        "'); build the model yourself and use load_checkpoint()"));
+  return nn::ChannelPlan::from_json(
+      *json, file.source() + " metadata '" + std::string(nn::ChannelPlan::kMetadataKey) + "'");
+}
+
+/// Builds an M from the channel plan in the checkpoint at path and loads the
+/// checkpoint into it: one call for a pruned model. Throws IoError if the file
+/// has no plan, ValueError naming the layer if the plan does not fit M, and
+/// the load_checkpoint errors otherwise.
+template <class M>
+requires std::derived_from<M, nn::Module> && std::constructible_from<M, const nn::ChannelPlan&>
+    std::unique_ptr<M> load_model(const std::filesystem::path& path, const LoadOptions& opt = {}) {
+  SafetensorsFile file = SafetensorsFile::open(path);
+  const nn::ChannelPlan plan = read_channel_plan(file);
+  auto model = std::make_unique<M>(plan);
+  load_checkpoint(*model, file, opt);
+  return model;
 }
 
 }  // namespace compressor::io

@@ -66,6 +66,10 @@ class BasicBlock : public Module {
     if (auto* ds = downsample()) ds->set_input_grad(on);
   }
 
+  std::vector<std::pair<std::string, std::string>> batchnorm_pairs() const override {
+    return {{"conv1", "bn1"}, {"conv2", "bn2"}};  // downsample: a Sequential of its own
+  }
+
   void add_quantization_points(const std::string& prefix,
                                std::vector<QuantPoint>& out) const override {
     out.push_back({join(prefix, "relu"), PointKind::conv, true});

@@ -314,6 +314,12 @@ class Module {
     return n;
   }
 
+  /// Pairs (conv child, BatchNorm child) of direct children where the BN
+  /// normalises that conv's output and nothing else reads the conv's output:
+  /// what fold_batchnorms() folds. Composites that know their data flow
+  /// override it (Sequential: neighbours; BasicBlock: conv1/bn1, conv2/bn2).
+  virtual std::vector<std::pair<std::string, std::string>> batchnorm_pairs() const { return {}; }
+
   // ---- quantization points -----------------------------------------------------
 
   /// Every quantization point of this subtree in data-flow order, with

@@ -5,7 +5,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
+#include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/module.hpp"
 
 namespace compressor::nn {
@@ -29,6 +32,16 @@ class Sequential : public Module {
   template <class M>
   M& add(std::string name, std::unique_ptr<M> m) {
     return register_module(std::move(name), std::move(m));
+  }
+
+  /// Neighbours (a layer with weights, then a normalisation): in a chain the
+  /// BN is the conv's only reader.
+  std::vector<std::pair<std::string, std::string>> batchnorm_pairs() const override {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (std::size_t i = 0; i + 1 < num_children(); ++i)
+      if (as<WeightedLayer>(child(i)) && as<Normalization>(child(i + 1)))
+        out.emplace_back(child_name(i), child_name(i + 1));
+    return out;
   }
 
   /// Children up to and including the first one with parameters get the
