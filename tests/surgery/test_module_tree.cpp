@@ -366,3 +366,20 @@ TEST_CASE("gradient checks through the new named modules", "[surgery][gradcheck]
     CHECK_THROWS_AS(add.forward(a, Tensor<float>(Shape{2, 4})), ShapeError);
   }
 }
+
+TEST_CASE("the docs/architecture.md example: fold the BatchNorms of a ResNet18 copy",
+          "[surgery][fold][docs]") {
+  Rng rng(6);
+  models::ResNet18 net;
+  randomize_batchnorms(net, rng);
+  net.eval();
+  std::unique_ptr<nn::Module> deploy = net.clone();
+  const auto folded = nn::fold_batchnorms(*deploy);
+  CHECK(folded.size() == 20);
+  auto& conv = nn::require_capability<nn::WeightedLayer>(*deploy->find("layer1.0.conv1"),
+                                                         "a layer with weights", "layer1.0.conv1");
+  CHECK(conv.has_bias());
+  const Tensor<float> x = random_tensor(Shape{1, 112, 112, 3}, rng);
+  const Tensor<float> a(net.forward(x)), b(deploy->forward(x));
+  CHECK(compressor::testing::rel_to_max(b, a) <= 1e-5);
+}

@@ -1,6 +1,6 @@
-// Trains a small layer stack for a few steps through the installed headers.
-#include <compressor/nn.hpp>
-#include <compressor/train.hpp>
+// Trains a small layer stack for a few steps through the installed headers
+// (the umbrella header: everything that needs neither stb nor FFmpeg).
+#include <compressor/compressor.hpp>
 #include <cstdio>
 
 int main() {
