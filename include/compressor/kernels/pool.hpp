@@ -86,4 +86,44 @@ inline void global_avg_pool_u8(TensorView<const std::uint8_t> x, QuantParams qx,
   });
 }
 
+/// Pooling over the frames of clips: x (N, T, F) uint8 -> y (N, F) holding
+/// the mean over T, or with max_min (N, 3F) holding [mean | max | min] over T,
+/// all requantized to y's parameters by the one rule (the mean with
+/// average_multiplier(s_x, s_y, T) on int32 sums, max and min with
+/// s_x / s_y). Scalar loops the compiler vectorises over F; threaded over clips.
+inline void temporal_pool_u8(TensorView<const std::uint8_t> x, QuantParams qx, bool max_min,
+                             TensorView<std::uint8_t> y, QuantParams qy) {
+  require<ShapeError>(x.rank() == 3 && x.dim(1) > 0, "temporal_pool_u8: input shape ",
+                      x.shape().str(), " is not (N, T, F) with T > 0");
+  const std::int64_t N = x.dim(0), T = x.dim(1), F = x.dim(2), OF = max_min ? 3 * F : F;
+  check_same_shape(y.shape(), Shape{N, OF}, "temporal_pool_u8 output");
+  require(qx.scale > 0.f && qy.scale > 0.f && qx.zero_point >= 0 && qx.zero_point <= 255 &&
+              qy.zero_point >= 0 && qy.zero_point <= 255,
+          "temporal_pool_u8: bad quantization parameters (scales ", qx.scale, ", ", qy.scale,
+          ", zero points ", qx.zero_point, ", ", qy.zero_point, ")");
+  const float m_mean = average_multiplier(qx.scale, qy.scale, T);
+  const float m_one = average_multiplier(qx.scale, qy.scale, 1);
+  const auto tz = static_cast<std::int32_t>(T) * qx.zero_point;
+  parallel_for(N, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t n = b; n < e; ++n) {
+      const std::uint8_t* in = x.data() + n * T * F;
+      std::uint8_t* out = y.data() + n * OF;
+      for (std::int64_t f = 0; f < F; ++f) {
+        std::int32_t sum = 0;
+        std::uint8_t hi = 0, lo = 255;
+        for (std::int64_t t = 0; t < T; ++t) {
+          const std::uint8_t v = in[t * F + f];
+          sum += v;
+          hi = v > hi ? v : hi;
+          lo = v < lo ? v : lo;
+        }
+        out[f] = requantize(sum - tz, m_mean, qy.zero_point);
+        if (!max_min) continue;
+        out[F + f] = requantize(hi - qx.zero_point, m_one, qy.zero_point);
+        out[2 * F + f] = requantize(lo - qx.zero_point, m_one, qy.zero_point);
+      }
+    }
+  });
+}
+
 }  // namespace compressor::kernels

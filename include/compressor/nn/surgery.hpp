@@ -29,32 +29,34 @@
 
 namespace compressor::nn {
 
-namespace detail {
+namespace internal {
 inline Module& at(Module& root, const std::string& path) {
   Module* m = root.find(path);
   require(m != nullptr, "no module named '", path, "' in ", root.type_name());
   return *m;
 }
-}  // namespace detail
+}  // namespace internal
 
 /// Replaces the layer with weights at path by one with only the kept output channels.
 inline void select_output_channels(Module& root, const std::string& path,
                                    std::span<const std::int64_t> keep) {
-  auto& w = require_capability<WeightedLayer>(detail::at(root, path), "a layer with weights", path);
+  auto& w =
+      require_capability<WeightedLayer>(internal::at(root, path), "a layer with weights", path);
   root.replace(path, w.select_output_channels(keep));
 }
 
 /// Replaces the layer with weights at path by one with only the kept input channels.
 inline void select_input_channels(Module& root, const std::string& path,
                                   std::span<const std::int64_t> keep) {
-  auto& w = require_capability<WeightedLayer>(detail::at(root, path), "a layer with weights", path);
+  auto& w =
+      require_capability<WeightedLayer>(internal::at(root, path), "a layer with weights", path);
   root.replace(path, w.select_input_channels(keep));
 }
 
 /// Replaces the normalisation at path by one with only the kept channels.
 inline void select_channels(Module& root, const std::string& path,
                             std::span<const std::int64_t> keep) {
-  auto& n = require_capability<Normalization>(detail::at(root, path), "a normalisation", path);
+  auto& n = require_capability<Normalization>(internal::at(root, path), "a normalisation", path);
   root.replace(path, n.select_channels(keep));
 }
 
@@ -63,10 +65,10 @@ inline void select_channels(Module& root, const std::string& path,
 /// with s = gamma / sqrt(running_var + eps), computed in double. The BN is
 /// replaced by an Identity.
 inline void fold_batchnorm(Module& root, const std::string& conv_path, const std::string& bn_path) {
-  auto& w = require_capability<WeightedLayer>(detail::at(root, conv_path), "a layer with weights",
+  auto& w = require_capability<WeightedLayer>(internal::at(root, conv_path), "a layer with weights",
                                               conv_path);
   auto& bn =
-      require_capability<Normalization>(detail::at(root, bn_path), "a normalisation", bn_path);
+      require_capability<Normalization>(internal::at(root, bn_path), "a normalisation", bn_path);
   const std::int64_t c = w.out_channels();
   require<ShapeError>(bn.channels() == c, "fold_batchnorm: '", bn_path, "' has ", bn.channels(),
                       " channels but '", conv_path, "' has ", c, " output channels");

@@ -1,0 +1,253 @@
+// The int8 model's deploy-time ops. Between ops pass uint8 tensors with their
+// quantization parameters (QTensor); weights are quantized and packed once,
+// at conversion; every op runs on the int8 kernels (kernels/). Each op that
+// produces a quantization point reports it to an optional trace (the fidelity
+// tests and the sensitivity report read the uint8 tensors there).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "compressor/core/tensor.hpp"
+#include "compressor/kernels/conv_u8s8.hpp"
+#include "compressor/kernels/eltwise.hpp"
+#include "compressor/kernels/pool.hpp"
+#include "compressor/quant/qparams.hpp"
+
+namespace compressor::quant {
+
+/// A uint8 tensor with its quantization parameters (an owning buffer, reused).
+struct QTensor {
+  Tensor<std::uint8_t> data;
+  QuantParams q;
+};
+
+/// A non-owning uint8 tensor with its parameters.
+struct QView {
+  TensorView<const std::uint8_t> data;
+  QuantParams q;
+};
+
+/// Called with each quantization point's name and its uint8 tensor.
+using PointTrace = std::function<void(const std::string& point, const QView&)>;
+
+class Int8Op {
+ public:
+  virtual ~Int8Op() = default;
+  /// Runs the op; the result stays valid until the op's next call.
+  virtual QView forward(const QView& x, const PointTrace* trace) = 0;
+  virtual std::string_view kind() const = 0;
+  /// Bytes of quantized weights, biases and parameters the op holds.
+  virtual std::int64_t weight_bytes() const { return 0; }
+
+ protected:
+  static QView emit(const std::string& point, const QTensor& t, const PointTrace* trace) {
+    QView v{t.data.view(), t.q};
+    if (trace && *trace && !point.empty()) (*trace)(point, v);
+    return v;
+  }
+};
+
+/// The int8 weights of a conv or linear layer, as conversion made them:
+/// int8 OHWI weights, per-channel scales, int32 bias at s_in * s_w.
+struct QuantizedWeights {
+  Tensor<std::int8_t> weight;      ///< (O, KH, KW, I); a linear layer is (O, 1, 1, I)
+  std::vector<float> scales;       ///< O
+  std::vector<std::int32_t> bias;  ///< O, or empty
+  std::int64_t stride = 1, padding = 0;
+};
+
+/// conv(+ReLU) on ConvU8S8, uint8 out with the point's parameters.
+class Int8Conv : public Int8Op {
+ public:
+  Int8Conv(std::string point, const QuantizedWeights& w, QuantParams out, bool relu)
+      : point_(std::move(point)),
+        conv_(w.weight.view(), w.scales, w.bias, w.stride, w.padding),
+        bytes_(w.weight.numel() + 4 * static_cast<std::int64_t>(w.scales.size() + w.bias.size())),
+        relu_(relu) {
+    y_.q = out;
+  }
+  std::string_view kind() const override { return "conv"; }
+  std::int64_t weight_bytes() const override { return bytes_; }
+
+  QView forward(const QView& x, const PointTrace* trace) override {
+    y_.data.resize(conv_.output_shape(x.data.shape()));
+    conv_.forward(x.data, x.q, y_.data, y_.q, relu_, scratch_);
+    return emit(point_, y_, trace);
+  }
+
+ private:
+  std::string point_;
+  kernels::ConvU8S8 conv_;
+  std::int64_t bytes_;
+  bool relu_;
+  QTensor y_;
+  kernels::ConvScratch scratch_;
+};
+
+/// linear(+ReLU): (N, K) -> (N, O) as a 1x1 convolution over N pixels.
+class Int8Linear : public Int8Op {
+ public:
+  Int8Linear(std::string point, const QuantizedWeights& w, QuantParams out, bool relu)
+      : point_(std::move(point)),
+        conv_(w.weight.view(), w.scales, w.bias, 1, 0),
+        bytes_(w.weight.numel() + 4 * static_cast<std::int64_t>(w.scales.size() + w.bias.size())),
+        relu_(relu) {
+    y_.q = out;
+  }
+  std::string_view kind() const override { return "linear"; }
+  std::int64_t weight_bytes() const override { return bytes_; }
+
+  QView forward(const QView& x, const PointTrace* trace) override {
+    require<ShapeError>(x.data.rank() == 2, "int8 linear '", point_, "': expected (N, K), got ",
+                        x.data.shape().str());
+    const std::int64_t n = x.data.dim(0), k = x.data.dim(1), o = conv_.geometry().out_c;
+    y_.data.resize(Shape{n, o});
+    conv_.forward(x.data.reshape(Shape{n, 1, 1, k}), x.q,
+                  TensorView<std::uint8_t>(y_.data.data(), Shape{n, 1, 1, o}), y_.q, relu_,
+                  scratch_);
+    return emit(point_, y_, trace);
+  }
+
+ private:
+  std::string point_;
+  kernels::ConvU8S8 conv_;
+  std::int64_t bytes_;
+  bool relu_;
+  QTensor y_;
+  kernels::ConvScratch scratch_;
+};
+
+/// Max pool: keeps its input's parameters (no point of its own).
+class Int8MaxPool : public Int8Op {
+ public:
+  Int8MaxPool(std::int64_t k, std::int64_t stride, std::int64_t pad) : k_(k), s_(stride), p_(pad) {}
+  std::string_view kind() const override { return "max_pool"; }
+  QView forward(const QView& x, const PointTrace*) override {
+    y_.q = x.q;
+    y_.data.resize(kernels::max_pool_output_shape(x.data.shape(), k_, s_, p_));
+    kernels::max_pool_u8(x.data, y_.data, k_, s_, p_);
+    return {y_.data.view(), y_.q};
+  }
+
+ private:
+  std::int64_t k_, s_, p_;
+  QTensor y_;
+};
+
+/// Global average pool (N, H, W, C) -> (N, C), requantized to the point's parameters.
+class Int8GlobalAvgPool : public Int8Op {
+ public:
+  Int8GlobalAvgPool(std::string point, QuantParams out) : point_(std::move(point)) { y_.q = out; }
+  std::string_view kind() const override { return "avg_pool"; }
+  QView forward(const QView& x, const PointTrace* trace) override {
+    require<ShapeError>(x.data.rank() == 4, "int8 average pool '", point_, "': expected NHWC, got ",
+                        x.data.shape().str());
+    y_.data.resize(Shape{x.data.dim(0), x.data.dim(3)});
+    kernels::global_avg_pool_u8(x.data, x.q, y_.data, y_.q);
+    return emit(point_, y_, trace);
+  }
+
+ private:
+  std::string point_;
+  QTensor y_;
+};
+
+/// Ops in sequence.
+class Int8Sequence : public Int8Op {
+ public:
+  void add(std::unique_ptr<Int8Op> op) { ops_.push_back(std::move(op)); }
+  std::size_t size() const { return ops_.size(); }
+  std::string_view kind() const override { return "sequence"; }
+  std::int64_t weight_bytes() const override {
+    std::int64_t b = 0;
+    for (const auto& op : ops_) b += op->weight_bytes();
+    return b;
+  }
+  QView forward(const QView& x, const PointTrace* trace) override {
+    QView v = x;
+    for (auto& op : ops_) v = op->forward(v, trace);
+    return v;
+  }
+
+ private:
+  std::vector<std::unique_ptr<Int8Op>> ops_;
+};
+
+/// A ResNet BasicBlock: add_relu(conv2(conv1_relu(x)), downsample(x) or x).
+class Int8BasicBlock : public Int8Op {
+ public:
+  Int8BasicBlock(std::string point, std::unique_ptr<Int8Op> conv1, std::unique_ptr<Int8Op> conv2,
+                 std::unique_ptr<Int8Op> downsample, QuantParams out)
+      : point_(std::move(point)),
+        conv1_(std::move(conv1)),
+        conv2_(std::move(conv2)),
+        downsample_(std::move(downsample)) {
+    y_.q = out;
+  }
+  std::string_view kind() const override { return "basic_block"; }
+  std::int64_t weight_bytes() const override {
+    return conv1_->weight_bytes() + conv2_->weight_bytes() +
+           (downsample_ ? downsample_->weight_bytes() : 0);
+  }
+  QView forward(const QView& x, const PointTrace* trace) override {
+    const QView main = conv2_->forward(conv1_->forward(x, trace), trace);
+    const QView shortcut = downsample_ ? downsample_->forward(x, trace) : x;
+    check_same_shape(shortcut.data.shape(), main.data.shape(), "int8 block '" + point_ + "'");
+    y_.data.resize(main.data.shape());
+    kernels::add_u8_requant(main.data, main.q, shortcut.data, shortcut.q, y_.data, y_.q, true);
+    return emit(point_, y_, trace);
+  }
+
+ private:
+  std::string point_;
+  std::unique_ptr<Int8Op> conv1_, conv2_, downsample_;
+  QTensor y_;
+};
+
+/// The EF model's clip pipeline: (N, T, H, W, C) -> trunk per frame ->
+/// (N, T, F) -> temporal pool -> head.
+class Int8ClipModel : public Int8Op {
+ public:
+  Int8ClipModel(std::unique_ptr<Int8Op> trunk, std::string pool_point, bool max_min,
+                QuantParams pool_out, std::unique_ptr<Int8Op> head)
+      : trunk_(std::move(trunk)),
+        pool_point_(std::move(pool_point)),
+        max_min_(max_min),
+        head_(std::move(head)) {
+    pooled_.q = pool_out;
+  }
+  std::string_view kind() const override { return "clip_model"; }
+  std::int64_t weight_bytes() const override {
+    return trunk_->weight_bytes() + head_->weight_bytes();
+  }
+  QView forward(const QView& x, const PointTrace* trace) override {
+    require<ShapeError>(x.data.rank() == 5,
+                        "int8 EfRegressor: expected clips (N, T, H, W, C), got ",
+                        x.data.shape().str());
+    const std::int64_t n = x.data.dim(0), t = x.data.dim(1);
+    const QView frames{x.data.reshape(Shape{n * t, x.data.dim(2), x.data.dim(3), x.data.dim(4)}),
+                       x.q};
+    const QView f = trunk_->forward(frames, trace);  // (N*T, F)
+    const std::int64_t nf = f.data.dim(1);
+    pooled_.data.resize(Shape{n, max_min_ ? 3 * nf : nf});
+    kernels::temporal_pool_u8(f.data.reshape(Shape{n, t, nf}), f.q, max_min_, pooled_.data,
+                              pooled_.q);
+    return head_->forward(emit(pool_point_, pooled_, trace), trace);
+  }
+
+ private:
+  std::unique_ptr<Int8Op> trunk_;
+  std::string pool_point_;
+  bool max_min_;
+  std::unique_ptr<Int8Op> head_;
+  QTensor pooled_;
+};
+
+}  // namespace compressor::quant

@@ -1,0 +1,264 @@
+// PTQ end to end on random models: prepare -> calibrate -> convert, the int8
+// model against the fake-quant model at every quantization point (fidelity),
+// the float boundary, and the errors of the flow.
+#include <catch2/catch.hpp>
+#include <compressor/models.hpp>
+#include <compressor/quant/convert.hpp>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "surgery/surgery_test_util.hpp"
+
+using namespace compressor;
+using namespace compressor::models;
+using compressor::testing::random_tensor;
+using compressor::testing::randomize_batchnorms;
+
+namespace {
+
+/// A plain min/max observer, enough to drive the flow in these tests.
+class TestMinMax : public quant::Observer {
+ public:
+  TestMinMax() {
+    register_buffer("min_val", min_);
+    register_buffer("max_val", max_);
+  }
+  std::string_view type_name() const override { return "TestMinMax"; }
+  void observe(TensorView<const float> x) override {
+    for (std::int64_t i = 0; i < x.numel(); ++i) {
+      require(std::isfinite(x[i]), "observer saw a non-finite value");
+      if (n_ == 0 && i == 0) min_[0] = max_[0] = x[0];
+      min_[0] = std::min(min_[0], x[i]);
+      max_[0] = std::max(max_[0], x[i]);
+    }
+    ++n_;
+  }
+  quant::Range range() const override {
+    require(n_ > 0, "nothing observed");
+    return {min_[0], max_[0]};
+  }
+  void reset() override { n_ = 0; }
+  std::int64_t observed() const override { return n_; }
+
+ protected:
+  std::unique_ptr<Module> clone_shell() const override { return std::make_unique<TestMinMax>(); }
+
+ private:
+  Tensor<float> min_{Shape{1}, 0.f}, max_{Shape{1}, 0.f};
+  std::int64_t n_ = 0;
+};
+
+quant::PtqConfig test_config() {
+  return {.observer = [] { return std::make_unique<TestMinMax>(); }};
+}
+
+/// A few random batches.
+class RandomBatches : public data::BatchSource {
+ public:
+  RandomBatches(Shape shape, int batches, std::uint64_t seed, float lo = -1.f, float hi = 1.f)
+      : shape_(shape), n_(batches), seed_(seed), lo_(lo), hi_(hi) {}
+  void start_epoch(std::uint64_t) override { i_ = 0; }
+  bool next(data::Batch& out) override {
+    if (i_ >= n_) return false;
+    Rng rng(seed_ + static_cast<std::uint64_t>(i_++));
+    out.inputs = random_tensor(shape_, rng, lo_, hi_);
+    return true;
+  }
+  std::int64_t num_batches() const override { return n_; }
+  std::int64_t num_samples() const override { return n_ * shape_[0]; }
+  Tensor<float> batch(int i) const {
+    Rng rng(seed_ + static_cast<std::uint64_t>(i));
+    return random_tensor(shape_, rng, lo_, hi_);
+  }
+
+ private:
+  Shape shape_;
+  int n_;
+  std::uint64_t seed_;
+  float lo_, hi_;
+  int i_ = 0;
+};
+
+struct Fidelity {
+  std::int64_t elements = 0, equal = 0, max_diff = 0;
+  std::string worst_point;
+};
+
+/// Runs x through int8 and fake-quant models and compares every point.
+Fidelity compare_points(quant::Int8Model& int8, nn::Module& fq, const quant::Prepared& p,
+                        TensorView<const float> x, double& output_excess) {
+  std::map<std::string, Tensor<std::uint8_t>> got;
+  int8.set_trace([&](const std::string& point, const quant::QView& v) {
+    got[point] = Tensor<std::uint8_t>(v.data);
+  });
+  const Tensor<float> y8(int8.forward(x));
+  int8.set_trace({});
+  const Tensor<float> yf(fq.forward(x));
+  Fidelity f;
+  for (const auto& point : p.points) {
+    INFO(point.name);
+    REQUIRE(got.count(point.name) == 1);
+    auto* hook = nn::as<quant::FakeQuantize>(*fq.find(point.name)->output_hook());
+    REQUIRE(hook != nullptr);
+    const Tensor<std::uint8_t> want = hook->last_quantized();
+    const Tensor<std::uint8_t>& have = got[point.name];
+    REQUIRE(have.numel() == want.numel());  // the clip input is traced before its reshape to frames
+    for (std::int64_t i = 0; i < have.numel(); ++i) {
+      const std::int64_t d = std::abs(int(have[i]) - int(want[i]));
+      f.elements++;
+      f.equal += d == 0;
+      if (d > f.max_diff) {
+        f.max_diff = d;
+        f.worst_point = point.name;
+      }
+    }
+  }
+  // The final float output: within one output quantization step.
+  const float step = int8.summary().points.back().q.scale;
+  output_excess = 0;
+  for (std::int64_t i = 0; i < y8.numel(); ++i)
+    output_excess = std::max(output_excess, std::abs(double(y8[i]) - double(yf[i])) / step);
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("PTQ: the int8 model matches the fake-quant model at every point", "[quant][ptq]") {
+  Rng rng(21);
+  nn::init::manual_seed(9);
+  struct Case {
+    std::unique_ptr<nn::Module> model;
+    Shape input;
+  };
+  std::vector<Case> cases;
+  cases.push_back({std::make_unique<CifarCnn>(), Shape{8, 32, 32, 3}});
+  ResNetOptions ro;
+  ro.width = 0.25;
+  ro.num_classes = 10;
+  cases.push_back({std::make_unique<ResNet18>(ro), Shape{4, 48, 48, 3}});
+  cases.push_back({std::make_unique<EfRegressor>(EfRegressorOptions{
+                       .width = 0.25, .pool = nn::TemporalPoolMode::mean_max_min}),
+                   Shape{2, 4, 40, 40, 3}});
+  for (auto& c : cases) {
+    INFO(c.model->type_name());
+    randomize_batchnorms(*c.model, rng);
+    RandomBatches calib(c.input, 3, 100);
+    quant::Prepared p = quant::prepare_ptq(*c.model, test_config());
+    CHECK(quant::calibrate(p, calib) == 3);
+    quant::Int8Model int8 = quant::convert(p);
+    CHECK(int8.summary().points.size() == p.points.size());
+    CHECK(int8.summary().float_layers.empty());
+    auto fq = quant::fake_quant_model(p, int8);
+    double excess = 0;
+    const Fidelity f = compare_points(int8, *fq, p, calib.batch(7), excess);
+    const double frac = double(f.equal) / double(f.elements);
+    INFO("equal " << f.equal << " of " << f.elements << " (" << 100 * frac << "%), max diff "
+                  << f.max_diff << " at " << f.worst_point << ", output diff " << excess
+                  << " steps");
+    CHECK(frac >= 0.99);
+    CHECK(f.max_diff <= 1);
+    CHECK(excess <= 1.0 + 1e-4);  // one step, up to the float rounding of dequantization
+    // The float model is untouched by all this: no hooks, BNs still there.
+    CHECK(c.model->find(p.points[1].name)->output_hook() == nullptr);
+  }
+}
+
+TEST_CASE("PTQ: the int8 model's output tracks the float model", "[quant][ptq]") {
+  Rng rng(22);
+  nn::init::manual_seed(10);
+  CifarCnn net;
+  randomize_batchnorms(net, rng);
+  net.eval();
+  RandomBatches calib(Shape{16, 32, 32, 3}, 4, 200);
+  quant::Prepared p = quant::prepare_ptq(net, test_config());
+  quant::calibrate(p, calib);
+  quant::Int8Model int8 = quant::convert(p);
+  const Tensor<float> x = calib.batch(1);
+  const Tensor<float> ref(net.forward(x));
+  const Tensor<float> got(int8.forward(x));
+  double num = 0, den = 0;
+  for (std::int64_t i = 0; i < ref.numel(); ++i) {
+    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  const double sqnr = 10 * std::log10(den / num);
+  INFO("output SQNR " << sqnr << " dB");
+  CHECK(sqnr > 15);
+  // int8 weights + int32 biases + float scales: about a quarter of the fp32 bytes.
+  CHECK(double(int8.weight_bytes()) < 0.26 * 4.0 * double(net.num_parameters()));
+}
+
+TEST_CASE("PTQ: errors of the flow", "[quant][ptq]") {
+  CifarCnn net;
+  SECTION("calibration on zero batches") {
+    quant::Prepared p = quant::prepare_ptq(net, test_config());
+    RandomBatches none(Shape{2, 32, 32, 3}, 0, 1);
+    CHECK_THROWS_WITH(quant::calibrate(p, none), Catch::Contains("gave no batches"));
+    CHECK_THROWS_WITH(quant::convert(p), Catch::Contains("'quant': its observer saw no data"));
+  }
+  SECTION("NaN in the calibration data names the point") {
+    quant::Prepared p = quant::prepare_ptq(net, test_config());
+    RandomBatches calib(Shape{2, 32, 32, 3}, 1, 1);
+    struct NanSource : data::BatchSource {
+      void start_epoch(std::uint64_t) override { done = false; }
+      bool next(data::Batch& b) override {
+        if (done) return false;
+        b.inputs = Tensor<float>(Shape{2, 32, 32, 3}, 0.5f);
+        b.inputs.data()[17] = std::nanf("");
+        done = true;
+        return true;
+      }
+      std::int64_t num_batches() const override { return 1; }
+      std::int64_t num_samples() const override { return 2; }
+      bool done = false;
+    } nan_source;
+    CHECK_THROWS_WITH(
+        quant::calibrate(p, nan_source),
+        Catch::Contains("quantization point 'quant'") && Catch::Contains("non-finite"));
+  }
+  SECTION("a model edited after calibration") {
+    quant::Prepared p = quant::prepare_ptq(net, test_config());
+    RandomBatches calib(Shape{2, 32, 32, 3}, 1, 1);
+    quant::calibrate(p, calib);
+    const std::vector<std::int64_t> keep{0, 1, 2};
+    nn::select_output_channels(*p.model, "fc", keep);
+    CHECK_THROWS_WITH(quant::convert(p), Catch::Contains("edited after prepare_ptq"));
+  }
+  SECTION("layers with no int8 form are all listed") {
+    /// y = 2x, a layer type the converter does not know.
+    struct Twice : nn::Module {
+      std::string_view type_name() const override { return "Twice"; }
+      TensorView<const float> forward_impl(TensorView<const float> x) override {
+        y = Tensor<float>(x);
+        for (auto& v : y.flat()) v *= 2.f;
+        return y;
+      }
+      TensorView<const float> backward_impl(TensorView<const float> g) override { return g; }
+      std::unique_ptr<Module> clone_shell() const override { return std::make_unique<Twice>(); }
+      Tensor<float> y;
+    };
+    struct Net : nn::Sequential {
+      void add_quantization_points(const std::string& prefix,
+                                   std::vector<nn::QuantPoint>& out) const override {
+        out.push_back({join(prefix, "quant"), nn::PointKind::input});
+        out.push_back({join(prefix, "2"), nn::PointKind::conv, true});
+      }
+      std::unique_ptr<Module> clone_shell() const override { return std::make_unique<Net>(); }
+    };
+    Net n;
+    n.add("quant", std::make_unique<nn::Identity>());
+    n.emplace<nn::Conv2d>(3, 4, 3);
+    n.emplace<nn::ReLU>();
+    n.emplace<nn::BatchNorm2d>(4);  // after the ReLU: not foldable
+    n.emplace<Twice>();
+    quant::Prepared p = quant::prepare_ptq(n, test_config());
+    RandomBatches calib(Shape{2, 8, 8, 3}, 1, 1);
+    quant::calibrate(p, calib);
+    CHECK_THROWS_WITH(quant::convert(p),
+                      Catch::Contains("2 layer(s) of Sequential have no int8 "
+                                      "form") &&
+                          Catch::Contains("3 (BatchNorm2d: not folded into a conv)") &&
+                          Catch::Contains("4 (Twice)"));
+  }
+}
