@@ -140,10 +140,64 @@ inline QuantParams point_params(nn::Module& root, const std::string& point) {
       "quantization point '", point, "' has no observer or fake-quant (prepare the model first)"));
 }
 
+}  // namespace internal
+
+/// Where conversion takes its numbers from: a point's parameters and a
+/// layer's int8 weights. The PTQ/QAT source reads observers and quantizes the
+/// float weights; a saved int8 file is another source (quant/int8_io.hpp).
+class ConvertSource {
+ public:
+  virtual ~ConvertSource() = default;
+  virtual QuantParams point(const std::string& name) = 0;
+  /// The int8 weights of the layer at `name` (OHWI; a linear layer as
+  /// (O, 1, 1, I)) for an input with parameters `in`.
+  virtual QuantizedWeights weights(const std::string& name, nn::WeightedLayer& layer,
+                                   QuantParams in) = 0;
+};
+
+/// Quantizes a float layer's weights per output channel on the grid, with its
+/// bias at s_in * s_w (the PTQ and QAT conversion).
+inline QuantizedWeights quantize_layer(nn::WeightedLayer& w, QuantParams in, WeightGrid grid) {
+  QuantizedWeights q;
+  q.scales = weight_scales(w.weight(), grid);
+  q.weight = quantize_weights(w.weight(), q.scales, grid);
+  if (w.weight().rank() != 4)  // (O, I) -> (O, 1, 1, I): a linear layer is a 1x1 convolution
+    q.weight = Tensor<std::int8_t>(
+        std::as_const(q.weight).reshape(Shape{w.out_channels(), 1, 1, w.in_channels()}));
+  if (w.has_bias()) {
+    q.bias.resize(q.scales.size());
+    for (std::size_t o = 0; o < q.scales.size(); ++o)
+      q.bias[o] = quantize_bias(w.bias()[static_cast<std::int64_t>(o)], in.scale, q.scales[o]);
+  }
+  q.stride = w.kernel().stride;
+  q.padding = w.kernel().padding;
+  return q;
+}
+
+namespace internal {
+
+/// Observers (or fake-quant hooks) and the float weights of a prepared model.
+class ModelSource : public ConvertSource {
+ public:
+  ModelSource(nn::Module& root, WeightGrid grid) : root_(root), grid_(grid) {}
+  QuantParams point(const std::string& name) override { return point_params(root_, name); }
+  QuantizedWeights weights(const std::string&, nn::WeightedLayer& layer, QuantParams in) override {
+    return quantize_layer(layer, in, grid_);
+  }
+
+ private:
+  nn::Module& root_;
+  WeightGrid grid_;
+};
+
 class Converter {
  public:
-  Converter(nn::Module& root, WeightGrid grid, ConversionSummary& summary)
-      : root_(root), grid_(grid), summary_(summary) {}
+  Converter(ConvertSource& source, ConversionSummary& summary)
+      : source_(source), summary_(summary) {}
+
+  /// The int8 weights of every converted layer, by name (what a saved int8
+  /// model stores).
+  std::vector<std::pair<std::string, QuantizedWeights>> weights_;
 
   /// Converts the module at path, whose input has parameters cur_.
   std::unique_ptr<Int8Op> module(nn::Module& m, const std::string& path) {
@@ -201,7 +255,7 @@ class Converter {
       return i;
     }
     if (nn::as<nn::GlobalAvgPool2d>(m)) {
-      const QuantParams q = point_params(root_, path);
+      const QuantParams q = source_.point(path);
       summary_point(path, q);
       out.add(std::make_unique<Int8GlobalAvgPool>(path, q));
       cur_ = q;
@@ -220,21 +274,9 @@ class Converter {
   std::unique_ptr<Int8Op> weighted(nn::WeightedLayer& w, const std::string& path,
                                    const std::string& point, bool relu) {
     const QuantParams in = cur_;
-    const QuantParams out = point_params(root_, point);
+    const QuantParams out = source_.point(point);
     const bool conv = w.weight().rank() == 4;
-    QuantizedWeights q;
-    q.scales = weight_scales(w.weight(), grid_);
-    q.weight = quantize_weights(w.weight(), q.scales, grid_);
-    if (!conv)  // (O, I) -> (O, 1, 1, I): a linear layer is a 1x1 convolution
-      q.weight = Tensor<std::int8_t>(
-          std::as_const(q.weight).reshape(Shape{w.out_channels(), 1, 1, w.in_channels()}));
-    if (w.has_bias()) {
-      q.bias.resize(q.scales.size());
-      for (std::size_t o = 0; o < q.scales.size(); ++o)
-        q.bias[o] = quantize_bias(w.bias()[static_cast<std::int64_t>(o)], in.scale, q.scales[o]);
-    }
-    q.stride = w.kernel().stride;
-    q.padding = w.kernel().padding;
+    QuantizedWeights q = source_.weights(path, w, in);
     LayerSummary l;
     l.name = path;
     l.kind = conv ? "conv" : "linear";
@@ -247,8 +289,13 @@ class Converter {
     summary_.layers.push_back(std::move(l));
     summary_point(point, out);
     cur_ = out;
-    if (conv) return std::make_unique<Int8Conv>(point, q, out, relu);
-    return std::make_unique<Int8Linear>(point, q, out, relu);
+    std::unique_ptr<Int8Op> op;
+    if (conv)
+      op = std::make_unique<Int8Conv>(point, q, out, relu);
+    else
+      op = std::make_unique<Int8Linear>(point, q, out, relu);
+    weights_.emplace_back(path, std::move(q));
+    return op;
   }
 
   std::unique_ptr<Int8Op> basic_block(nn::BasicBlock& b, const std::string& path) {
@@ -273,7 +320,7 @@ class Converter {
       cur_ = in;
       ds = module(*d, join(path, "downsample"));
     }
-    const QuantParams out = point_params(root_, join(path, "add_relu"));
+    const QuantParams out = source_.point(join(path, "add_relu"));
     summary_point(join(path, "add_relu"), out);
     cur_ = out;
     if (!conv1 || !conv2) return std::make_unique<Int8Sequence>();
@@ -290,7 +337,7 @@ class Converter {
       return std::make_unique<Int8Sequence>();
     }
     const std::string pool_point = join(path, "pool");
-    const QuantParams pq = point_params(root_, pool_point);
+    const QuantParams pq = source_.point(pool_point);
     summary_point(pool_point, pq);
     cur_ = pq;
     auto head = module(m.child("head"), join(path, "head"));
@@ -305,12 +352,45 @@ class Converter {
     summary_.points.push_back({name, nn::PointKind::conv, q});
   }
 
-  nn::Module& root_;
-  WeightGrid grid_;
+  ConvertSource& source_;
   ConversionSummary& summary_;
 };
 
 }  // namespace internal
+
+/// Converts the float model `root` (BatchNorms folded), whose quantization
+/// points are `points`, taking parameters and weights from `source`.
+inline Int8Model convert_with(nn::Module& root, const std::vector<nn::QuantPoint>& points,
+                              WeightGrid grid, ConvertSource& source) {
+  require(!points.empty() && points.front().kind == nn::PointKind::input,
+          "convert: the first quantization point of ", root.type_name(), " is not the model input");
+  const nn::QuantPoint& input = points.front();
+  ConversionSummary summary;
+  summary.model = std::string(root.type_name());
+  summary.grid = grid;
+  internal::Converter c(source, summary);
+  const QuantParams in_q = source.point(input.name);
+  c.cur_ = in_q;
+  auto body = c.module(root, "");
+  if (!c.unsupported_.empty()) {
+    std::string list;
+    for (const auto& u : c.unsupported_) list += "\n  " + u;
+    throw ValueError(compressor::detail::concat("convert: ", c.unsupported_.size(), " layer(s) of ",
+                                                summary.model, " have no int8 form:", list));
+  }
+  // Points in the model's order, with their kinds.
+  std::vector<PointSummary> ordered;
+  for (const auto& point : points) {
+    QuantParams q = point.name == input.name ? in_q : QuantParams{};
+    const auto* s = summary.point(point.name);
+    require(s != nullptr || point.name == input.name, "convert: quantization point '", point.name,
+            "' of ", summary.model, " is produced by no converted layer");
+    if (s) q = s->q;
+    ordered.push_back({point.name, point.kind, q});
+  }
+  summary.points = std::move(ordered);
+  return Int8Model(input.name, in_q, std::move(body), std::move(summary), std::move(c.weights_));
+}
 
 /// Converts a prepared, calibrated model into an int8 model (see the file
 /// comment). Errors: the model was edited since prepare_ptq(), a point whose
@@ -321,31 +401,17 @@ inline Int8Model convert(Prepared& p) {
   require(now == p.fingerprint, "convert: the model was edited after prepare_ptq() (its ",
           "parameters or quantization points changed), so its calibration statistics do not ",
           "belong to it; prepare and calibrate it again");
-  const nn::QuantPoint& input = p.points.front();
-  require(input.kind == nn::PointKind::input, "convert: the first quantization point '", input.name,
-          "' is not the model input");
-  ConversionSummary summary;
-  summary.model = std::string(p.model->type_name());
-  summary.grid = p.grid;
-  internal::Converter c(*p.model, p.grid, summary);
-  const QuantParams in_q = internal::point_params(*p.model, input.name);
-  c.cur_ = in_q;
-  auto body = c.module(*p.model, "");
-  if (!c.unsupported_.empty()) {
-    std::string list;
-    for (const auto& u : c.unsupported_) list += "\n  " + u;
-    throw ValueError(compressor::detail::concat("convert: ", c.unsupported_.size(), " layer(s) of ",
-                                                summary.model, " have no int8 form:", list));
-  }
-  // Points in the model's order, with their kinds.
-  std::vector<PointSummary> ordered;
-  for (const auto& point : p.points) {
-    QuantParams q = point.name == input.name ? in_q : QuantParams{};
-    if (const auto* s = summary.point(point.name)) q = s->q;
-    ordered.push_back({point.name, point.kind, q});
-  }
-  summary.points = std::move(ordered);
-  return Int8Model(input.name, in_q, std::move(body), std::move(summary));
+  internal::ModelSource source(*p.model, p.grid);
+  return convert_with(*p.model, p.points, p.grid, source);
+}
+
+/// The fp32 deploy model, the baseline of latency comparisons: a copy in
+/// eval mode with every BatchNorm folded into its convolution.
+inline std::unique_ptr<nn::Module> fp32_deploy_model(const nn::Module& m) {
+  auto d = m.clone();
+  d->eval();
+  nn::fold_batchnorms(*d);
+  return d;
 }
 
 /// The float model that simulates `int8` (converted from p): a copy of p's

@@ -11,6 +11,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compressor/kernels/eltwise.hpp"
@@ -84,8 +85,12 @@ struct ConversionSummary {
 class Int8Model {
  public:
   Int8Model(std::string input_point, QuantParams input_q, std::unique_ptr<Int8Op> body,
-            ConversionSummary summary)
-      : input_point_(std::move(input_point)), body_(std::move(body)), summary_(std::move(summary)) {
+            ConversionSummary summary,
+            std::vector<std::pair<std::string, QuantizedWeights>> weights)
+      : input_point_(std::move(input_point)),
+        body_(std::move(body)),
+        summary_(std::move(summary)),
+        weights_(std::move(weights)) {
     in_.q = input_q;
   }
 
@@ -110,11 +115,17 @@ class Int8Model {
   QuantParams input_params() const { return in_.q; }
   /// Bytes of int8 weights, int32 biases and float scales.
   std::int64_t weight_bytes() const { return body_->weight_bytes(); }
+  /// The int8 weights of every layer, by the float layer's name.
+  const std::vector<std::pair<std::string, QuantizedWeights>>& layer_weights() const {
+    return weights_;
+  }
+  const std::string& input_point() const { return input_point_; }
 
  private:
   std::string input_point_;
   std::unique_ptr<Int8Op> body_;
   ConversionSummary summary_;
+  std::vector<std::pair<std::string, QuantizedWeights>> weights_;
   QTensor in_;
   Tensor<float> out_;
   PointTrace trace_;
