@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "quant/fidelity.hpp"
 #include "surgery/surgery_test_util.hpp"
 
 using namespace compressor;
@@ -80,48 +81,6 @@ class RandomBatches : public data::BatchSource {
   int i_ = 0;
 };
 
-struct Fidelity {
-  std::int64_t elements = 0, equal = 0, max_diff = 0;
-  std::string worst_point;
-};
-
-/// Runs x through int8 and fake-quant models and compares every point.
-Fidelity compare_points(quant::Int8Model& int8, nn::Module& fq, const quant::Prepared& p,
-                        TensorView<const float> x, double& output_excess) {
-  std::map<std::string, Tensor<std::uint8_t>> got;
-  int8.set_trace([&](const std::string& point, const quant::QView& v) {
-    got[point] = Tensor<std::uint8_t>(v.data);
-  });
-  const Tensor<float> y8(int8.forward(x));
-  int8.set_trace({});
-  const Tensor<float> yf(fq.forward(x));
-  Fidelity f;
-  for (const auto& point : p.points) {
-    INFO(point.name);
-    REQUIRE(got.count(point.name) == 1);
-    auto* hook = nn::as<quant::FakeQuantize>(*fq.find(point.name)->output_hook());
-    REQUIRE(hook != nullptr);
-    const Tensor<std::uint8_t> want = hook->last_quantized();
-    const Tensor<std::uint8_t>& have = got[point.name];
-    REQUIRE(have.numel() == want.numel());  // the clip input is traced before its reshape to frames
-    for (std::int64_t i = 0; i < have.numel(); ++i) {
-      const std::int64_t d = std::abs(int(have[i]) - int(want[i]));
-      f.elements++;
-      f.equal += d == 0;
-      if (d > f.max_diff) {
-        f.max_diff = d;
-        f.worst_point = point.name;
-      }
-    }
-  }
-  // The final float output: within one output quantization step.
-  const float step = int8.summary().points.back().q.scale;
-  output_excess = 0;
-  for (std::int64_t i = 0; i < y8.numel(); ++i)
-    output_excess = std::max(output_excess, std::abs(double(y8[i]) - double(yf[i])) / step);
-  return f;
-}
-
 }  // namespace
 
 TEST_CASE("PTQ: the int8 model matches the fake-quant model at every point", "[quant][ptq]") {
@@ -150,13 +109,13 @@ TEST_CASE("PTQ: the int8 model matches the fake-quant model at every point", "[q
     CHECK(int8.summary().points.size() == p.points.size());
     CHECK(int8.summary().float_layers.empty());
     auto fq = quant::fake_quant_model(p, int8);
-    double excess = 0;
-    const Fidelity f = compare_points(int8, *fq, p, calib.batch(7), excess);
-    const double frac = double(f.equal) / double(f.elements);
-    INFO("equal " << f.equal << " of " << f.elements << " (" << 100 * frac << "%), max diff "
-                  << f.max_diff << " at " << f.worst_point << ", output diff " << excess
-                  << " steps");
-    CHECK(frac >= 0.99);
+    const auto x = calib.batch(7);
+    const auto f = compressor::testing::lockstep_fidelity(int8, *fq, p.points, x);
+    const double excess = compressor::testing::output_steps(int8, *fq, x);
+    INFO("equal " << f.equal << " of " << f.elements << " (" << 100 * f.equal_fraction()
+                  << "%), max diff " << f.max_diff << " at " << f.worst_point
+                  << ", free-running output diff " << excess << " steps");
+    CHECK(f.equal_fraction() >= 0.99);
     CHECK(f.max_diff <= 1);
     CHECK(excess <= 1.0 + 1e-4);  // one step, up to the float rounding of dequantization
     // The float model is untouched by all this: no hooks, BNs still there.

@@ -20,6 +20,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -60,19 +61,15 @@ inline void select_channels(Module& root, const std::string& path,
   root.replace(path, n.select_channels(keep));
 }
 
-/// Folds the BatchNorm at bn_path into the layer at conv_path, whose output
-/// it normalises: W'[o] = W[o] * s[o], b'[o] = (b[o] - mean[o]) * s[o] + beta[o]
-/// with s = gamma / sqrt(running_var + eps), computed in double. The BN is
-/// replaced by an Identity.
-inline void fold_batchnorm(Module& root, const std::string& conv_path, const std::string& bn_path) {
-  auto& w = require_capability<WeightedLayer>(internal::at(root, conv_path), "a layer with weights",
-                                              conv_path);
-  auto& bn =
-      require_capability<Normalization>(internal::at(root, bn_path), "a normalisation", bn_path);
+/// Folds the normalisation bn into the layer w whose output it normalises:
+/// W'[o] = W[o] * s[o], b'[o] = (b[o] - mean[o]) * s[o] + beta[o] with
+/// s = gamma / sqrt(running_var + eps), computed in double; w gains a bias.
+/// who names the pair in errors.
+inline void fold_batchnorm_into(WeightedLayer& w, Normalization& bn, std::string_view who) {
   const std::int64_t c = w.out_channels();
-  require<ShapeError>(bn.channels() == c, "fold_batchnorm: '", bn_path, "' has ", bn.channels(),
-                      " channels but '", conv_path, "' has ", c, " output channels");
-  require(w.out_axis() == 0, "fold_batchnorm: '", conv_path, "' keeps output channels on axis ",
+  require<ShapeError>(bn.channels() == c, "fold_batchnorm: ", who, ": the BatchNorm has ",
+                      bn.channels(), " channels but the layer has ", c, " output channels");
+  require(w.out_axis() == 0, "fold_batchnorm: ", who, ": output channels on weight axis ",
           w.out_axis(), ", expected 0");
   w.enable_bias();
   Tensor<float>& weight = w.weight();
@@ -86,6 +83,16 @@ inline void fold_batchnorm(Module& root, const std::string& conv_path, const std
     bias.data()[o] = static_cast<float>((static_cast<double>(bias[o]) - bn.running_mean()[o]) * s +
                                         bn.bias()[o]);
   }
+}
+
+/// Folds the BatchNorm at bn_path into the layer at conv_path, whose output
+/// it normalises (fold_batchnorm_into), and replaces the BN by an Identity.
+inline void fold_batchnorm(Module& root, const std::string& conv_path, const std::string& bn_path) {
+  auto& w = require_capability<WeightedLayer>(internal::at(root, conv_path), "a layer with weights",
+                                              conv_path);
+  auto& bn =
+      require_capability<Normalization>(internal::at(root, bn_path), "a normalisation", bn_path);
+  fold_batchnorm_into(w, bn, "'" + bn_path + "' into '" + conv_path + "'");
   root.replace(bn_path, std::make_unique<Identity>());
 }
 

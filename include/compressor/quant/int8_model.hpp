@@ -99,15 +99,15 @@ class Int8Model {
     in_.data.resize(x.shape());
     kernels::quantize_f32_u8(x, in_.q, in_.data);
     const PointTrace* t = trace_ ? &trace_ : nullptr;
-    if (t) trace_(input_point_, QView{in_.data.view(), in_.q});
-    const QView y = body_->forward(QView{in_.data.view(), in_.q}, t);
+    if (t) trace_(input_point_, in_.data.view(), in_.q);
+    const QView y = body_->forward(QView{std::as_const(in_.data).view(), in_.q}, t);
     out_.resize(y.data.shape());
     kernels::dequantize_u8_f32(y.data, y.q, out_);
     return out_;
   }
 
-  /// Calls trace(point, uint8 tensor) at every quantization point of each
-  /// forward(); an empty function switches it off.
+  /// Calls trace(point, uint8 tensor, parameters) at every quantization
+  /// point of each forward() (see PointTrace); an empty function switches it off.
   void set_trace(PointTrace trace) { trace_ = std::move(trace); }
 
   const ConversionSummary& summary() const { return summary_; }

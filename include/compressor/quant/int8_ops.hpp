@@ -34,8 +34,12 @@ struct QView {
   QuantParams q;
 };
 
-/// Called with each quantization point's name and its uint8 tensor.
-using PointTrace = std::function<void(const std::string& point, const QView&)>;
+/// Called with each quantization point's name, its uint8 tensor and its
+/// parameters, before the next op reads it. The tensor may be changed in
+/// place: the fidelity tests write the fake-quant model's values there, so
+/// that every op is compared on the same input (errors do not compound).
+using PointTrace =
+    std::function<void(const std::string& point, TensorView<std::uint8_t> data, QuantParams q)>;
 
 class Int8Op {
  public:
@@ -47,10 +51,9 @@ class Int8Op {
   virtual std::int64_t weight_bytes() const { return 0; }
 
  protected:
-  static QView emit(const std::string& point, const QTensor& t, const PointTrace* trace) {
-    QView v{t.data.view(), t.q};
-    if (trace && *trace && !point.empty()) (*trace)(point, v);
-    return v;
+  static QView emit(const std::string& point, QTensor& t, const PointTrace* trace) {
+    if (trace && *trace && !point.empty()) (*trace)(point, t.data.view(), t.q);
+    return {std::as_const(t.data).view(), t.q};
   }
 };
 
