@@ -94,8 +94,7 @@ void train_step_bench(benchmark::State& st, MakeModel make_model, MakeBatch make
   nn::init::manual_seed(1);
   auto model = make_model();
   auto batch = make_batch();
-  train::Sgd sgd(model->named_parameters(),
-                 train::SgdOptions{.lr = lr, .momentum = 0.9f, .weight_decay = 5e-4f});
+  train::Sgd sgd(*model, train::SgdOptions{.lr = lr, .momentum = 0.9f, .weight_decay = 5e-4f});
   std::unique_ptr<nn::Loss> loss;
   if (batch.labels.numel() > 0)
     loss = std::make_unique<nn::SoftmaxCrossEntropy>();
