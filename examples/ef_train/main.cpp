@@ -187,10 +187,9 @@ int run(const Config& c) {
     loss = std::make_unique<nn::MSELoss>();
   else
     loss = std::make_unique<nn::L1Loss>();
-  train::AdamW opt(model.named_parameters(),
-                   train::AdamOptions{.lr = c.lr,
-                                      .weight_decay = c.weight_decay,
-                                      .decay_policy = train::DecayPolicy::weights_only});
+  train::AdamW opt(model, train::AdamOptions{.lr = c.lr,
+                                             .weight_decay = c.weight_decay,
+                                             .decay_policy = train::DecayPolicy::weights_only});
   const std::int64_t steps = c.epochs * train_loader->num_batches();
   train::CosineLr sched(c.lr, steps,
                         std::min<std::int64_t>(steps / 10, train_loader->num_batches()));

@@ -38,9 +38,8 @@ TEST_CASE("CifarCnn learns real CIFAR-10 well above chance in seconds", "[train]
   models::CifarCnn net;
   nn::SoftmaxCrossEntropy ce;
   const int epochs = 4;
-  train::Sgd sgd(
-      net.named_parameters(),
-      train::SgdOptions{.lr = 0.05f, .momentum = 0.9f, .nesterov = true, .weight_decay = 5e-4f});
+  train::Sgd sgd(net, train::SgdOptions{
+                          .lr = 0.05f, .momentum = 0.9f, .nesterov = true, .weight_decay = 5e-4f});
   train::OneCycleLr sched(0.05f, epochs * train_loader.num_batches());
   train::Trainer trainer(net, ce, sgd, train::Task::classification, &sched);
   train::FitOptions fit;

@@ -26,11 +26,10 @@ struct OneParam : nn::Module {
   TensorView<const float> backward_impl(TensorView<const float> g_) override { return g_; }
 };
 
-void run_and_compare(
-    const std::function<std::unique_ptr<Optimizer>(std::vector<nn::ParameterRef>)>& make,
-    const double* expected) {
+void run_and_compare(const std::function<std::unique_ptr<Optimizer>(nn::Module&)>& make,
+                     const double* expected) {
   OneParam m(Shape{6});
-  auto opt = make(m.named_parameters());
+  auto opt = make(m);
   for (int t = 0; t < kSteps; ++t) {
     opt->zero_grad();
     for (std::int64_t i = 0; i < 6; ++i)
@@ -42,22 +41,22 @@ void run_and_compare(
 }  // namespace
 
 TEST_CASE("SGD matches torch.optim.SGD", "[train][optimizer]") {
-  run_and_compare([](auto p) { return std::make_unique<Sgd>(p, SgdOptions{.lr = 0.1f}); },
+  run_and_compare([](nn::Module& p) { return std::make_unique<Sgd>(p, SgdOptions{.lr = 0.1f}); },
                   k_sgd_plain);
   run_and_compare(
-      [](auto p) {
+      [](nn::Module& p) {
         return std::make_unique<Sgd>(
             p, SgdOptions{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-2f});
       },
       k_sgd_momentum_wd);
   run_and_compare(
-      [](auto p) {
+      [](nn::Module& p) {
         return std::make_unique<Sgd>(
             p, SgdOptions{.lr = 0.05f, .momentum = 0.9f, .nesterov = true, .weight_decay = 5e-4f});
       },
       k_sgd_nesterov);
   run_and_compare(
-      [](auto p) {
+      [](nn::Module& p) {
         return std::make_unique<Sgd>(p,
                                      SgdOptions{.lr = 0.1f, .momentum = 0.8f, .dampening = 0.1f});
       },
@@ -65,15 +64,15 @@ TEST_CASE("SGD matches torch.optim.SGD", "[train][optimizer]") {
 }
 
 TEST_CASE("Adam and AdamW match torch.optim", "[train][optimizer]") {
-  run_and_compare([](auto p) { return std::make_unique<Adam>(p, AdamOptions{.lr = 1e-2f}); },
+  run_and_compare([](nn::Module& p) { return std::make_unique<Adam>(p, AdamOptions{.lr = 1e-2f}); },
                   k_adam);
   run_and_compare(
-      [](auto p) {
+      [](nn::Module& p) {
         return std::make_unique<Adam>(p, AdamOptions{.lr = 1e-2f, .weight_decay = 1e-2f});
       },
       k_adam_wd);
   run_and_compare(
-      [](auto p) {
+      [](nn::Module& p) {
         return std::make_unique<AdamW>(p, AdamOptions{.lr = 1e-2f, .weight_decay = 1e-1f});
       },
       k_adamw);
@@ -81,13 +80,13 @@ TEST_CASE("Adam and AdamW match torch.optim", "[train][optimizer]") {
 
 TEST_CASE("Weight decay policy skips 1-D parameters when asked", "[train][optimizer]") {
   OneParam m(Shape{6});
-  Sgd sgd(m.named_parameters(),
+  Sgd sgd(m,
           SgdOptions{.lr = 0.1f, .weight_decay = 0.5f, .decay_policy = DecayPolicy::weights_only});
   sgd.zero_grad();
   sgd.step();
   for (std::int64_t i = 0; i < 6; ++i) CHECK(m.w[i] == static_cast<float>(kInit[i]));
-  CHECK_THROWS_AS(Sgd(m.named_parameters(), SgdOptions{.lr = -1.f}), ValueError);
-  CHECK_THROWS_AS(Sgd(m.named_parameters(), SgdOptions{.lr = 0.1f, .nesterov = true}), ValueError);
+  CHECK_THROWS_AS(Sgd(m, SgdOptions{.lr = -1.f}), ValueError);
+  CHECK_THROWS_AS(Sgd(m, SgdOptions{.lr = 0.1f, .nesterov = true}), ValueError);
 }
 
 TEST_CASE("LR schedules match torch.optim.lr_scheduler", "[train][schedule]") {

@@ -46,7 +46,7 @@ TEST_CASE("CifarCnn drives the loss of one fixed batch to near zero", "[train][s
   nn::init::manual_seed(1);
   models::CifarCnn net;
   nn::SoftmaxCrossEntropy ce;
-  Adam adam(net.named_parameters(), AdamOptions{.lr = 2e-3f});
+  Adam adam(net, AdamOptions{.lr = 2e-3f});
   Trainer trainer(net, ce, adam, Task::classification);
   const auto batch = random_batch(32, 16, 7);
   const float first = trainer.step(batch);
@@ -62,7 +62,7 @@ TEST_CASE("Training is deterministic for a seed and thread count", "[train][dete
     nn::init::manual_seed(3);
     models::CifarCnn net;
     nn::SoftmaxCrossEntropy ce(0.1f);
-    Sgd sgd(net.named_parameters(),
+    Sgd sgd(net,
             SgdOptions{.lr = 0.05f, .momentum = 0.9f, .nesterov = true, .weight_decay = 5e-4f});
     OneCycleLr sched(0.05f, 6);
     Trainer trainer(net, ce, sgd, Task::classification, &sched);
@@ -83,7 +83,7 @@ TEST_CASE("A non-finite loss stops training with a clear error", "[train]") {
   nn::init::manual_seed(4);
   models::CifarCnn net;
   nn::SoftmaxCrossEntropy ce;
-  Sgd sgd(net.named_parameters(), SgdOptions{.lr = 0.1f});
+  Sgd sgd(net, SgdOptions{.lr = 0.1f});
   Trainer trainer(net, ce, sgd, Task::classification);
   auto batch = random_batch(4, 16, 1);
   batch.inputs[5] = std::numeric_limits<float>::quiet_NaN();
@@ -99,7 +99,7 @@ TEST_CASE("fit reports per-epoch metrics and progress", "[train]") {
   nn::init::manual_seed(5);
   models::CifarCnn net;
   nn::SoftmaxCrossEntropy ce;
-  Adam adam(net.named_parameters(), AdamOptions{.lr = 1e-3f});
+  Adam adam(net, AdamOptions{.lr = 1e-3f});
   Trainer trainer(net, ce, adam, Task::classification);
   RepeatBatch train_src(random_batch(8, 16, 9), 3), val_src(random_batch(8, 16, 10), 1);
   std::ostringstream log;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -13,6 +14,14 @@
 namespace compressor::train {
 
 enum class Task : std::uint8_t { classification, regression };
+
+/// A model evaluate() can run: forward() of a float NHWC batch gives float
+/// predictions ((N, K) logits or (N, 1) regression outputs). Every
+/// nn::Module is one; so is any type with such a forward().
+template <class M>
+concept FloatModel = requires(M& m, TensorView<const float> x) {
+  { m.forward(x) } -> std::convertible_to<TensorView<const float>>;
+};
 
 struct Metrics {
   Task task = Task::classification;

@@ -1,18 +1,29 @@
 // Trainer: the training loop. Each step sets the scheduled learning rate,
-// runs forward, the loss, backward and the optimizer, then an optional
-// after_step hook (pruning uses it to re-apply masks). A non-finite loss stops
-// training with an error instead of training on garbage. Progress (step, loss,
-// metric, samples/s, ETA) goes to the log stream.
+// runs forward, the loss and backward, then the before_update hooks (pruning
+// masks gradients there), the optimizer update and the after_step hooks
+// (pruning re-applies masks there). A non-finite loss stops training with an
+// error instead of training on garbage. Progress (step, loss, metric,
+// samples/s, ETA) goes to the log stream.
+//
+// Modes: the Trainer switches train/eval only at the fit() and evaluate()
+// boundaries. fit() saves every module's own mode, calls model.train() and
+// puts the saved modes back when it returns or throws; evaluate() does the
+// same around model.eval(). step() and train_epoch() leave modes alone: a
+// caller driving them puts the model in training mode itself (a new model is
+// in it). A BatchNorm frozen with Module::freeze() keeps its running
+// statistics in either mode (train()/eval() do not touch the frozen flag).
 #pragma once
 
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compressor/data/batch.hpp"
@@ -27,9 +38,11 @@ namespace compressor::train {
 
 struct FitOptions {
   int epochs = 1;
-  std::ostream* log = &std::cerr;    ///< progress and epoch lines; nullptr for silence
-  double progress_interval = 2.0;    ///< seconds between progress lines
-  std::function<void()> after_step;  ///< called after every optimizer step
+  std::ostream* log = &std::cerr;  ///< progress and epoch lines; nullptr for silence
+  double progress_interval = 2.0;  ///< seconds between progress lines
+  /// Called once after every optimizer step of fit()/train_epoch(), after the
+  /// trainer's own after_step hooks (Trainer::add_after_step).
+  std::function<void()> after_step;
   std::function<void(int epoch)> before_epoch;
 };
 
@@ -52,17 +65,72 @@ inline std::string format_metrics(const Metrics& m) {
   return buf;
 }
 
+/// Saves each module's own training mode and puts it back when destroyed.
+class ModeGuard {
+ public:
+  explicit ModeGuard(nn::Module& model) : model_(model), saved_(model.save_modes()) {}
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+  ~ModeGuard() { model_.restore_modes(saved_); }
+
+ private:
+  nn::Module& model_;
+  nn::ModeSnapshot saved_;
+};
+
+/// Metrics of model over one pass of source. An nn::Module is evaluated in
+/// eval mode and each of its modules gets its own mode back afterwards (also
+/// on an exception); any other FloatModel (a converted model, a wrapper) is
+/// just run forward.
+template <FloatModel M>
+Metrics evaluate(M& model, nn::Loss& loss, Task task, data::BatchSource& source) {
+  std::optional<ModeGuard> modes;
+  if constexpr (std::derived_from<M, nn::Module>) {
+    modes.emplace(model);
+    model.eval();
+  }
+  MetricAccumulator acc(task);
+  source.start_epoch(0);
+  data::Batch batch;
+  while (source.next(batch)) {
+    const TensorView<const float> pred = model.forward(batch.inputs);
+    acc.add(pred, batch, loss.compute(pred, batch));
+  }
+  return acc.result();
+}
+
 class Trainer {
  public:
   Trainer(nn::Module& model, nn::Loss& loss, Optimizer& optimizer, Task task,
           const LrSchedule* schedule = nullptr)
-      : model_(model), loss_(loss), opt_(optimizer), task_(task), schedule_(schedule) {}
+      : model_(model), loss_(loss), opt_(optimizer), task_(task), schedule_(schedule) {
+    bool found = false;
+    model.visit([&](const std::string&, nn::Module& m) { found = found || &m == &opt_.model(); });
+    require(found, "Trainer: the ", opt_.name(), " optimizer was built on a ",
+            opt_.model().type_name(), " that is neither the trained ", model.type_name(),
+            " nor one of its modules");
+  }
 
   std::int64_t global_step() const { return step_; }
 
-  /// One optimizer step on a batch; returns the loss.
+  /// Adds a hook run once after every optimizer step, whoever drives step()
+  /// (fit(), train_epoch() or the caller); hooks run in the order added, then
+  /// FitOptions::after_step. Kept for the trainer's life.
+  void add_after_step(std::function<void()> hook) {
+    require(static_cast<bool>(hook), "Trainer::add_after_step: empty hook");
+    after_step_.push_back(std::move(hook));
+  }
+  /// Adds a hook run once per step after backward and before the optimizer
+  /// update: the gradients are final there (pruning masks them). Hooks run in
+  /// the order added; kept for the trainer's life.
+  void add_before_update(std::function<void()> hook) {
+    require(static_cast<bool>(hook), "Trainer::add_before_update: empty hook");
+    before_update_.push_back(std::move(hook));
+  }
+
+  /// One optimizer step on a batch; returns the loss. Leaves the modes as
+  /// they are: call model.train() first when driving step() yourself.
   float step(const data::Batch& batch, MetricAccumulator* metrics = nullptr) {
-    model_.train();
     if (schedule_) opt_.set_lr(schedule_->lr_at(step_));
     const auto pred = model_.forward(batch.inputs);
     const float loss = loss_.compute(pred, batch);
@@ -73,12 +141,18 @@ class Trainer {
     if (metrics) metrics->add(pred, batch, loss);
     opt_.zero_grad();
     (void)model_.backward(loss_.backward());
+    for (auto& hook : before_update_) hook();
     opt_.step();
     ++step_;
+    for (auto& hook : after_step_) hook();
+    if (epoch_after_step_ != nullptr && *epoch_after_step_) (*epoch_after_step_)();
     return loss;
   }
 
+  /// One pass over source; o.after_step runs once per step. Leaves the modes
+  /// as they are (fit() sets training mode).
   EpochReport train_epoch(data::BatchSource& source, int epoch, const FitOptions& o = {}) {
+    const EpochHook hook(epoch_after_step_, &o.after_step);
     EpochReport rep;
     rep.epoch = epoch;
     MetricAccumulator acc(task_);
@@ -89,7 +163,6 @@ class Trainer {
     std::int64_t done = 0;
     while (source.next(batch)) {
       step(batch, &acc);
-      if (o.after_step) o.after_step();
       progress.update(++done, acc.result().samples,
                       format_metrics(acc.result()) + " lr " + std::to_string(opt_.lr()));
     }
@@ -101,11 +174,19 @@ class Trainer {
     return rep;
   }
 
-  /// Metrics of the model in eval mode over one pass of source; restores the mode.
-  Metrics evaluate(data::BatchSource& source) { return evaluate(model_, loss_, task_, source); }
+  /// Metrics of the model in eval mode over one pass of source; each module
+  /// gets its own mode back.
+  Metrics evaluate(data::BatchSource& source) {
+    return train::evaluate(model_, loss_, task_, source);
+  }
 
+  /// Trains o.epochs epochs in training mode (validating on val after each
+  /// when given); each module gets its own mode back when fit() returns or
+  /// throws.
   std::vector<EpochReport> fit(data::BatchSource& train, data::BatchSource* val,
                                const FitOptions& o) {
+    const ModeGuard modes(model_);
+    model_.train();
     std::vector<EpochReport> reports;
     for (int e = 1; e <= o.epochs; ++e) {
       if (o.before_epoch) o.before_epoch(e);
@@ -122,27 +203,35 @@ class Trainer {
     return reports;
   }
 
-  static Metrics evaluate(nn::Module& model, nn::Loss& loss, Task task, data::BatchSource& source) {
-    const bool was_training = model.is_training();
-    model.eval();
-    MetricAccumulator acc(task);
-    source.start_epoch(0);
-    data::Batch batch;
-    while (source.next(batch)) {
-      const auto pred = model.forward(batch.inputs);
-      acc.add(pred, batch, loss.compute(pred, batch));
-    }
-    model.train(was_training);
-    return acc.result();
+  /// train::evaluate() (any FloatModel).
+  template <FloatModel M>
+  static Metrics evaluate(M& model, nn::Loss& loss, Task task, data::BatchSource& source) {
+    return train::evaluate(model, loss, task, source);
   }
 
  private:
+  /// Points step() at train_epoch()'s FitOptions::after_step for the epoch.
+  class EpochHook {
+   public:
+    EpochHook(const std::function<void()>*& slot, const std::function<void()>* hook)
+        : slot_(slot), saved_(std::exchange(slot, hook)) {}
+    EpochHook(const EpochHook&) = delete;
+    EpochHook& operator=(const EpochHook&) = delete;
+    ~EpochHook() { slot_ = saved_; }
+
+   private:
+    const std::function<void()>*& slot_;
+    const std::function<void()>* saved_;
+  };
+
   nn::Module& model_;
   nn::Loss& loss_;
   Optimizer& opt_;
   Task task_;
   const LrSchedule* schedule_;
   std::int64_t step_ = 0;
+  std::vector<std::function<void()>> before_update_, after_step_;
+  const std::function<void()>* epoch_after_step_ = nullptr;
 };
 
 }  // namespace compressor::train

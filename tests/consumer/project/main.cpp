@@ -18,7 +18,7 @@ int main() {
   for (auto& v : batch.inputs.flat()) v = static_cast<float>(rng.uniform(-1.0, 1.0));
   batch.labels = Tensor<std::int32_t>::from(Shape{4}, {0, 1, 0, 1});
   nn::SoftmaxCrossEntropy ce;
-  train::Adam adam(net.named_parameters(), train::AdamOptions{.lr = 1e-2f});
+  train::Adam adam(net, train::AdamOptions{.lr = 1e-2f});
   train::Trainer trainer(net, ce, adam, train::Task::classification);
   const float first = trainer.step(batch);
   float last = first;
