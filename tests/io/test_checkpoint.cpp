@@ -48,8 +48,12 @@ void check_round_trip(const Options& o, const std::filesystem::path& path) {
   CHECK(r.loaded.size() == a.named_parameters().size() + a.named_buffers().size());
   CHECK(r.unexpected.empty());
   CHECK(r.missing.empty());
-  CHECK(r.metadata ==
-        std::vector<std::pair<std::string, std::string>>{{"model", std::string(a.type_name())}});
+  // The caller's metadata, then the model's channel plan (nn/channel_plan.hpp).
+  REQUIRE(r.metadata.size() == 2);
+  CHECK(r.metadata[0] == std::pair<std::string, std::string>{"model", std::string(a.type_name())});
+  CHECK(r.metadata[1].first == nn::ChannelPlan::kMetadataKey);
+  CHECK(nn::ChannelPlan::from_json(r.metadata[1].second, "test").to_json() ==
+        a.channel_plan().to_json());
 }
 
 /// A small model for the bad-input cases: conv (OHWI), BN (int64 buffer), fc.

@@ -118,7 +118,8 @@ TEST_CASE("folding BatchNorms keeps eval outputs (CifarCnn, ResNet18, EfRegresso
 TEST_CASE("fold_batchnorm checks its arguments", "[surgery][fold]") {
   CifarCnn net;
   CHECK_THROWS_WITH(nn::fold_batchnorm(net, "features.0", "features.5"),
-                    Catch::Contains("'features.5' has 128 channels but 'features.0' has 64"));
+                    Catch::Contains("'features.5' into 'features.0': the BatchNorm has 128 "
+                                    "channels but the layer has 64 output channels"));
   CHECK_THROWS_WITH(nn::fold_batchnorm(net, "features.2", "features.1"),
                     Catch::Contains("'features.2' (ReLU) is not a layer with weights"));
   CHECK_THROWS_WITH(nn::fold_batchnorm(net, "features.0", "nothing"),
