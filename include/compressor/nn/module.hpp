@@ -247,7 +247,8 @@ class Module {
       const init::PreserveGenerator keep;
       copy = clone_shell();
     }
-    require(copy != nullptr && typeid(*copy) == typeid(*this), "clone: ", type_name(),
+    const Module* made = copy.get();  // typeid(*copy) would call operator*: clang warns
+    require(made != nullptr && typeid(*made) == typeid(*this), "clone: ", type_name(),
             " does not override clone_shell() with a module of its own type");
     require(copy->children_.empty() && copy->params_.size() == params_.size() &&
                 copy->buffers_.size() == buffers_.size(),
