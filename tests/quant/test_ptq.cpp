@@ -9,79 +9,15 @@
 #include <vector>
 
 #include "quant/fidelity.hpp"
+#include "quant/quant_test_util.hpp"
 #include "surgery/surgery_test_util.hpp"
 
 using namespace compressor;
 using namespace compressor::models;
-using compressor::testing::random_tensor;
+using compressor::testing::RandomBatches;
 using compressor::testing::randomize_batchnorms;
+using compressor::testing::test_config;
 
-namespace {
-
-/// A plain min/max observer, enough to drive the flow in these tests.
-class TestMinMax : public quant::Observer {
- public:
-  TestMinMax() {
-    register_buffer("min_val", min_);
-    register_buffer("max_val", max_);
-  }
-  std::string_view type_name() const override { return "TestMinMax"; }
-  void observe(TensorView<const float> x) override {
-    for (std::int64_t i = 0; i < x.numel(); ++i) {
-      require(std::isfinite(x[i]), "observer saw a non-finite value");
-      if (n_ == 0 && i == 0) min_[0] = max_[0] = x[0];
-      min_[0] = std::min(min_[0], x[i]);
-      max_[0] = std::max(max_[0], x[i]);
-    }
-    ++n_;
-  }
-  quant::Range range() const override {
-    require(n_ > 0, "nothing observed");
-    return {min_[0], max_[0]};
-  }
-  void reset() override { n_ = 0; }
-  std::int64_t observed() const override { return n_; }
-
- protected:
-  std::unique_ptr<Module> clone_shell() const override { return std::make_unique<TestMinMax>(); }
-
- private:
-  Tensor<float> min_{Shape{1}, 0.f}, max_{Shape{1}, 0.f};
-  std::int64_t n_ = 0;
-};
-
-quant::PtqConfig test_config() {
-  return {.observer = [] { return std::make_unique<TestMinMax>(); }};
-}
-
-/// A few random batches.
-class RandomBatches : public data::BatchSource {
- public:
-  RandomBatches(Shape shape, int batches, std::uint64_t seed, float lo = -1.f, float hi = 1.f)
-      : shape_(shape), n_(batches), seed_(seed), lo_(lo), hi_(hi) {}
-  void start_epoch(std::uint64_t) override { i_ = 0; }
-  bool next(data::Batch& out) override {
-    if (i_ >= n_) return false;
-    Rng rng(seed_ + static_cast<std::uint64_t>(i_++));
-    out.inputs = random_tensor(shape_, rng, lo_, hi_);
-    return true;
-  }
-  std::int64_t num_batches() const override { return n_; }
-  std::int64_t num_samples() const override { return n_ * shape_[0]; }
-  Tensor<float> batch(int i) const {
-    Rng rng(seed_ + static_cast<std::uint64_t>(i));
-    return random_tensor(shape_, rng, lo_, hi_);
-  }
-
- private:
-  Shape shape_;
-  int n_;
-  std::uint64_t seed_;
-  float lo_, hi_;
-  int i_ = 0;
-};
-
-}  // namespace
 
 TEST_CASE("PTQ: the int8 model matches the fake-quant model at every point", "[quant][ptq]") {
   Rng rng(21);

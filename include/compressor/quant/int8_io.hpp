@@ -1,0 +1,550 @@
+// Saving and loading int8 models (docs/quantization.md, "Saving and loading
+// int8 models"). The file is safetensors (io/safetensors.hpp), written
+// atomically:
+//
+//   quant::save_int8_model(int8, model.channel_plan(), "cnn.int8.safetensors");
+//   quant::Int8Model a = quant::load_int8_model<models::CifarCnn>("cnn.int8.safetensors");
+//   quant::Int8Model b = quant::load_int8_model("cnn.int8.safetensors");  // type from the file
+//
+// Tensors, by the float model's names:
+//
+//   <layer>.weight          I8   (O, KH, KW, I) for a conv (OHWI), (O, I) for a linear layer
+//   <layer>.weight_scale    F32  (O)      per output channel: real = scale[o] * q
+//   <layer>.bias            I32  (O)      at s_in * s_w[o]; only for a layer with a bias
+//   act.<point>.scale       F32  (1)      activation parameters of a quantization point
+//   act.<point>.zero_point  I32  (1)
+//
+// A point can have a layer's name ("fc" is both the classifier and its output
+// point); the "act." prefix keeps the two families apart for a reader
+// ("fc.weight_scale" is the classifier's, "act.fc.scale" its output's). The
+// names cannot collide in any model: a layer tensor's last component is
+// "weight", "weight_scale" or "bias", a point tensor's is "scale" or
+// "zero_point". Metadata: format, format_version, scheme (one line, for
+// people), weight_grid, weight_qmax, model (the type name) and the channel
+// plan (nn::ChannelPlan::kMetadataKey), completed to every layer with weights.
+//
+// Loading rebuilds the float skeleton from the plan (M(plan), BatchNorms
+// folded: this gives the structure, names, kernel geometry and which layers
+// have a bias; its float values are never used) and converts it with
+// convert_with() reading every number from the file. Nothing is trusted: the
+// metadata, the plan against the file's tensors (before the skeleton is
+// built), every expected tensor present with its dtype and shape, nothing
+// else in the file, and every value on its grid (see check lists below). The
+// result is a complete model or an exception (IoError, ShapeError or
+// ValueError) whose message starts with the file name and names the tensor
+// and what was expected.
+#pragma once
+
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <new>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "compressor/io/checkpoint.hpp"
+#include "compressor/io/safetensors.hpp"
+#include "compressor/kernels/int8_traits.hpp"
+#include "compressor/models.hpp"
+#include "compressor/nn/channel_plan.hpp"
+#include "compressor/nn/init.hpp"
+#include "compressor/nn/surgery.hpp"
+#include "compressor/quant/convert.hpp"
+#include "compressor/quant/int8_model.hpp"
+
+namespace compressor::quant {
+
+/// Metadata of an int8 model file.
+struct Int8FileFormat {
+  static constexpr std::string_view kFormat = "compressor.int8_model";
+  static constexpr std::string_view kVersion = "1";
+  static constexpr std::string_view kFormatKey = "format";
+  static constexpr std::string_view kVersionKey = "format_version";
+  static constexpr std::string_view kSchemeKey = "scheme";
+  static constexpr std::string_view kGridKey = "weight_grid";
+  static constexpr std::string_view kQMaxKey = "weight_qmax";
+  static constexpr std::string_view kModelKey = "model";
+
+  static std::string weight(const std::string& layer) { return layer + ".weight"; }
+  static std::string weight_scale(const std::string& layer) { return layer + ".weight_scale"; }
+  static std::string bias(const std::string& layer) { return layer + ".bias"; }
+  static std::string point_scale(const std::string& point) { return "act." + point + ".scale"; }
+  static std::string point_zero_point(const std::string& point) {
+    return "act." + point + ".zero_point";
+  }
+
+  /// The "scheme" metadata: the quantization scheme in one line.
+  static std::string scheme(WeightGrid grid) {
+    const std::string q = std::to_string(weight_qmax(grid));
+    return "activations uint8 asymmetric per tensor (act.<point>.scale F32, "
+           "act.<point>.zero_point I32); weights int8 symmetric per output channel on [-" +
+           q + ", " + q +
+           "] (<layer>.weight I8 OHWI or (out, in), <layer>.weight_scale F32); bias int32 at "
+           "s_in*s_w (<layer>.bias I32); int32 accumulation, requantization by "
+           "kernels/requant.hpp (docs/quantization.md)";
+  }
+};
+
+namespace internal {
+
+/// The largest |bias| with which a layer of K products per output cannot
+/// overflow its int32 accumulator: the kernels add the bias, the zero-point
+/// correction (|za * rowsum| <= 255 * 64 * K) and the products (|sum x*w| <=
+/// 255 * 64 * K), so |bias| <= 2^31 - 1 - 2 * 255 * 64 * K (0 when K is so
+/// large that nothing is left).
+inline std::int64_t max_safe_bias(std::int64_t k) {
+  const std::int64_t per = 2 * std::int64_t{kernels::Int8Traits::kActivationMax} *
+                           std::max(-std::int64_t{kernels::Int8Traits::kWeightMin},
+                                    std::int64_t{kernels::Int8Traits::kWeightMax});
+  const std::int64_t room = std::int64_t{std::numeric_limits<std::int32_t>::max()} - per * k;
+  return std::max<std::int64_t>(0, room);
+}
+
+/// The channel plan completed to every layer of m (in the int8 model's
+/// order, which is the float model's), checked against m.
+inline nn::ChannelPlan complete_plan(const Int8Model& m, const nn::ChannelPlan& plan) {
+  const std::string& model = m.summary().model;
+  require(plan.model == model, "save_int8_model: the channel plan is for model '", plan.model,
+          "' but the int8 model was converted from a '", model, "'");
+  nn::ChannelPlan out;
+  out.model = plan.model;
+  out.options = plan.options;
+  for (const auto& [name, q] : m.layer_weights()) out.channels.emplace_back(name, q.weight.dim(0));
+  for (const auto& [name, c] : plan.channels) {
+    const std::int64_t* have = out.find(name);
+    require(have != nullptr, "save_int8_model: layer '", name,
+            "' of the channel plan is not a layer of the int8 ", model);
+    require(*have == c, "save_int8_model: the channel plan gives layer '", name, "' ", c,
+            " output channels but the int8 ", model, " has ", *have);
+  }
+  return out;
+}
+
+inline const LayerSummary* layer_summary(const ConversionSummary& s, const std::string& name) {
+  for (const auto& l : s.layers)
+    if (l.name == name) return &l;
+  return nullptr;
+}
+
+}  // namespace internal
+
+/// The file content of an int8 model (what save_int8_model writes).
+inline io::SafetensorsWriter int8_model_writer(const Int8Model& m, const nn::ChannelPlan& plan) {
+  using F = Int8FileFormat;
+  const ConversionSummary& s = m.summary();
+  const nn::ChannelPlan full = internal::complete_plan(m, plan);
+  io::SafetensorsWriter w;
+  w.set_metadata(std::string(F::kFormatKey), std::string(F::kFormat));
+  w.set_metadata(std::string(F::kVersionKey), std::string(F::kVersion));
+  w.set_metadata(std::string(F::kSchemeKey), F::scheme(s.grid));
+  w.set_metadata(std::string(F::kGridKey), std::string(to_string(s.grid)));
+  w.set_metadata(std::string(F::kQMaxKey), std::to_string(weight_qmax(s.grid)));
+  w.set_metadata(std::string(F::kModelKey), s.model);
+  w.set_metadata(std::string(nn::ChannelPlan::kMetadataKey), full.to_json());
+  for (const auto& [name, q] : m.layer_weights()) {
+    const LayerSummary* l = internal::layer_summary(s, name);
+    require(l != nullptr, "save_int8_model: layer '", name, "' is missing from the summary");
+    const std::int64_t o = q.weight.dim(0);
+    if (l->kind == "linear")  // held as a 1x1 convolution (O, 1, 1, I)
+      w.add<std::int8_t>(F::weight(name), q.weight.reshape(Shape{o, q.weight.dim(3)}));
+    else
+      w.add<std::int8_t>(F::weight(name), q.weight.view());
+    w.add<float>(F::weight_scale(name), TensorView<const float>(q.scales.data(), Shape{o}));
+    if (!q.bias.empty())
+      w.add<std::int32_t>(F::bias(name), TensorView<const std::int32_t>(q.bias.data(), Shape{o}));
+  }
+  for (const auto& p : s.points) {
+    w.add<float>(F::point_scale(p.name), Tensor<float>(Shape{1}, p.q.scale));
+    w.add<std::int32_t>(F::point_zero_point(p.name),
+                        Tensor<std::int32_t>(Shape{1}, p.q.zero_point));
+  }
+  return w;
+}
+
+/// Writes m atomically to path (temp file, fsync, rename). plan is the channel
+/// plan of the float model m was converted from (model.channel_plan()); it is
+/// stored completed to every layer and must agree with m (ValueError).
+inline void save_int8_model(const Int8Model& m, const nn::ChannelPlan& plan,
+                            const std::filesystem::path& path) {
+  int8_model_writer(m, plan).write(path);
+}
+
+namespace internal {
+
+/// Runs f; an Error whose message does not start with `where` is rethrown as
+/// the same class with "where: " in front.
+template <class F>
+decltype(auto) with_source(const std::string& where, F&& f) {
+  auto prefixed = [&](const Error& e) {
+    const std::string what = e.what();
+    return what.rfind(where, 0) == 0 ? what : where + ": " + what;
+  };
+  try {
+    return f();
+  } catch (const IoError& e) {
+    throw IoError(prefixed(e));
+  } catch (const ShapeError& e) {
+    throw ShapeError(prefixed(e));
+  } catch (const ValueError& e) {
+    throw ValueError(prefixed(e));
+  } catch (const Error& e) {
+    throw Error(prefixed(e));
+  }
+}
+
+/// What the metadata says.
+struct Int8FileHeader {
+  WeightGrid grid = WeightGrid::narrow;
+  std::string model;
+  nn::ChannelPlan plan;
+};
+
+inline const std::string& required_metadata(const io::SafetensorsFile& f, std::string_view key,
+                                            std::string_view expected) {
+  const std::string* v = f.metadata_value(key);
+  if (v == nullptr)
+    throw IoError(compressor::detail::concat(f.source(), ": no metadata '", key, "' (expected ",
+                                             expected, ")"));
+  return *v;
+}
+
+/// Checks format, version, grid, qmax and model; reads the plan.
+inline Int8FileHeader read_int8_header(const io::SafetensorsFile& f) {
+  using F = Int8FileFormat;
+  const std::string& where = f.source();
+  const std::string* format = f.metadata_value(F::kFormatKey);
+  if (format == nullptr || *format != F::kFormat)
+    throw IoError(compressor::detail::concat(
+        where, ": not an int8 model file: metadata 'format' is ",
+        format ? "'" + *format + "'" : std::string("missing"), ", expected '", F::kFormat,
+        "' (a float checkpoint loads with io::load_checkpoint or io::load_model)"));
+  const std::string& version = required_metadata(f, F::kVersionKey, "'1'");
+  if (version != F::kVersion)
+    throw IoError(compressor::detail::concat(where, ": int8 model format_version '", version,
+                                             "' is not supported: this library reads version ",
+                                             F::kVersion));
+  Int8FileHeader h;
+  const std::string& grid = required_metadata(f, F::kGridKey, "'narrow'");
+  try {
+    h.grid = weight_grid_from_string(grid);
+  } catch (const ValueError& e) {
+    throw IoError(compressor::detail::concat(where, ": metadata 'weight_grid': ", e.what()));
+  }
+  const std::int32_t qmax = weight_qmax(h.grid);
+  const std::string& qmax_text = required_metadata(f, F::kQMaxKey, std::to_string(qmax));
+  if (qmax_text != std::to_string(qmax))
+    throw IoError(compressor::detail::concat(where, ": metadata 'weight_qmax' is '", qmax_text,
+                                             "', expected '", qmax, "' for weight grid '", grid,
+                                             "'"));
+  if (-qmax < kernels::Int8Traits::kWeightMin || qmax > kernels::Int8Traits::kWeightMax)
+    throw IoError(compressor::detail::concat(
+        where, ": weight grid '", grid, "' [-", qmax, ", ", qmax,
+        "] is outside the weights this build's int8 kernels compute exactly [",
+        kernels::Int8Traits::kWeightMin, ", ", kernels::Int8Traits::kWeightMax, "]"));
+  h.model = required_metadata(f, F::kModelKey, "the model's type name");
+  if (f.metadata_value(nn::ChannelPlan::kMetadataKey) == nullptr)
+    throw IoError(compressor::detail::concat(
+        where, ": no channel plan in the metadata (key '", nn::ChannelPlan::kMetadataKey,
+        "'): an int8 model file holds the plan of the model it was converted from, which gives "
+        "its structure"));
+  h.plan = io::read_channel_plan(f);
+  if (h.plan.model != h.model)
+    throw IoError(compressor::detail::concat(where, ": metadata 'model' is '", h.model,
+                                             "' but the channel plan is for '", h.plan.model, "'"));
+  return h;
+}
+
+/// The plan against the file, before anything is built from it: every layer
+/// of the plan has its int8 weight in the file with the plan's output
+/// channels, and the input channels (option in_channels) are some weight's.
+/// So every count the skeleton is built from is a dimension of a tensor the
+/// file holds, and a hostile plan cannot ask for an arbitrary model.
+inline void check_plan_against_file(io::SafetensorsFile& f, const nn::ChannelPlan& plan) {
+  const std::string& where = f.source();
+  for (const auto& [layer, c] : plan.channels) {
+    const std::string name = Int8FileFormat::weight(layer);
+    const io::TensorInfo* t = f.find(name);
+    if (t == nullptr)
+      throw IoError(compressor::detail::concat(where, ": missing tensor '", name,
+                                               "' (the int8 weight of layer '", layer,
+                                               "' of the channel plan)"));
+    f.check_dtype(*t, DType::i8);
+    if ((t->dims.size() != 2 && t->dims.size() != 4) || t->dims[0] != c)
+      throw ShapeError(compressor::detail::concat(
+          where, ": tensor '", name, "' has shape ", t->shape_str(),
+          ", but the channel plan gives layer '", layer, "' ", c, " output channels (expected (", c,
+          ", KH, KW, I) or (", c, ", I))"));
+  }
+  if (const io::json::Value* in = plan.option("in_channels"); in && in->is_int64()) {
+    std::int64_t widest = 0;
+    for (const auto& t : f.tensors())
+      if (t.dtype == DType::i8 && t.dims.size() >= 2) widest = std::max(widest, t.dims.back());
+    if (in->as_int64() > widest)
+      throw IoError(compressor::detail::concat(
+          where, ": the channel plan's option in_channels = ", in->as_int64(),
+          " is no weight's input channel count (the widest in the file is ", widest, ")"));
+  }
+}
+
+/// One tensor the skeleton expects.
+struct ExpectedTensor {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  std::string what;  ///< "the OHWI int8 weight of conv 'features.0'"
+};
+
+/// Every tensor of the file for the (folded) skeleton and its points, in order.
+inline std::vector<ExpectedTensor> expected_tensors(nn::Module& skeleton,
+                                                    const std::vector<nn::QuantPoint>& points) {
+  using F = Int8FileFormat;
+  std::vector<ExpectedTensor> out;
+  skeleton.visit([&](const std::string& path, nn::Module& m) {
+    auto* w = nn::as<nn::WeightedLayer>(m);
+    if (w == nullptr) return;
+    const bool conv = w->weight().rank() == 4;
+    const std::int64_t o = w->out_channels();
+    const std::string who = std::string(conv ? "conv '" : "linear layer '") + path + "'";
+    out.push_back(
+        {F::weight(path), DType::i8, w->weight().shape(),
+         std::string(conv ? "the OHWI int8 weight of " : "the (out, in) int8 weight of ") + who});
+    out.push_back({F::weight_scale(path), DType::f32, Shape{o},
+                   "the per-output-channel weight scales of " + who});
+    if (w->has_bias())
+      out.push_back({F::bias(path), DType::i32, Shape{o}, "the int32 bias of " + who});
+  });
+  for (const auto& p : points) {
+    out.push_back({F::point_scale(p.name), DType::f32, Shape{1},
+                   "the activation scale of quantization point '" + p.name + "'"});
+    out.push_back({F::point_zero_point(p.name), DType::i32, Shape{1},
+                   "the activation zero point of quantization point '" + p.name + "'"});
+  }
+  return out;
+}
+
+/// Presence, dtype and shape of every expected tensor, and nothing else in the file.
+inline void check_structure(io::SafetensorsFile& f, const std::vector<ExpectedTensor>& expected,
+                            std::string_view model) {
+  const std::string& where = f.source();
+  std::vector<std::string> missing;
+  std::set<std::string> names;
+  for (const auto& e : expected) {
+    names.insert(e.name);
+    if (!f.contains(e.name))
+      missing.push_back(compressor::detail::concat("'", e.name, "' (", e.what, ", ",
+                                                   dtype_name(e.dtype), " ", e.shape.str(), ")"));
+  }
+  if (!missing.empty())
+    throw IoError(compressor::detail::concat(where, ": ", missing.size(), " tensor(s) of the int8 ",
+                                             model,
+                                             " are missing: ", io::detail::item_list(missing)));
+  std::vector<std::string> unexpected;
+  for (const auto& t : f.tensors())
+    if (!names.count(t.name)) unexpected.push_back(t.name);
+  if (!unexpected.empty())
+    throw IoError(compressor::detail::concat(
+        where, ": ", unexpected.size(),
+        " tensor(s) in the file belong to no layer or point of the int8 ", model,
+        " built from its channel plan: ", io::detail::name_list(unexpected)));
+  for (const auto& e : expected) {
+    const io::TensorInfo& t = *f.find(e.name);
+    if (!t.dtype || *t.dtype != e.dtype)
+      throw IoError(compressor::detail::concat(where, ": tensor '", e.name, "' has dtype ",
+                                               t.dtype_name, ", expected ", dtype_name(e.dtype),
+                                               " (", e.what, ")"));
+    if (t.dims.size() != static_cast<std::size_t>(e.shape.rank()) ||
+        !std::equal(t.dims.begin(), t.dims.end(), e.shape.dims().begin()))
+      throw ShapeError(compressor::detail::concat(where, ": tensor '", e.name, "' has shape ",
+                                                  t.shape_str(), ", expected ", e.shape.str(), " (",
+                                                  e.what, ")"));
+  }
+}
+
+/// ConvertSource reading a checked file: each value is validated as it is read.
+class FileSource final : public ConvertSource {
+ public:
+  FileSource(io::SafetensorsFile& f, WeightGrid grid) : f_(f), grid_(grid) {}
+
+  QuantParams point(const std::string& name) override {
+    for (const auto& [n, q] : points_)
+      if (n == name) return q;
+    const std::string sn = Int8FileFormat::point_scale(name);
+    const std::string zn = Int8FileFormat::point_zero_point(name);
+    const Tensor<float> s = read<float>(sn, Shape{1});
+    const Tensor<std::int32_t> z = read<std::int32_t>(zn, Shape{1});
+    check_scale(sn, s[0], 0);
+    constexpr std::int32_t lo = kernels::Int8Traits::kActivationMin;
+    constexpr std::int32_t hi = kernels::Int8Traits::kActivationMax;
+    if (z[0] < lo || z[0] > hi)
+      throw ValueError(compressor::detail::concat(f_.source(), ": tensor '", zn, "' is ", z[0],
+                                                  ", expected a uint8 zero point in [", lo, ", ",
+                                                  hi, "]"));
+    const QuantParams q{s[0], z[0]};
+    points_.emplace_back(name, q);
+    return q;
+  }
+
+  QuantizedWeights weights(const std::string& name, nn::WeightedLayer& layer,
+                           QuantParams) override {
+    using F = Int8FileFormat;
+    const std::string& where = f_.source();
+    const bool conv = layer.weight().rank() == 4;
+    const std::int64_t o = layer.out_channels(), i = layer.in_channels();
+    QuantizedWeights q;
+    const std::string wn = F::weight(name);
+    q.weight = read<std::int8_t>(wn, layer.weight().shape());
+    const std::int32_t qmax = weight_qmax(grid_);
+    const std::int32_t lo = std::max(-qmax, kernels::Int8Traits::kWeightMin);
+    const std::int32_t hi = std::min(qmax, kernels::Int8Traits::kWeightMax);
+    const std::int64_t per = q.weight.numel() / o;
+    for (std::int64_t k = 0; k < q.weight.numel(); ++k)
+      if (q.weight[k] < lo || q.weight[k] > hi)
+        throw ValueError(compressor::detail::concat(
+            where, ": tensor '", wn, "': weight ", int(q.weight[k]), " (output channel ", k / per,
+            ", element ", k, ") is outside the ", to_string(grid_), " weight grid [", lo, ", ", hi,
+            "] the int8 kernels compute exactly"));
+    if (!conv) q.weight = Tensor<std::int8_t>(std::as_const(q.weight).reshape(Shape{o, 1, 1, i}));
+    const std::string sn = F::weight_scale(name);
+    const Tensor<float> s = read<float>(sn, Shape{o});
+    for (std::int64_t c = 0; c < o; ++c) check_scale(sn, s[c], c);
+    q.scales.assign(s.data(), s.data() + o);
+    if (layer.has_bias()) {
+      const std::string bn = F::bias(name);
+      const Tensor<std::int32_t> b = read<std::int32_t>(bn, Shape{o});
+      const std::int64_t limit = max_safe_bias(per);
+      for (std::int64_t c = 0; c < o; ++c)
+        if (std::abs(std::int64_t{b[c]}) > limit)
+          throw ValueError(compressor::detail::concat(
+              where, ": tensor '", bn, "': bias ", b[c], " of output channel ", c, " is outside [-",
+              limit, ", ", limit, "], where the int32 accumulator of ", per,
+              " products per output cannot overflow"));
+      q.bias.assign(b.data(), b.data() + o);
+    }
+    q.stride = layer.kernel().stride;
+    q.padding = layer.kernel().padding;
+    layers_.insert(name);
+    return q;
+  }
+
+  std::size_t layers_read() const { return layers_.size(); }
+  std::size_t points_read() const { return points_.size(); }
+
+ private:
+  template <TensorElement T>
+  Tensor<T> read(const std::string& name, const Shape& want) {
+    const io::TensorInfo* t = f_.find(name);
+    if (t == nullptr)
+      throw IoError(compressor::detail::concat(f_.source(), ": missing tensor '", name, "' (",
+                                               dtype_name(dtype_of<T>()), " ", want.str(), ")"));
+    f_.check_dtype(*t, dtype_of<T>());
+    if (t->dims.size() != static_cast<std::size_t>(want.rank()) ||
+        !std::equal(t->dims.begin(), t->dims.end(), want.dims().begin()))
+      throw ShapeError(compressor::detail::concat(f_.source(), ": tensor '", name, "' has shape ",
+                                                  t->shape_str(), ", expected ", want.str()));
+    return f_.read<T>(*t);
+  }
+
+  void check_scale(const std::string& name, float s, std::int64_t index) const {
+    if (!(std::isfinite(s) && s >= kMinScale))
+      throw ValueError(
+          compressor::detail::concat(f_.source(), ": tensor '", name, "': scale ", s, " (element ",
+                                     index, ") is not a finite scale >= ", kMinScale,
+                                     " (float epsilon, the smallest scale quantization chooses)"));
+  }
+
+  io::SafetensorsFile& f_;
+  WeightGrid grid_;
+  std::vector<std::pair<std::string, QuantParams>> points_;
+  std::set<std::string> layers_;
+};
+
+template <class M>
+concept Int8Loadable =
+    std::derived_from<M, nn::Module> && std::constructible_from<M, const nn::ChannelPlan&>;
+
+}  // namespace internal
+
+/// Loads an int8 model of type M from an open file (see the file comment);
+/// throws IoError / ShapeError / ValueError naming the file and the tensor.
+template <class M>
+requires internal::Int8Loadable<M> Int8Model load_int8_model(io::SafetensorsFile& file) {
+  const std::string& where = file.source();
+  const internal::Int8FileHeader h = internal::read_int8_header(file);
+  if constexpr (requires { M::kTypeName; }) {
+    if (h.model != M::kTypeName)
+      throw IoError(compressor::detail::concat(where, ": the file holds an int8 '", h.model,
+                                               "', not a '", M::kTypeName,
+                                               "' (quant::load_int8_model(path) takes the type "
+                                               "from the file)"));
+  }
+  internal::check_plan_against_file(file, h.plan);
+  std::unique_ptr<M> skeleton;
+  {
+    nn::init::PreserveGenerator keep;  // the skeleton's random values are never used
+    internal::with_source(where, [&] {
+      try {
+        skeleton = std::make_unique<M>(h.plan);
+      } catch (const std::bad_alloc&) {
+        throw IoError("the channel plan asks for a model too large to build");
+      } catch (const std::length_error&) {
+        throw IoError("the channel plan asks for a model too large to build");
+      }
+    });
+  }
+  skeleton->eval();
+  nn::fold_batchnorms(*skeleton);
+  const std::vector<nn::QuantPoint> points = skeleton->quantization_points();
+  const auto expected = internal::expected_tensors(*skeleton, points);
+  internal::check_structure(file, expected, skeleton->type_name());
+  internal::FileSource source(file, h.grid);
+  Int8Model m =
+      internal::with_source(where, [&] { return convert_with(*skeleton, points, h.grid, source); });
+  // Every layer and point the file holds went into the model.
+  std::size_t layers = 0;
+  for (const auto& e : expected) layers += e.dtype == DType::i8;
+  require(source.layers_read() == layers && source.points_read() == points.size(), where,
+          ": the conversion used ", source.layers_read(), " of ", layers, " layers and ",
+          source.points_read(), " of ", points.size(), " quantization points of the file");
+  return m;
+}
+
+/// Opens path and loads an int8 model of type M from it.
+template <class M>
+requires internal::Int8Loadable<M> Int8Model load_int8_model(const std::filesystem::path& path) {
+  io::SafetensorsFile f = io::SafetensorsFile::open(path);
+  return load_int8_model<M>(f);
+}
+
+/// Loads an int8 model of the type the file's metadata 'model' names
+/// (CifarCnn, ResNet, EfRegressor).
+inline Int8Model load_int8_model(io::SafetensorsFile& file) {
+  const internal::Int8FileHeader h = internal::read_int8_header(file);
+  if (h.model == models::CifarCnn::kTypeName) return load_int8_model<models::CifarCnn>(file);
+  if (h.model == models::ResNet18::kTypeName) return load_int8_model<models::ResNet18>(file);
+  if (h.model == models::EfRegressor::kTypeName) return load_int8_model<models::EfRegressor>(file);
+  throw IoError(compressor::detail::concat(file.source(), ": metadata 'model' is '", h.model,
+                                           "', expected one of '", models::CifarCnn::kTypeName,
+                                           "', '", models::ResNet18::kTypeName, "', '",
+                                           models::EfRegressor::kTypeName, "'"));
+}
+
+/// Opens path and loads the int8 model it holds, of the type its metadata names.
+inline Int8Model load_int8_model(const std::filesystem::path& path) {
+  io::SafetensorsFile f = io::SafetensorsFile::open(path);
+  return load_int8_model(f);
+}
+
+/// Loads an int8 model from the bytes of a file; `name` stands for the file in messages.
+inline Int8Model load_int8_model_from_bytes(std::string bytes, std::string name = "<memory>") {
+  io::SafetensorsFile f = io::SafetensorsFile::from_bytes(std::move(bytes), std::move(name));
+  return load_int8_model(f);
+}
+
+}  // namespace compressor::quant
