@@ -51,7 +51,7 @@ inline std::string_view to_string(WeightGrid g) {
 }
 inline WeightGrid weight_grid_from_string(std::string_view s) {
   if (s == "narrow") return WeightGrid::narrow;
-  throw ValueError(detail::concat("unknown weight grid '", s, "' (expected: narrow)"));
+  throw ValueError(compressor::detail::concat("unknown weight grid '", s, "' (expected: narrow)"));
 }
 
 /// The smallest scale a parameter set may have (PyTorch uses float eps too):
@@ -63,8 +63,8 @@ inline constexpr float kMinScale = std::numeric_limits<float>::epsilon();
 /// scale = (max - min) / (qmax - qmin), zero_point = qmin - round(min / scale)
 /// clamped into [qmin, qmax]. Throws on a non-finite range.
 inline QuantParams choose_activation_params(Range r) {
-  require(std::isfinite(r.min) && std::isfinite(r.max) && r.min <= r.max,
-          "activation range [", r.min, ", ", r.max, "] is not a finite interval");
+  require(std::isfinite(r.min) && std::isfinite(r.max) && r.min <= r.max, "activation range [",
+          r.min, ", ", r.max, "] is not a finite interval");
   constexpr std::int32_t qmin = kernels::Int8Traits::kActivationMin;
   constexpr std::int32_t qmax = kernels::Int8Traits::kActivationMax;
   const double lo = std::min(0.0, static_cast<double>(r.min));
@@ -127,14 +127,16 @@ inline std::int8_t quantize_weight(float w, float scale, WeightGrid grid) {
 /// Quantizes a weight (output channels on axis 0) with per-channel scales.
 inline Tensor<std::int8_t> quantize_weights(TensorView<const float> w,
                                             std::span<const float> scales, WeightGrid grid) {
+  require<ShapeError>(w.rank() >= 1 && w.dim(0) > 0, "quantize_weights: weight of shape ",
+                      w.shape().str());
   const std::int64_t c = w.dim(0), per = w.numel() / c;
-  require<ShapeError>(static_cast<std::int64_t>(scales.size()) == c, "quantize_weights: ",
-                      scales.size(), " scales for ", c, " output channels");
+  require<ShapeError>(static_cast<std::int64_t>(scales.size()) == c,
+                      "quantize_weights: ", scales.size(), " scales for ", c, " output channels");
   Tensor<std::int8_t> q(w.shape());
   for (std::int64_t o = 0; o < c; ++o)
     for (std::int64_t k = 0; k < per; ++k)
-      q.data()[o * per + k] = quantize_weight(w[o * per + k], scales[static_cast<std::size_t>(o)],
-                                              grid);
+      q.data()[o * per + k] =
+          quantize_weight(w[o * per + k], scales[static_cast<std::size_t>(o)], grid);
   return q;
 }
 
