@@ -1,0 +1,52 @@
+// The one pass every observer makes over a tensor: its minimum, maximum and
+// whether all of it is finite. The loop is an OpenMP `simd` reduction (min,
+// max, and a sum of x - x, which is 0 for finite x and NaN for NaN or +-inf),
+// so the compiler vectorises it without -ffast-math; NaN cannot hide in the
+// min/max because the finiteness sum catches it separately.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string_view>
+
+#include "compressor/core/error.hpp"
+#include "compressor/core/tensor.hpp"
+
+namespace compressor::quant {
+
+/// Minimum and maximum of a tensor, and whether every element was finite.
+/// For an empty tensor: min = +inf, max = -inf, finite.
+struct MinMax {
+  float min = std::numeric_limits<float>::infinity();
+  float max = -std::numeric_limits<float>::infinity();
+  bool finite = true;
+};
+
+/// One vectorised pass over n floats.
+inline MinMax scan_min_max(const float* x, std::int64_t n) {
+  float mn = std::numeric_limits<float>::infinity();
+  float mx = -std::numeric_limits<float>::infinity();
+  float nonfinite = 0.f;  // stays 0 unless some x - x is NaN
+#pragma omp simd reduction(min : mn) reduction(max : mx) reduction(+ : nonfinite)
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    mn = v < mn ? v : mn;
+    mx = v > mx ? v : mx;
+    nonfinite += v - v;
+  }
+  return {mn, mx, nonfinite == 0.f};
+}
+
+/// scan_min_max(x), throwing ValueError if x holds a NaN or an infinity
+/// (`who` names the observer): a non-finite calibration value must not
+/// become a scale.
+inline MinMax finite_min_max(TensorView<const float> x, std::string_view who) {
+  const MinMax r = scan_min_max(x.data(), x.numel());
+  if (!r.finite)
+    throw ValueError(compressor::detail::concat(
+        who, " saw a non-finite value (NaN or inf) in a tensor of shape ", x.shape().str()));
+  return r;
+}
+
+}  // namespace compressor::quant
