@@ -247,7 +247,11 @@ class Module {
       const init::PreserveGenerator keep;
       copy = clone_shell();
     }
-    require(copy != nullptr && typeid(*copy) == typeid(*this), "clone: ", type_name(),
+    // typeid of a reference, not of *copy: clang warns (an error with
+    // -Werror) that unique_ptr's operator* would be evaluated inside typeid.
+    require(copy != nullptr, "clone: ", type_name(), "::clone_shell() returned null");
+    const Module& made = *copy;
+    require(typeid(made) == typeid(*this), "clone: ", type_name(),
             " does not override clone_shell() with a module of its own type");
     require(copy->children_.empty() && copy->params_.size() == params_.size() &&
                 copy->buffers_.size() == buffers_.size(),
