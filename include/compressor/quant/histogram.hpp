@@ -89,7 +89,9 @@ struct BinMap {
   }
 };
 
-namespace detail {
+// Not quant::detail: other quant headers call compressor's detail::concat
+// unqualified, which a quant::detail declared before them would hide.
+namespace histogram_detail {
 
 /// The histogram model of the file comment: prefix counts and each bin's
 /// support. Built, it reads only its prefix counts (in `scratch` if that has
@@ -283,31 +285,31 @@ inline Range clip_to_observed(double a, double b, const HistogramRef& h) {
   return {std::min(lo, hi), hi};
 }
 
-}  // namespace detail
+}  // namespace histogram_detail
 
 /// Expected squared error of fake-quantizing the histogram's values with q,
 /// summed over the values (divide by the total count for the mean).
 inline double histogram_sq_error(HistogramRef h, QuantParams q) {
-  return detail::sq_error(detail::HistogramModel(h), q);
+  return histogram_detail::sq_error(histogram_detail::HistogramModel(h), q);
 }
 
 /// [the (100 - p)-th percentile, the p-th percentile] of the histogram's
 /// values, p in (50, 100]; p = 100 gives [min_val, max_val].
 inline Range histogram_percentile_range(HistogramRef h, double p) {
   require(p > 50.0 && p <= 100.0, "percentile must be in (50, 100], got ", p);
-  const detail::HistogramModel m(h);
+  const histogram_detail::HistogramModel m(h);
   const double total = static_cast<double>(m.total());
   const double a = m.quantile(total * (100.0 - p) / 100.0, true);
   const double b = m.quantile(total * p / 100.0, false);
-  return detail::clip_to_observed(a, b, h);
+  return histogram_detail::clip_to_observed(a, b, h);
 }
 
 /// The range whose uint8 parameters minimise histogram_sq_error (file comment).
 inline Range histogram_mse_range(HistogramRef h) {
-  const detail::HistogramModel m(h);
+  const histogram_detail::HistogramModel m(h);
   const std::int64_t bins = m.bins();
   const double w = h.width();
-  if (w == 0.0) return detail::clip_to_observed(h.lo(), h.hi(), h);
+  if (w == 0.0) return histogram_detail::clip_to_observed(h.lo(), h.hi(), h);
   // Edges up to the first one >= 0 (as a lower end it means 0), and from the
   // last one <= 0.
   const double z = -h.lo() / w;  // where 0 is, in bins
@@ -318,18 +320,18 @@ inline Range histogram_mse_range(HistogramRef h) {
   const auto cost = [&](std::int64_t l, std::int64_t r) {
     const Range cand{static_cast<float>(std::min(h.edge(l), 0.0)),
                      static_cast<float>(std::max(h.edge(r), 0.0))};
-    return detail::sq_error(m, choose_activation_params(cand));
+    return histogram_detail::sq_error(m, choose_activation_params(cand));
   };
-  const auto [l, r] = detail::descend(bins, l_last, r_first, true, cost,
-                                      [](std::int64_t, std::int64_t) { return true; });
-  return detail::clip_to_observed(std::min(h.edge(l), 0.0), std::max(h.edge(r), 0.0), h);
+  const auto [l, r] = histogram_detail::descend(bins, l_last, r_first, true, cost,
+                                                [](std::int64_t, std::int64_t) { return true; });
+  return histogram_detail::clip_to_observed(std::min(h.edge(l), 0.0), std::max(h.edge(r), 0.0), h);
 }
 
 /// The number of uint8 steps a KL window is quantized into.
 inline constexpr std::int64_t kKlLevels =
     kernels::Int8Traits::kActivationMax - kernels::Int8Traits::kActivationMin;
 
-namespace detail {
+namespace histogram_detail {
 
 /// What the KL rule works on: the histogram's counts, except that the bin
 /// holding 0 takes the mean count of its neighbours (NVIDIA's TensorRT
@@ -412,13 +414,13 @@ class KlModel {
   std::vector<double> counts_, count_, nonzero_, clogc_;
 };
 
-}  // namespace detail
+}  // namespace histogram_detail
 
 /// KL(P || Q) of the window of bins [l, r) (file comment), r - l >= kKlLevels.
 inline double histogram_kl_divergence(HistogramRef h, std::int64_t l, std::int64_t r) {
   require(l >= 0 && r <= h.bins() && r - l >= kKlLevels, "histogram_kl_divergence: window [", l,
           ", ", r, ") of a ", h.bins(), "-bin histogram is not ", kKlLevels, " bins or more");
-  return detail::KlModel(h).divergence(l, r);
+  return histogram_detail::KlModel(h).divergence(l, r);
 }
 
 /// TensorRT's entropy calibration, asymmetric (file comment). The histogram
@@ -429,8 +431,8 @@ inline Range histogram_kl_range(HistogramRef h) {
           " bins, got ", bins);
   require(h.min_val <= h.max_val, "histogram: empty (nothing observed)");
   const double w = h.width();
-  if (w == 0.0) return detail::clip_to_observed(h.lo(), h.hi(), h);
-  const detail::KlModel m(h);
+  if (w == 0.0) return histogram_detail::clip_to_observed(h.lo(), h.hi(), h);
+  const histogram_detail::KlModel m(h);
   // The window must hold 0: edge l <= 0 <= edge r.
   const double z = -h.lo() / w;
   const std::int64_t l_last =
@@ -451,8 +453,9 @@ inline Range histogram_kl_range(HistogramRef h) {
         const double c = cost(a, b);
         if (c < best) best = c, l0 = a, r0 = b;
       }
-  const auto [l, r] = detail::descend(bins, l_last, r_first, false, cost, feasible, l0, r0);
-  return detail::clip_to_observed(h.edge(l), h.edge(r), h);
+  const auto [l, r] =
+      histogram_detail::descend(bins, l_last, r_first, false, cost, feasible, l0, r0);
+  return histogram_detail::clip_to_observed(h.edge(l), h.edge(r), h);
 }
 
 /// Re-bins a histogram onto the range of new observed extremes [new_min,
@@ -469,7 +472,7 @@ inline void rebin_histogram(HistogramRef h, float new_min, float new_max,
               scratch.size() > h.counts.size(),
           "rebin_histogram: [", new_min, ", ", new_max, "] does not contain [", h.min_val, ", ",
           h.max_val, "] or the spans do not fit");
-  const detail::HistogramModel m(h, scratch);
+  const histogram_detail::HistogramModel m(h, scratch);
   const HistogramRef to{out, new_min, new_max};
   const std::int64_t bins = m.bins();
   std::int64_t prev = 0;

@@ -132,6 +132,7 @@ class HistogramObserver : public ExtremaObserver {
   // sub-histogram counter can pass 2^31.
   static constexpr std::int64_t kFlush = std::int64_t{1} << 31;
 
+  COMPRESSOR_QUANT_SIMD_BEGIN
   /// Counts n values, all inside [min_val, max_val], into the histogram.
   void add_counts(const float* x, std::int64_t n) {
     const BinMap map(bins_, min_val_[0], max_val_[0]);
@@ -163,6 +164,8 @@ class HistogramObserver : public ExtremaObserver {
       }
     }
   }
+
+  COMPRESSOR_QUANT_SIMD_END
 
   std::int64_t bins_;
   HistogramMethod method_;

@@ -51,7 +51,7 @@ inline std::string_view to_string(WeightGrid g) {
 }
 inline WeightGrid weight_grid_from_string(std::string_view s) {
   if (s == "narrow") return WeightGrid::narrow;
-  throw ValueError(compressor::detail::concat("unknown weight grid '", s, "' (expected: narrow)"));
+  throw ValueError(detail::concat("unknown weight grid '", s, "' (expected: narrow)"));
 }
 
 /// The smallest scale a parameter set may have (PyTorch uses float eps too):
