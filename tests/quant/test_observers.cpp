@@ -572,6 +572,12 @@ TEST_CASE("weight quantization: on the grid, within half a step", "[quant][qpara
   // Out-of-range values clamp to the grid.
   CHECK(quantize_weight(100.f, 0.01f, grid) == qmax);
   CHECK(quantize_weight(-100.f, 0.01f, grid) == -qmax);
+  // A weight with empty channels: zero ranges, not an error.
+  const auto empty = per_channel_range(Tensor<float>(Shape{3, 0}));
+  REQUIRE(empty.size() == 3);
+  CHECK(empty[1].min == 0.f);
+  CHECK(empty[1].max == 0.f);
+  CHECK(scan_min_max(nullptr, 0).finite);
   w[3] = std::nanf("");
   CHECK_THROWS_AS(weight_scales(w, grid), ValueError);
   CHECK_THROWS_WITH(per_channel_range(w), Catch::Contains("non-finite weight in output channel 0"));

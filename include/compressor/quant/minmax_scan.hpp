@@ -1,8 +1,10 @@
 // The one pass every observer makes over a tensor: its minimum, maximum and
 // whether all of it is finite. The loop is an OpenMP `simd` reduction (min,
-// max, and a sum of x - x, which is 0 for finite x and NaN for NaN or +-inf),
-// so the compiler vectorises it without -ffast-math; NaN cannot hide in the
-// min/max because the finiteness sum catches it separately.
+// max, and an OR of x != x), so the compiler vectorises it without
+// -ffast-math; an infinity shows in the min or max, a NaN in the OR. It runs
+// at the read rate of a plain vectorised sum (benchmarks/quant); summing
+// x - x instead (NaN for NaN and inf alike) was 30% slower, one float-add
+// dependency chain.
 #pragma once
 
 #include <cmath>
@@ -39,15 +41,17 @@ COMPRESSOR_QUANT_SIMD_BEGIN
 inline MinMax scan_min_max(const float* x, std::int64_t n) {
   float mn = std::numeric_limits<float>::infinity();
   float mx = -std::numeric_limits<float>::infinity();
-  float nonfinite = 0.f;  // stays 0 unless some x - x is NaN
-#pragma omp simd reduction(min : mn) reduction(max : mx) reduction(+ : nonfinite)
+  int nan = 0;
+#pragma omp simd reduction(min : mn) reduction(max : mx) reduction(| : nan)
   for (std::int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     mn = v < mn ? v : mn;
     mx = v > mx ? v : mx;
-    nonfinite += v - v;
+    nan |= v != v;
   }
-  return {mn, mx, nonfinite == 0.f};
+  // An infinity ends up in mn or mx; a NaN only in `nan` (the min/max
+  // comparisons skip it).
+  return {mn, mx, nan == 0 && (n == 0 || (std::isfinite(mn) && std::isfinite(mx)))};
 }
 COMPRESSOR_QUANT_SIMD_END
 
