@@ -127,6 +127,8 @@ inline std::int8_t quantize_weight(float w, float scale, WeightGrid grid) {
 /// Quantizes a weight (output channels on axis 0) with per-channel scales.
 inline Tensor<std::int8_t> quantize_weights(TensorView<const float> w,
                                             std::span<const float> scales, WeightGrid grid) {
+  require<ShapeError>(w.rank() >= 1 && w.dim(0) > 0, "quantize_weights: weight of shape ",
+                      w.shape().str());
   const std::int64_t c = w.dim(0), per = w.numel() / c;
   require<ShapeError>(static_cast<std::int64_t>(scales.size()) == c,
                       "quantize_weights: ", scales.size(), " scales for ", c, " output channels");
