@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -417,10 +419,24 @@ inline std::unique_ptr<nn::Module> fp32_deploy_model(const nn::Module& m) {
 /// The float model that simulates `int8` (converted from p): a copy of p's
 /// model with each layer's weights fake-quantized per channel, its bias on the
 /// int32 grid, and a FakeQuantize with the point's parameters at every point.
-inline std::unique_ptr<nn::Module> fake_quant_model(const Prepared& p, const Int8Model& int8) {
+/// With `weight_layers`, only the layers named there (float layer names, as in
+/// ConversionSummary::layers) get fake-quantized weights and biases; the
+/// others keep their float ones (the sensitivity report quantizes one layer
+/// at a time). Every point still gets its FakeQuantize. A name that is no
+/// converted layer is an error.
+inline std::unique_ptr<nn::Module> fake_quant_model(
+    const Prepared& p, const Int8Model& int8,
+    const std::optional<std::set<std::string>>& weight_layers = std::nullopt) {
   auto m = p.model->clone();
   const ConversionSummary& s = int8.summary();
+  if (weight_layers)
+    for (const auto& name : *weight_layers) {
+      bool found = false;
+      for (const auto& l : s.layers) found = found || l.name == name;
+      require(found, "fake_quant_model: '", name, "' is not a converted layer with weights");
+    }
   for (const auto& l : s.layers) {
+    if (weight_layers && !weight_layers->contains(l.name)) continue;
     auto& w = nn::require_capability<nn::WeightedLayer>(internal::module_at(*m, l.name),
                                                         "a layer with weights", l.name);
     Tensor<float>& weight = w.weight();
