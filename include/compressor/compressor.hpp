@@ -61,4 +61,5 @@
 #include "compressor/quant/observers.hpp"
 #include "compressor/quant/qat.hpp"
 #include "compressor/quant/qparams.hpp"
+#include "compressor/quant/sensitivity.hpp"
 #include "compressor/train.hpp"
