@@ -40,6 +40,11 @@ class TestMinMax : public quant::Observer {
   }
   void reset() override { n_ = 0; }
   std::int64_t observed() const override { return n_; }
+  /// Scales the recorded range (a badly calibrated point, for the tests).
+  void widen(float factor) {
+    min_[0] *= factor;
+    max_[0] *= factor;
+  }
 
  protected:
   std::unique_ptr<Module> clone_shell() const override { return std::make_unique<TestMinMax>(); }

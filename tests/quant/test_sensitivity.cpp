@@ -8,54 +8,17 @@
 #include <string>
 #include <vector>
 
+#include "quant/quant_test_util.hpp"
 #include "surgery/surgery_test_util.hpp"
 
 using namespace compressor;
 using namespace compressor::models;
 using compressor::testing::random_tensor;
 using compressor::testing::randomize_batchnorms;
+using compressor::testing::test_config;
+using compressor::testing::TestMinMax;
 
 namespace {
-
-/// A plain min/max observer (as in test_ptq.cpp), whose range can be widened.
-class TestMinMax : public quant::Observer {
- public:
-  TestMinMax() {
-    register_buffer("min_val", min_);
-    register_buffer("max_val", max_);
-  }
-  std::string_view type_name() const override { return "TestMinMax"; }
-  void observe(TensorView<const float> x) override {
-    for (std::int64_t i = 0; i < x.numel(); ++i) {
-      require(std::isfinite(x[i]), "observer saw a non-finite value");
-      if (n_ == 0 && i == 0) min_[0] = max_[0] = x[0];
-      min_[0] = std::min(min_[0], x[i]);
-      max_[0] = std::max(max_[0], x[i]);
-    }
-    ++n_;
-  }
-  quant::Range range() const override {
-    require(n_ > 0, "nothing observed");
-    return {min_[0], max_[0]};
-  }
-  void reset() override { n_ = 0; }
-  std::int64_t observed() const override { return n_; }
-  void widen(float factor) {
-    min_[0] *= factor;
-    max_[0] *= factor;
-  }
-
- protected:
-  std::unique_ptr<Module> clone_shell() const override { return std::make_unique<TestMinMax>(); }
-
- private:
-  Tensor<float> min_{Shape{1}, 0.f}, max_{Shape{1}, 0.f};
-  std::int64_t n_ = 0;
-};
-
-quant::PtqConfig test_config() {
-  return {.observer = [] { return std::make_unique<TestMinMax>(); }};
-}
 
 TestMinMax& observer_at(quant::Prepared& p, const std::string& point) {
   auto* o = nn::as<TestMinMax>(*p.model->find(point)->output_hook());

@@ -66,26 +66,25 @@ struct QuantizedWeights {
   std::int64_t stride = 1, padding = 0;
 };
 
-/// conv(+ReLU) on ConvU8S8, uint8 out with the point's parameters.
-class Int8Conv : public Int8Op {
+/// A layer with int8 weights on ConvU8S8, uint8 out with the point's
+/// parameters, optional fused ReLU: the common part of conv and linear.
+class Int8WeightedOp : public Int8Op {
  public:
-  Int8Conv(std::string point, const QuantizedWeights& w, QuantParams out, bool relu)
+  Int8WeightedOp(std::string point, const QuantizedWeights& w, QuantParams out, bool relu)
       : point_(std::move(point)),
         conv_(w.weight.view(), w.scales, w.bias, w.stride, w.padding),
         bytes_(w.weight.numel() + 4 * static_cast<std::int64_t>(w.scales.size() + w.bias.size())),
         relu_(relu) {
     y_.q = out;
   }
-  std::string_view kind() const override { return "conv"; }
   std::int64_t weight_bytes() const override { return bytes_; }
 
-  QView forward(const QView& x, const PointTrace* trace) override {
-    y_.data.resize(conv_.output_shape(x.data.shape()));
-    conv_.forward(x.data, x.q, y_.data, y_.q, relu_, scratch_);
-    return emit(point_, y_, trace);
+ protected:
+  /// Runs the convolution of x (NHWC) into y_'s buffer viewed as `y_shape`.
+  void run(TensorView<const std::uint8_t> x, QuantParams q, const Shape& y_shape) {
+    conv_.forward(x, q, TensorView<std::uint8_t>(y_.data.data(), y_shape), y_.q, relu_, scratch_);
   }
 
- private:
   std::string point_;
   kernels::ConvU8S8 conv_;
   std::int64_t bytes_;
@@ -94,37 +93,33 @@ class Int8Conv : public Int8Op {
   kernels::ConvScratch scratch_;
 };
 
-/// linear(+ReLU): (N, K) -> (N, O) as a 1x1 convolution over N pixels.
-class Int8Linear : public Int8Op {
+/// conv(+ReLU).
+class Int8Conv : public Int8WeightedOp {
  public:
-  Int8Linear(std::string point, const QuantizedWeights& w, QuantParams out, bool relu)
-      : point_(std::move(point)),
-        conv_(w.weight.view(), w.scales, w.bias, 1, 0),
-        bytes_(w.weight.numel() + 4 * static_cast<std::int64_t>(w.scales.size() + w.bias.size())),
-        relu_(relu) {
-    y_.q = out;
+  using Int8WeightedOp::Int8WeightedOp;
+  std::string_view kind() const override { return "conv"; }
+
+  QView forward(const QView& x, const PointTrace* trace) override {
+    y_.data.resize(conv_.output_shape(x.data.shape()));
+    run(x.data, x.q, y_.data.shape());
+    return emit(point_, y_, trace);
   }
+};
+
+/// linear(+ReLU): (N, K) -> (N, O) as a 1x1 convolution over N pixels.
+class Int8Linear : public Int8WeightedOp {
+ public:
+  using Int8WeightedOp::Int8WeightedOp;
   std::string_view kind() const override { return "linear"; }
-  std::int64_t weight_bytes() const override { return bytes_; }
 
   QView forward(const QView& x, const PointTrace* trace) override {
     require<ShapeError>(x.data.rank() == 2, "int8 linear '", point_, "': expected (N, K), got ",
                         x.data.shape().str());
     const std::int64_t n = x.data.dim(0), k = x.data.dim(1), o = conv_.geometry().out_c;
     y_.data.resize(Shape{n, o});
-    conv_.forward(x.data.reshape(Shape{n, 1, 1, k}), x.q,
-                  TensorView<std::uint8_t>(y_.data.data(), Shape{n, 1, 1, o}), y_.q, relu_,
-                  scratch_);
+    run(x.data.reshape(Shape{n, 1, 1, k}), x.q, Shape{n, 1, 1, o});
     return emit(point_, y_, trace);
   }
-
- private:
-  std::string point_;
-  kernels::ConvU8S8 conv_;
-  std::int64_t bytes_;
-  bool relu_;
-  QTensor y_;
-  kernels::ConvScratch scratch_;
 };
 
 /// Max pool: keeps its input's parameters (no point of its own).
