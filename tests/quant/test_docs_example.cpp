@@ -34,8 +34,8 @@ TEST_CASE("the docs/quantization.md PTQ example runs", "[quant][docs]") {
 
   // --- the example ---
   models::ResNet18 net;  // trained, say
-  quant::Prepared p = quant::prepare_ptq(
-      net, {.observer = [] { return quant::make_observer("histogram"); }});
+  quant::Prepared p =
+      quant::prepare_ptq(net, {.observer = [] { return quant::make_observer("histogram"); }});
   quant::calibrate(p, calibration_loader, /*max_batches=*/32);
   quant::Int8Model int8 = quant::convert(p);  // every layer int8, or an error
   out << int8.summary().str();                // per point: scale, zero point

@@ -18,7 +18,6 @@ using compressor::testing::RandomBatches;
 using compressor::testing::randomize_batchnorms;
 using compressor::testing::test_config;
 
-
 TEST_CASE("PTQ: the int8 model matches the fake-quant model at every point", "[quant][ptq]") {
   Rng rng(21);
   nn::init::manual_seed(9);
