@@ -18,7 +18,7 @@
 
 namespace compressor::nn {
 
-namespace detail {
+namespace macs_internal {
 
 /// An output hook that only records the elements of the tensor it sees.
 class ElementCounter : public Module {
@@ -40,7 +40,7 @@ class ElementCounter : public Module {
   std::int64_t& out_;
 };
 
-}  // namespace detail
+}  // namespace macs_internal
 
 /// MACs per layer (qualified name) of one eval-mode forward of `input_shape`
 /// through a copy of m (m itself is not touched). Divide by the batch size of
@@ -56,7 +56,7 @@ inline std::map<std::string, std::int64_t> layer_macs(const Module& m, const Sha
     per_output[path] = w->weight().numel() / w->out_channels();
     // On the copy, a hook the layer had (an observer, a fake-quant: neither
     // changes shapes) gives way to the counter.
-    layer.set_output_hook(std::make_unique<detail::ElementCounter>(outputs[path]));
+    layer.set_output_hook(std::make_unique<macs_internal::ElementCounter>(outputs[path]));
   });
   const Tensor<float> x(input_shape, 0.f);
   copy->forward(x.view());
