@@ -263,34 +263,18 @@ constexpr const char* kBaseline = "fp32 baseline";
 constexpr const char* kPtq = "PTQ int8";
 constexpr const char* kQat = "QAT int8";
 
-/// The learning-rate schedule of a run resumed at `offset` steps.
-class OffsetSchedule : public train::LrSchedule {
- public:
-  OffsetSchedule(const train::LrSchedule& s, std::int64_t offset) : s_(s), offset_(offset) {}
-  float lr_at(std::int64_t step) const override { return s_.lr_at(step + offset_); }
-  std::optional<float> momentum_at(std::int64_t step) const override {
-    return s_.momentum_at(step + offset_);
-  }
-
- private:
-  const train::LrSchedule& s_;
-  std::int64_t offset_;
-};
-
 class Experiment {
  public:
-  Experiment(Config c, Cifar d) : c_(std::move(c)), d_(std::move(d)), out_(c_.out) {
-    if (c_.resume && fs::exists(out_ / "results.json")) {
-      results_ = report::read_results_json(out_ / "results.json");
-      std::printf("resume: %zu finished stage(s) in %s\n", results_.rows.size(),
-                  (out_ / "results.json").c_str());
-    }
-    results_.config = config_json(c_);
-    results_.config["data_root"] = d_.source;
-    results_.machine = report::machine_info();
-    spec_.title = "CIFAR-10: CifarCnn fp32, PTQ int8 and QAT int8";
-    spec_.metric = "top1";
-    spec_.metric_label = "test top-1 (%)";
+  Experiment(Config c, Cifar d)
+      : c_(std::move(c)),
+        d_(std::move(d)),
+        out_(c_.out),
+        results_(out_, c_.resume, config_json(c_),
+                 {.title = "CIFAR-10: CifarCnn fp32, PTQ int8 and QAT int8",
+                  .metric = "top1",
+                  .metric_label = "test top-1 (%)",
+                  .lower_is_better = false}) {
+    results_.config()["data_root"] = d_.source;
   }
 
   int run() {
@@ -329,10 +313,8 @@ class Experiment {
     const Tensor<float> x(Shape{1, 32, 32, 3}, 0.1f);
     return examples::measure_latency([&] { (void)forward(x.view()); });
   }
-  void save() { report::write_all(out_, results_, spec_); }
-  bool done(const char* stage, const fs::path& file) const {
-    return c_.resume && results_.find(stage) != nullptr && fs::exists(file);
-  }
+  void save() { results_.save(); }
+  bool done(const char* stage, const fs::path& file) const { return results_.done(stage, file); }
 
   /// Trains (or loads) the baseline and records its row.
   std::unique_ptr<models::CifarCnn> baseline() {
@@ -387,7 +369,7 @@ class Experiment {
                           .decay_policy = train::DecayPolicy::weights_only});
     const std::int64_t per_epoch = train->num_batches();
     train::OneCycleLr sched(c_.lr, std::max<std::int64_t>(2, c_.epochs * per_epoch));
-    OffsetSchedule resumed(sched, (first - 1) * per_epoch);
+    examples::OffsetSchedule resumed(sched, (first - 1) * per_epoch);
     train::Trainer trainer(*net, smoothed, sgd, train::Task::classification, &resumed);
     trainer.set_eval_loss(&plain_);
     train::FitOptions fo;
@@ -441,7 +423,7 @@ class Experiment {
       for (const auto& r :
            quant::sensitivity_report(net, p, *subset, train::Task::classification, plain_))
         rows.push_back({{"point", r.point}, {"sqnr_db", r.sqnr_db}, {"metric", 100 * r.metric}});
-      results_.extras["sensitivity"] = rows;
+      results_.extras()["sensitivity"] = rows;
     }
     save();
     std::printf("PTQ: test top-1 %.2f%%, %.3f ms per image at batch 1\n", 100 * acc, lat.median_ms);
@@ -490,8 +472,8 @@ class Experiment {
   void print_table() const {
     std::printf("\n%-16s %-9s %8s %10s %9s %12s %12s\n", "model", "precision", "top-1 %", "file MB",
                 "vs fp32", "ms (median)", "ms (p90)");
-    const report::Row* base = results_.find(kBaseline);
-    for (const auto& r : results_.rows)
+    const report::Row* base = results_.results().find(kBaseline);
+    for (const auto& r : results_.results().rows)
       std::printf(
           "%-16s %-9s %8.2f %10.3f %8.1f%% %12.3f %12.3f\n", r.name.c_str(), r.precision.c_str(),
           r.metric("top1").value_or(NAN), r.file_bytes * 1e-6,
@@ -505,8 +487,7 @@ class Experiment {
   Config c_;
   Cifar d_;
   fs::path out_;
-  report::Results results_;
-  report::ReportSpec spec_;
+  examples::ResultsFile results_;
   nn::SoftmaxCrossEntropy plain_;
 };
 

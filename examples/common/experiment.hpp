@@ -10,12 +10,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "compressor/core/error.hpp"
 #include "compressor/core/tensor.hpp"
 #include "compressor/io/atomic_file.hpp"
+#include "compressor/report/html.hpp"
+#include "compressor/train/schedule.hpp"
 
 namespace examples {
 
@@ -119,5 +122,53 @@ Latency measure_latency(Fn&& fn, int repeats = 20, double min_seconds = 0.5, int
   };
   return {at(0.5), at(0.9), static_cast<int>(ms.size())};
 }
+
+/// The results of a run in its output folder: read back with --resume,
+/// written (results.json, results.csv, report.html, each atomically) after
+/// every stage.
+class ResultsFile {
+ public:
+  ResultsFile(fs::path dir, bool resume, compressor::report::Json config,
+              compressor::report::ReportSpec spec)
+      : dir_(std::move(dir)), resume_(resume), spec_(std::move(spec)) {
+    if (resume_ && fs::exists(dir_ / "results.json")) {
+      r_ = compressor::report::read_results_json(dir_ / "results.json");
+      std::printf("resume: %zu finished stage(s) in %s\n", r_.rows.size(),
+                  (dir_ / "results.json").c_str());
+    }
+    r_.config = std::move(config);
+    r_.machine = compressor::report::machine_info();
+  }
+  /// With --resume: the stage's row and its model file are there.
+  bool done(const std::string& row, const fs::path& file) const {
+    return resume_ && r_.find(row) != nullptr && fs::exists(file);
+  }
+  void put(compressor::report::Row row) { r_.put(std::move(row)); }
+  compressor::report::Json& extras() { return r_.extras; }
+  compressor::report::Json& config() { return r_.config; }
+  const compressor::report::Results& results() const { return r_; }
+  void save() const { compressor::report::write_all(dir_, r_, spec_); }
+
+ private:
+  fs::path dir_;
+  bool resume_;
+  compressor::report::ReportSpec spec_;
+  compressor::report::Results r_;
+};
+
+/// A learning-rate (and momentum) schedule resumed `offset` steps in.
+class OffsetSchedule : public compressor::train::LrSchedule {
+ public:
+  OffsetSchedule(const compressor::train::LrSchedule& s, std::int64_t offset)
+      : s_(s), offset_(offset) {}
+  float lr_at(std::int64_t step) const override { return s_.lr_at(step + offset_); }
+  std::optional<float> momentum_at(std::int64_t step) const override {
+    return s_.momentum_at(step + offset_);
+  }
+
+ private:
+  const compressor::train::LrSchedule& s_;
+  std::int64_t offset_;
+};
 
 }  // namespace examples
