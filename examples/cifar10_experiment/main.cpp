@@ -227,6 +227,16 @@ Cifar load_data(const Config& c) {
   return d;
 }
 
+/// A CifarCnn checkpoint: built from its channel plan, or, for a file without
+/// one (written by PyTorch, say), the default CifarCnn with strict loading.
+std::unique_ptr<models::CifarCnn> load_cifar_cnn(const fs::path& path) {
+  if (io::SafetensorsFile::open(path).metadata_value(nn::ChannelPlan::kMetadataKey) != nullptr)
+    return io::load_model<models::CifarCnn>(path);
+  auto net = std::make_unique<models::CifarCnn>();
+  io::load_checkpoint(*net, path);
+  return net;
+}
+
 /// Counts the nonzero weights and biases of the model's weighted layers.
 std::int64_t nonzero_parameters(nn::Module& m) {
   std::int64_t n = 0;
@@ -324,7 +334,7 @@ class Experiment {
     if (!c_.train_baseline) {
       require<IoError>(fs::exists(ckpt), "--no-train-baseline: ", ckpt.string(),
                        " does not exist; run with --train-baseline first");
-      net = io::load_model<models::CifarCnn>(ckpt);
+      net = load_cifar_cnn(ckpt);
       std::printf("baseline: loaded %s\n", ckpt.c_str());
     } else if (done(kBaseline, ckpt)) {
       net = io::load_model<models::CifarCnn>(ckpt);
