@@ -27,3 +27,17 @@
 #define COMPRESSOR_INLINE_AVX512       \
   inline __attribute__((always_inline, \
                         target("avx2,fma,f16c,bmi2,avx512f,avx512bw,avx512vl,avx512dq")))
+#define COMPRESSOR_INLINE_AVX_VNNI \
+  inline __attribute__((always_inline, target("avx2,fma,f16c,bmi2,avxvnni")))
+#define COMPRESSOR_INLINE_AVX512_VNNI \
+  inline __attribute__((              \
+      always_inline, target("avx2,fma,f16c,bmi2,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+
+// Full unrolling of the loops over a tile's rows and panels, so that every
+// accumulator is a register: GCC 12 unrolls a 12-row body of two vpdpbusd
+// only partly and keeps the accumulator array on the stack otherwise.
+#if defined(__clang__)
+#define COMPRESSOR_UNROLL _Pragma("unroll")
+#else
+#define COMPRESSOR_UNROLL _Pragma("GCC unroll 32")
+#endif

@@ -59,6 +59,19 @@ COMPRESSOR_INLINE_AVX2 void schedule_barrier([[maybe_unused]] __m256i& a,
 #endif
 }
 
+/// acc += the 4 u8 x s8 products of each int32 lane (AVX-VNNI vpdpbusd), in
+/// acc's register: see zmm::dpbusd (GCC 12 otherwise copies accumulators
+/// around the loop). Clang needs no help.
+COMPRESSOR_INLINE_AVX_VNNI void dpbusd(__m256i& acc, __m256i a, __m256i w) {
+#if defined(__GNUC__) && !defined(__clang__)
+  __m256i t = acc;  // (an array element as the asm operand would keep the array in memory)
+  asm("%{vex%} vpdpbusd %2, %1, %0" : "+x"(t) : "x"(a), "x"(w));
+  acc = t;
+#else
+  acc = _mm256_dpbusd_avx_epi32(acc, a, w);
+#endif
+}
+
 /// The accumulators' initial values bias[n] - za * rowsum[n] of a panel's 16
 /// channels (zero past cols).
 struct YmmInit {
@@ -90,6 +103,7 @@ struct YmmEpilogue<Int32Out> {
   COMPRESSOR_TARGET_AVX2 void store(const __m256i (&a0)[MR], const __m256i (&a1)[MR],
                                     std::int32_t* c, std::int64_t ldc, int rows, int cols) const {
     if (cols == 16) {
+      COMPRESSOR_UNROLL
       for (int r = 0; r < MR; ++r) {
         if (r >= rows) break;
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + r * ldc), a0[r]);
@@ -97,6 +111,7 @@ struct YmmEpilogue<Int32Out> {
       }
     } else {
       alignas(32) std::int32_t t[MR * 16];
+      COMPRESSOR_UNROLL
       for (int r = 0; r < MR; ++r) {
         _mm256_store_si256(reinterpret_cast<__m256i*>(t + 16 * r), a0[r]);
         _mm256_store_si256(reinterpret_cast<__m256i*>(t + 16 * r + 8), a1[r]);
@@ -167,6 +182,7 @@ struct YmmEpilogue<RequantOut> {
                                          std::uint8_t* c, std::int64_t ldc, int rows,
                                          int cols) const {
     alignas(32) std::uint8_t t[(MR + 1) / 2 * 32];
+    COMPRESSOR_UNROLL
     for (int r = 0; r < MR; r += 2) {
       if (r >= rows) break;
       const int s = r + 1 < MR ? r + 1 : r;
@@ -201,6 +217,7 @@ struct YmmEpilogue<DequantOut> {
   COMPRESSOR_TARGET_AVX2 void store(const __m256i (&a0)[MR], const __m256i (&a1)[MR], float* c,
                                     std::int64_t ldc, int rows, int cols) const {
     if (cols == 16) {
+      COMPRESSOR_UNROLL
       for (int r = 0; r < MR; ++r) {
         if (r >= rows) break;
         _mm256_storeu_ps(c + r * ldc, apply(a0[r], s0));
@@ -208,6 +225,7 @@ struct YmmEpilogue<DequantOut> {
       }
     } else {
       alignas(32) float t[MR * 16];
+      COMPRESSOR_UNROLL
       for (int r = 0; r < MR; ++r) {
         _mm256_store_ps(t + 16 * r, apply(a0[r], s0));
         _mm256_store_ps(t + 16 * r + 8, apply(a1[r], s1));
@@ -243,6 +261,7 @@ struct YmmMaddubsTile {
                                          const YmmPanel<Epi>* pc, typename Epi::Out* c,
                                          std::int64_t ldc, int rows, int cols) {
     __m256i acc0[MR], acc1[MR];
+    COMPRESSOR_UNROLL
     for (int r = 0; r < MR; ++r) {
       acc0[r] = pc->init.c0;
       acc1[r] = pc->init.c1;
@@ -252,6 +271,7 @@ struct YmmMaddubsTile {
       const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w));
       const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32));
       w += 64;
+      COMPRESSOR_UNROLL
       for (int r = 0; r < MR; ++r) {
         const __m256i av = _mm256_set1_epi32(load4(a[r] + 4 * q));
         __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, w0), ones);
@@ -279,6 +299,7 @@ struct YmmVnniTile {
                                              const YmmPanel<Epi>* pc, typename Epi::Out* c,
                                              std::int64_t ldc, int rows, int cols) {
     __m256i acc0[MR], acc1[MR];
+    COMPRESSOR_UNROLL
     for (int r = 0; r < MR; ++r) {
       acc0[r] = pc->init.c0;
       acc1[r] = pc->init.c1;
@@ -287,11 +308,11 @@ struct YmmVnniTile {
       const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w));
       const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32));
       w += 64;
+      COMPRESSOR_UNROLL
       for (int r = 0; r < MR; ++r) {
         const __m256i av = _mm256_set1_epi32(load4(a[r] + 4 * q));
-        acc0[r] = _mm256_dpbusd_avx_epi32(acc0[r], av, w0);
-        acc1[r] = _mm256_dpbusd_avx_epi32(acc1[r], av, w1);
-        schedule_barrier(acc0[r], acc1[r]);
+        dpbusd(acc0[r], av, w0);
+        dpbusd(acc1[r], av, w1);
       }
     }
     pc->epi.template store<MR>(acc0, acc1, c, ldc, rows, cols);
@@ -323,24 +344,34 @@ struct YmmWidenTile {
                                          const std::int8_t* w, std::int64_t /*panel_bytes*/,
                                          const YmmPanel<Epi>* pc, typename Epi::Out* c,
                                          std::int64_t ldc, int rows, int cols) {
-    __m256i acc[MR][4];
-    for (int r = 0; r < MR; ++r)
-      for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_si256();
+    // Four arrays of MR (not one of MR x 4): GCC keeps an array of more than
+    // ~136 bytes on the stack (its scalarization limit).
+    __m256i s0[MR], s1[MR], s2[MR], s3[MR];
+    COMPRESSOR_UNROLL
+    for (int r = 0; r < MR; ++r) s0[r] = s1[r] = s2[r] = s3[r] = _mm256_setzero_si256();
     for (std::int64_t q = 0; q < kq; ++q) {
-      __m256i w16[4];
-      for (int j = 0; j < 4; ++j)
-        w16[j] = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 16 * j)));
+      const __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w)));
+      const __m256i w1 =
+          _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 16)));
+      const __m256i w2 =
+          _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 32)));
+      const __m256i w3 =
+          _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 48)));
       w += 64;
+      COMPRESSOR_UNROLL
       for (int r = 0; r < MR; ++r) {
         const __m256i a16 = _mm256_cvtepu8_epi16(_mm_set1_epi32(load4(a[r] + 4 * q)));
-        for (int j = 0; j < 4; ++j)
-          acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(a16, w16[j]));
+        s0[r] = _mm256_add_epi32(s0[r], _mm256_madd_epi16(a16, w0));
+        s1[r] = _mm256_add_epi32(s1[r], _mm256_madd_epi16(a16, w1));
+        s2[r] = _mm256_add_epi32(s2[r], _mm256_madd_epi16(a16, w2));
+        s3[r] = _mm256_add_epi32(s3[r], _mm256_madd_epi16(a16, w3));
       }
     }
     __m256i acc0[MR], acc1[MR];
+    COMPRESSOR_UNROLL
     for (int r = 0; r < MR; ++r) {
-      acc0[r] = _mm256_add_epi32(pc->init.c0, reduce(acc[r][0], acc[r][1]));
-      acc1[r] = _mm256_add_epi32(pc->init.c1, reduce(acc[r][2], acc[r][3]));
+      acc0[r] = _mm256_add_epi32(pc->init.c0, reduce(s0[r], s1[r]));
+      acc1[r] = _mm256_add_epi32(pc->init.c1, reduce(s2[r], s3[r]));
     }
     pc->epi.template store<MR>(acc0, acc1, c, ldc, rows, cols);
   }
