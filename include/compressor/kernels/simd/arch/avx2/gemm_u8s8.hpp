@@ -72,6 +72,20 @@ COMPRESSOR_INLINE_AVX_VNNI void dpbusd(__m256i& acc, __m256i a, __m256i w) {
 #endif
 }
 
+/// acc += p (vpaddd) in acc's register. In a loop whose accumulators live in
+/// registers GCC 12 often adds into the other operand's register and copies
+/// the result back (a vmovdqa per accumulator and iteration, and spills);
+/// the asm names the destination. Clang needs no help.
+COMPRESSOR_INLINE_AVX2 void add_into(__m256i& acc, __m256i p) {
+#if defined(__GNUC__) && !defined(__clang__)
+  __m256i t = acc;  // (an array element as the asm operand would keep the array in memory)
+  asm("vpaddd %1, %0, %0" : "+x"(t) : "x"(p));
+  acc = t;
+#else
+  acc = _mm256_add_epi32(acc, p);
+#endif
+}
+
 /// The accumulators' initial values bias[n] - za * rowsum[n] of a panel's 16
 /// channels (zero past cols).
 struct YmmInit {
@@ -361,10 +375,10 @@ struct YmmWidenTile {
       COMPRESSOR_UNROLL
       for (int r = 0; r < MR; ++r) {
         const __m256i a16 = _mm256_cvtepu8_epi16(_mm_set1_epi32(load4(a[r] + 4 * q)));
-        s0[r] = _mm256_add_epi32(s0[r], _mm256_madd_epi16(a16, w0));
-        s1[r] = _mm256_add_epi32(s1[r], _mm256_madd_epi16(a16, w1));
-        s2[r] = _mm256_add_epi32(s2[r], _mm256_madd_epi16(a16, w2));
-        s3[r] = _mm256_add_epi32(s3[r], _mm256_madd_epi16(a16, w3));
+        add_into(s0[r], _mm256_madd_epi16(a16, w0));
+        add_into(s1[r], _mm256_madd_epi16(a16, w1));
+        add_into(s2[r], _mm256_madd_epi16(a16, w2));
+        add_into(s3[r], _mm256_madd_epi16(a16, w3));
       }
     }
     __m256i acc0[MR], acc1[MR];
