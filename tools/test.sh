@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine (run as root) and runs the test suite:
-# installs the packages, configures the release preset (g++, -O3 -mavx2
-# -mfma, warnings as errors), builds everything and runs every CTest test.
-# Tests that need ../shared/data are reported as skipped where it is absent.
+# installs the packages, configures the release preset (g++, -O3, compile
+# baseline -mavx2 -mfma, warnings as errors), builds everything and runs
+# every CTest test on the best ISA path of the machine; then the kernel,
+# quantization and ISA tests once more per other path the CPU supports
+# (COMPRESSOR_ISA=<path>; the kernel testers also loop over every path
+# themselves). Tests that need ../shared/data are reported as skipped where
+# it is absent.
 #
 #   bash tools/test.sh            # the README's test command
 #   JOBS=4 bash tools/test.sh     # build parallelism (default: nproc)
@@ -14,3 +18,15 @@ bash tools/install_deps.sh
 cmake --preset release -DCOMPRESSOR_WERROR=ON
 cmake --build --preset release -j "$jobs"
 ctest --preset release -j 2 --timeout 1200
+
+# Every other path this CPU runs (test_isa's [.env] case passes only for a
+# supported path).
+isa_probe=build/release/tests/kernels/test_isa
+for path in scalar avx2 avx_vnni avx512 avx512_vnni; do
+  if COMPRESSOR_ISA=$path "$isa_probe" "[.env]" > /dev/null 2>&1; then
+    echo "=== kernels, quant and isa tests on COMPRESSOR_ISA=$path"
+    COMPRESSOR_ISA=$path ctest --preset release -j 2 --timeout 1200 -L "kernels|quant|isa" -LE "slow|shared_data"
+  else
+    echo "=== COMPRESSOR_ISA=$path: not supported by this CPU, skipped"
+  fi
+done

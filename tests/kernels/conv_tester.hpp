@@ -1,5 +1,6 @@
-// ConvTester: a fluent description of one int8 NHWC convolution case, checked
-// bit for bit against the scalar reference, and against a plain float
+// ConvTester: a fluent description of one int8 NHWC convolution case, run on
+// every ISA path this CPU supports and checked bit for bit against the
+// scalar reference, and (on the path in use) against a plain float
 // convolution of the dequantized tensors within the rounding rule, e.g.
 //   ConvTester().input(1, 28, 28, 64).output_channels(64).kernel(3).pad(1).test_exact();
 #pragma once
@@ -11,6 +12,7 @@
 
 #include "compressor/core/rng.hpp"
 #include "compressor/kernels/conv_u8s8.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/ref/conv_u8s8.hpp"
 
 namespace compressor::testing {
@@ -57,28 +59,38 @@ class ConvTester {
     extreme_ = e;
     return *this;
   }
+  /// The weight grid: weights are drawn from it and packed on it.
+  ConvTester& grid(kernels::WeightGrid g) {
+    grid_ = g;
+    return *this;
+  }
 
-  /// uint8 and float outputs equal the scalar reference bit for bit.
+  /// uint8 and float outputs equal the scalar reference bit for bit on every path.
   void test_exact() const {
     Case c = make();
-    kernels::ConvScratch scratch;
     const Shape ys = c.conv.output_shape(c.x.shape());
-    Tensor<std::uint8_t> got(ys), want(ys);
-    c.conv.forward(c.x.view(), c.in, got.view(), c.out, relu_, scratch);
     const auto& g = c.conv.geometry();
     std::vector<float> mult(static_cast<std::size_t>(o_)), scale(mult.size());
     for (std::size_t o = 0; o < mult.size(); ++o) {
       mult[o] = kernels::requant_multiplier(c.in.scale, c.ws[o], c.out.scale);
       scale[o] = kernels::accumulator_scale(c.in.scale, c.ws[o]);
     }
+    Tensor<std::uint8_t> want(ys);
     kernels::RequantOut rq{c.bias.data(), mult.data(), zo_, relu_ ? zo_ : 0, 255};
     kernels::ref::conv_u8s8(g, n_, h_, w_, c.x.data(), zx_, c.w.data(), rq, want.data());
-    expect_equal(got.flat(), want.flat());
-    Tensor<float> gotf(ys), wantf(ys);
-    c.conv.forward(c.x.view(), c.in, gotf.view(), relu_, scratch);
+    Tensor<float> wantf(ys);
     kernels::DequantOut dq{c.bias.data(), scale.data(), relu_};
     kernels::ref::conv_u8s8(g, n_, h_, w_, c.x.data(), zx_, c.w.data(), dq, wantf.data());
-    expect_equal(gotf.flat(), wantf.flat());
+    for (kernels::Path p : kernels::supported_paths()) {
+      kernels::ScopedKernelPath scope(p);
+      kernels::ConvScratch scratch;
+      Tensor<std::uint8_t> got(ys);
+      c.conv.forward(c.x.view(), c.in, got.view(), c.out, relu_, scratch);
+      expect_equal(got.flat(), want.flat(), p);
+      Tensor<float> gotf(ys);
+      c.conv.forward(c.x.view(), c.in, gotf.view(), relu_, scratch);
+      expect_equal(gotf.flat(), wantf.flat(), p);
+    }
   }
 
   /// Equals a float convolution of the dequantized tensors, requantized, within 1 LSB.
@@ -128,16 +140,16 @@ class ConvTester {
 
   Case make() const {
     Rng rng(seed_);
-    using T = kernels::Int8Traits;
+    const std::int32_t wmin = kernels::weight_min(grid_), wmax = kernels::weight_max(grid_);
     Case c;
     c.x = Tensor<std::uint8_t>(Shape{n_, h_, w_, c_});
     for (auto& v : c.x.flat())
       v = static_cast<std::uint8_t>(extreme_ ? (rng.below(2) ? 255 : 0) : rng.below(256));
     c.w = Tensor<std::int8_t>(Shape{o_, k_, k_, c_});
-    const auto span = static_cast<std::uint64_t>(T::kWeightMax - T::kWeightMin + 1);
+    const auto span = static_cast<std::uint64_t>(wmax - wmin + 1);
     for (auto& v : c.w.flat())
-      v = static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? T::kWeightMax : T::kWeightMin)
-                                            : T::kWeightMin + static_cast<int>(rng.below(span)));
+      v = static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? wmax : wmin)
+                                            : wmin + static_cast<int>(rng.below(span)));
     c.in = {static_cast<float>(rng.uniform(0.01, 0.05)), zx_};
     for (std::int64_t o = 0; o < o_; ++o) {
       c.ws.push_back(static_cast<float>(rng.uniform(0.002, 0.02)));
@@ -146,26 +158,30 @@ class ConvTester {
     // An output scale that spreads typical outputs over ~60 LSB.
     const double typical = 74.0 * 37.0 * std::sqrt(double(k_ * k_ * c_)) * c.in.scale * 0.011;
     c.out = {static_cast<float>(typical / 60.0), zo_};
-    c.conv = kernels::ConvU8S8(c.w.view(), c.ws, c.bias, s_, p_);
+    c.conv = kernels::ConvU8S8(c.w.view(), c.ws, c.bias, s_, p_, grid_);
     return c;
   }
 
   template <class T>
-  static void expect_equal(std::span<const T> got, std::span<const T> want) {
+  void expect_equal(std::span<const T> got, std::span<const T> want, kernels::Path p) const {
     std::size_t bad = 0, first = 0;
     for (std::size_t i = 0; i < got.size(); ++i)
       if (got[i] != want[i] && bad++ == 0) first = i;
-    INFO("first mismatch at flat index " << first << ": " << +got[first] << " vs " << +want[first]);
+    INFO("path " << kernels::path_name(p) << ", grid " << kernels::weight_grid_name(grid_)
+                 << ", conv " << n_ << "x" << h_ << "x" << w_ << "x" << c_ << " -> " << o_ << " k"
+                 << k_ << " s" << s_ << " p" << p_ << ": first mismatch at flat index " << first
+                 << ": " << +got[first] << " vs " << +want[first]);
     CHECK(bad == 0);
   }
   template <class T>
-  static void expect_equal(std::span<T> got, std::span<T> want) {
-    expect_equal(std::span<const T>(got), std::span<const T>(want));
+  void expect_equal(std::span<T> got, std::span<T> want, kernels::Path p) const {
+    expect_equal(std::span<const T>(got), std::span<const T>(want), p);
   }
 
   std::int64_t n_ = 1, h_ = 5, w_ = 5, c_ = 3, o_ = 4, k_ = 3, s_ = 1, p_ = 1;
   std::int32_t zx_ = 3, zo_ = 120;
   bool relu_ = false, extreme_ = false;
+  kernels::WeightGrid grid_ = kernels::WeightGrid::narrow;
   std::uint64_t seed_ = 1;
 };
 

@@ -1,6 +1,8 @@
-// GemmTester: a fluent description of one u8s8 GEMM case, compared bit for bit
-// against the scalar reference, e.g.
+// GemmTester: a fluent description of one u8s8 GEMM case, run on every ISA
+// path this CPU supports (kernels/isa.hpp) and compared bit for bit against
+// the scalar reference, e.g.
 //   GemmTester().m(5).n(17).k(33).lda(40).a_zero_point(255).extreme().test_requant();
+//   GemmTester().m(9).n(40).k(300).grid(WeightGrid::full).test_s32();
 #pragma once
 
 #include <bit>
@@ -12,6 +14,7 @@
 
 #include "compressor/core/rng.hpp"
 #include "compressor/kernels/gemm.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/ref/gemm_u8s8.hpp"
 
 namespace compressor::testing {
@@ -58,7 +61,12 @@ class GemmTester {
     seed_ = v;
     return *this;
   }
-  /// Activations only 0/255 and weights only the ends of Int8Traits' range.
+  /// The weight grid: weights are drawn from it and packed on it.
+  GemmTester& grid(kernels::WeightGrid g) {
+    grid_ = g;
+    return *this;
+  }
+  /// Activations only 0/255 and weights only the ends of the grid.
   GemmTester& extreme(bool v = true) {
     extreme_ = v;
     return *this;
@@ -78,31 +86,43 @@ class GemmTester {
 
   void test_s32() const {
     Case c = make();
-    std::vector<std::int32_t> got(size_c()), want(size_c());
-    kernels::gemm_u8s8_s32(m_, c.a.data(), lda(), za_, c.packed, bias_ptr(c), got.data(), ldc());
+    std::vector<std::int32_t> want(size_c());
     kernels::ref::gemm_u8s8(m_, n_, k_, c.a.data(), lda(), za_, c.w.data(), k_,
                             kernels::Int32Out{bias_ptr(c)}, want.data(), ldc());
-    compare(got, want);
+    for (kernels::Path p : kernels::supported_paths()) {
+      kernels::ScopedKernelPath scope(p);
+      std::vector<std::int32_t> got(size_c());
+      kernels::gemm_u8s8_s32(m_, c.a.data(), lda(), za_, c.packed, bias_ptr(c), got.data(), ldc());
+      compare(got, want, p, c);
+    }
   }
 
   void test_requant() const {
     Case c = make();
     kernels::RequantOut epi{bias_ptr(c), c.mult.data(), zo_, relu_ ? zo_ : 0, 255};
-    std::vector<std::uint8_t> got(size_c(), 7), want(size_c(), 7);
-    kernels::gemm_u8s8_requant(m_, c.a.data(), lda(), za_, c.packed, epi, got.data(), ldc());
+    std::vector<std::uint8_t> want(size_c(), 7);
     kernels::ref::gemm_u8s8(m_, n_, k_, c.a.data(), lda(), za_, c.w.data(), k_, epi, want.data(),
                             ldc());
-    compare(got, want);
+    for (kernels::Path p : kernels::supported_paths()) {
+      kernels::ScopedKernelPath scope(p);
+      std::vector<std::uint8_t> got(size_c(), 7);
+      kernels::gemm_u8s8_requant(m_, c.a.data(), lda(), za_, c.packed, epi, got.data(), ldc());
+      compare(got, want, p, c);
+    }
   }
 
   void test_dequant() const {
     Case c = make();
     kernels::DequantOut epi{bias_ptr(c), c.mult.data(), relu_};
-    std::vector<float> got(size_c(), 7.f), want(size_c(), 7.f);
-    kernels::gemm_u8s8_dequant(m_, c.a.data(), lda(), za_, c.packed, epi, got.data(), ldc());
+    std::vector<float> want(size_c(), 7.f);
     kernels::ref::gemm_u8s8(m_, n_, k_, c.a.data(), lda(), za_, c.w.data(), k_, epi, want.data(),
                             ldc());
-    compare(got, want);
+    for (kernels::Path p : kernels::supported_paths()) {
+      kernels::ScopedKernelPath scope(p);
+      std::vector<float> got(size_c(), 7.f);
+      kernels::gemm_u8s8_dequant(m_, c.a.data(), lda(), za_, c.packed, epi, got.data(), ldc());
+      compare(got, want, p, c);
+    }
   }
 
  private:
@@ -121,17 +141,17 @@ class GemmTester {
 
   Case make() const {
     Rng rng(seed_);
-    using T = kernels::Int8Traits;
+    const std::int32_t wmin = kernels::weight_min(grid_), wmax = kernels::weight_max(grid_);
     Case c;
     // Only M-1 full strides plus one row: reading past K would be caught by ASan.
     c.a.resize(static_cast<std::size_t>((m_ - 1) * lda() + k_));
     for (auto& v : c.a)
       v = static_cast<std::uint8_t>(extreme_ ? (rng.below(2) ? 255 : 0) : rng.below(256));
     c.w.resize(static_cast<std::size_t>(n_ * k_));
-    const auto span = static_cast<std::uint64_t>(T::kWeightMax - T::kWeightMin + 1);
+    const auto span = static_cast<std::uint64_t>(wmax - wmin + 1);
     for (auto& v : c.w)
-      v = static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? T::kWeightMax : T::kWeightMin)
-                                            : T::kWeightMin + static_cast<int>(rng.below(span)));
+      v = static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? wmax : wmin)
+                                            : wmin + static_cast<int>(rng.below(span)));
     c.bias.resize(static_cast<std::size_t>(n_));
     for (auto& v : c.bias) v = static_cast<std::int32_t>(rng.below(200001)) - 100000;
     // Typical |acc| ~ sqrt(K) * 74 * 37: aim outputs at a spread of ~60 LSB.
@@ -139,7 +159,7 @@ class GemmTester {
     c.mult.resize(static_cast<std::size_t>(n_));
     for (auto& v : c.mult)
       v = fixed_ ? mfixed_ : static_cast<float>(typical * mscale_ * rng.uniform(0.25, 2.0));
-    c.packed = kernels::PackedWeightsU8S8(c.w.data(), n_, k_, k_);
+    c.packed = kernels::PackedWeightsU8S8(c.w.data(), n_, k_, k_, grid_);
     return c;
   }
 
@@ -153,18 +173,24 @@ class GemmTester {
   }
 
   template <class T>
-  void compare(const std::vector<T>& got, const std::vector<T>& want) const {
+  void compare(const std::vector<T>& got, const std::vector<T>& want, kernels::Path p,
+               const Case& c) const {
     std::int64_t bad = 0;
+    const auto kernel = kernels::gemm_kernel_name(kernels::gemm_kernel(p, c.packed));
     for (std::int64_t i = 0; i < m_; ++i)
       for (std::int64_t j = 0; j < n_; ++j) {
         const auto idx = static_cast<std::size_t>(i * ldc() + j);
         if (!same(got[idx], want[idx]) && bad++ < 3) {
-          INFO("M=" << m_ << " N=" << n_ << " K=" << k_ << " lda=" << lda() << " ldc=" << ldc()
-                    << " za=" << za_ << " seed=" << seed_ << " at (" << i << ", " << j << ")");
+          INFO("path " << kernels::path_name(p) << " (" << kernel << "), grid "
+                       << kernels::weight_grid_name(grid_) << ": M=" << m_ << " N=" << n_
+                       << " K=" << k_ << " lda=" << lda() << " ldc=" << ldc() << " za=" << za_
+                       << " seed=" << seed_ << " at (" << i << ", " << j << ")");
           CHECK(+got[idx] == +want[idx]);
         }
       }
-    INFO("M=" << m_ << " N=" << n_ << " K=" << k_ << " mismatches");
+    INFO("path " << kernels::path_name(p) << " (" << kernel << "), grid "
+                 << kernels::weight_grid_name(grid_) << ": M=" << m_ << " N=" << n_ << " K=" << k_
+                 << " mismatches");
     REQUIRE(bad == 0);
   }
 
@@ -173,6 +199,7 @@ class GemmTester {
   bool relu_ = false, bias_ = true, extreme_ = false;
   float mscale_ = 1.f, mfixed_ = 0.f;
   bool fixed_ = false;
+  kernels::WeightGrid grid_ = kernels::WeightGrid::narrow;
   std::uint64_t seed_ = 1;
 };
 

@@ -68,6 +68,24 @@ TEST_CASE("conv_u8s8 at extreme values and zero points", "[kernels][conv]") {
     }
 }
 
+TEST_CASE("conv_u8s8 on the full weight grid equals the reference on every path",
+          "[kernels][conv]") {
+  std::uint64_t seed = 500;
+  for (std::int64_t ks : {1, 3, 7})
+    for (std::int64_t stride : {1, 2})
+      for (std::int64_t c : {3, 4, 17, 64}) {
+        ConvTester t;
+        t.input(2, 9, 8, c).output_channels(c == 17 ? 5 : 37).kernel(ks).stride(stride);
+        t.pad(ks / 2).grid(k::WeightGrid::full).seed(++seed);
+        t.input_zero_point(static_cast<std::int32_t>(seed * 37 % 256)).test_exact();
+      }
+  for (std::int32_t zx : {0, 255}) {
+    ConvTester t;
+    t.input(1, 6, 6, 64).output_channels(20).kernel(3).pad(1).extreme().grid(k::WeightGrid::full);
+    t.input_zero_point(zx).relu().test_exact();
+  }
+}
+
 TEST_CASE("conv_u8s8 is the same with 1 and 2 threads", "[kernels][conv]") {
   const int saved = compressor::num_threads();
   for (int threads : {1, 2}) {
@@ -87,6 +105,18 @@ TEST_CASE("int8 conv equals float conv of the dequantized tensors within 1 LSB: 
   ConvTester().input(1, 16, 16, 64).output_channels(128).kernel(3).pad(1).test_vs_float();
   ConvTester().input(1, 8, 8, 128).output_channels(256).kernel(3).pad(1).relu().test_vs_float();
   ConvTester().input(1, 4, 4, 256).output_channels(512).kernel(3).pad(1).test_vs_float();
+}
+
+TEST_CASE("int8 conv on the full grid equals float conv within 1 LSB", "[kernels][conv]") {
+  const auto full = k::WeightGrid::full;
+  ConvTester()
+      .input(1, 16, 16, 64)
+      .output_channels(128)
+      .kernel(3)
+      .pad(1)
+      .grid(full)
+      .test_vs_float();
+  ConvTester().input(1, 32, 32, 3).output_channels(64).kernel(3).pad(1).grid(full).test_vs_float();
 }
 
 TEST_CASE("int8 conv equals float conv of the dequantized tensors within 1 LSB: ResNet-18",

@@ -5,12 +5,20 @@
 
 #include "compressor/core/rng.hpp"
 #include "compressor/kernels/eltwise.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/pool.hpp"
 
 using namespace compressor;
 namespace k = compressor::kernels;
 
 namespace {
+/// Runs the rest of a test case once per supported ISA path (a Catch2
+/// generator: each path is its own run, named in the failure messages).
+#define EACH_PATH()                                                \
+  const k::Path path = GENERATE(from_range(k::supported_paths())); \
+  const k::ScopedKernelPath path_scope(path);                      \
+  INFO("path " << k::path_name(path))
+
 std::vector<std::int64_t> lengths() {
   std::vector<std::int64_t> s;
   for (std::int64_t i = 1; i <= 17; ++i) s.push_back(i);
@@ -41,6 +49,7 @@ void check_equal(const Tensor<T>& got, const Tensor<T>& want) {
 
 TEST_CASE("quantize_f32_u8 equals the reference, ties and specials included",
           "[kernels][eltwise]") {
+  EACH_PATH();
   Rng rng(7);
   for (auto n : lengths())
     for (std::int32_t zp : {0, 128, 255}) {
@@ -73,6 +82,7 @@ TEST_CASE("quantize_f32_u8 equals the reference, ties and specials included",
 }
 
 TEST_CASE("dequantize_u8_f32 equals the reference", "[kernels][eltwise]") {
+  EACH_PATH();
   Rng rng(8);
   for (auto n : lengths())
     for (std::int32_t zp : {0, 77, 255}) {
@@ -85,6 +95,7 @@ TEST_CASE("dequantize_u8_f32 equals the reference", "[kernels][eltwise]") {
 }
 
 TEST_CASE("add_u8_requant equals the reference, with and without ReLU", "[kernels][eltwise]") {
+  EACH_PATH();
   Rng rng(9);
   for (auto n : lengths())
     for (bool extreme : {false, true})
@@ -121,6 +132,7 @@ TEST_CASE("eltwise kernels reject mismatched shapes naming them", "[kernels][elt
 }
 
 TEST_CASE("max_pool_u8 equals the reference", "[kernels][pool]") {
+  EACH_PATH();
   Rng rng(10);
   for (std::int64_t c : {1, 3, 31, 32, 33, 64, 100})
     for (auto [kk, s, p] :
@@ -138,6 +150,7 @@ TEST_CASE("max_pool_u8 equals the reference", "[kernels][pool]") {
 }
 
 TEST_CASE("global_avg_pool_u8 equals the reference", "[kernels][pool]") {
+  EACH_PATH();
   Rng rng(11);
   for (std::int64_t hw : {1, 2, 3, 16, 49, 64})
     for (std::int64_t c : {1, 7, 8, 9, 64, 512})

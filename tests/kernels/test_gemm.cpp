@@ -87,18 +87,62 @@ TEST_CASE("gemm_u8s8 handles strided A and C", "[kernels][gemm]") {
 }
 
 TEST_CASE("gemm_u8s8 is exact at extreme values: no int16 saturation", "[kernels][gemm]") {
-  // Every activation 0 or 255, every weight -64 or 64 (Int8Traits' ends),
-  // both activation zero points' ends, large K.
-  for (std::int32_t za : {0, 255, 128}) {
-    for (auto kk : {2, 4, 7, 64, 1023, 4608}) {
-      GemmTester t;
-      t.m(7).n(19).k(kk).a_zero_point(za).extreme().seed(static_cast<std::uint64_t>(kk + za));
-      t.test_s32();
-      t.multiplier_scale(8.f).test_requant();
-      t.out_zero_point(0).relu().test_requant();
-      t.out_zero_point(255).test_requant();
+  // Every activation 0 or 255, every weight at an end of the grid (-64 / 64
+  // or -127 / 127), both activation zero points' ends, large K.
+  for (auto grid : {k::WeightGrid::narrow, k::WeightGrid::full})
+    for (std::int32_t za : {0, 255, 128}) {
+      for (auto kk : {2, 4, 7, 64, 1023, 4608}) {
+        GemmTester t;
+        t.m(7).n(19).k(kk).a_zero_point(za).extreme().grid(grid);
+        t.seed(static_cast<std::uint64_t>(kk + za));
+        t.test_s32();
+        t.multiplier_scale(8.f).test_requant();
+        t.out_zero_point(0).relu().test_requant();
+        t.out_zero_point(255).test_requant();
+      }
     }
+}
+
+TEST_CASE("gemm_u8s8 on the full weight grid matches the reference on every path",
+          "[kernels][gemm]") {
+  // The vpmaddubsw paths run these weights through the widening kernel.
+  const auto full = k::WeightGrid::full;
+  for (auto m : sizes(6)) GemmTester().m(m).n(21).k(37).grid(full).seed(m).test_s32();
+  for (auto n : sizes(6)) GemmTester().m(7).n(n).k(29).grid(full).seed(n).test_requant();
+  for (auto kk : sizes(9)) GemmTester().m(13).n(35).k(kk).grid(full).seed(kk).test_s32();
+  compressor::Rng rng(43);
+  for (int i = 0; i < 30; ++i) {
+    const auto m = 1 + static_cast<std::int64_t>(rng.below(70));
+    const auto n = 1 + static_cast<std::int64_t>(rng.below(70));
+    const auto kk = 1 + static_cast<std::int64_t>(rng.below(300));
+    const auto za = static_cast<std::int32_t>(rng.below(256));
+    GemmTester t;
+    t.m(m).n(n).k(kk).a_zero_point(za).grid(full).seed(static_cast<std::uint64_t>(i));
+    t.test_s32();
+    t.relu().test_requant();
+    t.test_dequant();
   }
+}
+
+TEST_CASE("gemm_u8s8 picks a vpmaddubsw kernel only for weights on the narrow grid",
+          "[kernels][gemm]") {
+  std::vector<std::int8_t> w(64, 64);
+  const k::PackedWeightsU8S8 narrow(w.data(), 4, 16, 16);
+  const k::PackedWeightsU8S8 small_full(w.data(), 4, 16, 16, k::WeightGrid::full);
+  w[3] = -65;
+  const k::PackedWeightsU8S8 full(w.data(), 4, 16, 16, k::WeightGrid::full);
+  CHECK(narrow.fits_narrow());
+  CHECK(small_full.fits_narrow());
+  CHECK(small_full.grid() == k::WeightGrid::full);
+  CHECK_FALSE(full.fits_narrow());
+  CHECK(k::gemm_kernel(k::Path::avx2, narrow) == k::GemmKernel::ymm_maddubs);
+  CHECK(k::gemm_kernel(k::Path::avx2, small_full) == k::GemmKernel::ymm_maddubs);
+  CHECK(k::gemm_kernel(k::Path::avx2, full) == k::GemmKernel::ymm_widen);
+  CHECK(k::gemm_kernel(k::Path::avx512, narrow) == k::GemmKernel::zmm_maddubs);
+  CHECK(k::gemm_kernel(k::Path::avx512, full) == k::GemmKernel::ymm_widen);
+  CHECK(k::gemm_kernel(k::Path::avx_vnni, full) == k::GemmKernel::ymm_vnni);
+  CHECK(k::gemm_kernel(k::Path::avx512_vnni, full) == k::GemmKernel::zmm_vnni);
+  CHECK(k::gemm_kernel(k::Path::scalar, full) == k::GemmKernel::portable);
 }
 
 TEST_CASE("gemm_u8s8 requantizes by the rule at huge, infinite and NaN multipliers",
@@ -119,30 +163,42 @@ TEST_CASE("gemm_u8s8 requantizes by the rule at huge, infinite and NaN multiplie
 }
 
 TEST_CASE("gemm_u8s8 worst-case pairs equal the exact integer sums", "[kernels][gemm]") {
-  // All four sign/magnitude combinations of a k-pair at the extremes, checked
-  // against sums computed here, not only against the reference.
-  using T = k::Int8Traits;
-  for (int a : {0, 255})
-    for (int w : {T::kWeightMin, T::kWeightMax}) {
-      const std::int64_t K = 64;
-      std::vector<std::uint8_t> A(static_cast<std::size_t>(K), static_cast<std::uint8_t>(a));
-      std::vector<std::int8_t> W(static_cast<std::size_t>(16 * K), static_cast<std::int8_t>(w));
-      k::PackedWeightsU8S8 p(W.data(), 16, K, K);
-      std::vector<std::int32_t> C(16);
-      k::gemm_u8s8_s32(1, A.data(), K, 0, p, nullptr, C.data(), 16);
-      for (auto v : C) CHECK(v == a * w * K);
-    }
+  // All four sign/magnitude combinations of a k-pair at the extremes of both
+  // grids, on every path, checked against sums computed here, not only
+  // against the reference.
+  for (auto grid : {k::WeightGrid::narrow, k::WeightGrid::full})
+    for (int a : {0, 255})
+      for (int w : {k::weight_min(grid), k::weight_max(grid)})
+        for (k::Path path : k::supported_paths()) {
+          k::ScopedKernelPath scope(path);
+          const std::int64_t K = 64;
+          std::vector<std::uint8_t> A(static_cast<std::size_t>(K), static_cast<std::uint8_t>(a));
+          std::vector<std::int8_t> W(static_cast<std::size_t>(16 * K), static_cast<std::int8_t>(w));
+          k::PackedWeightsU8S8 p(W.data(), 16, K, K, grid);
+          std::vector<std::int32_t> C(16);
+          k::gemm_u8s8_s32(1, A.data(), K, 0, p, nullptr, C.data(), 16);
+          INFO("path " << k::path_name(path) << " a " << a << " w " << w);
+          for (auto v : C) CHECK(v == a * w * K);
+        }
 }
 
-TEST_CASE("PackedWeightsU8S8 rejects weights outside the exact range", "[kernels][gemm]") {
+TEST_CASE("PackedWeightsU8S8 rejects weights outside its grid", "[kernels][gemm]") {
   std::vector<std::int8_t> w(32, 1);
   w[5] = -65;
-  CHECK_THROWS_AS(k::PackedWeightsU8S8(w.data(), 2, 16, 16), compressor::ValueError);
+  CHECK_THROWS_WITH(k::PackedWeightsU8S8(w.data(), 2, 16, 16),
+                    Catch::Contains("weight [0, 5] = -65") && Catch::Contains("narrow"));
+  CHECK_NOTHROW(k::PackedWeightsU8S8(w.data(), 2, 16, 16, k::WeightGrid::full));
   w[5] = 65;
   CHECK_THROWS_AS(k::PackedWeightsU8S8(w.data(), 2, 16, 16), compressor::ValueError);
   w[5] = -64;
   w[6] = 64;
   CHECK_NOTHROW(k::PackedWeightsU8S8(w.data(), 2, 16, 16));
+  w[6] = 127;
+  w[7] = -127;
+  CHECK_NOTHROW(k::PackedWeightsU8S8(w.data(), 2, 16, 16, k::WeightGrid::full));
+  w[7] = -128;
+  CHECK_THROWS_WITH(k::PackedWeightsU8S8(w.data(), 2, 16, 16, k::WeightGrid::full),
+                    Catch::Contains("-128") && Catch::Contains("full weight grid [-127, 127]"));
   CHECK_THROWS_AS(k::PackedWeightsU8S8(w.data(), 2, 16, 8), compressor::ShapeError);
 }
 

@@ -35,8 +35,14 @@ TEST_CASE("quantize and dequantize follow the same rule", "[kernels][requant]") 
     CHECK(k::quantize(k::dequantize(static_cast<std::uint8_t>(q), s, 40), inv, 40) == q);
 }
 
-TEST_CASE("Int8Traits' weight range keeps vpmaddubsw pair sums in int16", "[kernels][requant]") {
+TEST_CASE("The narrow weight grid keeps vpmaddubsw pair sums in int16", "[kernels][requant]") {
   using T = k::Int8Traits;
+  CHECK(T::kWeightMin == k::weight_min(k::WeightGrid::narrow));
+  CHECK(T::kWeightMax == k::weight_max(k::WeightGrid::narrow));
+  CHECK(k::weight_qmax(k::WeightGrid::full) == 127);
+  CHECK(k::weight_min(k::WeightGrid::full) == -127);
+  // The full grid would saturate vpmaddubsw: its kernels widen or use vpdpbusd.
+  CHECK(2 * T::kActivationMax * k::weight_max(k::WeightGrid::full) > 32767);
   CHECK(2 * T::kActivationMax * T::kWeightMax <= 32767);
   CHECK(2 * T::kActivationMax * T::kWeightMin >= -32768);
   // ... and it is the widest such range.

@@ -39,10 +39,12 @@ class ConvU8S8 {
  public:
   ConvU8S8() = default;
 
-  /// weights (O, KH, KW, I) int8 within Int8Traits' range; weight_scales: O
-  /// values; bias: O int32 values at scale s_in * s_w[o], or empty.
+  /// weights (O, KH, KW, I) int8 on weight grid `grid` (int8_traits.hpp);
+  /// weight_scales: O values; bias: O int32 values at scale s_in * s_w[o], or
+  /// empty.
   ConvU8S8(TensorView<const std::int8_t> weights, std::span<const float> weight_scales,
-           std::span<const std::int32_t> bias, std::int64_t stride, std::int64_t pad) {
+           std::span<const std::int32_t> bias, std::int64_t stride, std::int64_t pad,
+           WeightGrid grid = WeightGrid::narrow) {
     require<ShapeError>(weights.rank() == 4, "ConvU8S8: weights must be OHWI (rank 4), got ",
                         weights.shape().str());
     g_ = ConvGeometry{
@@ -53,7 +55,7 @@ class ConvU8S8 {
                         "ConvU8S8: weights ", weights.shape().str(), " need ", g_.out_c,
                         " weight scales and 0 or ", g_.out_c, " biases, got ", weight_scales.size(),
                         " and ", bias.size());
-    packed_ = PackedWeightsU8S8(weights.data(), g_.out_c, g_.k(), g_.k());
+    packed_ = PackedWeightsU8S8(weights.data(), g_.out_c, g_.k(), g_.k(), grid);
     w_scales_.assign(weight_scales.begin(), weight_scales.end());
     bias_.assign(bias.begin(), bias.end());
   }
@@ -123,12 +125,13 @@ class ConvU8S8 {
     if (detail::gemm_splits_rows(M, packed_)) {
       // Each unit of rows (at most an L2 row block) is unfolded and
       // multiplied by the same thread while it is still in cache.
-      const std::int64_t rows = detail::gemm_unit_rows(M, packed_);
+      const GemmKernel kernel = gemm_kernel(kernel_path(), packed_);
+      const std::int64_t rows = detail::gemm_unit_rows(M, packed_, kernel);
       detail::parallel_units((M + rows - 1) / rows, [&](std::int64_t u) {
         const std::int64_t m = u * rows, me = std::min(M, m + rows);
         im2col_u8(g_, H, W, x.data(), zp, m, me, cols + m * ld, ld);
-        detail::gemm_u8s8_range(m, me, 0, packed_.panels(), StridedRowsU8{cols, ld}, zx, packed_,
-                                epi, y, g_.out_c, M);
+        detail::gemm_u8s8_range(kernel, m, me, 0, packed_.panels(), StridedRowsU8{cols, ld}, zx,
+                                packed_, epi, y, g_.out_c, M);
       });
       return;
     }

@@ -4,12 +4,15 @@
 //   add_u8_requant     y = a + b of two quantized tensors, requantized to y's
 //                      QuantParams, optional fused ReLU (the ResNet residual)
 // Threaded with OpenMP over contiguous chunks; the tails run the reference.
+// Paths (kernels/isa.hpp): scalar runs the reference; every other path the
+// AVX2 bodies (memory-bound loops: no wider version pays).
 #pragma once
 
 #include <cstdint>
 
 #include "compressor/core/tensor.hpp"
 #include "compressor/core/threading.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/ref/eltwise_u8.hpp"
 #include "compressor/kernels/simd/eltwise_u8.hpp"
 
@@ -23,14 +26,15 @@ inline void require_qparams(QuantParams q, const char* what) {
           " must be > 0 and zero point ", q.zero_point, " in [0, 255]");
 }
 
-/// Runs simd(i, len) -> elements done, then ref(i, len) on the rest, over
-/// contiguous chunks of [0, n), threaded.
+/// Runs simd(i, len) -> elements done (where the path in use has AVX2),
+/// then ref(i, len) on the rest, over contiguous chunks of [0, n), threaded.
 template <class Simd, class Ref>
 void run_elementwise(std::int64_t n, Simd simd, Ref ref) {
+  const bool vector = path_has_avx2(kernel_path());
   parallel_for(
       n,
       [&](std::int64_t b, std::int64_t e) {
-        const std::int64_t done = simd(b, e - b);
+        const std::int64_t done = vector ? simd(b, e - b) : 0;
         ref(b + done, e - b - done);
       },
       kEltwiseGrain);
@@ -44,7 +48,7 @@ inline void quantize_f32_u8(TensorView<const float> x, QuantParams q, TensorView
   std::uint8_t* yp = y.data();
   detail::run_elementwise(
       x.numel(),
-      [&](std::int64_t i, std::int64_t n) { return simd::quantize_f32(n, xp + i, q, yp + i); },
+      [&](std::int64_t i, std::int64_t n) { return simd::quantize_f32_avx2(n, xp + i, q, yp + i); },
       [&](std::int64_t i, std::int64_t n) { ref::quantize(n, xp + i, q, yp + i); });
 }
 
@@ -56,7 +60,9 @@ inline void dequantize_u8_f32(TensorView<const std::uint8_t> x, QuantParams q,
   float* yp = y.data();
   detail::run_elementwise(
       x.numel(),
-      [&](std::int64_t i, std::int64_t n) { return simd::dequantize_u8(n, xp + i, q, yp + i); },
+      [&](std::int64_t i, std::int64_t n) {
+        return simd::dequantize_u8_avx2(n, xp + i, q, yp + i);
+      },
       [&](std::int64_t i, std::int64_t n) { ref::dequantize(n, xp + i, q, yp + i); });
 }
 
@@ -74,7 +80,7 @@ inline void add_u8_requant(TensorView<const std::uint8_t> a, QuantParams qa,
   detail::run_elementwise(
       a.numel(),
       [&](std::int64_t i, std::int64_t n) {
-        return simd::add_u8(n, ap + i, qa, bp + i, qb, yp + i, qy, relu);
+        return simd::add_u8_avx2(n, ap + i, qa, bp + i, qb, yp + i, qy, relu);
       },
       [&](std::int64_t i, std::int64_t n) {
         ref::add(n, ap + i, qa, bp + i, qb, yp + i, qy, relu);

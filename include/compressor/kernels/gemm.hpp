@@ -3,6 +3,8 @@
 //   gemm_u8s8_requant   -> uint8  (RequantOut, optional fused ReLU via qmin)
 //   gemm_u8s8_dequant   -> float  (DequantOut, last layer)
 //   gemm_u8s8_s32       -> int32  (Int32Out)
+// Each call runs the kernel of the path in use (kernels/isa.hpp: kernel_path(),
+// read once per call; gemm_kernel() picks the micro-kernel for the weights).
 // Threaded with OpenMP over row blocks (or column panels when M is small),
 // handed out dynamically (parallel_units.hpp); single-threaded when called
 // from inside a parallel region. A needs only K readable bytes per row; C
@@ -17,6 +19,7 @@
 #include "compressor/core/threading.hpp"
 #include "compressor/kernels/epilogue.hpp"
 #include "compressor/kernels/gemm_rows.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/packed_weights.hpp"
 #include "compressor/kernels/parallel_units.hpp"
 #include "compressor/kernels/simd/gemm_u8s8.hpp"
@@ -25,7 +28,7 @@ namespace compressor::kernels {
 
 namespace detail {
 
-/// Portable kernel on the packed layout, used where no SIMD path is compiled.
+/// Portable kernel on the packed layout: the scalar path.
 template <GemmEpilogue Epi, class Rows>
 void gemm_u8s8_portable(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1, Rows A,
                         std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi,
@@ -48,21 +51,41 @@ inline std::uint8_t* gemm_tail_buffer(std::size_t bytes) {
   return buf.data();
 }
 
-/// Rows [m0, m1) x panels [p0, p1) on one thread; rows [m_whole, M) of A
-/// have only K readable bytes (see gemm_block).
+/// Rows [m0, m1) x panels [p0, p1) on one thread, with kernel `kernel`
+/// (gemm_kernel(kernel_path(), B), read once per call by the caller); rows
+/// [m_whole, M) of A have only K readable bytes (see simd::detail_gemm::GemmArgs).
 template <GemmEpilogue Epi, class Rows>
-void gemm_u8s8_range(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1, Rows A,
-                     std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi,
-                     typename Epi::Out* C, std::int64_t ldc,
-                     [[maybe_unused]] std::int64_t m_whole) {
-#if COMPRESSOR_KERNELS_AVX2
+void gemm_u8s8_range(GemmKernel kernel, std::int64_t m0, std::int64_t m1, std::int64_t p0,
+                     std::int64_t p1, Rows A, std::int32_t za, const PackedWeightsU8S8& B,
+                     const Epi& epi, typename Epi::Out* C, std::int64_t ldc, std::int64_t m_whole) {
+  if (kernel == GemmKernel::portable) {
+    gemm_u8s8_portable(m0, m1, p0, p1, A, za, B, epi, C, ldc);
+    return;
+  }
   std::uint8_t* tail = nullptr;
   if (m_whole < m1)
-    tail = gemm_tail_buffer(static_cast<std::size_t>(GemmU8S8Tiles::kMR * B.k_padded()));
-  simd::detail_gemm::gemm_block(m0, m1, p0, p1, A, za, B, epi, C, ldc, m_whole, tail);
-#else
-  gemm_u8s8_portable(m0, m1, p0, p1, A, za, B, epi, C, ldc);
-#endif
+    tail = gemm_tail_buffer(static_cast<std::size_t>(gemm_kernel_rows(kernel) * B.k_padded()));
+  namespace g = simd::detail_gemm;
+  const g::GemmArgs<Epi, Rows> args{A, za, B, epi, C, ldc, m_whole};
+  switch (kernel) {
+    case GemmKernel::ymm_maddubs:
+      g::gemm_block_ymm_maddubs(args, m0, m1, p0, p1, tail);
+      break;
+    case GemmKernel::ymm_widen:
+      g::gemm_block_ymm_widen(args, m0, m1, p0, p1, tail);
+      break;
+    case GemmKernel::ymm_vnni:
+      g::gemm_block_ymm_vnni(args, m0, m1, p0, p1, tail);
+      break;
+    case GemmKernel::zmm_maddubs:
+      g::gemm_block_zmm_maddubs(args, m0, m1, p0, p1, tail);
+      break;
+    case GemmKernel::zmm_vnni:
+      g::gemm_block_zmm_vnni(args, m0, m1, p0, p1, tail);
+      break;
+    case GemmKernel::portable:
+      break;
+  }
 }
 
 /// Rows [0, result) of an M-row A (stride lda, K valid bytes per row) can be
@@ -78,7 +101,7 @@ inline std::int64_t rows_readable_padded(std::int64_t M, std::int64_t lda, std::
 /// splitting panels, all of A and N / T of the weights. Split the larger
 /// operand, when it has a tile per thread.
 inline bool gemm_splits_rows(std::int64_t M, const PackedWeightsU8S8& B) {
-  const std::int64_t row_tiles = (M + GemmU8S8Tiles::kMR - 1) / GemmU8S8Tiles::kMR;
+  const std::int64_t row_tiles = (M + GemmU8S8Tiles::kMR - 1) / GemmU8S8Tiles::kMR;  // any kernel
   return (M >= B.n() && row_tiles >= num_threads()) || B.panels() < num_threads();
 }
 
@@ -86,10 +109,10 @@ inline bool gemm_splits_rows(std::int64_t M, const PackedWeightsU8S8& B) {
 /// thread; with more threads about 6 units per thread (so that a thread that
 /// loses its core leaves units to the others; 6 measured better than 3 on
 /// the batch-8 ResNet-18 shapes at 2 threads, docs/performance.md), each
-/// still a multiple of kMR.
-inline std::int64_t gemm_unit_rows(std::int64_t M, const PackedWeightsU8S8& B) {
-  constexpr std::int64_t MR = GemmU8S8Tiles::kMR;
-  const std::int64_t block = GemmU8S8Tiles::row_block(B.k_padded());
+/// still a multiple of the kernel's tile rows.
+inline std::int64_t gemm_unit_rows(std::int64_t M, const PackedWeightsU8S8& B, GemmKernel kernel) {
+  const std::int64_t MR = gemm_kernel_rows(kernel);
+  const std::int64_t block = GemmU8S8Tiles::row_block(B.k_padded(), gemm_kernel_rows(kernel));
   const std::int64_t threads = in_parallel() ? 1 : num_threads();
   if (threads <= 1) return block;
   const std::int64_t per = (M + 6 * threads - 1) / (6 * threads);
@@ -102,12 +125,13 @@ template <GemmEpilogue Epi, class Rows>
 void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeightsU8S8& B,
                     const Epi& epi, typename Epi::Out* C, std::int64_t ldc, std::int64_t m_whole) {
   if (M == 0) return;
+  const GemmKernel kernel = gemm_kernel(kernel_path(), B);
   const std::int64_t panels = B.panels();
   if (gemm_splits_rows(M, B)) {
-    const std::int64_t rows = gemm_unit_rows(M, B);
+    const std::int64_t rows = gemm_unit_rows(M, B, kernel);
     parallel_units((M + rows - 1) / rows, [&](std::int64_t u) {
-      gemm_u8s8_range(u * rows, std::min(M, (u + 1) * rows), 0, panels, A, za, B, epi, C, ldc,
-                      m_whole);
+      gemm_u8s8_range(kernel, u * rows, std::min(M, (u + 1) * rows), 0, panels, A, za, B, epi, C,
+                      ldc, m_whole);
     });
   } else {
     // Contiguous groups of panels, ~2 per thread: threads writing
@@ -118,7 +142,7 @@ void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeights
     const std::int64_t threads = in_parallel() ? 1 : num_threads();
     const std::int64_t per = std::max<std::int64_t>(1, panels / (2 * threads));
     parallel_units((panels + per - 1) / per, [&](std::int64_t u) {
-      gemm_u8s8_range(0, M, u * per, std::min(panels, (u + 1) * per), A, za, B, epi, C, ldc,
+      gemm_u8s8_range(kernel, 0, M, u * per, std::min(panels, (u + 1) * per), A, za, B, epi, C, ldc,
                       m_whole);
     });
   }

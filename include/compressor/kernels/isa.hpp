@@ -177,11 +177,16 @@ inline std::vector<Path> supported_paths() {
   return out;
 }
 
-/// The fastest path this CPU runs: avx512_vnni, avx512, avx_vnni, avx2, scalar.
-inline Path best_path() {
+/// The fastest path a CPU with features f runs: avx512_vnni, avx512,
+/// avx_vnni, avx2, scalar.
+inline Path best_path(const CpuFeatures& f) {
   for (Path p : {Path::avx512_vnni, Path::avx512, Path::avx_vnni, Path::avx2})
-    if (path_supported(p)) return p;
+    if (f.supports(p)) return p;
   return Path::scalar;
+}
+/// The fastest path this CPU runs.
+inline Path best_path() {
+  return best_path(cpu_features());
 }
 
 /// Reads a path name; throws ValueError naming `what` and the valid names.
@@ -194,24 +199,34 @@ inline Path parse_path(std::string_view name, std::string_view what = "ISA path"
                                  "avx512_vnni"));
 }
 
-namespace detail {
-
-inline void require_supported(Path p, std::string_view what) {
-  if (path_supported(p)) return;
+/// Throws ValueError, naming `what`, the CPU's features and its paths, when a
+/// CPU with features f cannot run path p.
+inline void require_supported(Path p, std::string_view what,
+                              const CpuFeatures& f = cpu_features()) {
+  if (f.supports(p)) return;
   std::string paths;
-  for (Path q : supported_paths()) paths += (paths.empty() ? "" : ", ") + std::string(path_name(q));
+  for (Path q : kAllPaths)
+    if (f.supports(q)) paths += (paths.empty() ? "" : ", ") + std::string(path_name(q));
   throw ValueError(compressor::detail::concat(
-      what, " asks for the ", path_name(p), " path, which this CPU does not run (it has: ",
-      cpu_features().str(), "; supported paths: ", paths, ")"));
+      what, " asks for the ", path_name(p), " path, which this CPU does not run (it has: ", f.str(),
+      "; supported paths: ", paths, ")"));
 }
+
+/// The path the environment variable COMPRESSOR_ISA (value env, or null
+/// where unset) selects on a CPU with features f: the best one when unset or
+/// empty; ValueError for an unknown name or a path the CPU lacks.
+inline Path path_from_env(const char* env, const CpuFeatures& f = cpu_features()) {
+  if (env == nullptr || *env == '\0') return best_path(f);
+  const Path p = parse_path(env, "COMPRESSOR_ISA");
+  require_supported(p, "COMPRESSOR_ISA", f);
+  return p;
+}
+
+namespace detail {
 
 /// The path the environment asks for, or the best one.
 inline Path initial_path() {
-  const char* env = std::getenv("COMPRESSOR_ISA");
-  if (env == nullptr || *env == '\0') return best_path();
-  const Path p = parse_path(env, "COMPRESSOR_ISA");
-  require_supported(p, "COMPRESSOR_ISA");
-  return p;
+  return path_from_env(std::getenv("COMPRESSOR_ISA"));
 }
 
 inline std::atomic<Path>& active_path() {
@@ -230,7 +245,7 @@ inline Path kernel_path() {
 /// Makes every kernel run `p` from now on (call it between kernel calls, not
 /// during them). Throws ValueError for a path this CPU does not run.
 inline void set_kernel_path(Path p) {
-  detail::require_supported(p, "set_kernel_path");
+  require_supported(p, "set_kernel_path");
   detail::active_path().store(p, std::memory_order_relaxed);
 }
 inline void set_kernel_path(std::string_view name) {

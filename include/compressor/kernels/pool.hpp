@@ -3,7 +3,8 @@
 //                       output keeps the input's QuantParams
 //   global_avg_pool_u8  (N, H, W, C) -> (N, C), requantized to the output's
 //                       QuantParams with the one rounding rule
-// Vectorized over channels, threaded with OpenMP over output rows / images.
+// Vectorized over channels (AVX2 bodies on every path but scalar,
+// kernels/isa.hpp), threaded with OpenMP over output rows / images.
 #pragma once
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 
 #include "compressor/core/tensor.hpp"
 #include "compressor/core/threading.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/ref/eltwise_u8.hpp"
 #include "compressor/kernels/simd/eltwise_u8.hpp"
 
@@ -34,6 +36,7 @@ inline void max_pool_u8(TensorView<const std::uint8_t> x, TensorView<std::uint8_
   check_same_shape(y.shape(), max_pool_output_shape(x.shape(), k, stride, pad),
                    "max_pool_u8 output");
   const std::int64_t H = x.dim(1), W = x.dim(2), C = x.dim(3), OH = y.dim(1), OW = y.dim(2);
+  const bool vector = path_has_avx2(kernel_path());
   parallel_for(x.dim(0) * OH, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t row = b; row < e; ++row) {
       const std::int64_t n = row / OH, oh = row % OH;
@@ -47,10 +50,7 @@ inline void max_pool_u8(TensorView<const std::uint8_t> x, TensorView<std::uint8_
         for (std::int64_t i = i0; i < i1; ++i)
           for (std::int64_t j = j0; j < j1; ++j) {
             const std::uint8_t* in = x.data() + ((n * H + i) * W + j) * C;
-            std::int64_t c = 0;
-#if COMPRESSOR_KERNELS_AVX2
-            c = simd::max_u8(C, in, out);
-#endif
+            std::int64_t c = vector ? simd::max_u8_avx2(C, in, out) : 0;
             for (; c < C; ++c) out[c] = std::max(out[c], in[c]);
           }
       }
@@ -69,14 +69,13 @@ inline void global_avg_pool_u8(TensorView<const std::uint8_t> x, QuantParams qx,
           ", zero points ", qx.zero_point, ", ", qy.zero_point, ")");
   const std::int64_t HW = x.dim(1) * x.dim(2), C = x.dim(3);
   const float m = average_multiplier(qx.scale, qy.scale, HW);
+  const bool vector = path_has_avx2(kernel_path());
   parallel_for(x.dim(0), [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t n = b; n < e; ++n) {
       const std::uint8_t* in = x.data() + n * HW * C;
       std::uint8_t* out = y.data() + n * C;
-      std::int64_t c = 0;
-#if COMPRESSOR_KERNELS_AVX2
-      c = simd::avg_pool_u8(HW, C, in, qx.zero_point, m, qy.zero_point, out);
-#endif
+      std::int64_t c =
+          vector ? simd::avg_pool_u8_avx2(HW, C, in, qx.zero_point, m, qy.zero_point, out) : 0;
       for (; c < C; ++c) {
         std::int32_t sum = 0;
         for (std::int64_t p = 0; p < HW; ++p) sum += in[p * C + c];

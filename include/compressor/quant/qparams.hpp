@@ -30,25 +30,17 @@ struct Range {
   float max = 0.f;
 };
 
-/// The int8 weight grid: the symmetric integer range a weight channel maps to.
-/// narrow = [-Int8Traits::kWeightQMax, kWeightQMax] (exact in every kernel);
-/// the full 8-bit grid comes with the VNNI kernels (run-time ISA issue).
-enum class WeightGrid : std::uint8_t { narrow };
+/// The int8 weight grid: the symmetric integer range a weight channel maps to
+/// (kernels/int8_traits.hpp): narrow [-64, 64] or full [-127, 127], both
+/// exact in every kernel on every path.
+using WeightGrid = kernels::WeightGrid;
+using kernels::weight_qmax;
 
-inline std::int32_t weight_qmax(WeightGrid g) {
-  switch (g) {
-    case WeightGrid::narrow:
-      return kernels::Int8Traits::kWeightQMax;
-  }
-  throw ValueError("unknown weight grid");
-}
 inline std::string_view to_string(WeightGrid g) {
-  switch (g) {
-    case WeightGrid::narrow:
-      return "narrow";
-  }
-  return "?";
+  return kernels::weight_grid_name(g);
 }
+/// The grids the int8 model files support (the full grid is not wired into
+/// them yet: the quantization work records it).
 inline WeightGrid weight_grid_from_string(std::string_view s) {
   if (s == "narrow") return WeightGrid::narrow;
   throw ValueError(detail::concat("unknown weight grid '", s, "' (expected: narrow)"));
