@@ -139,6 +139,13 @@ inline const LayerSummary* layer_summary(const ConversionSummary& s, const std::
 inline io::SafetensorsWriter int8_model_writer(const Int8Model& m, const nn::ChannelPlan& plan) {
   using F = Int8FileFormat;
   const ConversionSummary& s = m.summary();
+  if (!s.float_layers.empty()) {
+    std::string list;
+    for (const auto& f : s.float_layers) list += "\n  " + f;
+    throw ValueError(compressor::detail::concat(
+        "save_int8_model: the model has ", s.float_layers.size(), " float island(s); an int8 ",
+        "file (format version ", F::kVersion, ") holds int8 layers only:", list));
+  }
   const nn::ChannelPlan full = internal::complete_plan(m, plan);
   io::SafetensorsWriter w;
   w.set_metadata(std::string(F::kFormatKey), std::string(F::kFormat));

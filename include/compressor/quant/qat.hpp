@@ -251,15 +251,12 @@ inline Prepared prepare_qat(const nn::Module& m, const QatConfig& config) {
       p.model->replace(path, std::move(q));
     }
   }
-  p.points = p.model->quantization_points();
-  for (const auto& point : p.points) {
-    auto obs = config.observer();
-    require(obs != nullptr, "prepare_qat: the observer factory returned null");
-    obs->set_label(point.name);
-    nn::Module& at = *p.model->find(point.name);
-    at.set_output_hook(std::make_unique<FakeQuantize>(std::move(obs), config.learnable_scale));
-  }
-  p.fingerprint = internal::structure_fingerprint(*p.model);
+  internal::attach_point_hooks(
+      p, config.observer,
+      [&](std::unique_ptr<Observer> obs) -> std::unique_ptr<nn::Module> {
+        return std::make_unique<FakeQuantize>(std::move(obs), config.learnable_scale);
+      },
+      "prepare_qat");
   return p;
 }
 
@@ -308,9 +305,7 @@ inline std::unique_ptr<nn::Module> fold_qat_model(const Prepared& p) {
 /// Converts a QAT model (fold_qat_model, then the activation parameters of
 /// its FakeQuantizes and the folded weights, as convert()).
 inline Int8Model convert_qat(Prepared& p) {
-  require(p.model != nullptr, "convert_qat: the model was not prepared");
-  require(internal::structure_fingerprint(*p.model) == p.fingerprint,
-          "convert_qat: the model was edited after prepare_qat()");
+  internal::check_unedited(p, "convert_qat", "prepare_qat");
   auto m = fold_qat_model(p);
   internal::ModelSource source(*m, p.grid);
   return convert_with(*m, p.points, p.grid, source);
