@@ -422,9 +422,18 @@ TEST_CASE("int8 files: bad files are rejected naming the file and the tensor", "
   }
   SECTION("metadata: format, version, grid, model, plan") {
     RawFile r = from();
-    r.set_meta("format_version", "2");
+    r.set_meta("format_version", "3");
     CHECK_THROWS_AS(load(r), IoError);
-    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("format_version '2' is not supported"));
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("format_version '3' is not supported"));
+    r = from();
+    r.set_meta("format_version", "2");  // the version of files with float islands
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("without metadata 'float_islands'"));
+    r.set_meta("float_islands", "features.4,nope");
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("float island 'nope'"));
+    r.set_meta("float_islands", "features.4,,fc");
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("expected distinct layer names"));
+    r.set_meta("float_islands", "features.4");  // but its weight is int8
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("features.4.weight"));
     r = from();
     r.erase_meta("format");
     CHECK_THROWS_WITH(load(r), Contains(file) && Contains("not an int8 model file"));

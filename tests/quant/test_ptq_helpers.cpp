@@ -6,6 +6,7 @@
 #include <compressor/quant/convert.hpp>
 #include <compressor/quant/equalize.hpp>
 #include <compressor/quant/int8_io.hpp>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -232,9 +233,9 @@ TEST_CASE("Float islands: layers with no int8 form, on request", "[quant][island
     const auto f = compressor::testing::lockstep_fidelity(int8, *fq, summary_points(int8), x);
     CHECK(f.equal_fraction() >= 0.99);
     CHECK(f.max_diff <= 1);
-    // An int8 file holds int8 layers only.
+    // An int8 file stores the float values of islands with weights only.
     CHECK_THROWS_WITH(quant::int8_model_writer(int8, nn::ChannelPlan{}),
-                      Catch::Contains("2 float island(s)"));
+                      Catch::Contains("float island '3' is a BatchNorm2d"));
   }
 }
 
@@ -311,4 +312,43 @@ TEST_CASE("Float islands: names that are no layer conversion can keep in float",
                         Catch::Contains("name a layer with weights"));
   CHECK_THROWS_WITH(quant::prepare_ptq(net, with("layer1.0.bn1")),
                     Catch::Contains("float island 'layer1.0.bn1'"));
+}
+
+TEST_CASE("Float islands: saved in an int8 file (format version 2) and loaded back",
+          "[quant][islands][int8_io]") {
+  nn::init::manual_seed(18);
+  Rng rng(36);
+  nn::ChannelPlan plan = CifarCnn::default_plan();
+  for (auto& [name, c] : plan.channels)
+    if (name != "fc") c /= 8;
+  CifarCnn net(plan);
+  randomize_batchnorms(net, rng);
+  auto cfg = test_config();
+  cfg.float_islands = {"features.4", "fc"};
+  quant::Prepared p = quant::prepare_ptq(net, cfg);
+  RandomBatches calib(Shape{4, 32, 32, 3}, 2, 900);
+  quant::calibrate(p, calib);
+  quant::Int8Model int8 = quant::convert(p);
+  const auto dir = std::filesystem::path(COMPRESSOR_TEST_BINARY_DIR) / "ptq_helpers_files";
+  std::filesystem::create_directories(dir);
+  const auto tmp = dir / "islands.int8.safetensors";
+  quant::save_int8_model(int8, net.channel_plan(), tmp);
+  io::SafetensorsFile f = io::SafetensorsFile::open(tmp);
+  CHECK(*f.metadata_value("format_version") == "2");
+  CHECK(*f.metadata_value("float_islands") == "features.4,fc");
+  CHECK(f.find("features.4.weight")->dtype == DType::f32);
+  CHECK(f.find("features.4.weight_scale") == nullptr);
+  quant::Int8Model loaded = quant::load_int8_model(tmp);
+  CHECK(loaded.summary().float_layers == int8.summary().float_layers);
+  const Tensor<float> x = calib.batch(1);
+  const Tensor<float> a(int8.forward(x));
+  const Tensor<float> b(loaded.forward(x));
+  CHECK(rel_to_max(a, b) == 0.0);
+  // Without islands the file stays version 1.
+  cfg.float_islands.clear();
+  quant::Prepared q = quant::prepare_ptq(net, cfg);
+  quant::calibrate(q, calib);
+  quant::save_int8_model(quant::convert(q), net.channel_plan(), tmp);
+  CHECK(*io::SafetensorsFile::open(tmp).metadata_value("format_version") == "1");
+  std::filesystem::remove(tmp);
 }

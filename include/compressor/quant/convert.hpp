@@ -319,6 +319,8 @@ class Converter {
   std::vector<std::string> unsupported_;
   /// (layer, output point) of every float island made, in data-flow order.
   std::vector<std::pair<std::string, std::string>> islands_made_;
+  /// The float layer of every island (owned by its op).
+  std::vector<std::pair<std::string, nn::Module*>> island_layers_;
 
  private:
   std::unique_ptr<Int8Op> sequence(nn::Sequential& seq, const std::string& path) {
@@ -413,9 +415,11 @@ class Converter {
     summary_point(point, out);
     cur_ = out;
     std::vector<std::unique_ptr<nn::Module>> layers;
-    if (!probe_)
-      for (nn::Module* m : run) layers.push_back(strip_hooks(m->clone()));
-    return std::make_unique<Int8FloatIsland>(point, std::move(layers), out);
+    if (probe_) return std::make_unique<Int8FloatIsland>(point, std::move(layers), out);
+    for (nn::Module* m : run) layers.push_back(strip_hooks(m->clone()));
+    auto op = std::make_unique<Int8FloatIsland>(point, std::move(layers), out);
+    island_layers_.emplace_back(path, &op->layer(0));
+    return op;
   }
 
   /// A conv or linear layer whose output is the point `point`.
@@ -600,7 +604,8 @@ inline Int8Model convert_with(nn::Module& root, const std::vector<nn::QuantPoint
     if (!listed) ordered.push_back({point, nn::PointKind::conv, summary.point(point)->q});
   }
   summary.points = std::move(ordered);
-  return Int8Model(input.name, in_q, std::move(body), std::move(summary), std::move(c.weights_));
+  return Int8Model(input.name, in_q, std::move(body), std::move(summary), std::move(c.weights_),
+                   std::move(c.island_layers_));
 }
 
 /// Converts a prepared, calibrated model into an int8 model (see the file

@@ -90,11 +90,13 @@ class Int8Model {
  public:
   Int8Model(std::string input_point, QuantParams input_q, std::unique_ptr<Int8Op> body,
             ConversionSummary summary,
-            std::vector<std::pair<std::string, QuantizedWeights>> weights)
+            std::vector<std::pair<std::string, QuantizedWeights>> weights,
+            std::vector<std::pair<std::string, nn::Module*>> island_layers = {})
       : input_point_(std::move(input_point)),
         body_(std::move(body)),
         summary_(std::move(summary)),
-        weights_(std::move(weights)) {
+        weights_(std::move(weights)),
+        island_layers_(std::move(island_layers)) {
     in_.q = input_q;
   }
 
@@ -124,12 +126,18 @@ class Int8Model {
     return weights_;
   }
   const std::string& input_point() const { return input_point_; }
+  /// The first float layer of every float island, by name (owned by the
+  /// island; what a saved int8 model stores in float).
+  const std::vector<std::pair<std::string, nn::Module*>>& float_island_layers() const {
+    return island_layers_;
+  }
 
  private:
   std::string input_point_;
   std::unique_ptr<Int8Op> body_;
   ConversionSummary summary_;
   std::vector<std::pair<std::string, QuantizedWeights>> weights_;
+  std::vector<std::pair<std::string, nn::Module*>> island_layers_;
   QTensor in_;
   Tensor<float> out_;
   PointTrace trace_;

@@ -173,6 +173,8 @@ class Int8FloatIsland : public Int8Op {
     }
   }
   std::string_view kind() const override { return "float_island"; }
+  /// The float modules it runs (the first is the island's layer).
+  nn::Module& layer(std::size_t i) { return *layers_.at(i); }
   /// Bytes of the float parameters it holds.
   std::int64_t weight_bytes() const override { return bytes_; }
   QView forward(const QView& x, const PointTrace* trace) override {
