@@ -31,8 +31,8 @@
 #include "compressor/quant/int8_io.hpp"
 #include "compressor/quant/observers.hpp"
 #ifdef COMPRESSOR_QUANTIZE_VIDEO
+#include "common/echo.hpp"
 #include "compressor/data/echonet.hpp"
-#include "compressor/data/synthetic_echo.hpp"
 #endif
 
 namespace fs = std::filesystem;
@@ -105,19 +105,12 @@ std::unique_ptr<data::DataLoader> image_loader(const Options& o) {
 std::unique_ptr<data::DataLoader> clip_loader([[maybe_unused]] const Options& o) {
 #ifdef COMPRESSOR_QUANTIZE_VIDEO
   require(!o.data.empty(), "--data: an EchoNet-layout root is needed for EfRegressor");
-  if (o.synthetic > 0) {
-    data::SyntheticEchoOptions so;
-    so.count = o.synthetic;
-    if (data::ensure_synthetic_echo(o.data, so))
-      std::printf("generated %lld synthetic clips in %s\n", static_cast<long long>(o.synthetic),
-                  o.data.c_str());
-  }
+  if (o.synthetic > 0) examples::ensure_synthetic_echo_set(o.data, o.synthetic, 1);
   data::EchoNetOptions eo;
   eo.clip = data::ClipSpec{o.frames, o.size, o.size};
   eo.max_clips = o.batches * o.batch_size;
-  // ef_train's normalisation.
-  eo.normalization = data::Normalization{{0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f}};
-  static std::unique_ptr<data::EchoNet> ds;  // outlives the loader
+  eo.normalization = examples::echo_normalization();  // ef_train's
+  static std::unique_ptr<data::EchoNet> ds;           // outlives the loader
   ds = std::make_unique<data::EchoNet>(o.data, eo);
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;

@@ -13,6 +13,7 @@
 
 #include "compressor/core/rng.hpp"
 #include "compressor/data/batch.hpp"
+#include "compressor/models/cifar_cnn.hpp"
 #include "compressor/nn/activation.hpp"
 #include "compressor/nn/batchnorm.hpp"
 #include "compressor/nn/conv2d.hpp"
@@ -91,6 +92,15 @@ class RandomBatches : public data::BatchSource {
   float lo_, hi_;
   int i_ = 0;
 };
+
+/// CifarCnn's default plan with every conv's channels divided by `divisor`
+/// (a small model for fast tests).
+inline nn::ChannelPlan narrow_cifar_plan(std::int64_t divisor) {
+  nn::ChannelPlan plan = models::CifarCnn::default_plan();
+  for (auto& [name, c] : plan.channels)
+    if (name != "fc") c /= divisor;
+  return plan;
+}
 
 /// y = 2x, a layer type the converter does not know.
 struct Twice : nn::Module {

@@ -82,13 +82,9 @@ TEST_CASE(
     std::size_t pairs;
   };
   std::vector<Case> cases;
-  nn::ChannelPlan small = CifarCnn::default_plan();
-  for (auto& [name, c] : small.channels)
-    if (name != "fc") c /= 4;
+  const nn::ChannelPlan small = compressor::testing::narrow_cifar_plan(4);
   cases.push_back({std::make_unique<CifarCnn>(small), Shape{4, 32, 32, 3}, 3});
-  ResNetOptions ro;
-  ro.width = 0.25;
-  ro.num_classes = 10;
+  const ResNetOptions ro{.num_classes = 10, .width = 0.25};
   cases.push_back({std::make_unique<ResNet18>(ro), Shape{2, 40, 40, 3}, 8});
   cases.push_back({std::make_unique<EfRegressor>(EfRegressorOptions{.width = 0.125}),
                    Shape{1, 2, 40, 40, 3}, 8});
@@ -118,9 +114,7 @@ TEST_CASE("CLE as a PtqConfig switch: applied before the observers, the int8 mod
           "[quant][cle]") {
   Rng rng(32);
   nn::init::manual_seed(13);
-  ResNetOptions ro;
-  ro.width = 0.25;
-  ro.num_classes = 10;
+  const ResNetOptions ro{.num_classes = 10, .width = 0.25};
   ResNet18 net(ro);
   randomize_batchnorms(net, rng);
   net.eval();
@@ -146,9 +140,7 @@ TEST_CASE("Bias correction lowers the mean per-channel output error of the int8 
           "[quant][bias_correction]") {
   Rng rng(33);
   nn::init::manual_seed(14);
-  nn::ChannelPlan plan = CifarCnn::default_plan();
-  for (auto& [name, c] : plan.channels)
-    if (name != "fc") c /= 4;
+  const nn::ChannelPlan plan = compressor::testing::narrow_cifar_plan(4);
   CifarCnn net(plan);
   randomize_batchnorms(net, rng);
   net.eval();
@@ -173,9 +165,7 @@ TEST_CASE("Bias correction lowers the mean per-channel output error of the int8 
 TEST_CASE("Bias correction: the corrected float model differs only in its biases",
           "[quant][bias_correction]") {
   nn::init::manual_seed(15);
-  nn::ChannelPlan plan = CifarCnn::default_plan();
-  for (auto& [name, c] : plan.channels)
-    if (name != "fc") c /= 8;
+  const nn::ChannelPlan plan = compressor::testing::narrow_cifar_plan(8);
   CifarCnn net(plan);
   auto cfg = test_config();
   cfg.bias_correction = true;
@@ -242,12 +232,8 @@ TEST_CASE("Float islands: layers with no int8 form, on request", "[quant][island
 TEST_CASE("Float islands: named layers of CifarCnn and ResNet18", "[quant][islands]") {
   nn::init::manual_seed(17);
   Rng rng(35);
-  nn::ChannelPlan plan = CifarCnn::default_plan();
-  for (auto& [name, c] : plan.channels)
-    if (name != "fc") c /= 8;
-  ResNetOptions ro;
-  ro.width = 0.125;
-  ro.num_classes = 10;
+  const nn::ChannelPlan plan = compressor::testing::narrow_cifar_plan(8);
+  const ResNetOptions ro{.num_classes = 10, .width = 0.125};
   struct Case {
     std::unique_ptr<nn::Module> model;
     Shape input;
@@ -295,9 +281,7 @@ TEST_CASE("Float islands: named layers of CifarCnn and ResNet18", "[quant][islan
 
 TEST_CASE("Float islands: names that are no layer conversion can keep in float",
           "[quant][islands]") {
-  ResNetOptions ro;
-  ro.width = 0.125;
-  ro.num_classes = 10;
+  const ResNetOptions ro{.num_classes = 10, .width = 0.125};
   ResNet18 net(ro);
   auto with = [](std::string name) {
     auto cfg = test_config();
@@ -318,9 +302,7 @@ TEST_CASE("Float islands: saved in an int8 file (format version 2) and loaded ba
           "[quant][islands][int8_io]") {
   nn::init::manual_seed(18);
   Rng rng(36);
-  nn::ChannelPlan plan = CifarCnn::default_plan();
-  for (auto& [name, c] : plan.channels)
-    if (name != "fc") c /= 8;
+  const nn::ChannelPlan plan = compressor::testing::narrow_cifar_plan(8);
   CifarCnn net(plan);
   randomize_batchnorms(net, rng);
   auto cfg = test_config();

@@ -111,6 +111,19 @@ inline std::string join(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
 
+/// The start of prepare_ptq and prepare_qat: a copy of m in training or eval
+/// mode, with the grid; the observer factory must be set (who names the
+/// caller and its config in errors).
+inline Prepared prepared_copy(const nn::Module& m, WeightGrid grid, bool has_observer,
+                              bool training, std::string_view who) {
+  require(has_observer, who, ": the config's observer is not set");
+  Prepared p;
+  p.grid = grid;
+  p.model = m.clone();
+  p.model->train(training);
+  return p;
+}
+
 /// Attaches wrap(observer) as the output hook of every quantization point of
 /// p.model (each observer labelled with its point), then records the
 /// fingerprint that convert() checks: the common end of prepare_ptq and
@@ -151,11 +164,8 @@ inline std::vector<std::pair<std::string, std::string>> probe_islands(nn::Module
 /// config.observer() at every quantization point and at the output of every
 /// float island that is no point. The copy is in eval mode.
 inline Prepared prepare_ptq(const nn::Module& m, const PtqConfig& config) {
-  require(static_cast<bool>(config.observer), "prepare_ptq: PtqConfig::observer is not set");
-  Prepared p;
-  p.grid = config.grid;
-  p.model = m.clone();
-  p.model->eval();
+  Prepared p = internal::prepared_copy(m, config.grid, static_cast<bool>(config.observer),
+                                       /*training=*/false, "prepare_ptq");
   nn::fold_batchnorms(*p.model);
   if (config.cross_layer_equalization) {
     const EqualizationReport e = equalize_cross_layer(*p.model);

@@ -207,11 +207,8 @@ struct QatConfig {
 
 /// Copies m for QAT (see the file comment); the copy is in training mode.
 inline Prepared prepare_qat(const nn::Module& m, const QatConfig& config) {
-  require(static_cast<bool>(config.observer), "prepare_qat: QatConfig::observer is not set");
-  Prepared p;
-  p.grid = config.grid;
-  p.model = m.clone();
-  p.model->train();
+  Prepared p = internal::prepared_copy(m, config.grid, static_cast<bool>(config.observer),
+                                       /*training=*/true, "prepare_qat");
   // Conv + BN pairs first, then the remaining layers with weights.
   std::vector<std::pair<std::string, std::string>> pairs;
   p.model->visit([&](const std::string& path, nn::Module& mod) {
