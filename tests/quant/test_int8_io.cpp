@@ -508,6 +508,19 @@ std::vector<std::pair<std::string, std::string>> corpus_files() {
         quant::int8_model_writer(ptq_int8(m, Shape{2, 16, 16, 3}, 1, 41), m.channel_plan())
             .bytes());
   }
+  {  // with a float island (format version 2)
+    nn::init::manual_seed(43);
+    CifarCnn m(small_cifar_plan());
+    Rng rng(43);
+    randomize_batchnorms(m, rng);
+    auto cfg = compressor::testing::test_config();
+    cfg.float_islands = {"features.4"};
+    quant::Prepared p = quant::prepare_ptq(m, cfg);
+    compressor::testing::RandomBatches calib(Shape{2, 16, 16, 3}, 1, 43);
+    quant::calibrate(p, calib);
+    out.emplace_back("cifar_cnn_small_island.safetensors",
+                     quant::int8_model_writer(quant::convert(p), m.channel_plan()).bytes());
+  }
   {
     nn::init::manual_seed(42);
     EfRegressor m(EfRegressorOptions{.width = 0.03125, .pool = nn::TemporalPoolMode::mean_max_min});
@@ -540,7 +553,7 @@ TEST_CASE("int8 files: the fuzzer's seed corpus loads and saves back to the same
     CHECK(quant::int8_model_writer(m, io::read_channel_plan(f)).bytes() == bytes);
     ++seeds;
   }
-  CHECK(seeds >= 2);
+  CHECK(seeds >= 3);
 }
 
 TEST_CASE("int8 files: write the fuzzer's seed corpus", "[.write_int8_corpus]") {
