@@ -3,7 +3,7 @@
 // and 10 calibration batches, with and without cross-layer equalization and
 // bias correction; the test prints each variant's top-1 and the SQNR of its
 // logits against fp32 (docs/quantization.md quotes them). Labelled slow
-// (about 50 s on 2 cores).
+// (about 40 s on 2 cores).
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
