@@ -40,16 +40,17 @@ def optimizer_case(make):
     return p.detach().tolist()
 
 
-def schedule(make, steps):
+def schedule(make, steps, key="lr"):
+    """The optimizer's lr (or momentum, which OneCycleLR cycles by default) at each step."""
     p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([p], lr=0.1)
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
     sched = make(opt)
-    lrs = []
+    values = []
     for _ in range(steps):
-        lrs.append(opt.param_groups[0]["lr"])
+        values.append(opt.param_groups[0][key])
         opt.step()
         sched.step()
-    return lrs
+    return values
 
 
 SCHEDULES = [
@@ -72,6 +73,8 @@ def main():
         out.append(cxx_array("k_" + name, optimizer_case(make)))
     for name, make, steps in SCHEDULES:
         out.append(cxx_array("k_" + name, schedule(make, steps)))
+    one_cycle = dict((n, (m, s)) for n, m, s in SCHEDULES)["one_cycle_lr"]
+    out.append(cxx_array("k_one_cycle_momentum", schedule(*one_cycle, key="momentum")))
     path = pathlib.Path(__file__).resolve().parent.parent / "tests" / "train" / "torch_reference.inc"
     path.write_text("".join(out))
     print("wrote", path)

@@ -122,6 +122,52 @@ TEST_CASE("augment: crop+flip output is a padded shift or mirror of the input", 
   for (const auto& [key, count] : seen) CHECK(count > 5);
 }
 
+TEST_CASE("augment: reflect padding mirrors the image at its edge, as torch's 'reflect'",
+          "[data][augment]") {
+  // torch.nn.functional.pad(torch.arange(5.).view(1, 1, 5), (2, 2), mode="reflect")
+  // is [2, 1, 0, 1, 2, 3, 4, 3, 2].
+  const std::int64_t golden[] = {2, 1, 0, 1, 2, 3, 4, 3, 2};
+  for (std::int64_t i = -2; i <= 6; ++i) CHECK(reflect_index(i, 5) == golden[i + 2]);
+  const ImageSet s = indexed_images(1);
+  const PixelAffine px(Normalization::unit(), 3);
+  const auto img = s.images.slice(0);  // 6 x 5 x 3
+  // The padded image built by its definition, then every crop and flip.
+  const int pad = 2, H = 6 + 2 * pad, W = 5 + 2 * pad;
+  const auto mirror = [](int p, int n) { return p < 0 ? -p : (p >= n ? 2 * (n - 1) - p : p); };
+  Tensor<float> out(Shape{6, 5, 3});
+  for (int dy = -pad; dy <= pad; ++dy)
+    for (int dx = -pad; dx <= pad; ++dx)
+      for (bool flip : {false, true}) {
+        AugmentDraw d;
+        d.dy = dy;
+        d.dx = dx;
+        d.flip = flip;
+        d.pad_mode = PadMode::reflect;
+        apply_augmentation(img, out, d, px);
+        for (int y = 0; y < 6; ++y)
+          for (int x = 0; x < 5; ++x) {
+            const int py = y + dy + pad,
+                      pxx = (flip ? 4 - x : x) + dx + pad;  // in the padded image
+            REQUIRE(py >= 0);
+            REQUIRE(py < H);
+            REQUIRE(pxx < W);
+            const int sy = mirror(py - pad, 6), sx = mirror(pxx - pad, 5);
+            for (int c = 0; c < 3; ++c) {
+              INFO("dy " << dy << " dx " << dx << " flip " << flip << " at " << y << "," << x);
+              CHECK(out(y, x, c) == Approx(float(img(sy, sx, c)) / 255.f));
+            }
+          }
+      }
+  // Random draws keep the mode; a shift as large as the image is an error.
+  Rng rng(3);
+  CHECK(draw_augmentation(Augmentation::cifar10_train(PadMode::reflect), rng).pad_mode ==
+        PadMode::reflect);
+  AugmentDraw too_far;
+  too_far.dy = 6;
+  too_far.pad_mode = PadMode::reflect;
+  CHECK_THROWS_AS(apply_augmentation(img, out, too_far, px), ShapeError);
+}
+
 TEST_CASE("loader: every sample once per epoch, partial last batch, drop_last", "[data][loader]") {
   auto ds = std::make_shared<ImageDataset>(indexed_images(23), Normalization::unit());
   for (int prefetch : {0, 2}) {

@@ -7,14 +7,6 @@
 
 namespace k = compressor::kernels;
 
-TEST_CASE("kernel_path names the compiled path", "[kernels][requant]") {
-#if defined(__AVX2__) && defined(__FMA__)
-  CHECK(k::kernel_path() == "avx2");
-#else
-  CHECK(k::kernel_path() == "scalar");
-#endif
-}
-
 TEST_CASE("requantize rounds half to even, then adds the zero point", "[kernels][requant]") {
   CHECK(k::requantize(5, 0.5f, 0) == 2);    // 2.5 -> 2
   CHECK(k::requantize(7, 0.5f, 0) == 4);    // 3.5 -> 4

@@ -97,6 +97,10 @@ TEST_CASE("LR schedules match torch.optim.lr_scheduler", "[train][schedule]") {
   OneCycleLr one(0.1f, 20);
   for (int i = 0; i < 20; ++i)
     CHECK(one.lr_at(i) == Approx(k_one_cycle_lr[i]).epsilon(1e-4).margin(1e-9));
+  for (int i = 0; i < 20; ++i)  // PyTorch's default cycle_momentum=True
+    CHECK(one.momentum_at(i).value() == Approx(k_one_cycle_momentum[i]).epsilon(1e-6));
+  CHECK_FALSE(OneCycleLr(0.1f, 20).cycle_momentum(false).momentum_at(3).has_value());
+  CHECK_FALSE(step.momentum_at(3).has_value());
   CosineLr warm(0.2f, 10, 4);
   CHECK(warm.lr_at(0) == Approx(0.05));
   CHECK(warm.lr_at(3) == Approx(0.2));

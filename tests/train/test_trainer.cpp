@@ -79,6 +79,52 @@ TEST_CASE("Training is deterministic for a seed and thread count", "[train][dete
   set_num_threads(saved);
 }
 
+TEST_CASE("OneCycleLr cycles the optimizer's momentum (SGD) or beta1 (Adam)", "[train][schedule]") {
+  nn::init::manual_seed(5);
+  models::CifarCnn net;
+  nn::SoftmaxCrossEntropy ce;
+  OneCycleLr sched(0.01f, 5);
+  Sgd sgd(net, SgdOptions{.lr = 0.01f, .momentum = 0.9f});
+  Trainer t(net, ce, sgd, Task::classification, &sched);
+  for (int i = 0; i < 5; ++i) {
+    t.step(random_batch(2, 16, 40 + i));
+    CHECK(sgd.momentum() == sched.momentum_at(i).value());
+    CHECK(sgd.lr() == sched.lr_at(i));
+  }
+  CHECK(sgd.momentum() != 0.9f);
+  Adam adam(net, AdamOptions{.lr = 0.01f}, true);
+  Trainer ta(net, ce, adam, Task::classification, &sched);
+  ta.step(random_batch(2, 16, 50));
+  CHECK(adam.beta1() == sched.momentum_at(0).value());
+  // Switched off, the optimizer keeps its own.
+  OneCycleLr plain(0.01f, 5);
+  plain.cycle_momentum(false);
+  Sgd sgd2(net, SgdOptions{.lr = 0.01f, .momentum = 0.9f});
+  Trainer t2(net, ce, sgd2, Task::classification, &plain);
+  t2.step(random_batch(2, 16, 60));
+  CHECK(sgd2.momentum() == 0.9f);
+  CHECK_THROWS_AS(plain.cycle_momentum(true, 0.96f, 0.95f), ValueError);
+  CHECK_THROWS_AS(sgd2.set_momentum(1.f), ValueError);
+}
+
+TEST_CASE("An evaluation loss replaces the training loss in evaluate()", "[train]") {
+  nn::init::manual_seed(6);
+  models::CifarCnn net;
+  nn::SoftmaxCrossEntropy smoothed(0.1f), plain;
+  Sgd sgd(net, SgdOptions{.lr = 0.01f});
+  Trainer t(net, smoothed, sgd, Task::classification);
+  RepeatBatch val(random_batch(4, 16, 70), 2);
+  const Metrics with_smoothing = t.evaluate(val);
+  t.set_eval_loss(&plain);
+  const Metrics without = t.evaluate(val);
+  const Metrics reference = train::evaluate(net, plain, Task::classification, val);
+  CHECK(without.loss == reference.loss);
+  CHECK(without.loss != with_smoothing.loss);
+  CHECK(without.accuracy == with_smoothing.accuracy);
+  t.set_eval_loss(nullptr);
+  CHECK(t.evaluate(val).loss == with_smoothing.loss);
+}
+
 TEST_CASE("A non-finite loss stops training with a clear error", "[train]") {
   nn::init::manual_seed(4);
   models::CifarCnn net;

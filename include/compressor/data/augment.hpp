@@ -1,11 +1,14 @@
 // Training augmentation of 8-bit NHWC images, fused with normalisation:
-// random crop of the original size from the image zero-padded by `pad` pixels
-// on each side, then a horizontal flip with probability 1/2 (torchvision's
+// random crop of the original size from the image padded by `pad` pixels on
+// each side, then a horizontal flip with probability 1/2 (torchvision's
 // RandomCrop(32, padding=4) + RandomHorizontalFlip for CIFAR-10). Padding is
-// black (pixel value 0) before normalisation, as in torchvision.
+// black (pixel value 0) before normalisation, as torchvision's default
+// padding_mode="constant", or the image mirrored at its edge without
+// repeating the edge pixel (padding_mode="reflect": column -1 is column 1).
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "compressor/core/error.hpp"
 #include "compressor/core/rng.hpp"
@@ -14,12 +17,19 @@
 
 namespace compressor::data {
 
+/// What a random crop sees outside the image.
+enum class PadMode {
+  zero,     ///< black pixels (torchvision padding_mode="constant", fill 0)
+  reflect,  ///< the image mirrored at its edge (padding_mode="reflect")
+};
+
 struct Augmentation {
   int pad = 0;         ///< crop offset range [-pad, pad] in each direction
   bool hflip = false;  ///< mirror left-right with probability 1/2
+  PadMode pad_mode = PadMode::zero;
 
   static Augmentation none() { return {}; }
-  static Augmentation cifar10_train() { return {4, true}; }
+  static Augmentation cifar10_train(PadMode mode = PadMode::zero) { return {4, true, mode}; }
   bool enabled() const { return pad > 0 || hflip; }
 };
 
@@ -27,13 +37,23 @@ struct Augmentation {
 struct AugmentDraw {
   std::int64_t dy = 0, dx = 0;
   bool flip = false;
+  PadMode pad_mode = PadMode::zero;
 };
+
+/// Index i of a row of n pixels padded by reflection (i in [-(n-1), 2n-2]).
+inline std::int64_t reflect_index(std::int64_t i, std::int64_t n) {
+  if (n == 1) return 0;
+  if (i < 0) return -i;
+  if (i >= n) return 2 * (n - 1) - i;
+  return i;
+}
 
 /// Draws the crop offset and flip from rng (in that order; nothing is drawn
 /// for a disabled step).
 inline AugmentDraw draw_augmentation(const Augmentation& aug, Rng& rng) {
   require(aug.pad >= 0, "augmentation: pad must be >= 0, got ", aug.pad);
   AugmentDraw d;
+  d.pad_mode = aug.pad_mode;
   if (aug.pad > 0) {
     const auto range = static_cast<std::uint64_t>(2 * aug.pad + 1);
     d.dy = static_cast<std::int64_t>(rng.below(range)) - aug.pad;
@@ -44,13 +64,29 @@ inline AugmentDraw draw_augmentation(const Augmentation& aug, Rng& rng) {
 }
 
 /// Writes img (H, W, C) into out (H, W, C) as floats normalised by px,
-/// shifted and mirrored as d says; pixels from outside the image are black.
+/// shifted and mirrored as d says; pixels from outside the image are black or
+/// reflected (d.pad_mode).
 inline void apply_augmentation(TensorView<const std::uint8_t> img, TensorView<float> out,
                                const AugmentDraw& d, const PixelAffine& px) {
   check_same_shape(out.shape(), img.shape(), "augment_image output");
   require<ShapeError>(img.rank() == 3, "augment_image: expected an (H, W, C) image, got ",
                       img.shape().str());
   const std::int64_t h = img.dim(0), w = img.dim(1), c = img.dim(2);
+  if (d.pad_mode == PadMode::reflect) {
+    require<ShapeError>(std::abs(d.dy) < h && std::abs(d.dx) < w, "augment_image: reflect ",
+                        "padding by (", d.dy, ", ", d.dx, ") needs an image larger than that, got ",
+                        img.shape().str());
+    for (std::int64_t y = 0; y < h; ++y) {
+      const std::int64_t sy = reflect_index(y + d.dy, h);
+      for (std::int64_t x = 0; x < w; ++x) {
+        const std::int64_t sx = reflect_index((d.flip ? w - 1 - x : x) + d.dx, w);
+        const std::uint8_t* s = img.data() + (sy * w + sx) * c;
+        float* o = out.data() + (y * w + x) * c;
+        for (std::int64_t k = 0; k < c; ++k) o[k] = px(s[k], static_cast<std::size_t>(k));
+      }
+    }
+    return;
+  }
   const std::uint8_t* src = img.data();
   float* dst = out.data();
   for (std::int64_t y = 0; y < h; ++y) {

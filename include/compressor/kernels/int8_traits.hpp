@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string_view>
 #include <xsimd/xsimd.hpp>
 
 namespace compressor::kernels {
@@ -19,11 +18,6 @@ inline constexpr bool kHaveSimdKernels = true;
 #define COMPRESSOR_KERNELS_AVX2 0
 inline constexpr bool kHaveSimdKernels = false;
 #endif
-
-/// "avx2" or "scalar": the path the public kernels run in this build.
-constexpr std::string_view kernel_path() {
-  return kHaveSimdKernels ? "avx2" : "scalar";
-}
 
 /// Ranges and tiles of the u8 x s8 -> s32 kernels.
 ///

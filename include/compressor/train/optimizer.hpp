@@ -107,6 +107,9 @@ class Optimizer {
 
   float lr() const { return lr_; }
   void set_lr(float lr) { lr_ = lr; }
+  /// Sets the momentum a schedule cycles (SGD's momentum, Adam's beta1);
+  /// returns false for an optimizer that has none.
+  virtual bool set_momentum(float) { return false; }
   /// Optimizer steps taken (each parameter also counts its own: state()).
   std::int64_t steps() const { return steps_; }
   nn::Module& model() const { return *model_; }
@@ -246,6 +249,13 @@ class Sgd : public Optimizer {
             "SGD: Nesterov momentum requires momentum > 0 and zero dampening");
   }
   std::string_view name() const override { return "sgd"; }
+  float momentum() const { return opt_.momentum; }
+  bool set_momentum(float m) override {
+    require(m >= 0.f && m < 1.f && (!opt_.nesterov || m > 0.f), "SGD: momentum must be in ",
+            opt_.nesterov ? "(0, 1) with Nesterov" : "[0, 1)", ", got ", m);
+    opt_.momentum = m;
+    return true;
+  }
 
  protected:
   void update(Tensor<float>& value, const Tensor<float>& grad, float wd,
@@ -303,6 +313,12 @@ class Adam : public Optimizer {
   Adam(nn::Module& model, const AdamOptions& o, ParameterFilter filter)
       : Adam(model, o, false, std::move(filter)) {}
   std::string_view name() const override { return decoupled_ ? "adamw" : "adam"; }
+  float beta1() const { return opt_.beta1; }
+  bool set_momentum(float beta1) override {
+    require(beta1 >= 0.f && beta1 < 1.f, name(), ": beta1 must be in [0, 1), got ", beta1);
+    opt_.beta1 = beta1;
+    return true;
+  }
 
  protected:
   void update(Tensor<float>& value, const Tensor<float>& grad, float wd,

@@ -1,11 +1,14 @@
 // Learning-rate schedules as functions of the optimizer step (0-based): the
-// training loop sets lr = schedule.lr_at(step) before every step.
+// training loop sets lr = schedule.lr_at(step) before every step, and the
+// momentum (SGD's momentum, Adam's beta1) to momentum_at(step) where the
+// schedule cycles it (OneCycleLr, as PyTorch's OneCycleLR does by default).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
+#include <optional>
 
 #include "compressor/core/error.hpp"
 
@@ -15,6 +18,8 @@ class LrSchedule {
  public:
   virtual ~LrSchedule() = default;
   virtual float lr_at(std::int64_t step) const = 0;
+  /// The momentum to set at this step, or nothing to leave the optimizer's.
+  virtual std::optional<float> momentum_at(std::int64_t) const { return std::nullopt; }
 };
 
 /// Constant learning rate.
@@ -71,7 +76,10 @@ class CosineLr : public LrSchedule {
 
 /// torch.optim.lr_scheduler.OneCycleLR (cosine annealing, two phases): warm-up
 /// from max_lr/div_factor to max_lr over pct_start of the steps, then down to
-/// max_lr/(div_factor*final_div_factor).
+/// max_lr/(div_factor*final_div_factor). The momentum cycles the other way,
+/// from max_momentum down to base_momentum while the rate rises and back up
+/// while it falls (PyTorch's default cycle_momentum=True, 0.85 / 0.95);
+/// cycle_momentum(false) leaves the optimizer's momentum alone.
 class OneCycleLr : public LrSchedule {
  public:
   OneCycleLr(float max_lr, std::int64_t total_steps, float pct_start = 0.3f,
@@ -90,6 +98,23 @@ class OneCycleLr : public LrSchedule {
     if (s <= up_end_) return anneal(initial_, max_, up_end_ > 0 ? s / up_end_ : 1.0);
     return anneal(max_, final_, (s - up_end_) / (down_end_ - up_end_));
   }
+  std::optional<float> momentum_at(std::int64_t step) const override {
+    if (!cycle_) return std::nullopt;
+    const double s = static_cast<double>(std::min(step, total_ - 1));
+    if (s <= up_end_) return anneal(max_momentum_, base_momentum_, up_end_ > 0 ? s / up_end_ : 1.0);
+    return anneal(base_momentum_, max_momentum_, (s - up_end_) / (down_end_ - up_end_));
+  }
+  /// Cycles the momentum between base and max (on by default, 0.85 / 0.95),
+  /// or not at all.
+  OneCycleLr& cycle_momentum(bool on, float base = 0.85f, float max = 0.95f) {
+    require(!on || (base >= 0.f && base <= max && max < 1.f),
+            "OneCycleLr: momentum cycling needs 0 <= base_momentum <= max_momentum < 1, got ", base,
+            " and ", max);
+    cycle_ = on;
+    base_momentum_ = base;
+    max_momentum_ = max;
+    return *this;
+  }
 
  private:
   static float anneal(double from, double to, double pct) {
@@ -98,6 +123,8 @@ class OneCycleLr : public LrSchedule {
   float max_;
   std::int64_t total_;
   double initial_, final_, up_end_ = 0, down_end_ = 0;
+  bool cycle_ = true;
+  double base_momentum_ = 0.85, max_momentum_ = 0.95;
 };
 
 }  // namespace compressor::train

@@ -1,9 +1,8 @@
-// Trainer: the training loop. Each step sets the scheduled learning rate,
-// runs forward, the loss and backward, then the before_update hooks (pruning
-// masks gradients there), the optimizer update and the after_step hooks
-// (pruning re-applies masks there). A non-finite loss stops training with an
-// error instead of training on garbage. Progress (step, loss, metric,
-// samples/s, ETA) goes to the log stream.
+// Trainer: the training loop. Each step sets the scheduled learning rate (and
+// momentum, where the schedule cycles it), runs forward, the loss and backward, then the
+// before_update hooks (pruning masks gradients there), the optimizer update and the after_step
+// hooks (pruning re-applies masks there). A non-finite loss stops training with an error instead of
+// training on garbage. Progress (step, loss, metric, samples/s, ETA) goes to the log stream.
 //
 // Modes: the Trainer switches train/eval only at the fit() and evaluate()
 // boundaries. fit() saves every module's own mode, calls model.train() and
@@ -131,7 +130,12 @@ class Trainer {
   /// One optimizer step on a batch; returns the loss. Leaves the modes as
   /// they are: call model.train() first when driving step() yourself.
   float step(const data::Batch& batch, MetricAccumulator* metrics = nullptr) {
-    if (schedule_) opt_.set_lr(schedule_->lr_at(step_));
+    if (schedule_) {
+      opt_.set_lr(schedule_->lr_at(step_));
+      if (const auto m = schedule_->momentum_at(step_))
+        require(opt_.set_momentum(*m), "Trainer: the schedule cycles the momentum but ",
+                opt_.name(), " has none (OneCycleLr::cycle_momentum(false) turns it off)");
+    }
     const auto pred = model_.forward(batch.inputs);
     const float loss = loss_.compute(pred, batch);
     if (!std::isfinite(loss))
@@ -175,10 +179,15 @@ class Trainer {
   }
 
   /// Metrics of the model in eval mode over one pass of source; each module
-  /// gets its own mode back.
+  /// gets its own mode back. The loss is the evaluation loss if one was set.
   Metrics evaluate(data::BatchSource& source) {
-    return train::evaluate(model_, loss_, task_, source);
+    return train::evaluate(model_, eval_loss_ ? *eval_loss_ : loss_, task_, source);
   }
+  /// Evaluates (evaluate(), fit()'s validation) with this loss instead of the
+  /// training loss, e.g. cross-entropy without the label smoothing used in
+  /// training, as PyTorch users report it; nullptr goes back to the training
+  /// loss. Kept by reference.
+  void set_eval_loss(nn::Loss* loss) { eval_loss_ = loss; }
 
   /// Trains o.epochs epochs in training mode (validating on val after each
   /// when given); each module gets its own mode back when fit() returns or
@@ -229,6 +238,7 @@ class Trainer {
   Optimizer& opt_;
   Task task_;
   const LrSchedule* schedule_;
+  nn::Loss* eval_loss_ = nullptr;
   std::int64_t step_ = 0;
   std::vector<std::function<void()>> before_update_, after_step_;
   const std::function<void()>* epoch_after_step_ = nullptr;

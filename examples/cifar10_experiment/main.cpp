@@ -1,0 +1,511 @@
+// cifar10_experiment: the CIFAR-10 PTQ / QAT experiment end to end. Trains the
+// CifarCnn baseline (or reuses the one saved in --out), quantizes it after
+// training (PTQ: calibration images and observer as options) and with
+// quantization-aware fine-tuning (QAT), measures top-1, file size and batch-1
+// latency of each deploy model, and prints and saves the comparison:
+// results.json, results.csv and report.html in --out (docs/experiments.md).
+//
+// Stages write their results when they finish (atomically); --resume skips
+// finished stages and continues the baseline's training from its last epoch.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "common/experiment.hpp"
+#include "compressor/core/threading.hpp"
+#include "compressor/data/cifar10.hpp"
+#include "compressor/data/image_dataset.hpp"
+#include "compressor/data/image_folder.hpp"
+#include "compressor/data/loader.hpp"
+#include "compressor/io/checkpoint.hpp"
+#include "compressor/kernels/isa.hpp"
+#include "compressor/models/cifar_cnn.hpp"
+#include "compressor/nn/macs.hpp"
+#include "compressor/quant/convert.hpp"
+#include "compressor/quant/int8_io.hpp"
+#include "compressor/quant/observers.hpp"
+#include "compressor/quant/qat.hpp"
+#include "compressor/quant/sensitivity.hpp"
+#include "compressor/report/html.hpp"
+#include "compressor/train.hpp"
+
+namespace fs = std::filesystem;
+using namespace compressor;
+using report::Json;
+
+namespace {
+
+struct Config {
+  std::string data_root;
+  int epochs = 15;
+  std::int64_t batch_size = 128;
+  float lr = 0.1f;
+  float weight_decay = 5e-4f;
+  float label_smoothing = 0.1f;
+  std::string pad_mode = "reflect";
+  int qat_epochs = 1;
+  float qat_lr = 1e-3f;
+  int qat_freeze_bn_epoch = 2, qat_freeze_observer_epoch = 3;
+  std::int64_t calibration_size = 512;
+  std::string observer = "histogram";
+  std::string weight_grid = "narrow";
+  std::int64_t train_size = 0, test_size = 0;  // 0: all
+  std::int64_t sensitivity_size = 1000;
+  int threads = 0;
+  std::uint64_t seed = 1;
+  std::string out = "cifar10_experiment_out";
+  bool train_baseline = true;
+  bool resume = false;
+};
+
+Config parse(int argc, char** argv) {
+  Config c;
+  c.threads = num_threads();
+  CLI::App app{
+      "cifar10_experiment: CifarCnn on CIFAR-10, fp32 baseline, PTQ and QAT int8, measured "
+      "side by side (results.json, results.csv, report.html in --out)"};
+  app.add_option("--data-root", c.data_root,
+                 "CIFAR-10 as cifar-10-batches-bin or an image folder (train/<class>/, "
+                 "test/<class>/); default: the JPEG archive in ../shared/data, unpacked into "
+                 "~/.cache/compressor on first use");
+  app.add_option("--epochs", c.epochs, "baseline training epochs")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--batch-size", c.batch_size, "images per training batch")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--lr", c.lr, "peak learning rate of the one-cycle SGD schedule")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-6, 10.0));
+  app.add_option("--weight-decay", c.weight_decay, "SGD weight decay")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--label-smoothing", c.label_smoothing,
+                 "label smoothing of the training loss (evaluation uses none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.99));
+  app.add_option("--pad-mode", c.pad_mode, "padding of the random crop")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"reflect", "zero"}));
+  app.add_option("--qat-epochs", c.qat_epochs, "QAT fine-tuning epochs (0: no QAT)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
+  app.add_option("--qat-lr", c.qat_lr, "QAT learning rate (cosine to 0)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  app.add_option("--qat-freeze-bn-epoch", c.qat_freeze_bn_epoch,
+                 "QAT epoch from which BatchNorm statistics are frozen")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--qat-freeze-observer-epoch", c.qat_freeze_observer_epoch,
+                 "QAT epoch from which activation ranges are frozen")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--calibration-size", c.calibration_size,
+                 "PTQ calibration images: the first N training images, file order, no "
+                 "augmentation")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  app.add_option("--observer", c.observer, "PTQ activation observer")
+      ->capture_default_str()
+      ->check(CLI::IsMember(
+          {"minmax", "moving_average", "histogram", "histogram_mse", "histogram_kl"}));
+  app.add_option("--weight-grid", c.weight_grid, "int8 weight grid")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"narrow"}));
+  app.add_option("--train-size", c.train_size, "use the first N training images (0: all)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000000));
+  app.add_option("--test-size", c.test_size, "use the first N test images (0: all)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000000));
+  app.add_option("--sensitivity-size", c.sensitivity_size,
+                 "test images of the per-layer sensitivity report (0: no report)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000000));
+  app.add_option("--threads", c.threads, "threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--seed", c.seed, "seed of initialisation and shuffling")->capture_default_str();
+  app.add_option("--out", c.out, "output folder")->capture_default_str();
+  app.add_flag("--train-baseline,!--no-train-baseline", c.train_baseline,
+               "train the baseline, or reuse --out/baseline.safetensors")
+      ->capture_default_str();
+  app.add_flag("--resume", c.resume,
+               "continue an interrupted run in --out: finished stages are kept")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
+  }
+  return c;
+}
+
+Json config_json(const Config& c) {
+  return {{"data_root", c.data_root},
+          {"epochs", c.epochs},
+          {"batch_size", c.batch_size},
+          {"lr", c.lr},
+          {"weight_decay", c.weight_decay},
+          {"label_smoothing", c.label_smoothing},
+          {"pad_mode", c.pad_mode},
+          {"qat_epochs", c.qat_epochs},
+          {"qat_lr", c.qat_lr},
+          {"qat_freeze_bn_epoch", c.qat_freeze_bn_epoch},
+          {"qat_freeze_observer_epoch", c.qat_freeze_observer_epoch},
+          {"calibration_size", c.calibration_size},
+          {"observer", c.observer},
+          {"weight_grid", c.weight_grid},
+          {"train_size", c.train_size},
+          {"test_size", c.test_size},
+          {"sensitivity_size", c.sensitivity_size},
+          {"threads", c.threads},
+          {"seed", c.seed},
+          {"out", c.out},
+          {"train_baseline", c.train_baseline},
+          {"resume", c.resume}};
+}
+
+}  // namespace
+
+namespace {
+
+/// The first n images of a set (all for n == 0 or n >= size).
+data::ImageSet first_images(data::ImageSet s, std::int64_t n) {
+  if (n <= 0 || n >= s.size()) return s;
+  data::ImageSet out;
+  out.classes = s.classes;
+  out.images = Tensor<std::uint8_t>(s.images.shape().with_dim0(n));
+  out.images.view().copy_from(s.images.narrow(0, n));
+  out.labels = Tensor<std::int32_t>(Shape{n});
+  out.labels.view().copy_from(s.labels.narrow(0, n));
+  return out;
+}
+
+struct Cifar {
+  std::shared_ptr<const data::ImageSet> train, test;
+  std::string source;
+};
+
+Cifar load_data(const Config& c) {
+  fs::path root = c.data_root;
+  if (root.empty())
+    root = examples::unpack_cifar10_jpeg(examples::shared_data_dir() / "cifar10-jpeg.tar.gz",
+                                         examples::cache_dir());
+  require<IoError>(fs::is_directory(root), "--data-root ", root.string(),
+                   ": not a folder (expected cifar-10-batches-bin or an image folder)");
+  Cifar d;
+  const bool binary = fs::exists(root / "test_batch.bin") ||
+                      fs::exists(root / "cifar-10-batches-bin" / "test_batch.bin");
+  if (binary) {
+    d.train = std::make_shared<data::ImageSet>(
+        first_images(data::load_cifar10(root, data::CifarSplit::train), c.train_size));
+    d.test = std::make_shared<data::ImageSet>(
+        first_images(data::load_cifar10(root, data::CifarSplit::test), c.test_size));
+  } else {
+    require<IoError>(fs::is_directory(root / "train") && fs::is_directory(root / "test"),
+                     "--data-root ", root.string(),
+                     ": neither CIFAR-10 binary files (test_batch.bin) nor an image folder "
+                     "with train/ and test/");
+    // Per class, so that a subset stays balanced: N / classes of each.
+    data::ImageFolderOptions fo;
+    fo.max_per_class = c.train_size > 0 ? std::max<std::int64_t>(1, c.train_size / 10) : 0;
+    d.train = std::make_shared<data::ImageSet>(data::load_image_folder(root / "train", fo));
+    fo.max_per_class = c.test_size > 0 ? std::max<std::int64_t>(1, c.test_size / 10) : 0;
+    d.test = std::make_shared<data::ImageSet>(data::load_image_folder(root / "test", fo));
+  }
+  require<IoError>(d.train->size() > 0 && d.test->size() > 0, "--data-root ", root.string(),
+                   ": no training or no test images");
+  d.source = root.string();
+  return d;
+}
+
+/// Counts the nonzero weights and biases of the model's weighted layers.
+std::int64_t nonzero_parameters(nn::Module& m) {
+  std::int64_t n = 0;
+  for (const auto& p : m.named_parameters())
+    for (float v : p.value->flat()) n += v != 0.f;
+  return n;
+}
+
+report::Row row_for(const std::string& name, const std::string& method,
+                    const std::string& precision, nn::Module& float_model, std::int64_t file,
+                    const examples::Latency& lat, double top1, int threads) {
+  report::Row r;
+  r.name = name;
+  r.method = method;
+  r.precision = precision;
+  r.params_total = float_model.num_parameters();
+  r.params_nonzero = nonzero_parameters(float_model);
+  r.macs = nn::count_macs(float_model, Shape{1, 32, 32, 3});
+  r.file_bytes = file;
+  r.latency_ms_median = lat.median_ms;
+  r.latency_ms_p90 = lat.p90_ms;
+  r.threads = threads;
+  r.kernel_path = std::string(kernels::path_name(kernels::kernel_path()));
+  r.metrics = {{"top1", 100.0 * top1}};
+  return r;
+}
+
+}  // namespace
+
+namespace {
+
+const data::Normalization kNorm = data::Normalization::cifar10();
+constexpr const char* kBaseline = "fp32 baseline";
+constexpr const char* kPtq = "PTQ int8";
+constexpr const char* kQat = "QAT int8";
+
+class Experiment {
+ public:
+  Experiment(Config c, Cifar d)
+      : c_(std::move(c)),
+        d_(std::move(d)),
+        out_(c_.out),
+        results_(out_, c_.resume, config_json(c_),
+                 {.title = "CIFAR-10: CifarCnn fp32, PTQ int8 and QAT int8",
+                  .metric = "top1",
+                  .metric_label = "test top-1 (%)",
+                  .lower_is_better = false}) {
+    results_.config()["data_root"] = d_.source;
+  }
+
+  int run() {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::unique_ptr<models::CifarCnn> net = baseline();
+    ptq(*net);
+    if (c_.qat_epochs > 0) qat(*net);
+    print_table();
+    std::printf("total %.1f min; wrote %s, %s and %s\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60,
+                (out_ / "results.json").c_str(), (out_ / "results.csv").c_str(),
+                (out_ / "report.html").c_str());
+    return 0;
+  }
+
+ private:
+  std::unique_ptr<data::DataLoader> loader(std::shared_ptr<const data::ImageSet> set,
+                                           data::Augmentation aug, bool shuffle) const {
+    data::LoaderOptions lo;
+    lo.batch_size = c_.batch_size;
+    lo.shuffle = shuffle;
+    lo.seed = c_.seed;
+    return std::make_unique<data::DataLoader>(
+        std::make_shared<data::ImageDataset>(std::move(set), kNorm, aug), lo);
+  }
+  data::Augmentation train_augmentation() const {
+    return data::Augmentation::cifar10_train(c_.pad_mode == "reflect" ? data::PadMode::reflect
+                                                                      : data::PadMode::zero);
+  }
+  double top1(train::FloatModel auto& m) {
+    auto test = loader(d_.test, data::Augmentation::none(), false);
+    return train::evaluate(m, plain_, train::Task::classification, *test).accuracy;
+  }
+  template <class F>
+  examples::Latency latency(F&& forward) {
+    const Tensor<float> x(Shape{1, 32, 32, 3}, 0.1f);
+    return examples::measure_latency([&] { (void)forward(x.view()); });
+  }
+  void save() { results_.save(); }
+  bool done(const char* stage, const fs::path& file) const { return results_.done(stage, file); }
+
+  /// Trains (or loads) the baseline and records its row.
+  std::unique_ptr<models::CifarCnn> baseline() {
+    const fs::path ckpt = out_ / "baseline.safetensors";
+    const fs::path partial = out_ / "baseline.partial.safetensors";
+    std::unique_ptr<models::CifarCnn> net;
+    if (!c_.train_baseline) {
+      require<IoError>(fs::exists(ckpt), "--no-train-baseline: ", ckpt.string(),
+                       " does not exist; run with --train-baseline first");
+      net = io::load_model<models::CifarCnn>(ckpt);
+      std::printf("baseline: loaded %s\n", ckpt.c_str());
+    } else if (done(kBaseline, ckpt)) {
+      net = io::load_model<models::CifarCnn>(ckpt);
+      std::printf("baseline: done in an earlier run (%s)\n", ckpt.c_str());
+      return net;
+    } else {
+      net = train_baseline(partial);
+      io::save_checkpoint(*net, ckpt);
+      fs::remove(partial);
+    }
+    const auto deploy = quant::fp32_deploy_model(*net);
+    const double acc = top1(*net);
+    const examples::Latency lat =
+        latency([&](TensorView<const float> x) { return deploy->forward(x); });
+    results_.put(row_for(kBaseline, "baseline", "fp32", *net, examples::file_bytes(ckpt), lat, acc,
+                         c_.threads));
+    save();
+    std::printf("baseline: test top-1 %.2f%%, %.3f ms per image at batch 1\n", 100 * acc,
+                lat.median_ms);
+    return net;
+  }
+
+  std::unique_ptr<models::CifarCnn> train_baseline(const fs::path& partial) {
+    nn::init::manual_seed(c_.seed);
+    auto net = std::make_unique<models::CifarCnn>();
+    int first = 1;
+    if (c_.resume && fs::exists(partial)) {
+      io::SafetensorsFile f = io::SafetensorsFile::open(partial);
+      const std::string* e = f.metadata_value("experiment.epoch");
+      require<IoError>(e != nullptr, partial.string(), ": no experiment.epoch in its metadata");
+      first = std::stoi(*e) + 1;
+      net = io::load_model<models::CifarCnn>(partial);
+      std::printf("resume: baseline training from epoch %d (%s; SGD momentum restarts)\n", first,
+                  partial.c_str());
+    }
+    auto train = loader(d_.train, train_augmentation(), true);
+    nn::SoftmaxCrossEntropy smoothed(c_.label_smoothing);
+    train::Sgd sgd(*net, {.lr = c_.lr,
+                          .momentum = 0.9f,
+                          .nesterov = true,
+                          .weight_decay = c_.weight_decay,
+                          .decay_policy = train::DecayPolicy::weights_only});
+    const std::int64_t per_epoch = train->num_batches();
+    train::OneCycleLr sched(c_.lr, std::max<std::int64_t>(2, c_.epochs * per_epoch));
+    examples::OffsetSchedule resumed(sched, (first - 1) * per_epoch);
+    train::Trainer trainer(*net, smoothed, sgd, train::Task::classification, &resumed);
+    trainer.set_eval_loss(&plain_);
+    train::FitOptions fo;
+    fo.epochs = c_.epochs;
+    fo.log = &std::cout;
+    fo.progress_interval = 10;
+    std::printf(
+        "baseline: CifarCnn, %lld parameters, %lld training images, %d epochs, %d threads\n",
+        static_cast<long long>(net->num_parameters()), static_cast<long long>(d_.train->size()),
+        c_.epochs, c_.threads);
+    for (int e = first; e <= c_.epochs; ++e) {
+      net->train();
+      const train::EpochReport r = trainer.train_epoch(*train, e, fo);
+      auto test = loader(d_.test, data::Augmentation::none(), false);
+      const train::Metrics t = trainer.evaluate(*test);
+      std::printf("epoch %d/%d: train %s | test %s | %.0f images/s\n", e, c_.epochs,
+                  train::format_metrics(r.train).c_str(), train::format_metrics(t).c_str(),
+                  r.samples_per_second);
+      std::fflush(stdout);
+      io::save_checkpoint(*net, partial, {{"experiment.epoch", std::to_string(e)}});
+    }
+    return net;
+  }
+
+  void ptq(models::CifarCnn& net) {
+    const fs::path file = out_ / "ptq.int8.safetensors";
+    if (done(kPtq, file)) {
+      std::printf("PTQ: done in an earlier run (%s)\n", file.c_str());
+      return;
+    }
+    auto calibration =
+        loader(std::make_shared<data::ImageSet>(first_images(*d_.train, c_.calibration_size)),
+               data::Augmentation::none(), false);
+    quant::Prepared p =
+        quant::prepare_ptq(net, {.observer = [this] { return quant::make_observer(c_.observer); }});
+    const std::int64_t batches = quant::calibrate(p, *calibration);
+    quant::Int8Model int8 = quant::convert(p);
+    std::printf("PTQ: calibrated on %lld batches (%s observer)\n%s",
+                static_cast<long long>(batches), c_.observer.c_str(), int8.summary().str().c_str());
+    quant::save_int8_model(int8, net.channel_plan(), file);
+    const double acc = top1(int8);
+    const examples::Latency lat =
+        latency([&](TensorView<const float> x) { return int8.forward(x); });
+    results_.put(
+        row_for(kPtq, "ptq", "int8", net, examples::file_bytes(file), lat, acc, c_.threads));
+    if (c_.sensitivity_size > 0) {
+      auto subset =
+          loader(std::make_shared<data::ImageSet>(first_images(*d_.test, c_.sensitivity_size)),
+                 data::Augmentation::none(), false);
+      Json rows = Json::array();
+      for (const auto& r :
+           quant::sensitivity_report(net, p, *subset, train::Task::classification, plain_))
+        rows.push_back({{"point", r.point}, {"sqnr_db", r.sqnr_db}, {"metric", 100 * r.metric}});
+      results_.extras()["sensitivity"] = rows;
+    }
+    save();
+    std::printf("PTQ: test top-1 %.2f%%, %.3f ms per image at batch 1\n", 100 * acc, lat.median_ms);
+  }
+
+  void qat(models::CifarCnn& net) {
+    const fs::path file = out_ / "qat.int8.safetensors";
+    if (done(kQat, file)) {
+      std::printf("QAT: done in an earlier run (%s)\n", file.c_str());
+      return;
+    }
+    quant::Prepared p = quant::prepare_qat(
+        net, {.observer = [] { return quant::make_observer("moving_average"); }});
+    auto train = loader(d_.train, train_augmentation(), true);
+    nn::SoftmaxCrossEntropy smoothed(c_.label_smoothing);
+    train::Sgd sgd(*p.model, {.lr = c_.qat_lr,
+                              .momentum = 0.9f,
+                              .weight_decay = c_.weight_decay,
+                              .decay_policy = train::DecayPolicy::weights_only});
+    train::CosineLr sched(c_.qat_lr,
+                          std::max<std::int64_t>(1, c_.qat_epochs * train->num_batches()));
+    train::Trainer trainer(*p.model, smoothed, sgd, train::Task::classification, &sched);
+    train::FitOptions fo;
+    fo.epochs = c_.qat_epochs;
+    fo.log = &std::cout;
+    fo.progress_interval = 10;
+    for (int e = 1; e <= c_.qat_epochs; ++e) {
+      if (e == c_.qat_freeze_bn_epoch) quant::freeze_batchnorm_stats(*p.model);
+      if (e == c_.qat_freeze_observer_epoch) quant::freeze_observers(*p.model);
+      p.model->train();
+      const train::EpochReport r = trainer.train_epoch(*train, e, fo);
+      std::printf("QAT epoch %d/%d: train %s\n", e, c_.qat_epochs,
+                  train::format_metrics(r.train).c_str());
+    }
+    quant::Int8Model int8 = quant::convert_qat(p);
+    quant::save_int8_model(int8, net.channel_plan(), file);
+    const double acc = top1(int8);
+    const examples::Latency lat =
+        latency([&](TensorView<const float> x) { return int8.forward(x); });
+    results_.put(
+        row_for(kQat, "qat", "int8", net, examples::file_bytes(file), lat, acc, c_.threads));
+    save();
+    std::printf("QAT: test top-1 %.2f%%, %.3f ms per image at batch 1\n", 100 * acc, lat.median_ms);
+  }
+
+  void print_table() const {
+    std::printf("\n%-16s %-9s %8s %10s %9s %12s %12s\n", "model", "precision", "top-1 %", "file MB",
+                "vs fp32", "ms (median)", "ms (p90)");
+    const report::Row* base = results_.results().find(kBaseline);
+    for (const auto& r : results_.results().rows)
+      std::printf(
+          "%-16s %-9s %8.2f %10.3f %8.1f%% %12.3f %12.3f\n", r.name.c_str(), r.precision.c_str(),
+          r.metric("top1").value_or(NAN), r.file_bytes * 1e-6,
+          base ? 100.0 * static_cast<double>(r.file_bytes) / static_cast<double>(base->file_bytes)
+               : NAN,
+          r.latency_ms_median.value_or(NAN), r.latency_ms_p90.value_or(NAN));
+    std::printf("batch-1 latency on %d thread(s), kernel path %s\n", c_.threads,
+                std::string(kernels::path_name(kernels::kernel_path())).c_str());
+  }
+
+  Config c_;
+  Cifar d_;
+  fs::path out_;
+  examples::ResultsFile results_;
+  nn::SoftmaxCrossEntropy plain_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Config c = parse(argc, argv);
+  try {
+    set_num_threads(c.threads);
+    examples::require_writable_dir(c.out, "--out");
+    Cifar d = load_data(c);
+    std::printf("data: %s: %lld training, %lld test images; kernel path %s, %d threads\n",
+                d.source.c_str(), static_cast<long long>(d.train->size()),
+                static_cast<long long>(d.test->size()),
+                std::string(kernels::path_name(kernels::kernel_path())).c_str(), c.threads);
+    return Experiment(c, std::move(d)).run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cifar10_experiment: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,146 @@
+// cifar10_experiment end to end on a few hundred real CIFAR-10 images: every
+// output file is written and parses, every row's figures are present and
+// sane, a run killed during training resumes, and bad input stops with an
+// error naming the flag or file before any long work.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "compressor/report/results.hpp"
+
+namespace fs = std::filesystem;
+using namespace compressor;
+
+#ifndef CIFAR10_EXPERIMENT_BIN
+#error "CIFAR10_EXPERIMENT_BIN must name the binary"
+#endif
+
+namespace {
+
+const fs::path kData = fs::path(COMPRESSOR_TEST_BINARY_DIR) / ".." / ".." / "tests" / "data" /
+                       "cifar10" / "cifar10-jpeg";
+
+struct Result {
+  int status;
+  std::string output;
+};
+
+/// Runs a shell command line, capturing stdout and stderr.
+Result shell(const std::string& cmd, const fs::path& log) {
+  const int rc = std::system((cmd + " > '" + log.string() + "' 2>&1").c_str());
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, ss.str()};
+}
+
+std::string bin() {
+  return std::string("'") + CIFAR10_EXPERIMENT_BIN + "'";
+}
+
+std::string tiny_args(const fs::path& out) {
+  return " --data-root '" + kData.string() +
+         "' --train-size 300 --test-size 100 --calibration-size 32 --sensitivity-size 50 "
+         "--batch-size 64 --threads 2 --out '" +
+         out.string() + "'";
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path d = fs::path(COMPRESSOR_TEST_BINARY_DIR) / "scratch" / name;
+  fs::remove_all(d);
+  fs::create_directories(d.parent_path());
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("cifar10_experiment: killed during training, resumed, every output sane",
+          "[experiments]") {
+  REQUIRE(fs::is_directory(kData / "train"));
+  const fs::path out = fresh_dir("run");
+  const fs::path partial = out / "baseline.partial.safetensors";
+  // Start a 3-epoch run, kill it hard once the first epoch's checkpoint is there.
+  const std::string killed = "bash -c \"" + bin() + tiny_args(out) +
+                             " --epochs 3 --qat-epochs 1 & pid=\\$!; for i in \\$(seq 600); do "
+                             "[ -f '" +
+                             partial.string() +
+                             "' ] && break; sleep 0.1; done; kill -9 \\$pid; wait \\$pid\"";
+  const Result first = shell(killed, out.parent_path() / "killed.log");
+  INFO(first.output);
+  REQUIRE(fs::exists(partial));
+  CHECK_FALSE(fs::exists(out / "baseline.safetensors"));
+
+  const Result resumed = shell(bin() + tiny_args(out) + " --epochs 3 --qat-epochs 1 --resume",
+                               out.parent_path() / "resumed.log");
+  INFO(resumed.output);
+  REQUIRE(resumed.status == 0);
+  CHECK_THAT(resumed.output, Catch::Matchers::Contains("resume: baseline training from epoch"));
+  CHECK_FALSE(fs::exists(partial));
+
+  const report::Results r = report::read_results_json(out / "results.json");
+  REQUIRE(r.rows.size() == 3);
+  const report::Row* base = r.find("fp32 baseline");
+  REQUIRE(base != nullptr);
+  for (const report::Row& row : r.rows) {
+    INFO(row.name);
+    CHECK(row.params_total == 1'557'066);
+    CHECK(row.params_nonzero > 0);
+    CHECK(row.macs == 58'397'696);
+    CHECK(row.file_bytes > 0);
+    CHECK(row.latency_ms_median.value_or(0) > 0);
+    CHECK(row.latency_ms_p90.value_or(0) >= row.latency_ms_median.value_or(0));
+    CHECK(row.threads == 2);
+    CHECK_FALSE(row.kernel_path.empty());
+    const double top1 = row.metric("top1").value_or(-1);
+    CHECK(top1 >= 0);
+    CHECK(top1 <= 100);
+    if (row.precision == "int8") {
+      CHECK(row.file_bytes < base->file_bytes * 26 / 100);
+    }
+  }
+  CHECK(r.find("PTQ int8")->method == "ptq");
+  CHECK(r.find("QAT int8")->method == "qat");
+  CHECK(r.config.at("epochs") == 3);
+  CHECK(r.machine.contains("cpu"));
+  REQUIRE(r.extras.contains("sensitivity"));
+  CHECK(r.extras.at("sensitivity").size() == 7);
+  std::ifstream csv(out / "results.csv");
+  int lines = 0;
+  for (std::string l; std::getline(csv, l);) ++lines;
+  CHECK(lines == 4);
+  CHECK(fs::file_size(out / "report.html") > 1000);
+
+  // Finished stages are kept: a second --resume retrains nothing.
+  const Result again = shell(bin() + tiny_args(out) + " --epochs 3 --qat-epochs 1 --resume",
+                             out.parent_path() / "again.log");
+  INFO(again.output);
+  CHECK(again.status == 0);
+  CHECK_THAT(again.output, Catch::Matchers::Contains("baseline: done in an earlier run") &&
+                               Catch::Matchers::Contains("PTQ: done in an earlier run") &&
+                               Catch::Matchers::Contains("QAT: done in an earlier run"));
+}
+
+TEST_CASE("cifar10_experiment: bad input names the flag or file", "[experiments]") {
+  const fs::path out = fresh_dir("bad");
+  const auto expect = [&](const std::string& args, const std::string& needle) {
+    const Result r = shell(bin() + args, out.parent_path() / "bad.log");
+    INFO(args << "\n" << r.output);
+    CHECK(r.status != 0);
+    CHECK_THAT(r.output, Catch::Matchers::Contains(needle));
+  };
+  expect(" --epochs 0", "--epochs");
+  expect(" --observer median", "--observer");
+  expect(" --threads x", "--threads");
+  expect(" --data-root /no/such/cifar --out '" + out.string() + "'", "/no/such/cifar");
+  expect(" --data-root '" + kData.string() + "' --out /proc/no_such_dir", "--out");
+  expect(" --data-root '" + kData.string() + "' --no-train-baseline --out '" + out.string() + "'",
+         "baseline.safetensors");
+  const Result help = shell(bin() + " --help", out.parent_path() / "help.log");
+  CHECK(help.status == 0);
+  CHECK_THAT(help.output,
+             Catch::Matchers::Contains("--calibration-size") && Catch::Matchers::Contains("512"));
+}
