@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/cli.hpp"
+#include "common/echo.hpp"
 #include "compressor/core/threading.hpp"
 #include "compressor/data/echonet.hpp"
 #include "compressor/data/synthetic_echo.hpp"
@@ -121,19 +122,12 @@ std::string metrics_json(const train::Metrics& m) {
 int run(const Config& c) {
   set_num_threads(c.threads);
   const auto t_start = std::chrono::steady_clock::now();
-  if (c.synthetic) {
-    data::SyntheticEchoOptions so;
-    so.count = c.generate;
-    so.seed = c.seed;
-    if (data::ensure_synthetic_echo(c.data, so))
-      std::printf("generated %lld synthetic clips in %s\n", static_cast<long long>(c.generate),
-                  c.data.c_str());
-  }
+  if (c.synthetic) examples::ensure_synthetic_echo_set(c.data, c.generate, c.seed);
   data::EchoNetOptions eo;
   eo.clip = data::ClipSpec{c.frames, c.size, c.size};
   eo.max_clips = c.max_clips;
   eo.cache_mb = c.cache_mb;
-  eo.normalization = data::Normalization{{0.5f, 0.5f, 0.5f}, {0.25f, 0.25f, 0.25f}};
+  eo.normalization = examples::echo_normalization();
   if (c.augment) {
     eo.train_temporal_jitter = true;
     eo.train_augmentation = data::Augmentation{static_cast<int>(c.size / 14), true};  // 8 px at 112

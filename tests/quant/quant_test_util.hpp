@@ -7,10 +7,18 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "compressor/core/rng.hpp"
 #include "compressor/data/batch.hpp"
+#include "compressor/models/cifar_cnn.hpp"
+#include "compressor/nn/activation.hpp"
+#include "compressor/nn/batchnorm.hpp"
+#include "compressor/nn/conv2d.hpp"
+#include "compressor/nn/identity.hpp"
+#include "compressor/nn/sequential.hpp"
 #include "compressor/quant/convert.hpp"
 #include "compressor/quant/observer.hpp"
 #include "support/test_util.hpp"
@@ -84,6 +92,49 @@ class RandomBatches : public data::BatchSource {
   float lo_, hi_;
   int i_ = 0;
 };
+
+/// CifarCnn's default plan with every conv's channels divided by `divisor`
+/// (a small model for fast tests).
+inline nn::ChannelPlan narrow_cifar_plan(std::int64_t divisor) {
+  nn::ChannelPlan plan = models::CifarCnn::default_plan();
+  for (auto& [name, c] : plan.channels)
+    if (name != "fc") c /= divisor;
+  return plan;
+}
+
+/// y = 2x, a layer type the converter does not know.
+struct Twice : nn::Module {
+  std::string_view type_name() const override { return "Twice"; }
+  TensorView<const float> forward_impl(TensorView<const float> x) override {
+    y = Tensor<float>(x);
+    for (auto& v : y.flat()) v *= 2.f;
+    return y;
+  }
+  TensorView<const float> backward_impl(TensorView<const float> g) override { return g; }
+  std::unique_ptr<Module> clone_shell() const override { return std::make_unique<Twice>(); }
+  Tensor<float> y;
+};
+
+/// quant, conv 3->4 (3x3), ReLU, then two layers with no int8 form: a
+/// BatchNorm after the ReLU (not foldable) as "3" and a Twice as "4". Points:
+/// the input and the ReLU ("2"). Input (N, 8, 8, 3).
+inline std::unique_ptr<nn::Sequential> net_with_unsupported_layers() {
+  struct Net : nn::Sequential {
+    void add_quantization_points(const std::string& prefix,
+                                 std::vector<nn::QuantPoint>& out) const override {
+      out.push_back({join(prefix, "quant"), nn::PointKind::input});
+      out.push_back({join(prefix, "2"), nn::PointKind::conv, true});
+    }
+    std::unique_ptr<Module> clone_shell() const override { return std::make_unique<Net>(); }
+  };
+  auto n = std::make_unique<Net>();
+  n->add("quant", std::make_unique<nn::Identity>());
+  n->emplace<nn::Conv2d>(3, 4, 3);
+  n->emplace<nn::ReLU>();
+  n->emplace<nn::BatchNorm2d>(4);  // after the ReLU: not foldable
+  n->emplace<Twice>();
+  return n;
+}
 
 /// prepare_ptq -> calibrate on `batches` random batches of `input` -> convert.
 inline quant::Int8Model ptq_int8(const nn::Module& model, const Shape& input, int batches,

@@ -422,9 +422,18 @@ TEST_CASE("int8 files: bad files are rejected naming the file and the tensor", "
   }
   SECTION("metadata: format, version, grid, model, plan") {
     RawFile r = from();
-    r.set_meta("format_version", "2");
+    r.set_meta("format_version", "3");
     CHECK_THROWS_AS(load(r), IoError);
-    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("format_version '2' is not supported"));
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("format_version '3' is not supported"));
+    r = from();
+    r.set_meta("format_version", "2");  // the version of files with float islands
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("without metadata 'float_islands'"));
+    r.set_meta("float_islands", "features.4,nope");
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("float island 'nope'"));
+    r.set_meta("float_islands", "features.4,,fc");
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("expected distinct layer names"));
+    r.set_meta("float_islands", "features.4");  // but its weight is int8
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("features.4.weight"));
     r = from();
     r.erase_meta("format");
     CHECK_THROWS_WITH(load(r), Contains(file) && Contains("not an int8 model file"));
@@ -499,6 +508,19 @@ std::vector<std::pair<std::string, std::string>> corpus_files() {
         quant::int8_model_writer(ptq_int8(m, Shape{2, 16, 16, 3}, 1, 41), m.channel_plan())
             .bytes());
   }
+  {  // with a float island (format version 2)
+    nn::init::manual_seed(43);
+    CifarCnn m(small_cifar_plan());
+    Rng rng(43);
+    randomize_batchnorms(m, rng);
+    auto cfg = compressor::testing::test_config();
+    cfg.float_islands = {"features.4"};
+    quant::Prepared p = quant::prepare_ptq(m, cfg);
+    compressor::testing::RandomBatches calib(Shape{2, 16, 16, 3}, 1, 43);
+    quant::calibrate(p, calib);
+    out.emplace_back("cifar_cnn_small_island.safetensors",
+                     quant::int8_model_writer(quant::convert(p), m.channel_plan()).bytes());
+  }
   {
     nn::init::manual_seed(42);
     EfRegressor m(EfRegressorOptions{.width = 0.03125, .pool = nn::TemporalPoolMode::mean_max_min});
@@ -531,7 +553,7 @@ TEST_CASE("int8 files: the fuzzer's seed corpus loads and saves back to the same
     CHECK(quant::int8_model_writer(m, io::read_channel_plan(f)).bytes() == bytes);
     ++seeds;
   }
-  CHECK(seeds >= 2);
+  CHECK(seeds >= 3);
 }
 
 TEST_CASE("int8 files: write the fuzzer's seed corpus", "[.write_int8_corpus]") {

@@ -89,10 +89,7 @@ TEST_CASE("prepare_qat builds QAT layers with BN inside and fake-quant at every 
 TEST_CASE("QAT trains, freezes, and converts to an int8 model it predicts", "[quant][qat]") {
   Rng rng(42);
   nn::init::manual_seed(42);
-  ResNetOptions ro;
-  ro.width = 0.25;
-  ro.num_classes = 4;
-  ResNet18 net(ro);
+  ResNet18 net(ResNetOptions{.num_classes = 4, .width = 0.25});
   randomize_batchnorms(net, rng);
   quant::Prepared q = quant::prepare_qat(net, qat_config());
   const Tensor<float> x = random_tensor(Shape{8, 32, 32, 3}, rng);

@@ -41,7 +41,7 @@ inline void relu_backward(const float* dy, const float* y, float* dx, std::int64
       1 << 14);
 }
 
-class ReLU : public Module {
+class ReLU : public Module, public ScaleEquivariant {
  public:
   std::string_view type_name() const override { return "ReLU"; }
 

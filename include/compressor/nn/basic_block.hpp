@@ -70,6 +70,15 @@ class BasicBlock : public Module {
     return {{"conv1", "bn1"}, {"conv2", "bn2"}};  // downsample: a Sequential of its own
   }
 
+  /// conv1 -> conv2 once bn1 is folded (an Identity): conv1's output reaches
+  /// only conv2, through the ReLU.
+  std::vector<std::pair<std::string, std::string>> equalization_pairs() const override {
+    if (as<WeightedLayer>(conv1()) && conv1().output_hook() == nullptr &&
+        passes_channel_scale(bn1()) && passes_channel_scale(relu()) && as<WeightedLayer>(conv2()))
+      return {{"conv1", "conv2"}};
+    return {};
+  }
+
   void add_quantization_points(const std::string& prefix,
                                std::vector<QuantPoint>& out) const override {
     out.push_back({join(prefix, "relu"), PointKind::conv, true});

@@ -7,6 +7,8 @@
 //   Normalization  per-channel affine normalisation with running statistics:
 //                  BatchNorm2d
 //   JoinLayer      a two-input join (a residual add): AddReLU
+//   ScaleEquivariant  commutes with a positive per-channel scale: ReLU, max
+//                  and average pooling, Identity
 //   PlannedModel   a model with a ChannelPlan: CifarCnn, ResNet18, EfRegressor
 #pragma once
 
@@ -87,6 +89,15 @@ class JoinLayer {
   virtual TensorView<const float> forward(TensorView<const float> a, TensorView<const float> b) = 0;
 };
 
+/// A layer f with f(x * s) = f(x) * s for every positive per-channel scale s
+/// (channels on the last axis, kept by f): ReLU, max pool, global average
+/// pool, Identity. Cross-layer equalization moves a scale through such
+/// layers (Module::equalization_pairs()).
+class ScaleEquivariant {
+ public:
+  virtual ~ScaleEquivariant() = default;
+};
+
 /// A model that can be rebuilt from a ChannelPlan (models/ has three). Its
 /// plan is read from the live layers, so it holds after channel surgery.
 class PlannedModel {
@@ -111,6 +122,13 @@ C& require_capability(Module& m, std::string_view what, std::string_view name) {
   if (C* c = as<C>(m)) return *c;
   throw ValueError(detail::concat(name.empty() ? "the model" : "'" + std::string(name) + "'", " (",
                                   m.type_name(), ") is not ", what));
+}
+
+/// Whether a per-channel scale passes through m unchanged: m is
+/// ScaleEquivariant and has no output hook (an observer or fake-quant would
+/// see the scaled values).
+inline bool passes_channel_scale(const Module& m) {
+  return as<ScaleEquivariant>(m) != nullptr && m.output_hook() == nullptr;
 }
 
 /// Checks a channel selection against a count: non-empty, in range, no

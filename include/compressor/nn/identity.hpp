@@ -7,11 +7,12 @@
 #include <memory>
 #include <string_view>
 
+#include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/module.hpp"
 
 namespace compressor::nn {
 
-class Identity : public Module {
+class Identity : public Module, public ScaleEquivariant {
  public:
   std::string_view type_name() const override { return "Identity"; }
 

@@ -321,6 +321,16 @@ class Module {
   /// override it (Sequential: neighbours; BasicBlock: conv1/bn1, conv2/bn2).
   virtual std::vector<std::pair<std::string, std::string>> batchnorm_pairs() const { return {}; }
 
+  /// Pairs (layer 1, layer 2) of direct children with weights where layer
+  /// 1's output reaches layer 2 only through ScaleEquivariant layers without
+  /// hooks (a ReLU, a max pool, a folded BN's Identity) and nothing else reads
+  /// it, so scaling layer 1's output channel i by 1/s and layer 2's input
+  /// channel i by s > 0 leaves the function unchanged: what cross-layer
+  /// equalization (quant/equalize.hpp) equalizes. Composites that know their
+  /// data flow override it (Sequential: a chain; BasicBlock: conv1 -> conv2
+  /// once bn1 is folded). An unfolded BatchNorm in between is no pair.
+  virtual std::vector<std::pair<std::string, std::string>> equalization_pairs() const { return {}; }
+
   // ---- quantization points -----------------------------------------------------
 
   /// Every quantization point of this subtree in data-flow order, with

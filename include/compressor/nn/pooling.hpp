@@ -9,11 +9,12 @@
 #include <string_view>
 
 #include "compressor/core/threading.hpp"
+#include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/module.hpp"
 
 namespace compressor::nn {
 
-class MaxPool2d : public Module {
+class MaxPool2d : public Module, public ScaleEquivariant {
  public:
   explicit MaxPool2d(std::int64_t kernel, std::int64_t stride = 0, std::int64_t padding = 0)
       : k_(kernel), s_(stride ? stride : kernel), p_(padding) {
@@ -114,7 +115,7 @@ class MaxPool2d : public Module {
   Tensor<std::int32_t> argmax_;  // flat index within the image of each output's maximum
 };
 
-class GlobalAvgPool2d : public Module {
+class GlobalAvgPool2d : public Module, public ScaleEquivariant {
  public:
   std::string_view type_name() const override { return "AdaptiveAvgPool2d"; }
 

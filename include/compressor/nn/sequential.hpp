@@ -44,6 +44,20 @@ class Sequential : public Module {
     return out;
   }
 
+  /// A layer with weights, then only layers a channel scale passes through
+  /// (passes_channel_scale), then a layer with weights: a chain.
+  std::vector<std::pair<std::string, std::string>> equalization_pairs() const override {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (std::size_t i = 0; i < num_children(); ++i) {
+      if (!as<WeightedLayer>(child(i)) || child(i).output_hook() != nullptr) continue;
+      std::size_t j = i + 1;
+      while (j < num_children() && passes_channel_scale(child(j))) ++j;
+      if (j < num_children() && as<WeightedLayer>(child(j)))
+        out.emplace_back(child_name(i), child_name(j));
+    }
+    return out;
+  }
+
   /// Children up to and including the first one with parameters get the
   /// switch; the ones after it always compute their input gradient (their
   /// predecessor's parameters need it). A parameter-free first child (the

@@ -37,6 +37,8 @@
 #include "compressor/nn/sequential.hpp"
 #include "compressor/nn/surgery.hpp"
 #include "compressor/nn/temporal_pool.hpp"
+#include "compressor/quant/bias_correction.hpp"
+#include "compressor/quant/equalize.hpp"
 #include "compressor/quant/fake_quant.hpp"
 #include "compressor/quant/int8_model.hpp"
 #include "compressor/quant/int8_ops.hpp"
@@ -48,6 +50,26 @@ struct PtqConfig {
   /// Makes the observer of each activation point.
   std::function<std::unique_ptr<Observer>()> observer;
   WeightGrid grid = WeightGrid::narrow;
+  /// Cross-layer equalization of every declared pair (quant/equalize.hpp),
+  /// after BN folding, before the observers.
+  bool cross_layer_equalization = false;
+  /// Empirical bias correction (quant/bias_correction.hpp) on the
+  /// calibration batches, by the first calibrate(), before observing.
+  bool bias_correction = false;
+  /// Layers to keep in float inside the int8 model (float islands: dequantize
+  /// -> the float layer -> quantize), by name: a layer with weights (with
+  /// the folded BN and ReLU that follow it) or a layer with no int8 form.
+  std::vector<std::string> float_islands{};
+  /// Every layer with no int8 form becomes a float island instead of an error.
+  bool allow_float_islands = false;
+};
+
+/// Which layers conversion keeps in float (PtqConfig::float_islands and
+/// allow_float_islands).
+struct IslandOptions {
+  std::set<std::string> names;
+  bool allow_unsupported = false;
+  bool any() const { return allow_unsupported || !names.empty(); }
 };
 
 /// A float model prepared for calibration: a deep copy with BatchNorms
@@ -58,6 +80,14 @@ struct Prepared {
   WeightGrid grid = WeightGrid::narrow;
   std::string fingerprint;  ///< names and shapes when prepared (edits are detected)
   std::int64_t calibration_batches = 0;
+  IslandOptions islands;
+  /// The outputs of float islands that are no quantization point of the
+  /// model: each has an observer of its own (the island's int8 output).
+  std::vector<std::string> island_points;
+  bool bias_correction = false;  ///< pending or done (see bias_corrected)
+  bool bias_corrected = false;
+  /// What ran besides folding (equalization, bias correction), for the summary.
+  std::vector<std::string> passes;
 };
 
 namespace internal {
@@ -81,33 +111,93 @@ inline std::string join(const std::string& prefix, const std::string& name) {
   return prefix.empty() ? name : prefix + "." + name;
 }
 
-}  // namespace internal
-
-/// Copies m, folds its BatchNorms and attaches config.observer() at every
-/// quantization point. The copy is in eval mode.
-inline Prepared prepare_ptq(const nn::Module& m, const PtqConfig& config) {
-  require(static_cast<bool>(config.observer), "prepare_ptq: PtqConfig::observer is not set");
+/// The start of prepare_ptq and prepare_qat: a copy of m in training or eval
+/// mode, with the grid; the observer factory must be set (who names the
+/// caller and its config in errors).
+inline Prepared prepared_copy(const nn::Module& m, WeightGrid grid, bool has_observer,
+                              bool training, std::string_view who) {
+  require(has_observer, who, ": the config's observer is not set");
   Prepared p;
-  p.grid = config.grid;
+  p.grid = grid;
   p.model = m.clone();
-  p.model->eval();
-  nn::fold_batchnorms(*p.model);
+  p.model->train(training);
+  return p;
+}
+
+/// Attaches wrap(observer) as the output hook of every quantization point of
+/// p.model (each observer labelled with its point), then records the
+/// fingerprint that convert() checks: the common end of prepare_ptq and
+/// prepare_qat. who names the caller in errors.
+inline void attach_point_hooks(
+    Prepared& p, const std::function<std::unique_ptr<Observer>()>& observer,
+    const std::function<std::unique_ptr<nn::Module>(std::unique_ptr<Observer>)>& wrap,
+    std::string_view who) {
   p.points = p.model->quantization_points();
-  require(!p.points.empty(), "prepare_ptq: ", m.type_name(),
+  require(!p.points.empty(), who, ": ", p.model->type_name(),
           " declares no quantization points (Module::add_quantization_points)");
   for (const auto& point : p.points) {
-    auto obs = config.observer();
-    require(obs != nullptr, "prepare_ptq: the observer factory returned null");
+    auto obs = observer();
+    require(obs != nullptr, who, ": the observer factory returned null");
     obs->set_label(point.name);
-    internal::module_at(*p.model, point.name).set_output_hook(std::move(obs));
+    module_at(*p.model, point.name).set_output_hook(wrap(std::move(obs)));
   }
-  p.fingerprint = internal::structure_fingerprint(*p.model);
+  p.fingerprint = structure_fingerprint(*p.model);
+}
+
+/// Throws unless p.model has the structure it had when prepared (its
+/// calibration statistics belong to it).
+inline void check_unedited(const Prepared& p, std::string_view who, std::string_view prepare) {
+  require(p.model != nullptr, who, ": the model was not prepared");
+  require(structure_fingerprint(*p.model) == p.fingerprint, who, ": the model was edited after ",
+          prepare, "() (its parameters or quantization points changed), so its calibration ",
+          "statistics do not belong to it; prepare and calibrate it again");
+}
+
+/// The float islands conversion will make of p.model, with their output
+/// points (conversion run without weights or parameters).
+inline std::vector<std::pair<std::string, std::string>> probe_islands(nn::Module& model,
+                                                                      const IslandOptions& o);
+
+}  // namespace internal
+
+/// Copies m, folds its BatchNorms, equalizes (config), and attaches
+/// config.observer() at every quantization point and at the output of every
+/// float island that is no point. The copy is in eval mode.
+inline Prepared prepare_ptq(const nn::Module& m, const PtqConfig& config) {
+  Prepared p = internal::prepared_copy(m, config.grid, static_cast<bool>(config.observer),
+                                       /*training=*/false, "prepare_ptq");
+  nn::fold_batchnorms(*p.model);
+  if (config.cross_layer_equalization) {
+    const EqualizationReport e = equalize_cross_layer(*p.model);
+    p.passes.push_back(compressor::detail::concat("cross-layer equalization: ", e.pairs.size(),
+                                                  " pairs, ", e.sweeps, " sweeps"));
+  }
+  p.bias_correction = config.bias_correction;
+  p.islands.names = {config.float_islands.begin(), config.float_islands.end()};
+  p.islands.allow_unsupported = config.allow_float_islands;
+  internal::attach_point_hooks(
+      p, config.observer,
+      [](std::unique_ptr<Observer> o) -> std::unique_ptr<nn::Module> { return o; }, "prepare_ptq");
+  if (p.islands.any()) {
+    for (const auto& [layer, point] : internal::probe_islands(*p.model, p.islands)) {
+      bool known = false;
+      for (const auto& q : p.points) known = known || q.name == point;
+      if (known) continue;
+      auto obs = config.observer();
+      obs->set_label(point);
+      internal::module_at(*p.model, point).set_output_hook(std::move(obs));
+      p.island_points.push_back(point);
+    }
+    p.fingerprint = internal::structure_fingerprint(*p.model);
+  }
   return p;
 }
 
 /// Runs up to max_batches batches (0: one epoch) of source through the
 /// prepared model in eval mode; returns the batches used. Zero batches, or a
-/// non-finite value reaching an observer, is an error naming the point.
+/// non-finite value reaching an observer, is an error naming the point. With
+/// PtqConfig::bias_correction, the first call corrects the biases on the same
+/// batches (held in memory for it) before the observers see them.
 inline std::int64_t calibrate(Prepared& p, data::BatchSource& source,
                               std::int64_t max_batches = 0) {
   require(p.model != nullptr, "calibrate: the model was not prepared");
@@ -115,11 +205,30 @@ inline std::int64_t calibrate(Prepared& p, data::BatchSource& source,
   source.start_epoch(0);
   data::Batch batch;
   std::int64_t used = 0;
+  const bool correct = p.bias_correction && !p.bias_corrected;
+  std::vector<Tensor<float>> held;
   while ((max_batches == 0 || used < max_batches) && source.next(batch)) {
-    (void)p.model->forward(batch.inputs);
+    if (correct)
+      held.push_back(batch.inputs);
+    else
+      (void)p.model->forward(batch.inputs);
     ++used;
   }
   require(used > 0, "calibrate: the calibration data gave no batches; PTQ needs at least one");
+  if (correct) {
+    std::set<std::string> keep_float;
+    for (const auto& [layer, point] : internal::probe_islands(*p.model, p.islands))
+      keep_float.insert(layer);
+    const BiasCorrectionReport r = correct_bias(*p.model, held, p.grid, keep_float);
+    p.bias_corrected = true;
+    p.fingerprint = internal::structure_fingerprint(*p.model);  // a layer may have gained a bias
+    double worst = 0;
+    for (const auto& l : r.layers) worst = std::max(worst, l.max_abs);
+    p.passes.push_back(compressor::detail::concat("bias correction: ", r.layers.size(),
+                                                  " layers on ", r.batches,
+                                                  " batches, largest |correction| ", worst));
+    for (const auto& x : held) (void)p.model->forward(x);
+  }
   p.calibration_batches += used;
   return used;
 }
@@ -194,8 +303,11 @@ class ModelSource : public ConvertSource {
 
 class Converter {
  public:
-  Converter(ConvertSource& source, ConversionSummary& summary)
-      : source_(source), summary_(summary) {}
+  /// With probe, nothing is quantized or packed: the walk only finds the
+  /// float islands and the layers with no int8 form.
+  Converter(ConvertSource& source, ConversionSummary& summary, const IslandOptions& islands = {},
+            bool probe = false)
+      : source_(source), summary_(summary), islands_(islands), probe_(probe) {}
 
   /// The int8 weights of every converted layer, by name (what a saved int8
   /// model stores).
@@ -215,6 +327,10 @@ class Converter {
 
   QuantParams cur_;
   std::vector<std::string> unsupported_;
+  /// (layer, output point) of every float island made, in data-flow order.
+  std::vector<std::pair<std::string, std::string>> islands_made_;
+  /// The float layer of every island (owned by its op).
+  std::vector<std::pair<std::string, nn::Module*>> island_layers_;
 
  private:
   std::unique_ptr<Int8Op> sequence(nn::Sequential& seq, const std::string& path) {
@@ -230,7 +346,9 @@ class Converter {
   std::size_t leaf_run(nn::Module& m, const std::string& path, nn::Sequential* seq, std::size_t i,
                        Int8Sequence& out) {
     if (nn::as<nn::Identity>(m) || nn::as<nn::Flatten>(m)) return i;
-    if (auto* w = nn::as<nn::WeightedLayer>(m)) {
+    if (nn::as<nn::WeightedLayer>(m) || islands_.names.contains(path)) {
+      // A layer with weights, or one the user keeps in float, with the
+      // folded BN (Identity) and ReLU that follow it.
       std::string point = path;
       bool relu = false;
       std::size_t j = i;
@@ -249,7 +367,13 @@ class Converter {
           point = parent + seq->child_name(j);
         }
       }
-      out.add(weighted(*w, path, point, relu));
+      if (islands_.names.contains(path)) {
+        std::vector<nn::Module*> run{&m};
+        for (std::size_t k = i + 1; k <= j; ++k) run.push_back(&seq->child(k));
+        out.add(island(path, run, point, "kept in float on request"));
+      } else {
+        out.add(weighted(*nn::as<nn::WeightedLayer>(m), path, point, relu));
+      }
       return j;
     }
     if (auto* mp = nn::as<nn::MaxPool2d>(m)) {
@@ -267,9 +391,45 @@ class Converter {
       out.add(module(m, path));
       return i;
     }
+    if (islands_.allow_unsupported) {
+      out.add(island(path, {&m}, path, "no int8 form"));
+      return i;
+    }
     unsupported_.push_back(path + " (" + std::string(m.type_name()) +
                            (nn::as<nn::Normalization>(m) ? ": not folded into a conv)" : ")"));
     return i;
+  }
+
+  /// A float island: the modules of run (copies without hooks) between a
+  /// dequantize and a quantize with the parameters of `point`.
+  std::unique_ptr<Int8Op> island(const std::string& path, const std::vector<nn::Module*>& run,
+                                 const std::string& point, std::string_view why) {
+    const QuantParams in = cur_;
+    const QuantParams out = source_.point(point);
+    islands_made_.emplace_back(path, point);
+    nn::Module& first = *run.front();
+    std::string what = std::string(first.type_name());
+    for (std::size_t k = 1; k < run.size(); ++k) what += " + " + std::string(run[k]->type_name());
+    summary_.float_layers.push_back(path + " (" + what + ", " + std::string(why) +
+                                    "): dequantize -> float -> quantize at '" + point + "'");
+    if (auto* w = nn::as<nn::WeightedLayer>(first)) {
+      LayerSummary l;
+      l.name = path;
+      l.kind = w->weight().rank() == 4 ? "conv" : "linear";
+      l.precision = "float";
+      l.point = point;
+      l.in = in;
+      l.out = out;
+      summary_.layers.push_back(std::move(l));
+    }
+    summary_point(point, out);
+    cur_ = out;
+    std::vector<std::unique_ptr<nn::Module>> layers;
+    if (probe_) return std::make_unique<Int8FloatIsland>(point, std::move(layers), out);
+    for (nn::Module* m : run) layers.push_back(strip_hooks(m->clone()));
+    auto op = std::make_unique<Int8FloatIsland>(point, std::move(layers), out);
+    island_layers_.emplace_back(path, &op->layer(0));
+    return op;
   }
 
   /// A conv or linear layer whose output is the point `point`.
@@ -278,6 +438,11 @@ class Converter {
     const QuantParams in = cur_;
     const QuantParams out = source_.point(point);
     const bool conv = w.weight().rank() == 4;
+    if (probe_) {
+      summary_point(point, out);
+      cur_ = out;
+      return std::make_unique<Int8Sequence>();
+    }
     QuantizedWeights q = source_.weights(path, w, in);
     LayerSummary l;
     l.name = path;
@@ -304,6 +469,15 @@ class Converter {
     const QuantParams in = cur_;
     auto conv = [&](const std::string& conv_name, const std::string& point, bool relu) {
       auto* w = nn::as<nn::WeightedLayer>(b.child(conv_name));
+      const std::string name = join(path, conv_name);
+      if (islands_.names.contains(name) || (w == nullptr && islands_.allow_unsupported)) {
+        // The conv with its folded BN (and ReLU), in float.
+        std::vector<nn::Module*> run{&b.child(conv_name)};
+        run.push_back(&b.child(relu ? "bn1" : "bn2"));
+        if (relu) run.push_back(&b.child("relu"));
+        return island(name, run, join(path, point),
+                      w ? "kept in float on request" : "no int8 form");
+      }
       if (w == nullptr) {
         unsupported_.push_back(join(path, conv_name) + " (" +
                                std::string(b.child(conv_name).type_name()) + ")");
@@ -356,31 +530,75 @@ class Converter {
 
   ConvertSource& source_;
   ConversionSummary& summary_;
+  IslandOptions islands_;
+  bool probe_ = false;
 };
+
+/// Every float island asked for by name must be a layer without children
+/// that conversion reached (a layer with weights, or a layer with no int8
+/// form; not a BN or ReLU that conversion fuses into the layer before it).
+inline void check_islands(nn::Module& model, const IslandOptions& o,
+                          const std::vector<std::pair<std::string, std::string>>& made) {
+  for (const auto& name : o.names) {
+    const nn::Module* m = model.find(name);
+    require(m != nullptr, "float island '", name, "': ", model.type_name(),
+            " has no layer of that name");
+    bool found = false;
+    for (const auto& [layer, point] : made) found = found || layer == name;
+    require(found && m->num_children() == 0, "float island '", name, "' (", m->type_name(),
+            "): not a layer conversion can keep in float by itself; name a layer with weights ",
+            "(its folded BN and ReLU come with it) or a layer with no int8 form");
+  }
+}
+
+/// Parameters for the probe: any valid value (nothing is computed with them).
+class ProbeSource final : public ConvertSource {
+ public:
+  QuantParams point(const std::string&) override { return QuantParams{}; }
+  QuantizedWeights weights(const std::string& name, nn::WeightedLayer&, QuantParams) override {
+    throw ValueError(compressor::detail::concat("probe: no weights for '", name, "'"));
+  }
+};
+
+inline std::vector<std::pair<std::string, std::string>> probe_islands(nn::Module& model,
+                                                                      const IslandOptions& o) {
+  if (!o.any()) return {};
+  ProbeSource source;
+  ConversionSummary summary;
+  Converter c(source, summary, o, /*probe=*/true);
+  (void)c.module(model, "");
+  check_islands(model, o, c.islands_made_);
+  return c.islands_made_;
+}
 
 }  // namespace internal
 
 /// Converts the float model `root` (BatchNorms folded), whose quantization
-/// points are `points`, taking parameters and weights from `source`.
+/// points are `points`, taking parameters and weights from `source`; the
+/// layers `islands` names (or allows) stay float islands.
 inline Int8Model convert_with(nn::Module& root, const std::vector<nn::QuantPoint>& points,
-                              WeightGrid grid, ConvertSource& source) {
+                              WeightGrid grid, ConvertSource& source,
+                              const IslandOptions& islands = {}) {
   require(!points.empty() && points.front().kind == nn::PointKind::input,
           "convert: the first quantization point of ", root.type_name(), " is not the model input");
   const nn::QuantPoint& input = points.front();
   ConversionSummary summary;
   summary.model = std::string(root.type_name());
   summary.grid = grid;
-  internal::Converter c(source, summary);
+  internal::Converter c(source, summary, islands);
   const QuantParams in_q = source.point(input.name);
   c.cur_ = in_q;
   auto body = c.module(root, "");
   if (!c.unsupported_.empty()) {
     std::string list;
     for (const auto& u : c.unsupported_) list += "\n  " + u;
-    throw ValueError(compressor::detail::concat("convert: ", c.unsupported_.size(), " layer(s) of ",
-                                                summary.model, " have no int8 form:", list));
+    throw ValueError(compressor::detail::concat(
+        "convert: ", c.unsupported_.size(), " layer(s) of ", summary.model, " have no int8 form:",
+        list, "\n(keep them in float with PtqConfig::allow_float_islands or float_islands)"));
   }
-  // Points in the model's order, with their kinds.
+  internal::check_islands(root, islands, c.islands_made_);
+  // Points in the model's order, with their kinds; then the outputs of
+  // float islands that are no point of the model.
   std::vector<PointSummary> ordered;
   for (const auto& point : points) {
     QuantParams q = point.name == input.name ? in_q : QuantParams{};
@@ -390,21 +608,26 @@ inline Int8Model convert_with(nn::Module& root, const std::vector<nn::QuantPoint
     if (s) q = s->q;
     ordered.push_back({point.name, point.kind, q});
   }
+  for (const auto& [layer, point] : c.islands_made_) {
+    bool listed = false;
+    for (const auto& o : ordered) listed = listed || o.name == point;
+    if (!listed) ordered.push_back({point, nn::PointKind::conv, summary.point(point)->q});
+  }
   summary.points = std::move(ordered);
-  return Int8Model(input.name, in_q, std::move(body), std::move(summary), std::move(c.weights_));
+  return Int8Model(input.name, in_q, std::move(body), std::move(summary), std::move(c.weights_),
+                   std::move(c.island_layers_));
 }
 
 /// Converts a prepared, calibrated model into an int8 model (see the file
 /// comment). Errors: the model was edited since prepare_ptq(), a point whose
-/// observer saw nothing, layers with no int8 form (all listed).
+/// observer saw nothing, layers with no int8 form (all listed) unless they
+/// are float islands.
 inline Int8Model convert(Prepared& p) {
-  require(p.model != nullptr, "convert: the model was not prepared");
-  const std::string now = internal::structure_fingerprint(*p.model);
-  require(now == p.fingerprint, "convert: the model was edited after prepare_ptq() (its ",
-          "parameters or quantization points changed), so its calibration statistics do not ",
-          "belong to it; prepare and calibrate it again");
+  internal::check_unedited(p, "convert", "prepare_ptq");
   internal::ModelSource source(*p.model, p.grid);
-  return convert_with(*p.model, p.points, p.grid, source);
+  Int8Model m = convert_with(*p.model, p.points, p.grid, source, p.islands);
+  m.summary().passes = p.passes;
+  return m;
 }
 
 /// The fp32 deploy model, the baseline of latency comparisons: a copy in
@@ -436,6 +659,7 @@ inline std::unique_ptr<nn::Module> fake_quant_model(
       require(found, "fake_quant_model: '", name, "' is not a converted layer with weights");
     }
   for (const auto& l : s.layers) {
+    if (l.precision != "int8") continue;  // a float island keeps its weights
     if (weight_layers && !weight_layers->contains(l.name)) continue;
     auto& w = nn::require_capability<nn::WeightedLayer>(internal::module_at(*m, l.name),
                                                         "a layer with weights", l.name);

@@ -14,6 +14,16 @@
 //   act.<point>.scale       F32  (1)      activation parameters of a quantization point
 //   act.<point>.zero_point  I32  (1)
 //
+// A float island (PtqConfig::float_islands: a layer with weights kept in
+// float) stores its float values instead of the first three:
+//
+//   <layer>.weight          F32  the float weight, same layout and shape
+//   <layer>.bias            F32  (O)      only for a layer with a bias
+//
+// with its layers listed, comma-separated, in the metadata "float_islands";
+// such a file has format_version 2 (a file without islands stays version 1,
+// which every reader of version 1 reads as before).
+//
 // A point can have a layer's name ("fc" is both the classifier and its output
 // point); the "act." prefix keeps the two families apart for a reader
 // ("fc.weight_scale" is the classifier's, "act.fc.scale" its output's). The
@@ -65,6 +75,9 @@ namespace compressor::quant {
 struct Int8FileFormat {
   static constexpr std::string_view kFormat = "compressor.int8_model";
   static constexpr std::string_view kVersion = "1";
+  /// The version of a file with float islands (kIslandsKey).
+  static constexpr std::string_view kIslandVersion = "2";
+  static constexpr std::string_view kIslandsKey = "float_islands";
   static constexpr std::string_view kFormatKey = "format";
   static constexpr std::string_view kVersionKey = "format_version";
   static constexpr std::string_view kSchemeKey = "scheme";
@@ -117,6 +130,9 @@ inline nn::ChannelPlan complete_plan(const Int8Model& m, const nn::ChannelPlan& 
   out.model = plan.model;
   out.options = plan.options;
   for (const auto& [name, q] : m.layer_weights()) out.channels.emplace_back(name, q.weight.dim(0));
+  for (const auto& [name, layer] : m.float_island_layers())
+    if (const auto* w = nn::as<nn::WeightedLayer>(*layer))
+      out.channels.emplace_back(name, w->out_channels());
   for (const auto& [name, c] : plan.channels) {
     const std::int64_t* have = out.find(name);
     require(have != nullptr, "save_int8_model: layer '", name,
@@ -139,10 +155,22 @@ inline const LayerSummary* layer_summary(const ConversionSummary& s, const std::
 inline io::SafetensorsWriter int8_model_writer(const Int8Model& m, const nn::ChannelPlan& plan) {
   using F = Int8FileFormat;
   const ConversionSummary& s = m.summary();
+  std::string islands;
+  for (const auto& [name, layer] : m.float_island_layers()) {
+    require(nn::as<nn::WeightedLayer>(*layer) != nullptr, "save_int8_model: float island '", name,
+            "' is a ", layer->type_name(), "; an int8 file stores the float values of float ",
+            "islands that are layers with weights only");
+    islands += (islands.empty() ? "" : ",") + name;
+  }
+  require(m.float_island_layers().size() == s.float_layers.size(),
+          "save_int8_model: the summary lists ", s.float_layers.size(), " float islands, the ",
+          "model holds ", m.float_island_layers().size());
   const nn::ChannelPlan full = internal::complete_plan(m, plan);
   io::SafetensorsWriter w;
   w.set_metadata(std::string(F::kFormatKey), std::string(F::kFormat));
-  w.set_metadata(std::string(F::kVersionKey), std::string(F::kVersion));
+  w.set_metadata(std::string(F::kVersionKey),
+                 std::string(islands.empty() ? F::kVersion : F::kIslandVersion));
+  if (!islands.empty()) w.set_metadata(std::string(F::kIslandsKey), islands);
   w.set_metadata(std::string(F::kSchemeKey), F::scheme(s.grid));
   w.set_metadata(std::string(F::kGridKey), std::string(to_string(s.grid)));
   w.set_metadata(std::string(F::kQMaxKey), std::to_string(weight_qmax(s.grid)));
@@ -159,6 +187,11 @@ inline io::SafetensorsWriter int8_model_writer(const Int8Model& m, const nn::Cha
     w.add<float>(F::weight_scale(name), TensorView<const float>(q.scales.data(), Shape{o}));
     if (!q.bias.empty())
       w.add<std::int32_t>(F::bias(name), TensorView<const std::int32_t>(q.bias.data(), Shape{o}));
+  }
+  for (const auto& [name, layer] : m.float_island_layers()) {
+    auto& fl = *nn::as<nn::WeightedLayer>(*layer);
+    w.add<float>(F::weight(name), fl.weight().view());
+    if (fl.has_bias()) w.add<float>(F::bias(name), fl.bias().view());
   }
   for (const auto& p : s.points) {
     w.add<float>(F::point_scale(p.name), Tensor<float>(Shape{1}, p.q.scale));
@@ -204,6 +237,7 @@ struct Int8FileHeader {
   WeightGrid grid = WeightGrid::narrow;
   std::string model;
   nn::ChannelPlan plan;
+  std::set<std::string> islands;  ///< layers stored in float (version 2)
 };
 
 inline const std::string& required_metadata(const io::SafetensorsFile& f, std::string_view key,
@@ -225,12 +259,30 @@ inline Int8FileHeader read_int8_header(const io::SafetensorsFile& f) {
         where, ": not an int8 model file: metadata 'format' is ",
         format ? "'" + *format + "'" : std::string("missing"), ", expected '", F::kFormat,
         "' (a float checkpoint loads with io::load_checkpoint or io::load_model)"));
-  const std::string& version = required_metadata(f, F::kVersionKey, "'1'");
-  if (version != F::kVersion)
+  const std::string& version = required_metadata(f, F::kVersionKey, "'1' or '2'");
+  if (version != F::kVersion && version != F::kIslandVersion)
     throw IoError(compressor::detail::concat(where, ": int8 model format_version '", version,
-                                             "' is not supported: this library reads version ",
-                                             F::kVersion));
+                                             "' is not supported: this library reads versions ",
+                                             F::kVersion, " and ", F::kIslandVersion));
   Int8FileHeader h;
+  const std::string* islands = f.metadata_value(F::kIslandsKey);
+  if ((islands != nullptr) != (version == F::kIslandVersion))
+    throw IoError(compressor::detail::concat(
+        where, ": format_version '", version, "' ", islands ? "with" : "without", " metadata '",
+        F::kIslandsKey, "' (version ", F::kIslandVersion, " files list their float islands, ",
+        "version ", F::kVersion, " files have none)"));
+  if (islands != nullptr) {
+    std::size_t start = 0;
+    while (start <= islands->size()) {
+      const std::size_t end = std::min(islands->find(',', start), islands->size());
+      const std::string name = islands->substr(start, end - start);
+      if (name.empty() || !h.islands.insert(name).second)
+        throw IoError(compressor::detail::concat(where, ": metadata '", F::kIslandsKey, "' is '",
+                                                 *islands, "': expected distinct layer names ",
+                                                 "separated by commas"));
+      start = end + 1;
+    }
+  }
   const std::string& grid = required_metadata(f, F::kGridKey, "'narrow'");
   try {
     h.grid = weight_grid_from_string(grid);
@@ -258,6 +310,11 @@ inline Int8FileHeader read_int8_header(const io::SafetensorsFile& f) {
   if (h.plan.model != h.model)
     throw IoError(compressor::detail::concat(where, ": metadata 'model' is '", h.model,
                                              "' but the channel plan is for '", h.plan.model, "'"));
+  for (const auto& name : h.islands)
+    if (h.plan.find(name) == nullptr)
+      throw IoError(compressor::detail::concat(where, ": float island '", name, "' (metadata '",
+                                               F::kIslandsKey,
+                                               "') is no layer of the channel plan"));
   return h;
 }
 
@@ -266,7 +323,8 @@ inline Int8FileHeader read_int8_header(const io::SafetensorsFile& f) {
 /// channels, and the input channels (option in_channels) are some weight's.
 /// So every count the skeleton is built from is a dimension of a tensor the
 /// file holds, and a hostile plan cannot ask for an arbitrary model.
-inline void check_plan_against_file(io::SafetensorsFile& f, const nn::ChannelPlan& plan) {
+inline void check_plan_against_file(io::SafetensorsFile& f, const nn::ChannelPlan& plan,
+                                    const std::set<std::string>& islands) {
   const std::string& where = f.source();
   for (const auto& [layer, c] : plan.channels) {
     const std::string name = Int8FileFormat::weight(layer);
@@ -275,7 +333,7 @@ inline void check_plan_against_file(io::SafetensorsFile& f, const nn::ChannelPla
       throw IoError(compressor::detail::concat(where, ": missing tensor '", name,
                                                "' (the int8 weight of layer '", layer,
                                                "' of the channel plan)"));
-    f.check_dtype(*t, DType::i8);
+    f.check_dtype(*t, islands.contains(layer) ? DType::f32 : DType::i8);
     if ((t->dims.size() != 2 && t->dims.size() != 4) || t->dims[0] != c)
       throw ShapeError(compressor::detail::concat(
           where, ": tensor '", name, "' has shape ", t->shape_str(),
@@ -285,7 +343,8 @@ inline void check_plan_against_file(io::SafetensorsFile& f, const nn::ChannelPla
   if (const io::json::Value* in = plan.option("in_channels"); in && in->is_int64()) {
     std::int64_t widest = 0;
     for (const auto& t : f.tensors())
-      if (t.dtype == DType::i8 && t.dims.size() >= 2) widest = std::max(widest, t.dims.back());
+      if ((t.dtype == DType::i8 || t.dtype == DType::f32) && t.dims.size() >= 2)
+        widest = std::max(widest, t.dims.back());
     if (in->as_int64() > widest)
       throw IoError(compressor::detail::concat(
           where, ": the channel plan's option in_channels = ", in->as_int64(),
@@ -303,7 +362,8 @@ struct ExpectedTensor {
 
 /// Every tensor of the file for the (folded) skeleton and its points, in order.
 inline std::vector<ExpectedTensor> expected_tensors(nn::Module& skeleton,
-                                                    const std::vector<nn::QuantPoint>& points) {
+                                                    const std::vector<nn::QuantPoint>& points,
+                                                    const std::set<std::string>& islands) {
   using F = Int8FileFormat;
   std::vector<ExpectedTensor> out;
   skeleton.visit([&](const std::string& path, nn::Module& m) {
@@ -312,6 +372,14 @@ inline std::vector<ExpectedTensor> expected_tensors(nn::Module& skeleton,
     const bool conv = w->weight().rank() == 4;
     const std::int64_t o = w->out_channels();
     const std::string who = std::string(conv ? "conv '" : "linear layer '") + path + "'";
+    if (islands.contains(path)) {
+      out.push_back({F::weight(path), DType::f32, w->weight().shape(),
+                     "the float weight of float island " + who});
+      if (w->has_bias())
+        out.push_back(
+            {F::bias(path), DType::f32, Shape{o}, "the float bias of float island " + who});
+      return;
+    }
     out.push_back(
         {F::weight(path), DType::i8, w->weight().shape(),
          std::string(conv ? "the OHWI int8 weight of " : "the (out, in) int8 weight of ") + who});
@@ -465,6 +533,25 @@ class FileSource final : public ConvertSource {
   std::set<std::string> layers_;
 };
 
+/// Reads the float values of island `name` (checked by check_structure) into
+/// its skeleton layer; a non-finite value is an error naming the tensor.
+inline void read_float_island(io::SafetensorsFile& f, nn::Module& skeleton,
+                              const std::string& name) {
+  auto& w =
+      nn::require_capability<nn::WeightedLayer>(*skeleton.find(name), "a layer with weights", name);
+  auto read = [&](const std::string& tensor, Tensor<float>& into) {
+    Tensor<float> t = f.read<float>(*f.find(tensor));
+    for (std::int64_t k = 0; k < t.numel(); ++k)
+      if (!std::isfinite(t[k]))
+        throw ValueError(compressor::detail::concat(f.source(), ": tensor '", tensor, "': value ",
+                                                    t[k], " (element ", k, ") of float island '",
+                                                    name, "' is not finite"));
+    into = std::move(t);
+  };
+  read(Int8FileFormat::weight(name), w.weight());
+  if (w.has_bias()) read(Int8FileFormat::bias(name), w.bias());
+}
+
 template <class M>
 concept Int8Loadable =
     std::derived_from<M, nn::Module> && std::constructible_from<M, const nn::ChannelPlan&>;
@@ -484,7 +571,7 @@ requires internal::Int8Loadable<M> Int8Model load_int8_model(io::SafetensorsFile
                                                "' (quant::load_int8_model(path) takes the type "
                                                "from the file)"));
   }
-  internal::check_plan_against_file(file, h.plan);
+  internal::check_plan_against_file(file, h.plan, h.islands);
   std::unique_ptr<M> skeleton;
   {
     nn::init::PreserveGenerator keep;  // the skeleton's random values are never used
@@ -501,11 +588,14 @@ requires internal::Int8Loadable<M> Int8Model load_int8_model(io::SafetensorsFile
   skeleton->eval();
   nn::fold_batchnorms(*skeleton);
   const std::vector<nn::QuantPoint> points = skeleton->quantization_points();
-  const auto expected = internal::expected_tensors(*skeleton, points);
+  const auto expected = internal::expected_tensors(*skeleton, points, h.islands);
   internal::check_structure(file, expected, skeleton->type_name());
+  for (const auto& name : h.islands) internal::read_float_island(file, *skeleton, name);
   internal::FileSource source(file, h.grid);
-  Int8Model m =
-      internal::with_source(where, [&] { return convert_with(*skeleton, points, h.grid, source); });
+  IslandOptions islands;
+  islands.names = h.islands;
+  Int8Model m = internal::with_source(
+      where, [&] { return convert_with(*skeleton, points, h.grid, source, islands); });
   // Every layer and point the file holds went into the model.
   std::size_t layers = 0;
   for (const auto& e : expected) layers += e.dtype == DType::i8;

@@ -25,7 +25,7 @@ namespace compressor::quant {
 struct LayerSummary {
   std::string name;       ///< the float layer ("layer1.0.conv1")
   std::string kind;       ///< "conv" | "linear"
-  std::string precision;  ///< "int8"
+  std::string precision;  ///< "int8", or "float" in a float island
   std::string point;      ///< the quantization point its output is
   QuantParams in, out;
   bool relu = false;
@@ -48,7 +48,8 @@ struct ConversionSummary {
   WeightGrid grid = WeightGrid::narrow;
   std::vector<LayerSummary> layers;
   std::vector<PointSummary> points;
-  std::vector<std::string> float_layers;
+  std::vector<std::string> float_layers;  ///< the float islands, with what they hold
+  std::vector<std::string> passes;        ///< cross-layer equalization, bias correction
 
   const PointSummary* point(std::string_view name) const {
     for (const auto& p : points)
@@ -59,9 +60,12 @@ struct ConversionSummary {
   /// A table: one line per point, then per layer.
   std::string str() const {
     std::ostringstream os;
-    os << model << ": " << layers.size() << " int8 layers with weights, " << points.size()
+    std::size_t int8_layers = 0;
+    for (const auto& l : layers) int8_layers += l.precision == "int8" ? 1 : 0;
+    os << model << ": " << int8_layers << " int8 layers with weights, " << points.size()
        << " quantization points, weight grid " << to_string(grid) << " [-" << weight_qmax(grid)
-       << ", " << weight_qmax(grid) << "], " << float_layers.size() << " float layers\n";
+       << ", " << weight_qmax(grid) << "], " << float_layers.size() << " float islands\n";
+    for (const auto& p : passes) os << "  " << p << "\n";
     os << "point                                   scale         zp   SQNR dB\n";
     for (const auto& p : points) {
       char line[160];
@@ -77,7 +81,7 @@ struct ConversionSummary {
                     static_cast<double>(l.in.scale), l.in.zero_point, l.point.c_str());
       os << line;
     }
-    for (const auto& f : float_layers) os << "float: " << f << "\n";
+    for (const auto& f : float_layers) os << "float island: " << f << "\n";
     return os.str();
   }
 };
@@ -86,11 +90,13 @@ class Int8Model {
  public:
   Int8Model(std::string input_point, QuantParams input_q, std::unique_ptr<Int8Op> body,
             ConversionSummary summary,
-            std::vector<std::pair<std::string, QuantizedWeights>> weights)
+            std::vector<std::pair<std::string, QuantizedWeights>> weights,
+            std::vector<std::pair<std::string, nn::Module*>> island_layers = {})
       : input_point_(std::move(input_point)),
         body_(std::move(body)),
         summary_(std::move(summary)),
-        weights_(std::move(weights)) {
+        weights_(std::move(weights)),
+        island_layers_(std::move(island_layers)) {
     in_.q = input_q;
   }
 
@@ -120,12 +126,18 @@ class Int8Model {
     return weights_;
   }
   const std::string& input_point() const { return input_point_; }
+  /// The first float layer of every float island, by name (owned by the
+  /// island; what a saved int8 model stores in float).
+  const std::vector<std::pair<std::string, nn::Module*>>& float_island_layers() const {
+    return island_layers_;
+  }
 
  private:
   std::string input_point_;
   std::unique_ptr<Int8Op> body_;
   ConversionSummary summary_;
   std::vector<std::pair<std::string, QuantizedWeights>> weights_;
+  std::vector<std::pair<std::string, nn::Module*>> island_layers_;
   QTensor in_;
   Tensor<float> out_;
   PointTrace trace_;

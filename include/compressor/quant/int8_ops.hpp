@@ -18,6 +18,7 @@
 #include "compressor/kernels/conv_u8s8.hpp"
 #include "compressor/kernels/eltwise.hpp"
 #include "compressor/kernels/pool.hpp"
+#include "compressor/nn/module.hpp"
 #include "compressor/quant/qparams.hpp"
 
 namespace compressor::quant {
@@ -154,6 +155,43 @@ class Int8GlobalAvgPool : public Int8Op {
 
  private:
   std::string point_;
+  QTensor y_;
+};
+
+/// A float island: the input dequantized, float modules (copies, eval mode,
+/// no hooks) run on it, the result quantized with the parameters of its
+/// output point. What conversion keeps in float, by request.
+class Int8FloatIsland : public Int8Op {
+ public:
+  Int8FloatIsland(std::string point, std::vector<std::unique_ptr<nn::Module>> layers,
+                  QuantParams out)
+      : point_(std::move(point)), layers_(std::move(layers)) {
+    y_.q = out;
+    for (auto& m : layers_) {
+      m->eval();
+      for (const auto& p : m->named_parameters()) bytes_ += 4 * p.value->numel();
+    }
+  }
+  std::string_view kind() const override { return "float_island"; }
+  /// The float modules it runs (the first is the island's layer).
+  nn::Module& layer(std::size_t i) { return *layers_.at(i); }
+  /// Bytes of the float parameters it holds.
+  std::int64_t weight_bytes() const override { return bytes_; }
+  QView forward(const QView& x, const PointTrace* trace) override {
+    x_.resize(x.data.shape());
+    kernels::dequantize_u8_f32(x.data, x.q, x_);
+    TensorView<const float> v = x_;
+    for (auto& m : layers_) v = m->forward(v);
+    y_.data.resize(v.shape());
+    kernels::quantize_f32_u8(v, y_.q, y_.data);
+    return emit(point_, y_, trace);
+  }
+
+ private:
+  std::string point_;
+  std::vector<std::unique_ptr<nn::Module>> layers_;
+  std::int64_t bytes_ = 0;
+  Tensor<float> x_;
   QTensor y_;
 };
 

@@ -53,7 +53,6 @@ inline MinMax scan_min_max(const float* x, std::int64_t n) {
   // comparisons skip it).
   return {mn, mx, nan == 0 && (n == 0 || (std::isfinite(mn) && std::isfinite(mx)))};
 }
-COMPRESSOR_QUANT_SIMD_END
 
 /// scan_min_max(x), throwing ValueError if x holds a NaN or an infinity
 /// (`who` names the observer): a non-finite calibration value must not
@@ -65,5 +64,8 @@ inline MinMax finite_min_max(TensorView<const float> x, std::string_view who) {
         who, " saw a non-finite value (NaN or inf) in a tensor of shape ", x.shape().str()));
   return r;
 }
+// (The region covers this caller too: clang reports the loop where it is
+// inlined, e.g. in examples/quantize.)
+COMPRESSOR_QUANT_SIMD_END
 
 }  // namespace compressor::quant

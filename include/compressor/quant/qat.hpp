@@ -207,11 +207,8 @@ struct QatConfig {
 
 /// Copies m for QAT (see the file comment); the copy is in training mode.
 inline Prepared prepare_qat(const nn::Module& m, const QatConfig& config) {
-  require(static_cast<bool>(config.observer), "prepare_qat: QatConfig::observer is not set");
-  Prepared p;
-  p.grid = config.grid;
-  p.model = m.clone();
-  p.model->train();
+  Prepared p = internal::prepared_copy(m, config.grid, static_cast<bool>(config.observer),
+                                       /*training=*/true, "prepare_qat");
   // Conv + BN pairs first, then the remaining layers with weights.
   std::vector<std::pair<std::string, std::string>> pairs;
   p.model->visit([&](const std::string& path, nn::Module& mod) {
@@ -251,15 +248,12 @@ inline Prepared prepare_qat(const nn::Module& m, const QatConfig& config) {
       p.model->replace(path, std::move(q));
     }
   }
-  p.points = p.model->quantization_points();
-  for (const auto& point : p.points) {
-    auto obs = config.observer();
-    require(obs != nullptr, "prepare_qat: the observer factory returned null");
-    obs->set_label(point.name);
-    nn::Module& at = *p.model->find(point.name);
-    at.set_output_hook(std::make_unique<FakeQuantize>(std::move(obs), config.learnable_scale));
-  }
-  p.fingerprint = internal::structure_fingerprint(*p.model);
+  internal::attach_point_hooks(
+      p, config.observer,
+      [&](std::unique_ptr<Observer> obs) -> std::unique_ptr<nn::Module> {
+        return std::make_unique<FakeQuantize>(std::move(obs), config.learnable_scale);
+      },
+      "prepare_qat");
   return p;
 }
 
@@ -308,9 +302,7 @@ inline std::unique_ptr<nn::Module> fold_qat_model(const Prepared& p) {
 /// Converts a QAT model (fold_qat_model, then the activation parameters of
 /// its FakeQuantizes and the folded weights, as convert()).
 inline Int8Model convert_qat(Prepared& p) {
-  require(p.model != nullptr, "convert_qat: the model was not prepared");
-  require(internal::structure_fingerprint(*p.model) == p.fingerprint,
-          "convert_qat: the model was edited after prepare_qat()");
+  internal::check_unedited(p, "convert_qat", "prepare_qat");
   auto m = fold_qat_model(p);
   internal::ModelSource source(*m, p.grid);
   return convert_with(*m, p.points, p.grid, source);

@@ -178,11 +178,10 @@ inline std::vector<LayerSensitivity> sensitivity_report(const nn::Module& float_
                                                         const Prepared& calibrated,
                                                         data::BatchSource& eval_source,
                                                         train::Task task, nn::Loss& loss) {
-  require(calibrated.model != nullptr, "sensitivity_report: the model was not prepared");
-  require(internal::structure_fingerprint(*calibrated.model) == calibrated.fingerprint,
-          "sensitivity_report: the model was edited after prepare_ptq()");
+  internal::check_unedited(calibrated, "sensitivity_report", "prepare_ptq");
   internal::ModelSource source(*calibrated.model, calibrated.grid);
-  Int8Model int8 = convert_with(*calibrated.model, calibrated.points, calibrated.grid, source);
+  Int8Model int8 = convert_with(*calibrated.model, calibrated.points, calibrated.grid, source,
+                                calibrated.islands);
   measure_sqnr(int8, float_model, eval_source, 0);
   const ConversionSummary& s = int8.summary();
   std::vector<LayerSensitivity> rows;
