@@ -15,6 +15,8 @@
 // a sparse kernel). The output positions are measured by one eval-mode
 // forward pass of a copy of the model on zeros of the input shape (so any
 // input size and every model work, and the model itself is untouched).
+// Sparse deploy-time layers (sparse_layers.hpp) count as their dense shape
+// with their nonzeros.
 // Normalisation, pooling and activations are not counted.
 #pragma once
 
@@ -34,6 +36,7 @@
 #include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/module.hpp"
 #include "compressor/prune/selection.hpp"
+#include "compressor/prune/sparse_layers.hpp"
 
 namespace compressor::prune {
 
@@ -65,22 +68,18 @@ struct ModelReport {
 };
 
 namespace detail {
-/// An output hook that records the number of output positions (numel / channels).
-class PositionCounter : public nn::Module {
+/// An output hook that records its module's output shape.
+class ShapeRecorder : public nn::Module {
  public:
-  explicit PositionCounter(std::int64_t channels) : channels_(channels) {}
-  std::string_view type_name() const override { return "PositionCounter"; }
-  std::int64_t positions = 0;
+  std::string_view type_name() const override { return "ShapeRecorder"; }
+  Shape shape;
 
  protected:
   TensorView<const float> forward_impl(TensorView<const float> x) override {
-    positions += x.numel() / channels_;
+    shape = x.shape();
     return x;
   }
   TensorView<const float> backward_impl(TensorView<const float> g) override { return g; }
-
- private:
-  std::int64_t channels_;
 };
 
 inline std::int64_t count_nonzero(const Tensor<float>& t) {
@@ -89,8 +88,49 @@ inline std::int64_t count_nonzero(const Tensor<float>& t) {
 }
 }  // namespace detail
 
+struct LayerShape {
+  std::string layer;
+  Shape output;
+};
+
+/// The output shape of every layer with weights (dense or sparse) of model in
+/// one eval-mode forward pass of a copy on zeros of shape input, in visit
+/// order; the model itself is untouched.
+inline std::vector<LayerShape> output_shapes(nn::Module& model, const Shape& input) {
+  std::unique_ptr<nn::Module> copy = model.clone();
+  copy->eval();
+  std::vector<std::pair<std::string, detail::ShapeRecorder*>> hooks;
+  copy->visit([&](const std::string& name, nn::Module& m) {
+    if (nn::as<nn::WeightedLayer>(m) == nullptr && nn::as<SparseLayer>(m) == nullptr) return;
+    auto hook = std::make_unique<detail::ShapeRecorder>();
+    hooks.emplace_back(name, hook.get());
+    (void)m.set_output_hook(std::move(hook));
+  });
+  const Tensor<float> zeros(input, 0.f);
+  (void)copy->forward(zeros);
+  std::vector<LayerShape> out;
+  for (const auto& [name, h] : hooks) {
+    require(h->shape.rank() > 0, "output_shapes: '", name, "' did not run in the forward pass of ",
+            "the ", model.type_name(), " on ", input.str());
+    out.push_back({name, h->shape});
+  }
+  return out;
+}
+
+/// An input shape for which the layer produces `output` (a conv's smallest
+/// such input): what the timing probe of finalize.hpp feeds it.
+inline Shape layer_input_shape(nn::WeightedLayer& w, const Shape& output) {
+  if (w.weight().rank() != 4) return Shape{output[0], w.in_channels()};
+  const auto k = w.kernel();
+  auto in = [&](std::int64_t o, std::int64_t kk) {
+    return std::max<std::int64_t>(1, (o - 1) * k.stride + kk - 2 * k.padding);
+  };
+  return Shape{output[0], in(output[1], k.kh), in(output[2], k.kw), w.in_channels()};
+}
+
 /// Parameters, sparsity and MACs of model for one input of shape `input`
-/// (NHWC images or NTHWC clips; the batch N counts).
+/// (NHWC images or NTHWC clips; the batch N counts). Sparse deploy-time
+/// layers count with their dense shape (parameters) and nonzeros.
 inline ModelReport report(nn::Module& model, const Shape& input) {
   ModelReport r;
   r.input = input;
@@ -98,30 +138,29 @@ inline ModelReport report(nn::Module& model, const Shape& input) {
     r.parameters += p.value->numel();
     r.nonzero_parameters += detail::count_nonzero(*p.value);
   }
-  // Output positions, from a forward pass of a copy with counting hooks.
-  std::unique_ptr<nn::Module> copy = model.clone();
-  copy->eval();
-  std::vector<std::pair<std::string, detail::PositionCounter*>> counters;
-  copy->visit([&](const std::string& name, nn::Module& m) {
-    if (auto* w = nn::as<nn::WeightedLayer>(m)) {
-      auto hook = std::make_unique<detail::PositionCounter>(w->out_channels());
-      counters.emplace_back(name, hook.get());
-      (void)m.set_output_hook(std::move(hook));
-    }
-  });
-  const Tensor<float> zeros(input, 0.f);
-  (void)copy->forward(zeros);
-  for (const auto& [name, counter] : counters) {
+  for (const auto& [name, out] : output_shapes(model, input)) {
     nn::Module* m = model.find(name);
-    auto& w = *nn::as<nn::WeightedLayer>(*m);
     LayerReport l;
     l.name = name;
     l.type = std::string(m->type_name());
-    l.weight_shape = w.weight().shape();
-    l.weights = w.weight().numel();
-    l.nonzero = detail::count_nonzero(w.weight());
-    l.macs = counter->positions * l.weights;
-    l.nonzero_macs = counter->positions * l.nonzero;
+    std::int64_t channels = 0;
+    if (auto* w = nn::as<nn::WeightedLayer>(*m)) {
+      l.weight_shape = w->weight().shape();
+      l.nonzero = detail::count_nonzero(w->weight());
+      channels = w->out_channels();
+    } else {
+      auto& s = *nn::as<SparseLayer>(*m);
+      l.weight_shape = s.dense_shape();
+      l.nonzero = s.nnz();
+      channels = s.out_channels();
+      const std::int64_t bias = nn::as<SparseWeighted>(*m)->has_bias() ? channels : 0;
+      r.parameters += l.weight_shape.numel() + bias;
+      r.nonzero_parameters += l.nonzero + bias;
+    }
+    l.weights = l.weight_shape.numel();
+    const std::int64_t positions = out.numel() / channels;
+    l.macs = positions * l.weights;
+    l.nonzero_macs = positions * l.nonzero;
     r.macs += l.macs;
     r.nonzero_macs += l.nonzero_macs;
     r.layers.push_back(std::move(l));
