@@ -53,6 +53,7 @@
 #include "compressor/models.hpp"
 #include "compressor/nn.hpp"
 #include "compressor/nn/surgery.hpp"
+#include "compressor/prune.hpp"
 #include "compressor/quant/convert.hpp"
 #include "compressor/quant/fake_quant.hpp"
 #include "compressor/quant/histogram_observer.hpp"

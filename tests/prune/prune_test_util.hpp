@@ -1,7 +1,8 @@
-// Helpers of the pruning tests: a random image batch, zero counting.
+// Helpers of the pruning tests: a random image batch, zero counting, scratch files.
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 
 #include "compressor/core/rng.hpp"
@@ -22,6 +23,13 @@ inline data::Batch random_image_batch(std::int64_t n, std::int64_t hw, std::uint
   for (std::int64_t i = 0; i < n; ++i)
     b.labels[i] = static_cast<std::int32_t>(rng.below(static_cast<std::uint64_t>(classes)));
   return b;
+}
+
+/// A path in the test's scratch folder (created on first use).
+inline std::filesystem::path temp_path(const std::string& name) {
+  const auto dir = std::filesystem::path(COMPRESSOR_TEST_BINARY_DIR) / "prune_tmp";
+  std::filesystem::create_directories(dir);
+  return dir / name;
 }
 
 /// Zeros of the weight of the layer at name.

@@ -24,14 +24,9 @@ using namespace compressor;
 using compressor::testing::random_tensor;
 using compressor::testing::randomize_batchnorms;
 using compressor::testing::rel_to_max;
+using compressor::testing::temp_path;
 
 namespace {
-
-std::filesystem::path temp_path(const std::string& name) {
-  const auto dir = std::filesystem::path(COMPRESSOR_TEST_BINARY_DIR) / "prune_tmp";
-  std::filesystem::create_directories(dir);
-  return dir / name;
-}
 
 std::unique_ptr<models::CifarCnn> small_cnn() {
   nn::ChannelPlan p = models::CifarCnn::default_plan();

@@ -19,14 +19,9 @@ using namespace compressor;
 using compressor::testing::random_tensor;
 using compressor::testing::randomize_batchnorms;
 using compressor::testing::rel_to_max;
+using compressor::testing::temp_path;
 
 namespace {
-
-std::filesystem::path temp_path(const std::string& name) {
-  const auto dir = std::filesystem::path(COMPRESSOR_TEST_BINARY_DIR) / "prune_tmp";
-  std::filesystem::create_directories(dir);
-  return dir / name;
-}
 
 /// Prunes the single layer of `holder` (child "0") to sparsity s and checks
 /// its sparse version against it on x.
