@@ -5,6 +5,7 @@
 // and passes the gradient check; errors name the option or group.
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <compressor/io/checkpoint.hpp>
 #include <compressor/models.hpp>
 #include <compressor/nn.hpp>
@@ -215,6 +216,14 @@ TEST_CASE("parameters and MACs of a pruned model follow the formula", "[prune][c
   CHECK(dense.macs > 3 * r.macs);
   CHECK(r.nonzero_macs <= r.macs);
   CHECK(r.find("features.4")->weight_shape == Shape{8, 3, 3, 4});
+  const std::string table = prune::format_report(r);
+  CHECK(table.find("features.4") != std::string::npos);
+  CHECK(table.find("total: " + std::to_string(params) + " parameters") != std::string::npos);
+  int runs = 0;
+  const auto lat = prune::measure_latency([&] { ++runs; }, 5, 2);
+  CHECK(runs == 7);
+  CHECK(lat.threads == num_threads());
+  CHECK(lat.min_ms <= lat.median_ms);
 
   SECTION("ResNet18 internal-only: only block convs change, per layer by their weights") {
     models::ResNet18 net({.num_classes = 10, .width = 0.25});
@@ -363,6 +372,10 @@ TEST_CASE("bad channel pruning input: clear errors naming the option or group",
   prune::ChannelOptions head;
   head.layers.include = {"fc"};
   CHECK_THROWS_WITH(prune::plan_channel_pruning(*m, head), Catch::Contains("no group"));
+  // A non-finite filter norm cannot be ranked.
+  nn::as<nn::WeightedLayer>(*m->find("features.4"))->weight().data()[0] = NAN;
+  CHECK_THROWS_WITH(prune::plan_channel_pruning(*m, {}),
+                    Catch::Contains("channel 0 of the group of 'features.4' has a non-finite"));
   // BN gamma without a BatchNorm.
   nn::Sequential plain;
   plain.emplace<nn::Conv2d>(3, 4, 3, 1, 1, false);

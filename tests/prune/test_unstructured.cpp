@@ -191,6 +191,10 @@ TEST_CASE("bad pruning options are errors naming the option or pattern", "[prune
                     Catch::Contains("exclude pattern 'stem' matches no layer"));
   o.layers.exclude = {"*"};
   CHECK_THROWS_WITH(prune::unstructured_masks(*model, o), Catch::Contains("leave no layer"));
+  // A non-finite weight cannot be ranked.
+  prune::weight_parameter(*model, "features.4").value->data()[3] = NAN;
+  CHECK_THROWS_WITH(prune::unstructured_masks(*model, {}),
+                    Catch::Contains("weight 3 of 'features.4' is nan"));
 }
 
 namespace {

@@ -144,12 +144,9 @@ inline std::vector<GroupDecision> plan_channel_pruning(nn::Module& model, const 
     check_ratio(r, "ChannelOptions::layer_ratios['" + pattern + "']");
   const auto selected = select_layers(model, o.layers, "channel pruning");
   const auto all = weighted_layer_names(model);
-  for (const auto& [pattern, r] : o.layer_ratios) {
-    bool hit = false;
-    for (const auto& n : all) hit = hit || io::glob_match(pattern, n);
-    require(hit, "channel pruning: the layer_ratios pattern '", pattern,
+  for (const auto& [pattern, r] : o.layer_ratios)
+    require(matches_any(pattern, all), "channel pruning: the layer_ratios pattern '", pattern,
             "' matches no layer with weights of the ", model.type_name());
-  }
 
   std::vector<GroupDecision> out;
   for (auto& g : channel_groups(model)) {
@@ -160,6 +157,9 @@ inline std::vector<GroupDecision> plan_channel_pruning(nn::Module& model, const 
     if (!chosen) continue;
     GroupDecision d;
     d.scores = detail::channel_scores(model, g, o.criterion);
+    for (std::size_t c = 0; c < d.scores.size(); ++c)
+      require(std::isfinite(d.scores[c]), "channel pruning: channel ", c, " of the group of '",
+              g.name(), "' has a non-finite score (", d.scores[c], ")");
     d.group = std::move(g);
     out.push_back(std::move(d));
   }
@@ -175,14 +175,11 @@ inline std::vector<GroupDecision> plan_channel_pruning(nn::Module& model, const 
   if (o.scope == Scope::per_layer) {
     for (auto& d : out) {
       double ratio = o.ratio;
-      for (const auto& [pattern, r] : o.layer_ratios) {
-        bool hit = false;
-        for (const auto& p : d.group.producers) hit = hit || io::glob_match(pattern, p);
-        if (hit) {
+      for (const auto& [pattern, r] : o.layer_ratios)
+        if (matches_any(pattern, d.group.producers)) {
           ratio = r;
           break;
         }
-      }
       const std::int64_t n = d.group.channels;
       const std::int64_t kept = n - detail::prune_count(ratio, n);
       if (kept <= 0) throw too_many(d, ratio);

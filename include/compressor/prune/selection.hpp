@@ -46,6 +46,13 @@ inline std::string some_names(const std::vector<std::string>& names) {
 }
 }  // namespace detail
 
+/// Whether the glob pattern matches one of names.
+inline bool matches_any(std::string_view pattern, const std::vector<std::string>& names) {
+  for (const auto& n : names)
+    if (io::glob_match(pattern, n)) return true;
+  return false;
+}
+
 /// The layers with weights selected by sel, in visit order. who names the
 /// caller in errors. Throws ValueError for a pattern that matches no layer
 /// with weights, and when nothing is left to prune.
@@ -53,12 +60,10 @@ inline std::vector<std::string> select_layers(nn::Module& model, const LayerSele
                                               std::string_view who) {
   const std::vector<std::string> all = weighted_layer_names(model);
   auto check = [&](const std::vector<std::string>& patterns, std::string_view list) {
-    for (const auto& p : patterns) {
-      bool hit = false;
-      for (const auto& n : all) hit = hit || io::glob_match(p, n);
-      require(hit, who, ": the ", list, " pattern '", p, "' matches no layer with weights of the ",
-              model.type_name(), " (layers: ", detail::some_names(all), ")");
-    }
+    for (const auto& p : patterns)
+      require(matches_any(p, all), who, ": the ", list, " pattern '", p,
+              "' matches no layer with weights of the ", model.type_name(),
+              " (layers: ", detail::some_names(all), ")");
   };
   check(sel.include, "include");
   check(sel.exclude, "exclude");
