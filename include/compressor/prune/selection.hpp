@@ -82,8 +82,7 @@ inline std::vector<std::string> select_layers(nn::Module& model, const LayerSele
 inline nn::ParameterRef weight_parameter(nn::Module& model, const std::string& layer) {
   nn::Module* m = model.find(layer);
   require(m != nullptr, "no module named '", layer, "' in the ", model.type_name());
-  require(nn::as<nn::WeightedLayer>(*m) != nullptr, "'", layer, "' (", m->type_name(),
-          ") is not a layer with weights");
+  (void)nn::require_capability<nn::WeightedLayer>(*m, "a layer with weights", layer);
   for (auto& p : m->named_parameters(layer))
     if (p.name == layer + ".weight") return p;
   throw ValueError(compressor::detail::concat("'", layer, "' has no parameter 'weight'"));
