@@ -8,8 +8,6 @@
 #include <compressor/prune/masked_training.hpp>
 #include <compressor/prune/schedule.hpp>
 #include <compressor/prune/unstructured.hpp>
-#include <compressor/quant/observers.hpp>
-#include <compressor/quant/qat.hpp>
 #include <compressor/train/trainer.hpp>
 #include <functional>
 #include <memory>
@@ -331,19 +329,4 @@ TEST_CASE("iterative pruning rounds reach the target", "[prune][schedule]") {
   REQUIRE(seen.size() == 3);
   CHECK(seen[0] == Approx(0.5).margin(1e-4));
   CHECK(masks.sparsity() == Approx(0.875).margin(1e-4));
-}
-
-TEST_CASE("masks hold through quantization-aware fine-tuning", "[prune][masks][qat]") {
-  auto model = tied_cnn();
-  prune::UnstructuredOptions o{.sparsity = 0.8};
-  o.layers.exclude = {"features.0"};
-  const auto masks = prune::prune_unstructured(*model, o);
-  // The QAT copy keeps the layer names (QatConv2d / QatLinear are layers with
-  // weights), and the weight fake-quant maps 0 to 0.
-  quant::Prepared q = quant::prepare_qat(
-      *model, {.observer = [] { return quant::make_observer("moving_average"); }});
-  REQUIRE(masks.holds(*q.model));
-  train::Sgd sgd(*q.model, {.lr = 0.02f, .momentum = 0.9f, .weight_decay = 1e-4f});
-  prune::MaskedTraining masked(*q.model, sgd, masks);
-  fine_tune_and_check(*q.model, sgd, &masked, masks, 4, true);
 }
