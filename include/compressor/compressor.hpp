@@ -53,6 +53,7 @@
 #include "compressor/models.hpp"
 #include "compressor/nn.hpp"
 #include "compressor/nn/surgery.hpp"
+#include "compressor/prune.hpp"
 #include "compressor/quant/bias_correction.hpp"
 #include "compressor/quant/convert.hpp"
 #include "compressor/quant/equalize.hpp"

@@ -13,6 +13,7 @@
 
 #include "compressor/nn.hpp"
 #include "compressor/train.hpp"
+#include "support/repeat_batch.hpp"
 #include "support/test_util.hpp"
 
 using namespace compressor;
@@ -302,24 +303,7 @@ TEST_CASE("A parameter filter trains only the selected parameters", "[train][opt
 
 namespace {
 
-/// The same batch `repeat` times per epoch.
-class RepeatBatch : public data::BatchSource {
- public:
-  RepeatBatch(data::Batch b, std::int64_t repeat) : b_(std::move(b)), repeat_(repeat) {}
-  void start_epoch(std::uint64_t) override { i_ = 0; }
-  bool next(data::Batch& out) override {
-    if (i_ == repeat_) return false;
-    ++i_;
-    out = b_;
-    return true;
-  }
-  std::int64_t num_batches() const override { return repeat_; }
-  std::int64_t num_samples() const override { return repeat_ * b_.size(); }
-
- private:
-  data::Batch b_;
-  std::int64_t repeat_, i_ = 0;
-};
+using compressor::testing::RepeatBatch;
 
 data::Batch random_batch(std::int64_t n, std::uint64_t seed) {
   Rng rng(seed);

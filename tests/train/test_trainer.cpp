@@ -7,30 +7,14 @@
 #include "compressor/core/threading.hpp"
 #include "compressor/models/cifar_cnn.hpp"
 #include "compressor/train.hpp"
+#include "support/repeat_batch.hpp"
 #include "support/test_util.hpp"
 
 using namespace compressor;
 using namespace compressor::train;
 
 namespace {
-/// The same batch `repeat` times per epoch.
-class RepeatBatch : public data::BatchSource {
- public:
-  RepeatBatch(data::Batch b, std::int64_t repeat) : b_(std::move(b)), repeat_(repeat) {}
-  void start_epoch(std::uint64_t) override { i_ = 0; }
-  bool next(data::Batch& out) override {
-    if (i_ == repeat_) return false;
-    ++i_;
-    out = b_;
-    return true;
-  }
-  std::int64_t num_batches() const override { return repeat_; }
-  std::int64_t num_samples() const override { return repeat_ * b_.size(); }
-
- private:
-  data::Batch b_;
-  std::int64_t repeat_, i_ = 0;
-};
+using compressor::testing::RepeatBatch;
 
 data::Batch random_batch(std::int64_t n, std::int64_t hw, std::uint64_t seed) {
   Rng rng(seed);

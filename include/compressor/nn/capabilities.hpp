@@ -120,8 +120,11 @@ const C* as(const Module& m) {
 template <class C>
 C& require_capability(Module& m, std::string_view what, std::string_view name) {
   if (C* c = as<C>(m)) return *c;
-  throw ValueError(detail::concat(name.empty() ? "the model" : "'" + std::string(name) + "'", " (",
-                                  m.type_name(), ") is not ", what));
+  // Streamed piece by piece: g++ 12 reports a false -Wrestrict on "'" + std::string
+  // where this is inlined.
+  if (name.empty())
+    throw ValueError(detail::concat("the model (", m.type_name(), ") is not ", what));
+  throw ValueError(detail::concat("'", name, "' (", m.type_name(), ") is not ", what));
 }
 
 /// Whether a per-channel scale passes through m unchanged: m is

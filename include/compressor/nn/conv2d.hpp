@@ -33,6 +33,25 @@ struct Conv2dOptions {
   bool bias = true;
 };
 
+/// The geometry of a convolution with options o on an (N, H, W, C) input;
+/// throws ShapeError naming both when the input does not fit. Shared by
+/// Conv2d and the deploy-time convolutions built from it.
+inline ConvGeometry conv_geometry(const Conv2dOptions& o, const Shape& in) {
+  if (in.rank() != 4 || in[3] != o.in_channels)
+    throw ShapeError(detail::concat("Conv2d(", o.in_channels, "->", o.out_channels,
+                                    "): expected an NHWC input (N, H, W, ", o.in_channels,
+                                    "), got ", in.str()));
+  ConvGeometry g{in[0],         in[1],    in[2],     in[3], o.kernel_size,
+                 o.kernel_size, o.stride, o.padding, 0,     0};
+  const std::int64_t hp = g.h + 2 * g.pad - g.kh, wp = g.w + 2 * g.pad - g.kw;
+  if (hp < 0 || wp < 0)
+    throw ShapeError(detail::concat("Conv2d: input ", in.str(), " smaller than kernel ", g.kh, "x",
+                                    g.kw, " with padding ", g.pad));
+  g.oh = hp / g.stride + 1;
+  g.ow = wp / g.stride + 1;
+  return g;
+}
+
 class Conv2d : public Module, public WeightedLayer {
  public:
   explicit Conv2d(const Conv2dOptions& o) : opt_(o) {
@@ -84,21 +103,7 @@ class Conv2d : public Module, public WeightedLayer {
   }
 
   /// Output shape for an (N, H, W, C) input; throws ShapeError on mismatch.
-  ConvGeometry geometry(const Shape& in) const {
-    if (in.rank() != 4 || in[3] != opt_.in_channels)
-      throw ShapeError(detail::concat("Conv2d(", opt_.in_channels, "->", opt_.out_channels,
-                                      "): expected an NHWC input (N, H, W, ", opt_.in_channels,
-                                      "), got ", in.str()));
-    ConvGeometry g{in[0],       in[1],        in[2], in[3], opt_.kernel_size, opt_.kernel_size,
-                   opt_.stride, opt_.padding, 0,     0};
-    const std::int64_t hp = g.h + 2 * g.pad - g.kh, wp = g.w + 2 * g.pad - g.kw;
-    if (hp < 0 || wp < 0)
-      throw ShapeError(detail::concat("Conv2d: input ", in.str(), " smaller than kernel ", g.kh,
-                                      "x", g.kw, " with padding ", g.pad));
-    g.oh = hp / g.stride + 1;
-    g.ow = wp / g.stride + 1;
-    return g;
-  }
+  ConvGeometry geometry(const Shape& in) const { return conv_geometry(opt_, in); }
 
   /// True when the forward product runs on the implicit-im2col kernel
   /// (kernels/conv_f32.hpp): AVX2 path compiled in, and in_channels % 16 == 0

@@ -128,6 +128,14 @@ class Optimizer {
       if (b.ref.name == param) return &b.state;
     return nullptr;
   }
+  /// The same state for editing, or nullptr: pruning zeroes the masked
+  /// entries of a momentum buffer or of Adam's moments so that they cannot
+  /// move a pruned weight. Keep the shapes: the next binding checks them.
+  ParamState* mutable_state(std::string_view param) {
+    for (auto& b : bound_)
+      if (b.ref.name == param) return &b.state;
+    return nullptr;
+  }
 
  protected:
   /// One update of one parameter; state.steps already counts this one.
