@@ -26,7 +26,7 @@
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/kernels/isa.hpp"
 #include "compressor/models/cifar_cnn.hpp"
-#include "compressor/nn/macs.hpp"
+#include "compressor/prune/report.hpp"
 #include "compressor/quant/convert.hpp"
 #include "compressor/quant/int8_io.hpp"
 #include "compressor/quant/observers.hpp"
@@ -254,7 +254,7 @@ report::Row row_for(const std::string& name, const std::string& method,
   r.precision = precision;
   r.params_total = float_model.num_parameters();
   r.params_nonzero = nonzero_parameters(float_model);
-  r.macs = nn::count_macs(float_model, Shape{1, 32, 32, 3});
+  r.macs = prune::report(float_model, Shape{1, 32, 32, 3}).macs;
   r.file_bytes = file;
   r.latency_ms_median = lat.median_ms;
   r.latency_ms_p90 = lat.p90_ms;
