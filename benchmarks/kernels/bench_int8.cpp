@@ -15,6 +15,7 @@
 #include "compressor/core/threading.hpp"
 #include "compressor/kernels/conv_u8s8.hpp"
 #include "compressor/kernels/gemm.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "conv_shapes.hpp"
 #include "peak_probe.hpp"
 
@@ -189,7 +190,8 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("f32_peak_gflops_t" + std::to_string(t),
                                 std::to_string(p.f32[t] * 1e-9));
   }
-  benchmark::AddCustomContext("kernel_path", std::string(kernels::kernel_path()));
+  benchmark::AddCustomContext("kernel_path",
+                              std::string(kernels::path_name(kernels::kernel_path())));
 #ifdef COMPRESSOR_BENCH_ONEDNN
   benchmark::AddCustomContext("onednn_max_isa", "avx2");
 #endif

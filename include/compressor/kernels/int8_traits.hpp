@@ -20,11 +20,6 @@ inline constexpr bool kHaveSimdKernels = true;
 inline constexpr bool kHaveSimdKernels = false;
 #endif
 
-/// "avx2" or "scalar": the path the public kernels run in this build.
-constexpr std::string_view kernel_path() {
-  return kHaveSimdKernels ? "avx2" : "scalar";
-}
-
 /// Ranges and tiles of the u8 x s8 -> s32 kernels.
 ///
 /// vpmaddubsw adds two u8*s8 products into an int16 with saturation. With
