@@ -3,7 +3,7 @@
 // one at run time from kernel_path()):
 //   avx2    MR x 16 tile of C in 2 * MR ymm accumulators (MR = 6: 12
 //           accumulators + 2 B rows + 1 broadcast of the 16 ymm)
-//   avx512  MR x 32 tile of C in 2 * MR zmm accumulators (MR = 12: 24
+//   avx512  MR x 32 tile of C in 2 * MR zmm accumulators (MR = 14: 28
 //           accumulators + 2 B rows + 1 broadcast of the 32 zmm), partial
 //           tiles through masked loads and stores
 // Per k: two loads of a B row, then per row of A one broadcast and two FMAs.
