@@ -11,11 +11,13 @@ faster).
         [--threads 1 2] [--min-time S]
         [--torch-isa avx2]   # also cap PyTorch's oneDNN at AVX2, as on an AVX2-only CPU
         [--convs]            # Conv2d forward/backward instead of the training steps
+        [--isa avx2]         # run ours on this COMPRESSOR_ISA path (default: the best)
 
 Default: the training steps (BM_TrainStep_*), in images/s, 3 s per benchmark.
 --convs: BM_Conv2dForward / BM_Conv2dBackward on every shape bench_train lists,
-in GFLOP/s (bench_train's FLOP count), 1 s per benchmark; PyTorch runs each
-shape in NCHW and in channels_last and keeps the faster, named in the table.
+in GFLOP/s (bench_train's FLOP count), 1 s per benchmark. PyTorch runs each
+step or shape in NCHW (contiguous) and in channels_last and keeps the faster,
+named in the table. The table names our ISA path (bench_train's kernel_path).
 """
 import argparse
 import collections
@@ -55,16 +57,22 @@ def conv_shapes(build, threads):
     return list(dict.fromkeys(shapes))
 
 
-def ours(build, mode, threads, min_time):
+def ours(build, mode, threads, min_time, isa):
+    """Our figures by (name, threads), and the ISA path they ran on."""
     bench_filter, metric = MODES[mode][0], MODES[mode][1]
+    env = dict(os.environ)
+    if isa:
+        env["COMPRESSOR_ISA"] = isa
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run([bench_train(build),
                         "--benchmark_filter=%s.*threads:(%s)/" % (bench_filter,
                                                                    "|".join(map(str, threads))),
                         f"--benchmark_min_time={min_time:g}", "--benchmark_out=" + out.name,
-                        "--benchmark_out_format=json"], check=True, stdout=subprocess.DEVNULL)
+                        "--benchmark_out_format=json"], check=True, stdout=subprocess.DEVNULL,
+                       env=env)
         data = json.load(open(out.name))
-    return {split_name(b["name"]): b[metric] for b in data["benchmarks"]}
+    return ({split_name(b["name"]): b[metric] for b in data["benchmarks"]},
+            data["context"].get("kernel_path", "?"))
 
 
 def torch(mode, threads, isa, min_time, shapes):
@@ -89,6 +97,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--torch-isa", default="")
+    ap.add_argument("--isa", default="",
+                    help="COMPRESSOR_ISA for our side (scalar, avx2, avx_vnni, avx512, avx512_vnni)")
     ap.add_argument("--min-time", type=float, default=None,
                     help="seconds per benchmark, both sides (default 3, with --convs 1)")
     ap.add_argument("--convs", action="store_true",
@@ -98,8 +108,10 @@ def main():
     min_time = MODES[mode][3] if args.min_time is None else args.min_time
     shapes = conv_shapes(args.build, args.threads) if args.convs else []
     a, b, fmt = {}, {}, collections.defaultdict(collections.Counter)
+    path = "?"
     for r in range(args.rounds):
-        for k, v in ours(args.build, mode, args.threads, min_time).items():
+        figures, path = ours(args.build, mode, args.threads, min_time, args.isa)
+        for k, v in figures.items():
             a.setdefault(k, []).append(v)
         for k, (v, f) in torch(mode, args.threads, args.torch_isa, min_time, shapes).items():
             b.setdefault(k, []).append(v)
@@ -117,17 +129,21 @@ def main():
                                 for f, c in fmt[k].most_common())
             print(f"| {k[0]} | {k[1]} | {ma:.1f} | {mb:.1f} | {ma / mb:.2f}x | {layout} |")
     else:
-        print(f"| benchmark | threads | compressor images/s | PyTorch images/s | ratio |")
-        print(f"|---|---|---|---|---|")
+        print(f"| benchmark | threads | compressor images/s ({path}) | PyTorch images/s | ratio "
+              f"| PyTorch layout |")
+        print(f"|---|---|---|---|---|---|")
         for k in sorted(a):
             if k not in b:
                 continue
             ma, mb = statistics.median(a[k]), statistics.median(b[k])
-            print(f"| {k[0]} | {k[1]} | {ma:.1f} | {mb:.1f} | {ma / mb:.2f}x |")
+            layout = " / ".join(f"{f} ({c}/{args.rounds})" if len(fmt[k]) > 1 else f
+                                for f, c in fmt[k].most_common())
+            print(f"| {k[0]} | {k[1]} | {ma:.1f} | {mb:.1f} | {ma / mb:.2f}x | {layout} |")
     missing = sorted(set(a) ^ set(b))
     if missing:
         print(f"\nnot in both (left out): {', '.join(f'{n} threads {t}' for n, t in missing)}")
-    print(f"\nmedians of {args.rounds} alternating rounds, {min_time:g} s per benchmark; PyTorch "
+    print(f"\nmedians of {args.rounds} alternating rounds, {min_time:g} s per benchmark; our ISA "
+          f"path: {path}; PyTorch "
           f"oneDNN ISA cap: {args.torch_isa or 'none (its default dispatch)'}; load average "
           f"{os.getloadavg()[0]:.2f}")
 

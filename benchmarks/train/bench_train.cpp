@@ -4,17 +4,26 @@
 // the EfRegressor (4 clips of 8 frames of 112x112), at 1 and 2 threads.
 // Counters: GFLOP/s (2*M*N*K per GEMM-equivalent) and images/s. Also the
 // cost of the optimizer's per-step rebinding by parameter name (OptimizerBind).
+// BM_Sgemm: the fp32 GEMM alone on conv-like shapes, with its fraction of the
+// FMA peak that f32_peak.hpp measures at start-up (zmm on the AVX-512 paths,
+// ymm on the AVX2 ones; context f32_peak_gflops).
 //
-//   build/release/benchmarks/train/bench_train --benchmark_counters_tabular=true
+// Everything runs on the ISA path kernel_path() (context kernel_path); pick
+// one with COMPRESSOR_ISA=scalar|avx2|avx_vnni|avx512|avx512_vnni:
+//   COMPRESSOR_ISA=avx2 build/release/benchmarks/train/bench_train
+//   --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
 #include <memory>
 
 #include "compressor/core/threading.hpp"
+#include "compressor/kernels/isa.hpp"
+#include "compressor/kernels/sgemm.hpp"
 #include "compressor/models.hpp"
 #include "compressor/nn.hpp"
 #include "compressor/train.hpp"
+#include "f32_peak.hpp"
 
 using namespace compressor;
 
@@ -87,6 +96,40 @@ void BM_Conv2dBackward(benchmark::State& st) {
                                               benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Conv2dBackward)->Apply(conv_args)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+double g_f32_peak = 0;  // flop/s of one core on the active path (main())
+
+// Args: M, N, K, threads. A (M x K) row-major, B = W^T with W (N x K)
+// row-major: the forward product of a convolution with M pixels, N output
+// channels and K = 9 * input channels (im2col given explicitly).
+void BM_Sgemm(benchmark::State& st) {
+  const std::int64_t m = st.range(0), n = st.range(1), k = st.range(2);
+  set_num_threads(static_cast<int>(st.range(3)));
+  const auto a = random_input(Shape{m, k}, 5), w = random_input(Shape{n, k}, 6);
+  Tensor<float> c(Shape{m, n});
+  using kernels::StridedMatrix;
+  for (auto _ : st) {
+    kernels::sgemm(m, n, k, StridedMatrix::row_major(a.data(), k),
+                   StridedMatrix::transposed(w.data(), k), c.data(), n);
+    benchmark::DoNotOptimize(c.data());
+  }
+  const double flops = 2.0 * static_cast<double>(m * n * k);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  if (g_f32_peak > 0)
+    st.counters["peak%"] = benchmark::Counter(100.0 * flops / (g_f32_peak * st.range(3)),
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Sgemm)
+    ->ArgNames({"M", "N", "K", "threads"})
+    ->Args({8192, 128, 576, 1})
+    ->Args({2048, 256, 1152, 1})
+    ->Args({512, 512, 2304, 1})
+    ->Args({8192, 128, 576, 2})
+    ->Args({2048, 256, 1152, 2})
+    ->Args({512, 512, 2304, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 template <class MakeModel, class MakeBatch>
 void train_step_bench(benchmark::State& st, MakeModel make_model, MakeBatch make_batch,
@@ -198,4 +241,14 @@ BENCHMARK(BM_OptimizerBind<models::EfRegressor>)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const kernels::Path p = kernels::kernel_path();
+  g_f32_peak = bench::f32_peak_flops(p);
+  benchmark::AddCustomContext("kernel_path", std::string(kernels::path_name(p)));
+  benchmark::AddCustomContext("f32_peak_gflops", std::to_string(g_f32_peak * 1e-9));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

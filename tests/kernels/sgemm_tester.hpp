@@ -1,5 +1,6 @@
-// SgemmTester: a fluent description of one fp32 GEMM case, compared bit for
-// bit against the scalar reference, e.g.
+// SgemmTester: a fluent description of one fp32 GEMM case, run on every ISA
+// path the CPU supports (kernels/isa.hpp) and compared bit for bit against
+// the scalar reference, e.g.
 //   SgemmTester().m(7).n(33).k(300).transpose_a().lda_pad(3).accumulate().test();
 #pragma once
 
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "compressor/core/rng.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/ref/sgemm.hpp"
 #include "compressor/kernels/sgemm.hpp"
 
@@ -39,17 +41,23 @@ class SgemmTester {
     for (auto& v : a) v = static_cast<float>(rng.uniform(-1.0, 1.0));
     for (auto& v : b) v = static_cast<float>(rng.uniform(-1.0, 1.0));
     for (auto& v : c) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+    const auto c0 = c;
     auto expected = c;
     const auto A = ta_ ? kernels::StridedMatrix::transposed(a.data(), lda)
                        : kernels::StridedMatrix::row_major(a.data(), lda);
     const auto B = tb_ ? kernels::StridedMatrix::transposed(b.data(), ldb)
                        : kernels::StridedMatrix::row_major(b.data(), ldb);
     kernels::ref::sgemm(m_, n_, k_, A, B, expected.data(), ldc, acc_);
-    kernels::sgemm(m_, n_, k_, A, B, c.data(), ldc, acc_);
-    INFO("M=" << m_ << " N=" << n_ << " K=" << k_ << " ta=" << ta_ << " tb=" << tb_
-              << " acc=" << acc_ << " pads " << lda_pad_ << "/" << ldb_pad_ << "/" << ldc_pad_);
-    // Bit for bit, the padding columns of C included (they must be untouched).
-    REQUIRE(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)) == 0);
+    for (const kernels::Path p : kernels::supported_paths()) {
+      const kernels::ScopedKernelPath on(p);
+      c = c0;
+      kernels::sgemm(m_, n_, k_, A, B, c.data(), ldc, acc_);
+      INFO("path " << kernels::path_name(p) << ": M=" << m_ << " N=" << n_ << " K=" << k_
+                   << " ta=" << ta_ << " tb=" << tb_ << " acc=" << acc_ << " pads " << lda_pad_
+                   << "/" << ldb_pad_ << "/" << ldc_pad_);
+      // Bit for bit, the padding columns of C included (they must be untouched).
+      REQUIRE(std::memcmp(c.data(), expected.data(), c.size() * sizeof(float)) == 0);
+    }
   }
 
  private:

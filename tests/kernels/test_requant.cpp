@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "compressor/kernels/int8_traits.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/requant.hpp"
 
 namespace k = compressor::kernels;

@@ -1,6 +1,7 @@
 // The fp32 GEMM and the implicit-im2col convolution products, bit for bit
-// against their scalar references (same fma order), over size sweeps,
-// strided and transposed operands, accumulation and thread counts.
+// against their scalar references (same fma order) on every ISA path the CPU
+// supports, over size sweeps, strided and transposed operands, accumulation
+// and thread counts.
 #include <array>
 #include <catch2/catch.hpp>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include "compressor/core/rng.hpp"
 #include "compressor/core/threading.hpp"
 #include "compressor/kernels/conv_f32.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "sgemm_tester.hpp"
 
 using compressor::testing::SgemmTester;
@@ -41,7 +43,7 @@ TEST_CASE("sgemm matches the reference over M, N and K", "[kernels][sgemm]") {
   for (auto n : sizes(8)) SgemmTester().m(7).n(n).k(13).seed(n).test();
   // K past one k block (768, or 256 with a packed A) and past a row block.
   for (auto kk : sizes(10)) SgemmTester().m(13).n(17).k(kk).seed(kk).test();
-  for (auto kk : {255, 256, 257, 767, 768, 769, 1537})
+  for (auto kk : {255, 256, 257, 383, 384, 385, 767, 768, 769, 1537})
     SgemmTester().m(9).n(33).k(kk).transpose_a().seed(kk).test();
 }
 
@@ -119,36 +121,47 @@ void check_conv_case(const ConvCase& cs, std::uint64_t seed) {
   const auto dy = random_vector(g.rows() * cs.o, rng);
   std::vector<float> cols(static_cast<std::size_t>(g.rows() * g.cols()));
   k::ref::im2col_padded(x.data(), g, cols.data());
-  INFO("n=" << cs.n << " h=" << cs.h << " w=" << cs.w << " c=" << cs.c << " o=" << cs.o
-            << " k=" << cs.k << " s=" << cs.s << " p=" << cs.p);
 
-  std::vector<float> y(static_cast<std::size_t>(g.rows() * cs.o)), y_ref = y;
-  k::conv2d_f32_forward(x.data(), g, w.data(), cs.o, y.data());
+  std::vector<float> y_ref(static_cast<std::size_t>(g.rows() * cs.o));
   k::ref::sgemm(g.rows(), cs.o, g.cols(), k::StridedMatrix::row_major(cols.data(), g.cols()),
                 k::StridedMatrix::transposed(w.data(), g.cols()), y_ref.data(), cs.o, false);
-  CHECK(same_bits(y, y_ref));
-
-  auto dw = random_vector(cs.o * g.cols(), rng);  // accumulated into
-  auto dw_ref = dw;
-  k::conv2d_f32_weight_grad(x.data(), g, dy.data(), cs.o, dw.data());
+  const auto dw0 = random_vector(cs.o * g.cols(), rng);  // accumulated into
+  auto dw_ref = dw0;
   k::ref::sgemm(cs.o, g.cols(), g.rows(), k::StridedMatrix::transposed(dy.data(), cs.o),
                 k::StridedMatrix::row_major(cols.data(), g.cols()), dw_ref.data(), g.cols(), true);
-  CHECK(same_bits(dw, dw_ref));
 
-  if (cs.s != 1) return;
   // Stride 1: the input gradient, a full convolution of dy (padded by
   // k - 1 - p) with the flipped kernel, against an explicit flip + im2col.
   const std::int64_t q = cs.k - 1 - cs.p;
   const k::Im2colGeometry gt{g.n, g.oh + 2 * q, g.ow + 2 * q, cs.o, cs.k, cs.k, 1, cs.h, cs.w};
-  const auto dy_pad = random_vector(gt.n * gt.hp * gt.wp * gt.c, rng);
-  std::vector<float> wt(w.size()), dcols(static_cast<std::size_t>(gt.rows() * gt.cols()));
-  k::ref::flip_weights(w.data(), cs.o, cs.k, cs.k, cs.c, wt.data());
-  k::ref::im2col_padded(dy_pad.data(), gt, dcols.data());
-  std::vector<float> dx(static_cast<std::size_t>(gt.rows() * cs.c)), dx_ref = dx;
-  k::conv2d_f32_input_grad(dy_pad.data(), gt, w.data(), cs.c, dx.data());
-  k::ref::sgemm(gt.rows(), cs.c, gt.cols(), k::StridedMatrix::row_major(dcols.data(), gt.cols()),
-                k::StridedMatrix::transposed(wt.data(), gt.cols()), dx_ref.data(), cs.c, false);
-  CHECK(same_bits(dx, dx_ref));
+  std::vector<float> dy_pad, dx_ref;
+  if (cs.s == 1) {
+    dy_pad = random_vector(gt.n * gt.hp * gt.wp * gt.c, rng);
+    std::vector<float> wt(w.size()), dcols(static_cast<std::size_t>(gt.rows() * gt.cols()));
+    k::ref::flip_weights(w.data(), cs.o, cs.k, cs.k, cs.c, wt.data());
+    k::ref::im2col_padded(dy_pad.data(), gt, dcols.data());
+    dx_ref.resize(static_cast<std::size_t>(gt.rows() * cs.c));
+    k::ref::sgemm(gt.rows(), cs.c, gt.cols(), k::StridedMatrix::row_major(dcols.data(), gt.cols()),
+                  k::StridedMatrix::transposed(wt.data(), gt.cols()), dx_ref.data(), cs.c, false);
+  }
+
+  for (const k::Path path : k::supported_paths()) {
+    const k::ScopedKernelPath on(path);
+    INFO("path " << k::path_name(path) << ": n=" << cs.n << " h=" << cs.h << " w=" << cs.w << " c="
+                 << cs.c << " o=" << cs.o << " k=" << cs.k << " s=" << cs.s << " p=" << cs.p);
+    std::vector<float> y(y_ref.size(), 3.f);
+    k::conv2d_f32_forward(x.data(), g, w.data(), cs.o, y.data());
+    CHECK(same_bits(y, y_ref));
+
+    auto dw = dw0;
+    k::conv2d_f32_weight_grad(x.data(), g, dy.data(), cs.o, dw.data());
+    CHECK(same_bits(dw, dw_ref));
+
+    if (cs.s != 1) continue;
+    std::vector<float> dx(dx_ref.size(), 3.f);
+    k::conv2d_f32_input_grad(dy_pad.data(), gt, w.data(), cs.c, dx.data());
+    CHECK(same_bits(dx, dx_ref));
+  }
 }
 }  // namespace
 
@@ -166,7 +179,12 @@ TEST_CASE("conv2d_f32 forward, weight and input gradients match the reference",
         // cols^T read in place): a ResNet stem, a CifarCnn first layer, 1
         // channel (3-float kernel rows) and 17 channels at stride 2.
         ConvCase{2, 20, 18, 3, 10, 7, 2, 3}, ConvCase{2, 9, 9, 3, 64, 3, 1, 1},
-        ConvCase{1, 6, 7, 1, 5, 3, 1, 1}, ConvCase{1, 5, 5, 17, 7, 3, 2, 1}})
+        ConvCase{1, 6, 7, 1, 5, 3, 1, 1}, ConvCase{1, 5, 5, 17, 7, 3, 2, 1},
+        // 16 channels x 3 taps: kernel rows of 48 floats, whole 16-column
+        // panels (B read in place on AVX2) but not whole 32-column ones
+        // (taken transposed on AVX-512); 32 channels: in place on both; more
+        // than 32 output channels with a partial last zmm panel.
+        ConvCase{2, 9, 8, 16, 40, 3, 1, 1}, ConvCase{2, 7, 9, 32, 70, 3, 1, 1}})
     check_conv_case(cs, seed++);
 }
 

@@ -3,6 +3,7 @@
 
 #include "compressor/core/rng.hpp"
 #include "compressor/core/threading.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/sparse_gemm.hpp"
 
 using namespace compressor;
@@ -10,7 +11,8 @@ namespace k = compressor::kernels;
 
 namespace {
 
-/// A fluent sparse GEMM case: Y = X * W^T with W pruned to a sparsity.
+/// A fluent sparse GEMM case: Y = X * W^T with W pruned to a sparsity, run
+/// on every ISA path the CPU supports against the scalar reference.
 class SparseTester {
  public:
   SparseTester& m(std::int64_t v) {
@@ -54,13 +56,19 @@ class SparseTester {
     for (auto& v : w) v = rng.uniform() < sparsity_ ? 0.f : static_cast<float>(rng.uniform(-1, 1));
     for (auto& v : bias) v = static_cast<float>(rng.uniform(-1, 1));
     const k::SparseWeightsF32 sw(w.data(), n_, k_, k_);
-    for (bool relu : {false, true}) {
-      std::vector<float> got(rows_y(), 7.f), want(rows_y(), 7.f);
-      k::SparseScratch s;
-      k::sparse_gemm_f32(m_, x.data(), ldx(), sw, bias.data(), relu, got.data(), ldy(), s);
-      k::ref::sparse_gemm_f32(m_, x.data(), ldx(), sw, bias.data(), relu, want.data(), ldy());
-      expect_equal(got, want);
-    }
+    for (bool relu : {false, true})
+      for (const float* b :
+           {static_cast<const float*>(bias.data()), static_cast<const float*>(nullptr)}) {
+        std::vector<float> want(rows_y(), 7.f);
+        k::ref::sparse_gemm_f32(m_, x.data(), ldx(), sw, b, relu, want.data(), ldy());
+        for (const k::Path p : k::supported_paths()) {
+          const k::ScopedKernelPath on(p);
+          std::vector<float> got(rows_y(), 7.f);
+          k::SparseScratch s;
+          k::sparse_gemm_f32(m_, x.data(), ldx(), sw, b, relu, got.data(), ldy(), s);
+          expect_equal(got, want, p);
+        }
+      }
   }
 
   void test_u8s8() const {
@@ -84,6 +92,16 @@ class SparseTester {
                              (1 + std::sqrt(k_ * (1 - sparsity_)) * 30));
     const k::SparseWeightsS8 sw(w.data(), n_, k_, k_);
     k::SparseScratch s;
+    for (const k::Path p : k::supported_paths()) {
+      const k::ScopedKernelPath on(p);
+      test_u8s8_on(p, x, sw, bias, mult, s);
+    }
+  }
+
+ private:
+  void test_u8s8_on(k::Path p, const std::vector<std::uint8_t>& x, const k::SparseWeightsS8& sw,
+                    const std::vector<std::int32_t>& bias, const std::vector<float>& mult,
+                    k::SparseScratch& s) const {
     for (std::int32_t za : {0, 131, 255}) {
       {
         std::vector<std::int32_t> got(rows_y(), 7), want(rows_y(), 7);
@@ -91,36 +109,36 @@ class SparseTester {
                             ldy(), s);
         k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, k::Int32Out{bias.data()}, want.data(),
                                  ldy());
-        expect_equal(got, want);
+        expect_equal(got, want, p);
       }
       for (bool relu : {false, true}) {
         const k::RequantOut epi{bias.data(), mult.data(), 100, relu ? 100 : 0, 255};
         std::vector<std::uint8_t> got(rows_y(), 7), want(rows_y(), 7);
         k::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, epi, got.data(), ldy(), s);
         k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, epi, want.data(), ldy());
-        expect_equal(got, want);
+        expect_equal(got, want, p);
         const k::DequantOut dq{bias.data(), mult.data(), relu};
         std::vector<float> gotf(rows_y(), 7.f), wantf(rows_y(), 7.f);
         k::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, dq, gotf.data(), ldy(), s);
         k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, dq, wantf.data(), ldy());
-        expect_equal(gotf, wantf);
+        expect_equal(gotf, wantf, p);
       }
     }
   }
 
- private:
   std::int64_t ldx() const { return ldx_ ? ldx_ : k_; }
   std::int64_t ldy() const { return ldy_ ? ldy_ : n_; }
   std::size_t rows_x() const { return static_cast<std::size_t>((m_ - 1) * ldx() + k_); }
   std::size_t rows_y() const { return static_cast<std::size_t>((m_ - 1) * ldy() + n_); }
 
   template <class T>
-  void expect_equal(const std::vector<T>& got, const std::vector<T>& want) const {
+  void expect_equal(const std::vector<T>& got, const std::vector<T>& want, k::Path p) const {
     std::size_t bad = 0, first = 0;
     for (std::size_t i = 0; i < got.size(); ++i)
       if (got[i] != want[i] && bad++ == 0) first = i;
-    INFO("M=" << m_ << " N=" << n_ << " K=" << k_ << " sparsity=" << sparsity_
-              << " first mismatch at " << first << ": " << +got[first] << " vs " << +want[first]);
+    INFO("path " << k::path_name(p) << ": M=" << m_ << " N=" << n_ << " K=" << k_
+                 << " sparsity=" << sparsity_ << " first mismatch at " << first << ": "
+                 << +got[first] << " vs " << +want[first]);
     CHECK(bad == 0);
   }
 

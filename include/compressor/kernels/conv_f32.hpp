@@ -19,7 +19,9 @@
 // axes swapped; its B operand is read from the forward OHWI weights while
 // they are packed (no flipped copy).
 // Each output element is summed in the order of the scalar reference
-// (explicit im2col + ref::sgemm), so results are bit-exact against it.
+// (explicit im2col + ref::sgemm), so results are bit-exact against it on
+// every path. The path is kernel_path()'s (sgemm.hpp); on the scalar path the
+// products are that reference.
 #pragma once
 
 #include <cstdint>
@@ -55,7 +57,7 @@ struct Im2colGeometry {
 
 namespace detail {
 
-#if COMPRESSOR_KERNELS_AVX2
+#if COMPRESSOR_X86
 /// cols(x) as the GEMM's A, read in place.
 struct Im2colA {
   const float* x;
@@ -85,15 +87,15 @@ struct FlippedWeightsB {
     return row(k / (kw * o), (k / o) % kw, k % o)[n];
   }
   void k_offsets(std::int64_t, std::int64_t, std::int64_t*) const {}
-  /// Columns [n0, n0 + cols) of every row, as a [K][16] panel zero past cols.
-  void pack_panel(std::int64_t n0, std::int64_t cols, std::int64_t, float* d) const {
+  /// Columns [n0, n0 + cols) of every row, as a [K][NR] panel zero past cols.
+  void pack_panel(std::int64_t n0, std::int64_t cols, std::int64_t, float* d, int NR) const {
     for (std::int64_t i = 0; i < kh; ++i)
       for (std::int64_t j = 0; j < kw; ++j)
-        for (std::int64_t oc = 0; oc < o; ++oc, d += SgemmTiles::kNR) {
+        for (std::int64_t oc = 0; oc < o; ++oc, d += NR) {
           const float* src = row(i, j, oc) + n0;
           std::int64_t t = 0;
           for (; t < cols; ++t) d[t] = src[t];
-          for (; t < SgemmTiles::kNR; ++t) d[t] = 0.f;
+          for (; t < NR; ++t) d[t] = 0.f;
         }
   }
 };
@@ -159,49 +161,54 @@ inline void flip_weights(const float* w, std::int64_t o, std::int64_t kh, std::i
 }  // namespace ref
 
 /// y (rows() x o, row-major) = cols(x) * w^T, w (o x cols()) row-major.
+/// (All three run on path p, kernel_path() by default.)
 inline void conv2d_f32_forward(const float* x, const Im2colGeometry& g, const float* w,
-                               std::int64_t o, float* y) {
+                               std::int64_t o, float* y, Path p = kernel_path()) {
   g.check("conv2d_f32_forward");
-#if COMPRESSOR_KERNELS_AVX2
-  detail::gemm_driver(g.rows(), o, g.cols(), detail::Im2colA{x, g},
-                      detail::StridedB{StridedMatrix::transposed(w, g.cols())}, y, o, false);
-#else
+  if (detail::with_sgemm_kernel(p, [&](auto kern) {
+        detail::gemm_driver<decltype(kern)>(
+            g.rows(), o, g.cols(), detail::Im2colA{x, g},
+            detail::StridedB{StridedMatrix::transposed(w, g.cols())}, y, o, false);
+      }))
+    return;
   AlignedBuffer<float> cols(static_cast<std::size_t>(g.rows() * g.cols()));
   ref::im2col_padded(x, g, cols.data());
   ref::sgemm(g.rows(), o, g.cols(), StridedMatrix::row_major(cols.data(), g.cols()),
              StridedMatrix::transposed(w, g.cols()), y, o, false);
-#endif
 }
 
 /// dw (o x cols(), row-major) += dy^T * cols(x), dy (rows() x o) row-major.
-/// With g.c % 16 == 0 B = cols(x) is read in place; otherwise (few input
+/// When a kernel row (kw * c floats) is a whole number of the path's panels
+/// (16 or 32 columns), B = cols(x) is read in place; otherwise (few input
 /// channels) the product is taken transposed, dw^T += cols(x)^T * dy, with
 /// cols(x)^T read from x in place and dw transposed into and out of a scratch copy
 /// (every element still summed in the reference's order: bit-exact).
 inline void conv2d_f32_weight_grad(const float* x, const Im2colGeometry& g, const float* dy,
-                                   std::int64_t o, float* dw) {
+                                   std::int64_t o, float* dw, Path p = kernel_path()) {
   g.check("conv2d_f32_weight_grad");
-#if COMPRESSOR_KERNELS_AVX2
-  if (g.c % SgemmTiles::kNR == 0) {
-    detail::gemm_driver(o, g.cols(), g.rows(), detail::StridedA{StridedMatrix::transposed(dy, o)},
-                        detail::Im2colB{x, g}, dw, g.cols(), true);
+  if (detail::with_sgemm_kernel(p, [&](auto kern) {
+        using Kern = decltype(kern);
+        if (g.run() % Kern::kNR == 0) {
+          detail::gemm_driver<Kern>(o, g.cols(), g.rows(),
+                                    detail::StridedA{StridedMatrix::transposed(dy, o)},
+                                    detail::Im2colB{x, g}, dw, g.cols(), true);
+          return;
+        }
+        const std::int64_t k = g.cols();
+        AlignedBuffer<float> buf(static_cast<std::size_t>(k * o));
+        float* t = buf.data();
+        for (std::int64_t j = 0; j < k; ++j)
+          for (std::int64_t i = 0; i < o; ++i) t[j * o + i] = dw[i * k + j];
+        detail::gemm_driver<Kern>(k, o, g.rows(), detail::Im2colTransposedA{x, g},
+                                  detail::StridedB{StridedMatrix::row_major(dy, o)}, t, o, true);
+        for (std::int64_t i = 0; i < o; ++i)
+          for (std::int64_t j = 0; j < k; ++j) dw[i * k + j] = t[j * o + i];
+      }))
     return;
-  }
-  const std::int64_t k = g.cols();
-  AlignedBuffer<float> buf(static_cast<std::size_t>(k * o));
-  float* t = buf.data();
-  for (std::int64_t j = 0; j < k; ++j)
-    for (std::int64_t i = 0; i < o; ++i) t[j * o + i] = dw[i * k + j];
-  detail::gemm_driver(k, o, g.rows(), detail::Im2colTransposedA{x, g},
-                      detail::StridedB{StridedMatrix::row_major(dy, o)}, t, o, true);
-  for (std::int64_t i = 0; i < o; ++i)
-    for (std::int64_t j = 0; j < k; ++j) dw[i * k + j] = t[j * o + i];
-#else
   AlignedBuffer<float> cols(static_cast<std::size_t>(g.rows() * g.cols()));
   ref::im2col_padded(x, g, cols.data());
   ref::sgemm(o, g.cols(), g.rows(), StridedMatrix::transposed(dy, o),
              StridedMatrix::row_major(cols.data(), g.cols()), dw, g.cols(), true);
-#endif
 }
 
 /// dx (rows() x c, row-major) = cols(dy) * flip(w): the input gradient of a
@@ -209,22 +216,23 @@ inline void conv2d_f32_weight_grad(const float* x, const Im2colGeometry& g, cons
 /// output gradient dy padded by kh - 1 - pad (g: that padded dy, g.c = the
 /// forward's output channels, stride 1, output = the forward's input size).
 inline void conv2d_f32_input_grad(const float* dy, const Im2colGeometry& g, const float* w,
-                                  std::int64_t c, float* dx) {
+                                  std::int64_t c, float* dx, Path p = kernel_path()) {
   g.check("conv2d_f32_input_grad");
   require<ShapeError>(g.stride == 1 && c > 0,
                       "conv2d_f32_input_grad: needs stride 1 and c > 0, got stride ", g.stride,
                       " and c = ", c);
-#if COMPRESSOR_KERNELS_AVX2
-  detail::gemm_driver(g.rows(), c, g.cols(), detail::Im2colA{dy, g},
-                      detail::FlippedWeightsB{w, g.kh, g.kw, g.c, c}, dx, c, false);
-#else
+  if (detail::with_sgemm_kernel(p, [&](auto kern) {
+        detail::gemm_driver<decltype(kern)>(g.rows(), c, g.cols(), detail::Im2colA{dy, g},
+                                            detail::FlippedWeightsB{w, g.kh, g.kw, g.c, c}, dx, c,
+                                            false);
+      }))
+    return;
   AlignedBuffer<float> t(static_cast<std::size_t>(c * g.cols()));
   ref::flip_weights(w, g.c, g.kh, g.kw, c, t.data());
   AlignedBuffer<float> cols(static_cast<std::size_t>(g.rows() * g.cols()));
   ref::im2col_padded(dy, g, cols.data());
   ref::sgemm(g.rows(), c, g.cols(), StridedMatrix::row_major(cols.data(), g.cols()),
              StridedMatrix::transposed(t.data(), g.cols()), dx, c, false);
-#endif
 }
 
 }  // namespace compressor::kernels

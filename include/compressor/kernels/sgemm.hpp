@@ -1,12 +1,14 @@
 // fp32 GEMM: C (M x N, row stride ldc) = [C +] A (M x K) * B (K x N) on the
-// AVX2 micro-kernel of simd/sgemm.hpp. The public sgemm() takes strided A and
-// B (StridedMatrix), so products with transposed operands need no copies;
+// micro-kernel of the path kernel_path() names (simd/sgemm.hpp): the AVX2 one
+// (MR x 16, ymm) on avx2 and avx_vnni, the AVX-512 one (MR x 32, zmm) on
+// avx512 and avx512_vnni, the scalar reference (ref/sgemm.hpp) on scalar. The public sgemm() takes
+// strided A and B (StridedMatrix), so products with transposed operands need no copies;
 // conv_f32.hpp runs the same driver with an implicit im2col matrix as A or B.
 //
-// Blocking: B is consumed in panels of 16 columns; K in blocks that never
+// Blocking: B is consumed in panels of NR columns; K in blocks that never
 // cross a "run" of A's columns (a run is contiguous in memory: all of K for a
-// strided A, one kernel row for an implicit im2col A), of at most 768 columns
-// (256 when A is packed); a B panel block stays in L1 while it sweeps a block
+// strided A, one kernel row for an implicit im2col A), of at most
+// max_k_block columns (fewer when A is packed); a B panel block stays in L1 while it sweeps a block
 // of A rows held in L2. Partial sums go back to C between k blocks, which
 // keeps the summation order of the scalar reference (bit-exact, see tests).
 // A is read in place when its rows are contiguous in k, else (an A^T operand,
@@ -18,8 +20,8 @@
 // Threaded over (row block, panel group) units handed out dynamically
 // (parallel_units.hpp); each element of C is computed by one unit in a fixed
 // order, so results do not depend on the thread count. Single-threaded when
-// called inside a parallel region. Without AVX2 sgemm() runs the scalar
-// reference.
+// called inside a parallel region. Every path sums each element in the
+// reference's order, so the result does not depend on the path either.
 #pragma once
 
 #include <algorithm>
@@ -29,7 +31,7 @@
 #include "compressor/core/aligned_buffer.hpp"
 #include "compressor/core/error.hpp"
 #include "compressor/core/threading.hpp"
-#include "compressor/kernels/int8_traits.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/parallel_units.hpp"
 #include "compressor/kernels/ref/sgemm.hpp"
 #include "compressor/kernels/sgemm_operands.hpp"
@@ -37,19 +39,41 @@
 
 namespace compressor::kernels {
 
-/// Tile and block sizes of the fp32 GEMM.
-struct SgemmTiles {
-  static constexpr int kMR = 6;   // rows of C per micro-tile
-  static constexpr int kNR = 16;  // columns of C per micro-tile (one B panel)
-  /// Largest k block: 768 with A read in place, 256 with A packed (the weight
-  /// gradient, whose K is the pixel count: its packed A block and B panel
-  /// block stay small).
+/// Tile and block sizes of the fp32 GEMM on the AVX2 path.
+struct SgemmTilesAvx2 {
+  static constexpr int kMR = 6;   // rows of C per micro-tile: 12 ymm accumulators
+  static constexpr int kNR = 16;  // columns of C per micro-tile (one B panel): 2 ymm
+  /// Largest k block: 768 with A read in place (a 768 x 16 B panel block is
+  /// 48 KiB, the L1 of Zen 4/5), 256 with A packed (the weight gradient,
+  /// whose K is the pixel count: its packed A block and B panel block stay
+  /// small).
   static constexpr std::int64_t max_k_block(bool a_packed) { return a_packed ? 256 : 768; }
   /// Largest row block of A: ~256 KiB of A per k block, a multiple of kMR.
   static constexpr std::int64_t max_row_block(std::int64_t kc) {
     return std::clamp<std::int64_t>((65536 / std::max<std::int64_t>(kc, 1)) / kMR * kMR, kMR, 192);
   }
 };
+
+/// Tile and block sizes of the fp32 GEMM on the AVX-512 path.
+struct SgemmTilesAvx512 {
+  /// Rows per micro-tile: 28 zmm accumulators + 2 B rows + 1 broadcast = 31
+  /// of the 32 zmm (12 rows measured 4-13% slower on the conv shapes).
+  static constexpr int kMR = 14;
+  static constexpr int kNR = 32;  // columns per micro-tile (one B panel): 2 zmm
+  /// Largest k block: a 384 x 32 B panel block is 48 KiB (Zen 5's L1).
+  static constexpr std::int64_t max_k_block(bool a_packed) { return a_packed ? 256 : 384; }
+  /// Largest row block of A: ~256 KiB of A per k block, a multiple of kMR.
+  static constexpr std::int64_t max_row_block(std::int64_t kc) {
+    return std::clamp<std::int64_t>((65536 / std::max<std::int64_t>(kc, 1)) / kMR * kMR, kMR,
+                                    192 / kMR * kMR);
+  }
+};
+
+/// The panel width (columns per B panel) of the fp32 GEMM on path p: 16 on
+/// the AVX2 paths, 32 on the AVX-512 ones (1 on scalar: no panels).
+constexpr int sgemm_panel_width(Path p) {
+  return path_has_avx512(p) ? SgemmTilesAvx512::kNR : path_has_avx2(p) ? SgemmTilesAvx2::kNR : 1;
+}
 
 namespace detail {
 
@@ -65,7 +89,21 @@ inline std::int64_t* sgemm_offsets(std::size_t n, int slot) {
   return buf[slot].data();
 }
 
-#if COMPRESSOR_KERNELS_AVX2
+#if COMPRESSOR_X86
+
+/// The micro-kernels of each path, with their tile sizes.
+struct SgemmAvx2 : SgemmTilesAvx2 {
+  template <bool kIndirect, class... Args>
+  static void block(Args... args) {
+    simd::detail_sgemm::block_avx2<kMR, kIndirect>(args...);
+  }
+};
+struct SgemmAvx512 : SgemmTilesAvx512 {
+  template <bool kIndirect, class... Args>
+  static void block(Args... args) {
+    simd::detail_sgemm::block_avx512<kMR, kIndirect>(args...);
+  }
+};
 
 /// A in place, strided: element (i, k) at data[i * rs + k * ks].
 struct StridedA {
@@ -81,9 +119,8 @@ struct StridedA {
   /// Rows [i0, i0 + rows) x columns [k0, k0 + kn) as [k][MR], zero past rows.
   /// An A^T operand (row stride 1, the weight gradient's dY^T) copies MR
   /// contiguous floats per k.
-  void pack_tile(std::int64_t i0, std::int64_t rows, std::int64_t k0, std::int64_t kn,
-                 float* d) const {
-    constexpr int MR = SgemmTiles::kMR;
+  void pack_tile(std::int64_t i0, std::int64_t rows, std::int64_t k0, std::int64_t kn, float* d,
+                 int MR) const {
     if (m.row_stride == 1 && rows == MR) {
       const float* s = m.data + i0 + k0 * m.col_stride;
       for (std::int64_t k = 0; k < kn; ++k, d += MR, s += m.col_stride)
@@ -110,11 +147,10 @@ struct StridedB {
   simd::detail_sgemm::BRows rows(std::int64_t k0, std::int64_t n0, const std::int64_t*) const {
     return {m.data + k0 * m.row_stride + n0, m.row_stride};
   }
-  /// Columns [n0, n0 + cols) of rows [0, K) as a [K][16] panel, zero past
+  /// Columns [n0, n0 + cols) of rows [0, K) as a [K][NR] panel, zero past
   /// cols. A transposed operand (row stride 1: the forward's W^T, each
   /// column contiguous) goes through 8 x 8 transposes.
-  void pack_panel(std::int64_t n0, std::int64_t cols, std::int64_t K, float* d) const {
-    constexpr int NR = SgemmTiles::kNR;
+  void pack_panel(std::int64_t n0, std::int64_t cols, std::int64_t K, float* d, int NR) const {
     std::int64_t k = 0;
     if (m.row_stride == 1 && cols == NR)
       for (; k + 8 <= K; k += 8)
@@ -130,16 +166,17 @@ struct StridedB {
 };
 
 /// The driver: C = [C +] A * B with A and B given by the sources above or
-/// by conv_f32.hpp's implicit im2col sources.
-template <class ASrc, class BSrc>
+/// by conv_f32.hpp's implicit im2col sources, on the micro-kernel Kern
+/// (SgemmAvx2 or SgemmAvx512).
+template <class Kern, class ASrc, class BSrc>
 void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, const BSrc& B,
                  float* C, std::int64_t ldc, bool accumulate) {
-  constexpr int MR = SgemmTiles::kMR, NR = SgemmTiles::kNR;
+  constexpr int MR = Kern::kMR, NR = Kern::kNR;
   constexpr bool kIndirect = BSrc::kIndirect;
   const std::int64_t P = (N + NR - 1) / NR;
   const bool pack_a = A.packed();
   // k blocks: every run of A's columns split into equal parts <= kmax.
-  const std::int64_t run = A.run(K), kmax = SgemmTiles::max_k_block(pack_a);
+  const std::int64_t run = A.run(K), kmax = Kern::max_k_block(pack_a);
   const std::int64_t parts = (run + kmax - 1) / kmax;
   const std::int64_t kc = (run + parts - 1) / parts;
   // Row blocks of whole micro-tiles, no larger than max_row_block, their
@@ -149,7 +186,7 @@ void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, 
   // 4x4 layers at batch 32).
   const std::int64_t threads = std::max(1, num_threads());
   const std::int64_t tiles = (M + MR - 1) / MR;
-  const std::int64_t tiles_max = SgemmTiles::max_row_block(kc) / MR;
+  const std::int64_t tiles_max = Kern::max_row_block(kc) / MR;
   std::int64_t row_blocks = (tiles + tiles_max - 1) / tiles_max;
   if (!pack_a && row_blocks < 8 * threads)
     row_blocks = std::min(tiles, (row_blocks + threads - 1) / threads * threads);
@@ -175,7 +212,7 @@ void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, 
       parallel_units(P, [&](std::int64_t p) {
         const std::int64_t n0 = p * NR, cols = std::min<std::int64_t>(NR, N - n0);
         float* d = dst + p * K * NR;
-        B.pack_panel(n0, cols, K, d);
+        B.pack_panel(n0, cols, K, d, NR);
       });
       bp = dst;
     }
@@ -217,8 +254,8 @@ void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, 
           for (std::int64_t m = m0; m < m1; m += MR) {
             const std::int64_t rows = std::min<std::int64_t>(MR, m1 - m);
             float* d = t + (m - m0) * kn;
-            if constexpr (requires { A.pack_tile(m, rows, k0, kn, d); }) {
-              A.pack_tile(m, rows, k0, kn, d);
+            if constexpr (requires { A.pack_tile(m, rows, k0, kn, d, MR); }) {
+              A.pack_tile(m, rows, k0, kn, d, MR);
             } else {
               for (std::int64_t k = 0; k < kn; ++k, d += MR) {
                 std::int64_t r = 0;
@@ -264,25 +301,43 @@ void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, 
               }
             }
           }
-          for (std::int64_t m = m0; m < m1; m += MR) {
-            const int rows = static_cast<int>(std::min<std::int64_t>(MR, m1 - m));
-            simd::detail_sgemm::any_tile<MR, kIndirect>(rows, kn, a, aoff + (m - m0), a_ks, br,
-                                                        C + m * ldc + n0, ldc, cols, load_c);
-          }
+          Kern::template block<kIndirect>(m1 - m0, kn, a, static_cast<const std::int64_t*>(aoff),
+                                          a_ks, br, C + m0 * ldc + n0, ldc, cols, load_c);
         }
       }
     }
   });
 }
 
+#endif  // COMPRESSOR_X86
+
+/// Runs fn(SgemmAvx2{}) or fn(SgemmAvx512{}) for path p and returns true, or
+/// returns false on the scalar path (the caller runs the reference).
+template <class Fn>
+bool with_sgemm_kernel(Path p, Fn&& fn) {
+#if COMPRESSOR_X86
+  if (path_has_avx512(p)) {
+    fn(SgemmAvx512{});
+    return true;
+  }
+  if (path_has_avx2(p)) {
+    fn(SgemmAvx2{});
+    return true;
+  }
+#else
+  (void)p;
+  (void)fn;
 #endif
+  return false;
+}
 
 }  // namespace detail
 
 /// C = [C +] A * B with A (M x K), B (K x N), C row-major (M x N, row stride
-/// ldc >= N). C must not overlap A or B.
+/// ldc >= N). C must not overlap A or B. Runs on path p (kernel_path() by
+/// default; a path the CPU lacks is the caller's error).
 inline void sgemm(std::int64_t M, std::int64_t N, std::int64_t K, StridedMatrix A, StridedMatrix B,
-                  float* C, std::int64_t ldc, bool accumulate = false) {
+                  float* C, std::int64_t ldc, bool accumulate = false, Path p = kernel_path()) {
   require<ShapeError>(M >= 0 && N >= 0 && K >= 0 && ldc >= N, "sgemm: invalid sizes M=", M,
                       " N=", N, " K=", K, " ldc=", ldc);
   if (M == 0 || N == 0) return;
@@ -291,11 +346,11 @@ inline void sgemm(std::int64_t M, std::int64_t N, std::int64_t K, StridedMatrix 
       for (std::int64_t i = 0; i < M; ++i) std::fill_n(C + i * ldc, N, 0.f);
     return;
   }
-#if COMPRESSOR_KERNELS_AVX2
-  detail::gemm_driver(M, N, K, detail::StridedA{A}, detail::StridedB{B}, C, ldc, accumulate);
-#else
-  ref::sgemm(M, N, K, A, B, C, ldc, accumulate);
-#endif
+  const bool done = detail::with_sgemm_kernel(p, [&](auto kern) {
+    detail::gemm_driver<decltype(kern)>(M, N, K, detail::StridedA{A}, detail::StridedB{B}, C, ldc,
+                                        accumulate);
+  });
+  if (!done) ref::sgemm(M, N, K, A, B, C, ldc, accumulate);
 }
 
 }  // namespace compressor::kernels

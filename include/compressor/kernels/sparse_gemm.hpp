@@ -7,6 +7,10 @@
 // Work is proportional to the nonzeros, plus a transpose of X and Y per block
 // of 32 rows. Threaded with OpenMP over row blocks, handed out dynamically
 // (parallel_units.hpp); scratch in SparseScratch (grown once, reused).
+// The path is kernel_path()'s: fp32 runs its AVX-512 block kernel on avx512
+// and avx512_vnni, the AVX2 one on avx2 and avx_vnni; int8 runs the AVX2 one
+// on every SIMD path; scalar runs the references. Every path equals the
+// reference bit for bit (simd/sparse_gemm.hpp).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +19,7 @@
 #include "compressor/core/aligned_buffer.hpp"
 #include "compressor/core/error.hpp"
 #include "compressor/core/threading.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/parallel_units.hpp"
 #include "compressor/kernels/ref/sparse_gemm.hpp"
 #include "compressor/kernels/simd/sparse_gemm.hpp"
@@ -69,19 +74,28 @@ inline void sparse_gemm_f32(std::int64_t M, const float* X, std::int64_t ldx,
                             const SparseWeightsF32& W, const float* bias, bool relu, float* Y,
                             std::int64_t ldy, SparseScratch& scratch) {
   detail::check_sparse_args("sparse_gemm_f32", M, ldx, ldy, W.k(), W.n());
-#if COMPRESSOR_KERNELS_AVX2
-  const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * 32) * sizeof(float));
-  const std::size_t tile = static_cast<std::size_t>(W.n() * 32) * sizeof(float);
-  detail::for_sparse_blocks(
-      M, scratch, panel + tile, [&](std::int64_t m, int rows, std::uint8_t* buf) {
-        simd::sparse_block_f32(X + m * ldx, ldx, rows, W, bias, relu, Y + m * ldy, ldy,
-                               reinterpret_cast<float*>(buf),
-                               reinterpret_cast<float*>(buf + panel));
-      });
-#else
+#if COMPRESSOR_X86
+  const Path path = kernel_path();
+  if (path_has_avx2(path)) {
+    const bool wide = path_has_avx512(path);
+    const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * 32) * sizeof(float));
+    const std::size_t tile = static_cast<std::size_t>(W.n() * 32) * sizeof(float);
+    detail::for_sparse_blocks(M, scratch, panel + tile,
+                              [&](std::int64_t m, int rows, std::uint8_t* buf) {
+                                auto* p = reinterpret_cast<float*>(buf);
+                                auto* t = reinterpret_cast<float*>(buf + panel);
+                                if (wide)
+                                  simd::sparse_block_f32_avx512(X + m * ldx, ldx, rows, W, bias,
+                                                                relu, Y + m * ldy, ldy, p, t);
+                                else
+                                  simd::sparse_block_f32_avx2(X + m * ldx, ldx, rows, W, bias, relu,
+                                                              Y + m * ldy, ldy, p, t);
+                              });
+    return;
+  }
+#endif
   (void)scratch;
   ref::sparse_gemm_f32(M, X, ldx, W, bias, relu, Y, ldy);
-#endif
 }
 
 template <GemmEpilogue Epi>
@@ -91,19 +105,21 @@ void sparse_gemm_u8s8(std::int64_t M, const std::uint8_t* X, std::int64_t ldx,
   detail::check_sparse_args("sparse_gemm_u8s8", M, ldx, ldy, W.k(), W.n());
   require(x_zero_point >= 0 && x_zero_point <= 255, "sparse_gemm_u8s8: activation zero point ",
           x_zero_point, " is outside [0, 255]");
-#if COMPRESSOR_KERNELS_AVX2
-  using Out = typename Epi::Out;
-  const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * 32));
-  const std::size_t tile = static_cast<std::size_t>(W.n() * 32) * sizeof(Out);
-  detail::for_sparse_blocks(
-      M, scratch, panel + tile, [&](std::int64_t m, int rows, std::uint8_t* buf) {
-        simd::sparse_block_u8s8(X + m * ldx, ldx, rows, x_zero_point, W, epi, Y + m * ldy, ldy, buf,
-                                reinterpret_cast<Out*>(buf + panel));
-      });
-#else
+#if COMPRESSOR_X86
+  if (path_has_avx2(kernel_path())) {
+    using Out = typename Epi::Out;
+    const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * 32));
+    const std::size_t tile = static_cast<std::size_t>(W.n() * 32) * sizeof(Out);
+    detail::for_sparse_blocks(
+        M, scratch, panel + tile, [&](std::int64_t m, int rows, std::uint8_t* buf) {
+          simd::sparse_block_u8s8_avx2(X + m * ldx, ldx, rows, x_zero_point, W, epi, Y + m * ldy,
+                                       ldy, buf, reinterpret_cast<Out*>(buf + panel));
+        });
+    return;
+  }
+#endif
   (void)scratch;
   ref::sparse_gemm_u8s8(M, X, ldx, x_zero_point, W, epi, Y, ldy);
-#endif
 }
 
 }  // namespace compressor::kernels

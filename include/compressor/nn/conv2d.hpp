@@ -1,12 +1,15 @@
 // Conv2d: 2-D convolution on NHWC activations with OHWI weights, computed as
-// GEMMs on the library's fp32 kernels where the AVX2 path is compiled in, on
-// an implicit im2col (kernels/conv_f32.hpp: the column matrix is read from
-// the padded input, never stored): the forward product when in_channels % 16
+// GEMMs on the library's fp32 kernels on every SIMD path (kernel_path() is
+// avx2 or above: the AVX2 or AVX-512 micro-kernel), on an implicit im2col (kernels/conv_f32.hpp:
+// the column matrix is read from the padded input, never stored): the forward product when
+// in_channels % 16
 // == 0 or a kernel row has at least 16 floats (else explicit im2col + sgemm),
 // the weight gradient always, and with in_channels % 16 == 0 the input
 // gradient of a stride-1 convolution, the full convolution of the output
-// gradient with the flipped kernel (else GEMM + col2im). Without AVX2: im2col
-// + Eigen GEMM. A 1x1 stride-1 convolution is a plain GEMM.
+// gradient with the flipped kernel (else GEMM + col2im). On the scalar path:
+// im2col + Eigen GEMM (our scalar GEMM is the reference, a plain triple
+// loop; Eigen is many times faster). The path is read once per forward and
+// kept for its backward. A 1x1 stride-1 convolution is a plain GEMM.
 #pragma once
 
 #include <cstdint>
@@ -105,15 +108,15 @@ class Conv2d : public Module, public WeightedLayer {
   /// Output shape for an (N, H, W, C) input; throws ShapeError on mismatch.
   ConvGeometry geometry(const Shape& in) const { return conv_geometry(opt_, in); }
 
-  /// True when the forward product runs on the implicit-im2col kernel
-  /// (kernels/conv_f32.hpp): AVX2 path compiled in, and in_channels % 16 == 0
+  /// True when the forward product on path p runs on the implicit-im2col
+  /// kernel (kernels/conv_f32.hpp): a SIMD path, and in_channels % 16 == 0
   /// or a kernel row of at least 16 floats (the 7x7 stem's 21). Otherwise
   /// (a 3x3 kernel on 3 channels: rows of 9 floats, too short for the
-  /// micro-kernel's k loop) explicit im2col + GEMM. On the AVX2 path the
+  /// micro-kernel's k loop) explicit im2col + GEMM. On a SIMD path the
   /// weight gradient always reads the padded input in place.
-  bool implicit_im2col() const {
-    return kernels::kHaveSimdKernels && (opt_.in_channels % kernels::SgemmTiles::kNR == 0 ||
-                                         opt_.kernel_size * opt_.in_channels >= 16);
+  bool implicit_im2col(kernels::Path p = kernels::kernel_path()) const {
+    return kernels::path_has_avx2(p) &&
+           (opt_.in_channels % 16 == 0 || opt_.kernel_size * opt_.in_channels >= 16);
   }
 
  protected:
@@ -125,14 +128,16 @@ class Conv2d : public Module, public WeightedLayer {
     const std::int64_t m = g_.rows(), k = g_.cols(), o = opt_.out_channels;
     out_.resize(Shape{g_.n, g_.oh, g_.ow, o});
     auto y = out_.matrix(m, o);
-    if constexpr (kernels::kHaveSimdKernels) {
+    path_ = kernels::kernel_path();
+    if (kernels::path_has_avx2(path_)) {
       if (g_.pad > 0) pad_nhwc(x.data(), g_.n, g_.h, g_.w, g_.c, g_.pad, x_pad_);
-      if (implicit_im2col()) {
-        kernels::conv2d_f32_forward(padded_input(), input_geometry(), weight_.data(), o, y.data());
+      if (implicit_im2col(path_)) {
+        kernels::conv2d_f32_forward(padded_input(), input_geometry(), weight_.data(), o, y.data(),
+                                    path_);
       } else {
         using kernels::StridedMatrix;
         kernels::sgemm(m, o, k, StridedMatrix::row_major(cols(x).data(), k),
-                       StridedMatrix::transposed(weight_.data(), k), y.data(), o);
+                       StridedMatrix::transposed(weight_.data(), k), y.data(), o, false, path_);
       }
     } else {
       gemm_assign(y, cols(x), weight_.matrix(o, k).transpose());
@@ -151,9 +156,11 @@ class Conv2d : public Module, public WeightedLayer {
     const std::int64_t m = g_.rows(), k = g_.cols(), o = opt_.out_channels;
     const auto dy = grad_out.matrix(m, o);
     using kernels::StridedMatrix;
-    if constexpr (kernels::kHaveSimdKernels) {
+    // On the path of the forward (its buffers: the padded input or the columns).
+    const bool simd = kernels::path_has_avx2(path_);
+    if (simd) {
       kernels::conv2d_f32_weight_grad(padded_input(), input_geometry(), dy.data(), o,
-                                      weight_grad_.data());
+                                      weight_grad_.data(), path_);
     } else {
       const auto col = (g_.is_pointwise() ? x_ : TensorView<const float>(cols_)).matrix(m, k);
       weight_grad_.matrix(o, k).noalias() += dy.transpose() * col;
@@ -161,22 +168,22 @@ class Conv2d : public Module, public WeightedLayer {
     if (opt_.bias) bias_grad_.vector() += dy.colwise().sum().transpose();
     if (!input_grad()) return {};
     grad_in_.resize(x_.shape());
-    if (kernels::kHaveSimdKernels && opt_.in_channels % kernels::SgemmTiles::kNR == 0 &&
-        g_.stride == 1 && g_.pad < g_.kh) {
+    if (simd && opt_.in_channels % 16 == 0 && g_.stride == 1 && g_.pad < g_.kh) {
       // Stride 1: dx is the "full" convolution of dy (padded by kh-1-pad)
       // with the kernel flipped in space and its channel axes swapped.
       const std::int64_t q = g_.kh - 1 - g_.pad;
       pad_nhwc(grad_out.data(), g_.n, g_.oh, g_.ow, o, q, dy_pad_);
       const kernels::Im2colGeometry gt{g_.n, g_.oh + 2 * q, g_.ow + 2 * q, o, g_.kh, g_.kw,
                                        1,    g_.h,          g_.w};
-      kernels::conv2d_f32_input_grad(dy_pad_.data(), gt, weight_.data(), g_.c, grad_in_.data());
+      kernels::conv2d_f32_input_grad(dy_pad_.data(), gt, weight_.data(), g_.c, grad_in_.data(),
+                                     path_);
       return grad_in_;
     }
     if (!g_.is_pointwise()) dcols_.resize(Shape{m, k});
     float* dcols = g_.is_pointwise() ? grad_in_.data() : dcols_.data();
-    if constexpr (kernels::kHaveSimdKernels)
+    if (simd)
       kernels::sgemm(m, k, o, StridedMatrix::row_major(dy.data(), o),
-                     StridedMatrix::row_major(weight_.data(), k), dcols, k);
+                     StridedMatrix::row_major(weight_.data(), k), dcols, k, false, path_);
     else
       gemm_assign(TensorView<float>(dcols, Shape{m, k}).matrix(), dy, weight_.matrix(o, k));
     if (!g_.is_pointwise()) col2im(dcols_.data(), g_, grad_in_.data());
@@ -225,6 +232,7 @@ class Conv2d : public Module, public WeightedLayer {
   Tensor<float> out_, grad_in_, cols_, dcols_, x_pad_, dy_pad_;
   TensorView<const float> x_;
   ConvGeometry g_{};
+  kernels::Path path_ = kernels::Path::scalar;  // of the last forward
 };
 
 }  // namespace compressor::nn

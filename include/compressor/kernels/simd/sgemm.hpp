@@ -1,20 +1,33 @@
-// The AVX2 fp32 GEMM micro-kernel: an MR x 16 tile of C held in 2 * MR ymm
-// accumulators. Per k: two 8-float loads of a B row, then per row of A one
-// broadcast and two FMAs (vfmadd231ps). Each output element is summed in
-// increasing k with one fused multiply-add per term, the order of the scalar
-// reference (ref/sgemm.hpp), so the two agree bit for bit.
+// fp32 GEMM micro-kernels, one per ISA path, as functions with target
+// attributes (they compile without the includer's -m flags; sgemm.hpp picks
+// one at run time from kernel_path()):
+//   avx2    MR x 16 tile of C in 2 * MR ymm accumulators (MR = 6: 12
+//           accumulators + 2 B rows + 1 broadcast of the 16 ymm)
+//   avx512  MR x 32 tile of C in 2 * MR zmm accumulators (MR = 14: 28
+//           accumulators + 2 B rows + 1 broadcast of the 32 zmm), partial
+//           tiles through masked loads and stores
+// Per k: two loads of a B row, then per row of A one broadcast and two FMAs.
+// Each output element is summed in increasing k with one fused multiply-add
+// per term, on every path: the order and rounding of the scalar reference
+// (ref/sgemm.hpp), so every path agrees with it bit for bit.
+//
+// Only the row-block loops live here (block_avx2 / block_avx512); the OpenMP
+// regions stay in generic code (sgemm.hpp), since GCC does not give a lambda
+// or an outlined parallel region its enclosing function's target.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
-#include "compressor/kernels/int8_traits.hpp"
+#include "compressor/kernels/isa.hpp"
 
-#if COMPRESSOR_KERNELS_AVX2
+#if COMPRESSOR_X86
+#include <immintrin.h>
+#define COMPRESSOR_F32_AVX2 __attribute__((target("avx2,fma")))
+#define COMPRESSOR_F32_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+#endif
 
 namespace compressor::kernels::simd::detail_sgemm {
-
-using VF = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
 
 /// Where B's rows are: row k at b + k * stride, or at b + offsets[k] (the
 /// rows of an implicit im2col matrix, one input pixel each).
@@ -24,31 +37,39 @@ struct BRows {
   const std::int64_t* offsets = nullptr;
 };
 
+#if COMPRESSOR_X86
+
 /// C tile (MR rows x cols <= 16, row stride ldc) = (load_c ? C : 0) + A * B
 /// over kc steps: A element (r, k) at a[a_off[r] + k * a_ks]; B row k as in
 /// BRows, 16 readable floats (zeros past cols). kIndirect: B rows by offsets.
 template <int MR, bool kIndirect>
-inline void tile(std::int64_t kc, const float* a, const std::int64_t* a_off, std::int64_t a_ks,
-                 BRows br, float* c, std::int64_t ldc, int cols, bool load_c) {
-  VF c0[MR], c1[MR];
+COMPRESSOR_F32_AVX2 inline void tile_avx2(std::int64_t kc, const float* a,
+                                          const std::int64_t* a_off, std::int64_t a_ks, BRows br,
+                                          float* c, std::int64_t ldc, int cols, bool load_c) {
+  __m256 c0[MR], c1[MR];
   alignas(32) float t[MR * 16];
   if (!load_c) {
-    for (int r = 0; r < MR; ++r) c0[r] = c1[r] = VF(0.f);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm256_setzero_ps();
   } else if (cols == 16) {
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      c0[r] = VF::load_unaligned(c + r * ldc);
-      c1[r] = VF::load_unaligned(c + r * ldc + 8);
+      c0[r] = _mm256_loadu_ps(c + r * ldc);
+      c1[r] = _mm256_loadu_ps(c + r * ldc + 8);
     }
   } else {
     std::memset(t, 0, sizeof(t));
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
       std::memcpy(t + 16 * r, c + r * ldc, static_cast<std::size_t>(cols) * sizeof(float));
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      c0[r] = VF::load_aligned(t + 16 * r);
-      c1[r] = VF::load_aligned(t + 16 * r + 8);
+      c0[r] = _mm256_load_ps(t + 16 * r);
+      c1[r] = _mm256_load_ps(t + 16 * r + 8);
     }
   }
   std::int64_t off[MR];
+#pragma GCC unroll 32
   for (int r = 0; r < MR; ++r) off[r] = a_off[r];
   const float* b = br.b;
   for (std::int64_t k = 0; k < kc; ++k) {
@@ -57,33 +78,133 @@ inline void tile(std::int64_t kc, const float* a, const std::int64_t* a_off, std
       bk = b + br.offsets[k];
     else
       b += br.stride;
-    const VF b0 = VF::load_unaligned(bk);
-    const VF b1 = VF::load_unaligned(bk + 8);
+    const __m256 b0 = _mm256_loadu_ps(bk);
+    const __m256 b1 = _mm256_loadu_ps(bk + 8);
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      const VF av(a[off[r]]);
-      c0[r] = xsimd::fma(av, b0, c0[r]);
-      c1[r] = xsimd::fma(av, b1, c1[r]);
+      const __m256 av = _mm256_broadcast_ss(a + off[r]);
+      c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
     }
     a += a_ks;
   }
   if (cols == 16) {
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      c0[r].store_unaligned(c + r * ldc);
-      c1[r].store_unaligned(c + r * ldc + 8);
+      _mm256_storeu_ps(c + r * ldc, c0[r]);
+      _mm256_storeu_ps(c + r * ldc + 8, c1[r]);
     }
   } else {
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      c0[r].store_aligned(t + 16 * r);
-      c1[r].store_aligned(t + 16 * r + 8);
+      _mm256_store_ps(t + 16 * r, c0[r]);
+      _mm256_store_ps(t + 16 * r + 8, c1[r]);
     }
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r)
       std::memcpy(c + r * ldc, t + 16 * r, static_cast<std::size_t>(cols) * sizeof(float));
   }
 }
 
+/// tile_avx2 for rows (<= MR) rows.
+template <int MR, bool kIndirect>
+COMPRESSOR_F32_AVX2 inline void any_tile_avx2(int rows, std::int64_t kc, const float* a,
+                                              const std::int64_t* a_off, std::int64_t a_ks,
+                                              BRows br, float* c, std::int64_t ldc, int cols,
+                                              bool load_c) {
+  if (rows == MR) return tile_avx2<MR, kIndirect>(kc, a, a_off, a_ks, br, c, ldc, cols, load_c);
+  if constexpr (MR > 1)
+    any_tile_avx2<MR - 1, kIndirect>(rows, kc, a, a_off, a_ks, br, c, ldc, cols, load_c);
+}
+
+/// Rows [0, rows) of C (from c, stride ldc) x one panel of cols <= 16
+/// columns: the micro-tiles of a row block, MR rows each (A row i at
+/// a_off[i]).
+template <int MR, bool kIndirect>
+COMPRESSOR_F32_AVX2 void block_avx2(std::int64_t rows, std::int64_t kc, const float* a,
+                                    const std::int64_t* a_off, std::int64_t a_ks, BRows br,
+                                    float* c, std::int64_t ldc, int cols, bool load_c) {
+  for (std::int64_t m = 0; m < rows; m += MR) {
+    const int n = static_cast<int>(rows - m < MR ? rows - m : MR);
+    any_tile_avx2<MR, kIndirect>(n, kc, a, a_off + m, a_ks, br, c + m * ldc, ldc, cols, load_c);
+  }
+}
+
+/// C tile (MR rows x cols <= 32) = (load_c ? C : 0) + A * B, as tile_avx2
+/// with zmm: B rows have 32 readable floats (zeros past cols); C is read and
+/// written through masks, so nothing past cols is touched.
+template <int MR, bool kIndirect>
+COMPRESSOR_F32_AVX512 inline void tile_avx512(std::int64_t kc, const float* a,
+                                              const std::int64_t* a_off, std::int64_t a_ks,
+                                              BRows br, float* c, std::int64_t ldc, int cols,
+                                              bool load_c) {
+  const auto m0 = static_cast<__mmask16>(cols >= 16 ? 0xFFFFu : (1u << cols) - 1u);
+  const auto m1 = static_cast<__mmask16>(cols >= 32   ? 0xFFFFu
+                                         : cols <= 16 ? 0u
+                                                      : (1u << (cols - 16)) - 1u);
+  __m512 c0[MR], c1[MR];
+  if (!load_c) {
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+  } else {
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      c0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
+      c1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
+    }
+  }
+  std::int64_t off[MR];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r) off[r] = a_off[r];
+  const float* b = br.b;
+  for (std::int64_t k = 0; k < kc; ++k) {
+    const float* bk = b;
+    if constexpr (kIndirect)
+      bk = b + br.offsets[k];
+    else
+      b += br.stride;
+    const __m512 b0 = _mm512_loadu_ps(bk);
+    const __m512 b1 = _mm512_loadu_ps(bk + 16);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[off[r]]);
+      c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+    }
+    a += a_ks;
+  }
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+  }
+}
+
+template <int MR, bool kIndirect>
+COMPRESSOR_F32_AVX512 inline void any_tile_avx512(int rows, std::int64_t kc, const float* a,
+                                                  const std::int64_t* a_off, std::int64_t a_ks,
+                                                  BRows br, float* c, std::int64_t ldc, int cols,
+                                                  bool load_c) {
+  if (rows == MR) return tile_avx512<MR, kIndirect>(kc, a, a_off, a_ks, br, c, ldc, cols, load_c);
+  if constexpr (MR > 1)
+    any_tile_avx512<MR - 1, kIndirect>(rows, kc, a, a_off, a_ks, br, c, ldc, cols, load_c);
+}
+
+/// block_avx2 on the zmm tile: one panel of cols <= 32 columns.
+template <int MR, bool kIndirect>
+COMPRESSOR_F32_AVX512 void block_avx512(std::int64_t rows, std::int64_t kc, const float* a,
+                                        const std::int64_t* a_off, std::int64_t a_ks, BRows br,
+                                        float* c, std::int64_t ldc, int cols, bool load_c) {
+  for (std::int64_t m = 0; m < rows; m += MR) {
+    const int n = static_cast<int>(rows - m < MR ? rows - m : MR);
+    any_tile_avx512<MR, kIndirect>(n, kc, a, a_off + m, a_ks, br, c + m * ldc, ldc, cols, load_c);
+  }
+}
+
 /// Writes the 8 x 8 block src (row r at src + r * ld) transposed: column t of
 /// it as 8 floats at dst + t * dst_stride.
-inline void transpose8x8(const float* src, std::int64_t ld, float* dst, std::int64_t dst_stride) {
+COMPRESSOR_F32_AVX2 inline void transpose8x8(const float* src, std::int64_t ld, float* dst,
+                                             std::int64_t dst_stride) {
   __m256 r[8], t[8];
   for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
   for (int i = 0; i < 8; i += 2) {
@@ -102,16 +223,6 @@ inline void transpose8x8(const float* src, std::int64_t ld, float* dst, std::int
   }
 }
 
-/// tile for rows (<= MR) rows.
-template <int MR, bool kIndirect>
-inline void any_tile(int rows, std::int64_t kc, const float* a, const std::int64_t* a_off,
-                     std::int64_t a_ks, BRows br, float* c, std::int64_t ldc, int cols,
-                     bool load_c) {
-  if (rows == MR) return tile<MR, kIndirect>(kc, a, a_off, a_ks, br, c, ldc, cols, load_c);
-  if constexpr (MR > 1)
-    any_tile<MR - 1, kIndirect>(rows, kc, a, a_off, a_ks, br, c, ldc, cols, load_c);
-}
+#endif  // COMPRESSOR_X86
 
 }  // namespace compressor::kernels::simd::detail_sgemm
-
-#endif
