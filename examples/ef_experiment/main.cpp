@@ -1,0 +1,552 @@
+// ef_experiment: the EchoNet EF experiments end to end. Trains the EF
+// regressor (a ResNet-18 trunk per frame, features pooled over time, a linear
+// head) or reuses the one in --out, then
+//   --mode pruning      unstructured global magnitude pruning at each
+//                       --unstructured ratio and structured channel pruning at
+//                       each --structured ratio, each fine-tuned with its
+//                       masks kept;
+//   --mode quantization PTQ and QAT int8;
+//   --mode all          both, plus structured pruning -> PTQ and
+//                       unstructured pruning -> PTQ.
+// Every model is measured (test MAE, RMSE, R2 in EF points; parameters,
+// sparsity before and after fine-tuning, MACs, file size, batch-1 latency per
+// clip) beside the mean predictor, and written to results.json, results.csv
+// and report.html in --out, stage by stage; --resume keeps finished stages.
+//
+// The defaults are the quick configuration of the README demo (synthetic
+// data, a quarter-width ResNet-18 on 16 frames of 64x64); --full is the
+// reference design (full width, 8 frames of 112x112, longer training).
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/echo.hpp"
+#include "common/experiment.hpp"
+#include "compressor/core/threading.hpp"
+#include "compressor/data/echonet.hpp"
+#include "compressor/data/transform.hpp"
+#include "compressor/io/checkpoint.hpp"
+#include "compressor/kernels/isa.hpp"
+#include "compressor/models/ef_regressor.hpp"
+#include "compressor/prune.hpp"
+#include "compressor/quant/convert.hpp"
+#include "compressor/quant/int8_io.hpp"
+#include "compressor/quant/observers.hpp"
+#include "compressor/quant/qat.hpp"
+#include "compressor/report/html.hpp"
+#include "compressor/train.hpp"
+
+namespace fs = std::filesystem;
+using namespace compressor;
+using report::Json;
+
+namespace {
+
+struct Config {
+  std::string data_root;
+  std::string mode = "all";
+  bool full = false;
+  std::int64_t generate = 1600, frames = 16, size = 64, batch_size = 8, max_clips = 0;
+  double width = 0.25;
+  std::string pool = "mean_max_min";
+  int epochs = 12, finetune_epochs = 2, qat_epochs = 1;
+  float lr = 2e-3f, finetune_lr = 5e-4f, weight_decay = 0.05f;
+  std::vector<double> unstructured = {0.5, 0.8, 0.9}, structured = {0.3, 0.5, 0.7};
+  std::int64_t round_to = 1;
+  std::int64_t calibration_batches = 16;
+  std::string observer = "histogram";
+  int threads = 0;
+  std::uint64_t seed = 1;
+  std::string out = "ef_experiment_out";
+  bool train_baseline = true, resume = false;
+};
+
+Config parse(int argc, char** argv) {
+  Config c;
+  c.threads = num_threads();
+  CLI::App app{
+      "ef_experiment: the EF regressor on EchoNet-layout clips, pruned and quantized, measured "
+      "beside the baseline and the mean predictor (results.json, results.csv, report.html in "
+      "--out)"};
+  app.add_option("--data-root", c.data_root,
+                 "EchoNet-Dynamic layout root (FileList.csv, Videos/); default: a synthetic set "
+                 "in ./synthetic_echo, generated on first use");
+  app.add_option("--mode", c.mode, "which experiments")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"pruning", "quantization", "all"}));
+  app.add_flag("--full", c.full,
+               "the reference design: ResNet-18 at full width on 8 frames of 112x112, 30 "
+               "epochs, 4 fine-tuning epochs (overrides --width, --frames, --size, --epochs, "
+               "--finetune-epochs, --batch-size)");
+  app.add_option("--generate", c.generate, "clips of the synthetic set")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{8}, int64_t{1000000}));
+  app.add_option("--frames", c.frames, "frames sampled per clip")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+  app.add_option("--size", c.size, "frame height and width")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{32}, int64_t{1024}));
+  app.add_option("--width", c.width, "ResNet-18 width multiplier")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 4.0));
+  app.add_option("--pool", c.pool, "pooling of frame features over time")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mean", "mean_max_min"}));
+  app.add_option("--batch-size", c.batch_size, "clips per batch")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  app.add_option("--max-clips", c.max_clips, "at most N clips per split (0: all)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{100000000}));
+  app.add_option("--epochs", c.epochs, "baseline training epochs")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--finetune-epochs", c.finetune_epochs, "fine-tuning epochs after pruning")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000));
+  app.add_option("--qat-epochs", c.qat_epochs, "QAT fine-tuning epochs")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000));
+  app.add_option("--lr", c.lr, "peak learning rate of AdamW (cosine)")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-7, 10.0));
+  app.add_option("--finetune-lr", c.finetune_lr, "fine-tuning and QAT learning rate (cosine)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  app.add_option("--weight-decay", c.weight_decay, "AdamW weight decay of weights")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  app.add_option("--unstructured", c.unstructured, "unstructured sparsities, in [0, 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--structured", c.structured, "channel pruning ratios, in [0, 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--round-to", c.round_to, "kept channels rounded up to a multiple of this")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{512}));
+  app.add_option("--calibration-batches", c.calibration_batches, "PTQ calibration batches")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  app.add_option("--observer", c.observer, "PTQ activation observer")
+      ->capture_default_str()
+      ->check(CLI::IsMember(
+          {"minmax", "moving_average", "histogram", "histogram_mse", "histogram_kl"}));
+  app.add_option("--threads", c.threads, "threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--seed", c.seed, "seed of initialisation, shuffling and the synthetic set")
+      ->capture_default_str();
+  app.add_option("--out", c.out, "output folder")->capture_default_str();
+  app.add_flag("--train-baseline,!--no-train-baseline", c.train_baseline,
+               "train the baseline, or reuse --out/baseline.safetensors")
+      ->capture_default_str();
+  app.add_flag("--resume", c.resume, "continue an interrupted run in --out")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
+  }
+  if (c.full) {
+    c.width = 1.0;
+    c.frames = 8;
+    c.size = 112;
+    c.epochs = 30;
+    c.finetune_epochs = 4;
+    c.batch_size = 8;
+  }
+  return c;
+}
+
+Json config_json(const Config& c) {
+  return {{"data_root", c.data_root},
+          {"mode", c.mode},
+          {"full", c.full},
+          {"generate", c.generate},
+          {"frames", c.frames},
+          {"size", c.size},
+          {"width", c.width},
+          {"pool", c.pool},
+          {"batch_size", c.batch_size},
+          {"max_clips", c.max_clips},
+          {"epochs", c.epochs},
+          {"finetune_epochs", c.finetune_epochs},
+          {"qat_epochs", c.qat_epochs},
+          {"lr", c.lr},
+          {"finetune_lr", c.finetune_lr},
+          {"weight_decay", c.weight_decay},
+          {"unstructured", c.unstructured},
+          {"structured", c.structured},
+          {"round_to", c.round_to},
+          {"calibration_batches", c.calibration_batches},
+          {"observer", c.observer},
+          {"threads", c.threads},
+          {"seed", c.seed},
+          {"out", c.out},
+          {"train_baseline", c.train_baseline},
+          {"resume", c.resume}};
+}
+
+std::string ratio_name(double r) {
+  std::ostringstream os;
+  os << r;
+  return os.str();
+}
+
+class Experiment {
+ public:
+  explicit Experiment(Config c)
+      : c_(std::move(c)),
+        out_(c_.out),
+        results_(out_, c_.resume, config_json(c_),
+                 {.title = "EchoNet EF: pruning and int8 quantization of the EF regressor",
+                  .metric = "mae",
+                  .metric_label = "test MAE (EF points)",
+                  .lower_is_better = true}) {}
+
+  int run() {
+    const auto t0 = std::chrono::steady_clock::now();
+    load_data();
+    auto base = baseline();
+    const bool pruning = c_.mode != "quantization", quant = c_.mode != "pruning";
+    std::unique_ptr<models::EfRegressor> structured_half, unstructured_half;
+    if (pruning) {
+      for (double r : c_.unstructured) {
+        auto m = unstructured(*base, r);
+        if (m && !unstructured_half) unstructured_half = std::move(m);
+      }
+      for (double r : c_.structured) {
+        auto m = structured(*base, r);
+        if (m && !structured_half) structured_half = std::move(m);
+      }
+    }
+    if (quant) {
+      ptq(*base, "PTQ int8", "ptq");
+      if (c_.qat_epochs > 0) qat(*base);
+    }
+    if (pruning && quant) {
+      if (structured_half) ptq(*structured_half, "structured+PTQ int8", "structured+ptq");
+      if (unstructured_half) ptq(*unstructured_half, "unstructured+PTQ int8", "unstructured+ptq");
+    }
+    print_table();
+    std::printf("total %.1f min; wrote %s, %s and %s\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60,
+                (out_ / "results.json").c_str(), (out_ / "results.csv").c_str(),
+                (out_ / "report.html").c_str());
+    return 0;
+  }
+
+ private:
+  // ---- data ---------------------------------------------------------------------
+
+  void load_data() {
+    fs::path root = c_.data_root;
+    if (root.empty()) {
+      root = "synthetic_echo";
+      examples::ensure_synthetic_echo_set(root, c_.generate, c_.seed);
+    }
+    data::EchoNetOptions eo;
+    eo.clip = data::ClipSpec{c_.frames, c_.size, c_.size};
+    eo.max_clips = c_.max_clips;
+    eo.normalization = examples::echo_normalization();
+    eo.train_temporal_jitter = true;
+    eo.train_augmentation = data::Augmentation{static_cast<int>(c_.size / 14), true};
+    ds_ = std::make_unique<data::EchoNet>(root, eo);
+    const auto& train = ds_->records(data::EchoSplit::train);
+    require(!train.empty() && !ds_->records(data::EchoSplit::val).empty() &&
+                !ds_->records(data::EchoSplit::test).empty(),
+            root.string(), ": need TRAIN, VAL and TEST clips, got ", train.size(), ", ",
+            ds_->records(data::EchoSplit::val).size(), ", ",
+            ds_->records(data::EchoSplit::test).size());
+    double mean = 0, var = 0;
+    for (const auto& r : train) mean += r.ef;
+    mean /= static_cast<double>(train.size());
+    for (const auto& r : train) var += (r.ef - mean) * (r.ef - mean);
+    mean_ef_ = static_cast<float>(mean);
+    std_ef_ =
+        static_cast<float>(std::max(1e-3, std::sqrt(var / static_cast<double>(train.size()))));
+    std::printf(
+        "data: %s: %zu train, %zu val, %zu test clips of %lld frames of %lldx%lld; train "
+        "EF mean %.2f, std %.2f\n",
+        root.c_str(), train.size(), ds_->records(data::EchoSplit::val).size(),
+        ds_->records(data::EchoSplit::test).size(), static_cast<long long>(c_.frames),
+        static_cast<long long>(c_.size), static_cast<long long>(c_.size), mean, std_ef_);
+  }
+
+  std::unique_ptr<data::BatchSource> loader(data::EchoSplit split, bool shuffle) const {
+    data::LoaderOptions lo;
+    lo.batch_size = c_.batch_size;
+    lo.shuffle = shuffle;
+    lo.seed = c_.seed;
+    return ds_->loader(split, lo);
+  }
+  Shape clip_shape() const { return Shape{1, c_.frames, c_.size, c_.size, 3}; }
+
+  // ---- measuring ------------------------------------------------------------------
+
+  /// MAE, RMSE and R2 on the test split of a model predicting EF.
+  train::Metrics test_metrics(train::FloatModel auto& m) {
+    auto test = loader(data::EchoSplit::test, false);
+    return train::evaluate(m, mse_, train::Task::regression, *test);
+  }
+  template <class F>
+  examples::Latency latency(F&& forward) {
+    const Tensor<float> x(clip_shape(), 0.1f);
+    return examples::measure_latency([&] { (void)forward(x.view()); }, 10, 1.0, 2);
+  }
+  /// Fills a row's metric and latency fields.
+  void finish_row(report::Row& r, const train::Metrics& m, const examples::Latency& lat) {
+    r.metrics = {{"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}};
+    r.latency_ms_median = lat.median_ms;
+    r.latency_ms_p90 = lat.p90_ms;
+    r.threads = c_.threads;
+    r.kernel_path = std::string(kernels::path_name(kernels::kernel_path()));
+    results_.put(r);
+    results_.save();
+    std::printf("%s: test MAE %.3f, RMSE %.3f, R2 %.3f; %.1f ms per clip; file %.2f MB\n",
+                r.name.c_str(), m.mae, m.rmse, m.r2, lat.median_ms, r.file_bytes * 1e-6);
+    std::fflush(stdout);
+  }
+  report::Row sized_row(const std::string& name, const std::string& method,
+                        const std::string& precision, nn::Module& model, const fs::path& file) {
+    report::Row r;
+    r.name = name;
+    r.method = method;
+    r.precision = precision;
+    const prune::ModelReport rep = prune::report(model, clip_shape());
+    r.params_total = rep.parameters;
+    r.params_nonzero = rep.nonzero_parameters;
+    r.macs = rep.macs;
+    r.file_bytes = examples::file_bytes(file);
+    return r;
+  }
+
+  // ---- training -------------------------------------------------------------------
+
+  /// Trains model for `epochs` epochs of AdamW with a cosine schedule from
+  /// lr, on standardised EF targets (the baseline from scratch: its head
+  /// starts at the mean) or on EF itself (fine-tuning a model that predicts
+  /// EF: Adam's steps do not depend on the loss scale); hook(trainer, opt)
+  /// may attach pruning masks.
+  void fit(nn::Module& model, int epochs, float lr, const std::string& stage, bool standardized,
+           const std::function<void(train::Trainer&, train::Optimizer&)>& hook = {}) {
+    if (epochs <= 0) return;
+    auto train = loader(data::EchoSplit::train, true);
+    auto val = loader(data::EchoSplit::val, false);
+    const auto to_z = standardized ? data::standardize_targets(mean_ef_, std_ef_)
+                                   : data::standardize_targets(0.f, 1.f);
+    data::MappedSource train_z(*train, to_z), val_z(*val, to_z);
+    train::AdamW opt(model, train::AdamOptions{.lr = lr,
+                                               .weight_decay = c_.weight_decay,
+                                               .decay_policy = train::DecayPolicy::weights_only});
+    const std::int64_t steps = std::max<std::int64_t>(1, epochs * train->num_batches());
+    train::CosineLr sched(lr, steps, std::min<std::int64_t>(steps / 10, train->num_batches()));
+    train::Trainer trainer(model, mse_, opt, train::Task::regression, &sched);
+    if (hook) hook(trainer, opt);
+    train::FitOptions fo;
+    fo.epochs = epochs;
+    fo.log = &std::cout;
+    fo.progress_interval = 15;
+    std::printf("%s: %d epoch(s) from lr %g\n", stage.c_str(), epochs, static_cast<double>(lr));
+    trainer.fit(train_z, &val_z, fo);
+  }
+
+  static std::unique_ptr<models::EfRegressor> copy_of(const models::EfRegressor& m) {
+    return std::unique_ptr<models::EfRegressor>(
+        static_cast<models::EfRegressor*>(m.clone().release()));
+  }
+
+  // ---- stages -----------------------------------------------------------------------
+
+  std::unique_ptr<models::EfRegressor> baseline() {
+    const fs::path ckpt = out_ / "baseline.safetensors";
+    std::unique_ptr<models::EfRegressor> m;
+    if (!c_.train_baseline) {
+      require<IoError>(fs::exists(ckpt), "--no-train-baseline: ", ckpt.string(),
+                       " does not exist; run with --train-baseline first");
+      m = io::load_model<models::EfRegressor>(ckpt);
+    } else if (c_.resume && fs::exists(ckpt)) {
+      // Saved (atomically) once trained: a run killed after that point
+      // measures it again if its row is missing.
+      std::printf("baseline: done in an earlier run (%s)\n", ckpt.c_str());
+      m = io::load_model<models::EfRegressor>(ckpt);
+      if (results_.done("fp32 baseline", ckpt)) return m;
+    } else {
+      nn::init::manual_seed(c_.seed);
+      models::EfRegressorOptions mo;
+      mo.width = c_.width;
+      mo.pool = c_.pool == "mean" ? nn::TemporalPoolMode::mean : nn::TemporalPoolMode::mean_max_min;
+      m = std::make_unique<models::EfRegressor>(mo);
+      m->set_output_bias(0.f);
+      std::printf("baseline: EfRegressor (ResNet-18 width %.3g, %s), %lld parameters, %d threads\n",
+                  c_.width, c_.pool.c_str(), static_cast<long long>(m->num_parameters()),
+                  c_.threads);
+      fit(*m, c_.epochs, c_.lr, "baseline", true);
+      m->fold_output_affine(std_ef_, mean_ef_);  // predicts EF from here on
+      io::save_checkpoint(*m, ckpt);
+    }
+    mean_predictor();
+    const auto deploy = quant::fp32_deploy_model(*m);
+    report::Row r = sized_row("fp32 baseline", "baseline", "fp32", *m, ckpt);
+    finish_row(r, test_metrics(*m),
+               latency([&](TensorView<const float> x) { return deploy->forward(x); }));
+    return m;
+  }
+
+  void mean_predictor() {
+    train::MetricAccumulator acc(train::Task::regression);
+    const auto& recs = ds_->records(data::EchoSplit::test);
+    const auto n = static_cast<std::int64_t>(recs.size());
+    data::Batch b;
+    b.targets = Tensor<float>(Shape{n, 1});
+    for (std::int64_t i = 0; i < n; ++i) b.targets[i] = recs[static_cast<std::size_t>(i)].ef;
+    acc.add(Tensor<float>(Shape{n, 1}, mean_ef_), b, 0.0);
+    const train::Metrics m = acc.result();
+    report::Row r;
+    r.name = "mean predictor";
+    r.method = "mean_predictor";
+    r.precision = "fp32";
+    r.metrics = {{"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}};
+    results_.put(r);
+  }
+
+  std::unique_ptr<models::EfRegressor> unstructured(const models::EfRegressor& base, double ratio) {
+    const std::string name = "unstructured " + ratio_name(ratio);
+    const fs::path masked_file = out_ / ("unstructured_" + ratio_name(ratio) + ".safetensors");
+    const fs::path sparse_file =
+        out_ / ("unstructured_" + ratio_name(ratio) + ".sparse.safetensors");
+    if (results_.done(name, sparse_file) && fs::exists(masked_file)) {
+      std::printf("%s: done in an earlier run\n", name.c_str());
+      return io::load_model<models::EfRegressor>(masked_file);
+    }
+    auto m = copy_of(base);
+    prune::UnstructuredOptions o{.sparsity = ratio};
+    o.layers.exclude = {"backbone.conv1", "head"};  // the stem and the head stay dense
+    std::unique_ptr<prune::MaskedTraining> masked;
+    prune::MaskSet masks = prune::prune_unstructured(*m, o);
+    const double before = masks.sparsity();
+    fit(*m, c_.finetune_epochs, c_.finetune_lr, name, false,
+        [&](train::Trainer& t, train::Optimizer& opt) {
+          masked = std::make_unique<prune::MaskedTraining>(*m, opt, masks);
+          masked->attach(t);
+        });
+    masked.reset();
+    const double after = prune::sparsity_over(prune::report(*m, clip_shape()), [&] {
+      std::vector<std::string> l;
+      for (const auto& lm : masks.layers()) l.push_back(lm.layer);
+      return l;
+    }());
+    Json layers = Json::object();
+    for (const auto& lm : masks.layers()) layers[lm.layer] = lm.sparsity();
+    results_.extras()["layer_sparsity"][name] = layers;
+    io::save_checkpoint(*m, masked_file);  // dense, masked: what QAT/PTQ start from
+    const train::Metrics metrics = test_metrics(*m);
+    auto deploy = quant::fp32_deploy_model(*m);
+    prune::finalize_sparse(*deploy, masks, clip_shape());
+    prune::save_sparse_model(*deploy, sparse_file);
+    report::Row r = sized_row(name, "unstructured", "fp32", *m, sparse_file);
+    r.prune_ratio = ratio;
+    r.sparsity_before_finetune = before;
+    r.sparsity_after_finetune = after;
+    finish_row(r, metrics, latency([&](TensorView<const float> x) { return deploy->forward(x); }));
+    return m;
+  }
+
+  std::unique_ptr<models::EfRegressor> structured(const models::EfRegressor& base, double ratio) {
+    const std::string name = "structured " + ratio_name(ratio);
+    const fs::path file = out_ / ("structured_" + ratio_name(ratio) + ".safetensors");
+    if (results_.done(name, file)) {
+      std::printf("%s: done in an earlier run\n", name.c_str());
+      return io::load_model<models::EfRegressor>(file);
+    }
+    auto m = copy_of(base);
+    prune::prune_channels(*m, {.ratio = ratio, .round_to = c_.round_to});
+    fit(*m, c_.finetune_epochs, c_.finetune_lr, name, false);
+    io::save_checkpoint(*m, file);
+    const auto deploy = quant::fp32_deploy_model(*m);
+    report::Row r = sized_row(name, "structured", "fp32", *m, file);
+    r.prune_ratio = ratio;
+    finish_row(r, test_metrics(*m),
+               latency([&](TensorView<const float> x) { return deploy->forward(x); }));
+    return m;
+  }
+
+  void ptq(models::EfRegressor& m, const std::string& name, const std::string& method) {
+    const fs::path file = out_ / (method + ".int8.safetensors");
+    if (results_.done(name, file)) {
+      std::printf("%s: done in an earlier run\n", name.c_str());
+      return;
+    }
+    auto calibration = loader(data::EchoSplit::train, false);
+    quant::Prepared p =
+        quant::prepare_ptq(m, {.observer = [this] { return quant::make_observer(c_.observer); }});
+    quant::calibrate(p, *calibration, c_.calibration_batches);
+    quant::Int8Model int8 = quant::convert(p);
+    quant::save_int8_model(int8, m.channel_plan(), file);
+    report::Row r = sized_row(name, method, "int8", m, file);
+    finish_row(r, test_metrics(int8),
+               latency([&](TensorView<const float> x) { return int8.forward(x); }));
+  }
+
+  void qat(models::EfRegressor& base) {
+    const std::string name = "QAT int8";
+    const fs::path file = out_ / "qat.int8.safetensors";
+    if (results_.done(name, file)) {
+      std::printf("%s: done in an earlier run\n", name.c_str());
+      return;
+    }
+    quant::Prepared p = quant::prepare_qat(
+        base, {.observer = [] { return quant::make_observer("moving_average"); }});
+    fit(*p.model, c_.qat_epochs, c_.finetune_lr, name, false);
+    quant::Int8Model int8 = quant::convert_qat(p);
+    quant::save_int8_model(int8, base.channel_plan(), file);
+    report::Row r = sized_row(name, "qat", "int8", base, file);
+    finish_row(r, test_metrics(int8),
+               latency([&](TensorView<const float> x) { return int8.forward(x); }));
+  }
+
+  void print_table() const {
+    std::printf("\n%-24s %-9s %6s %8s %8s %7s %9s %10s %9s %8s\n", "model", "precision", "ratio",
+                "MAE", "RMSE", "R2", "sparsity", "GMACs", "file MB", "ms/clip");
+    for (const auto& r : results_.results().rows)
+      std::printf("%-24s %-9s %6s %8.3f %8.3f %7.3f %9s %10.3f %9.2f %8.1f\n", r.name.c_str(),
+                  r.precision.c_str(), r.prune_ratio ? ratio_name(*r.prune_ratio).c_str() : "-",
+                  r.metric("mae").value_or(NAN), r.metric("rmse").value_or(NAN),
+                  r.metric("r2").value_or(NAN),
+                  r.sparsity_after_finetune ? ratio_name(*r.sparsity_after_finetune).c_str() : "-",
+                  static_cast<double>(r.macs) * 1e-9, static_cast<double>(r.file_bytes) * 1e-6,
+                  r.latency_ms_median.value_or(NAN));
+    std::printf("latency: batch of one clip, %d thread(s), kernel path %s\n", c_.threads,
+                std::string(kernels::path_name(kernels::kernel_path())).c_str());
+  }
+
+  Config c_;
+  fs::path out_;
+  examples::ResultsFile results_;
+  std::unique_ptr<data::EchoNet> ds_;
+  float mean_ef_ = 0, std_ef_ = 1;
+  nn::MSELoss mse_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Config c = parse(argc, argv);
+  try {
+    set_num_threads(c.threads);
+    examples::require_writable_dir(c.out, "--out");
+    return Experiment(c).run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ef_experiment: error: %s\n", e.what());
+    return 1;
+  }
+}

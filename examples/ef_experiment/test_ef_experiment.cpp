@@ -1,0 +1,134 @@
+// ef_experiment end to end on a tiny synthetic set (24 clips of 2 frames of
+// 32x32, a 1/8-width ResNet-18, one epoch per stage): every row of --mode all
+// is present and sane, sparsity after fine-tuning equals the target, a run
+// killed after its baseline resumes, and bad input stops naming the flag.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "compressor/report/results.hpp"
+
+namespace fs = std::filesystem;
+using namespace compressor;
+
+#ifndef EF_EXPERIMENT_BIN
+#error "EF_EXPERIMENT_BIN must name the binary"
+#endif
+
+namespace {
+
+struct Result {
+  int status;
+  std::string output;
+};
+
+const fs::path kScratch = fs::path(COMPRESSOR_TEST_BINARY_DIR) / "scratch";
+
+Result shell(const std::string& cmd, const std::string& log_name) {
+  fs::create_directories(kScratch);
+  const fs::path log = kScratch / log_name;
+  const int rc = std::system(
+      ("cd '" + kScratch.string() + "' && " + cmd + " > '" + log.string() + "' 2>&1").c_str());
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, ss.str()};
+}
+
+const std::string kBin = std::string("'") + EF_EXPERIMENT_BIN + "'";
+const std::string kTiny =
+    " --data-root tiny_echo --frames 2 --size 32 --width 0.125 --batch-size 4 --epochs 1 "
+    "--finetune-epochs 1 --qat-epochs 1 --unstructured 0.5 0.9 --structured 0.5 "
+    "--calibration-batches 2 --threads 2";
+
+}  // namespace
+
+TEST_CASE("ef_experiment --mode all: a killed run resumes; every row sane", "[experiments]") {
+  // The synthetic set, made once by the generator the binary uses by default.
+  const Result gen = shell(kBin +
+                               " --data-root '' --generate 24 --frames 2 --size 32 "
+                               "--width 0.125 --epochs 1 --mode quantization --qat-epochs 0 "
+                               "--calibration-batches 1 --threads 2 --out gen_out",
+                           "gen.log");
+  INFO(gen.output);
+  REQUIRE(gen.status == 0);
+  fs::remove_all(kScratch / "tiny_echo");
+  fs::rename(kScratch / "synthetic_echo", kScratch / "tiny_echo");
+
+  const fs::path out = kScratch / "all_out";
+  fs::remove_all(out);
+  // Kill the run once its baseline is saved.
+  const std::string killed = "bash -c \"" + kBin + kTiny +
+                             " --mode all --out all_out & pid=\\$!; " +
+                             "for i in \\$(seq 1200); do [ -f all_out/baseline.safetensors ] && " +
+                             "break; sleep 0.1; done; kill -9 \\$pid; wait \\$pid\"";
+  const Result first = shell(killed, "killed.log");
+  INFO(first.output);
+  REQUIRE(fs::exists(out / "baseline.safetensors"));
+  const Result resumed = shell(kBin + kTiny + " --mode all --out all_out --resume", "resumed.log");
+  INFO(resumed.output);
+  REQUIRE(resumed.status == 0);
+  CHECK_THAT(resumed.output, Catch::Matchers::Contains("baseline: done in an earlier run"));
+
+  const report::Results r = report::read_results_json(out / "results.json");
+  for (const char* name :
+       {"mean predictor", "fp32 baseline", "unstructured 0.5", "unstructured 0.9", "structured 0.5",
+        "PTQ int8", "QAT int8", "structured+PTQ int8", "unstructured+PTQ int8"})
+    CHECK(r.find(name) != nullptr);
+  CHECK(r.rows.size() == 9);
+  const report::Row* base = r.find("fp32 baseline");
+  REQUIRE(base != nullptr);
+  const report::Row* mean = r.find("mean predictor");
+  REQUIRE(mean != nullptr);
+  CHECK(mean->metric("mae").value_or(0) > 0);
+  for (const report::Row& row : r.rows) {
+    INFO(row.name);
+    const double mae = row.metric("mae").value_or(-1);
+    CHECK(std::isfinite(mae));
+    CHECK(mae > 0);
+    CHECK(row.metric("rmse").value_or(0) >= mae);
+    if (row.method == "mean_predictor") continue;
+    CHECK(row.params_total > 0);
+    CHECK(row.params_nonzero > 0);
+    CHECK(row.params_nonzero <= row.params_total);
+    CHECK(row.macs > 0);
+    CHECK(row.file_bytes > 0);
+    CHECK(row.latency_ms_median.value_or(0) > 0);
+    CHECK(row.threads == 2);
+    if (row.precision == "int8") CHECK(row.file_bytes < base->file_bytes);
+    if (row.method == "unstructured") {
+      CHECK(row.sparsity_before_finetune.value() == Approx(*row.prune_ratio).margin(0.001));
+      CHECK(row.sparsity_after_finetune.value() == Approx(*row.prune_ratio).margin(0.001));
+    }
+    if (row.method == "structured") CHECK(row.macs < base->macs);
+  }
+  CHECK(r.find("unstructured 0.9")->params_nonzero < base->params_nonzero / 2);
+  CHECK(r.extras.at("layer_sparsity").size() == 2);
+  CHECK(fs::file_size(out / "report.html") > 1000);
+  std::ifstream csv(out / "results.csv");
+  int lines = 0;
+  for (std::string l; std::getline(csv, l);) ++lines;
+  CHECK(lines == 10);
+}
+
+TEST_CASE("ef_experiment: bad input names the flag or file", "[experiments]") {
+  const auto expect = [&](const std::string& args, const std::string& needle) {
+    const Result r = shell(kBin + args, "bad.log");
+    INFO(args << "\n" << r.output);
+    CHECK(r.status != 0);
+    CHECK_THAT(r.output, Catch::Matchers::Contains(needle));
+  };
+  expect(" --mode everything", "--mode");
+  expect(" --unstructured 1.5", "--unstructured");
+  expect(" --structured -0.1", "--structured");
+  expect(" --data-root /no/such/echo --out bad_out", "/no/such/echo");
+  expect(" --data-root /no/such/echo --out /proc/no_such_dir", "--out");
+  const Result help = shell(kBin + " --help", "help.log");
+  CHECK(help.status == 0);
+  CHECK_THAT(help.output,
+             Catch::Matchers::Contains("--finetune-epochs") && Catch::Matchers::Contains("--full"));
+}
