@@ -6,24 +6,10 @@
 
 #include <cstdint>
 #include <string_view>
-#include <xsimd/xsimd.hpp>
 
 #include "compressor/kernels/isa.hpp"
 
 namespace compressor::kernels {
-
-// DEPRECATED (kept until the fp32 kernels move to kernel_path(); do not use
-// in new code): whether this translation unit was compiled with -mavx2 -mfma.
-// It says nothing about the path the int8 kernels run (kernel_path() does),
-// and code that branches on it is compiled differently under different -m
-// flags.
-#if XSIMD_WITH_AVX2 && XSIMD_WITH_FMA3_AVX2
-#define COMPRESSOR_KERNELS_AVX2 1
-inline constexpr bool kHaveSimdKernels = true;
-#else
-#define COMPRESSOR_KERNELS_AVX2 0
-inline constexpr bool kHaveSimdKernels = false;
-#endif
 
 /// The symmetric integer grid int8 weights are quantized to.
 ///
