@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build pkg-config git clang libomp-dev
   libclang-rt-14-dev
-  libeigen3-dev libxsimd-dev libstb-dev catch2 libbenchmark-dev nlohmann-json3-dev libcli11-dev
+  libeigen3-dev libstb-dev catch2 libbenchmark-dev nlohmann-json3-dev libcli11-dev
   chromium
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
 )
