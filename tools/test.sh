@@ -4,9 +4,10 @@
 # baseline -mavx2 -mfma, warnings as errors), builds everything and runs
 # every CTest test on the best ISA path of the machine (the kernel testers
 # run every case on every path the CPU supports themselves, and test_isa
-# checks quantized models bit-identical on every path); then the ISA tests
-# once more per other supported path (COMPRESSOR_ISA=<path>). Tests that need ../shared/data are reported as skipped where
-# it is absent.
+# checks quantized models bit-identical on every path); then the
+# quantization and ISA tests once more per other supported path
+# (COMPRESSOR_ISA=<path>). Tests that need ../shared/data are reported as
+# skipped where it is absent.
 #
 #   bash tools/test.sh            # the README's test command
 #   JOBS=4 bash tools/test.sh     # build parallelism (default: nproc)
@@ -21,7 +22,7 @@ ctest --preset release -j 2 --timeout 1200
 
 # Every other path this CPU runs (test_isa's [.env] case passes only for a
 # supported path).
-isa_probe=build/release/tests/kernels/test_isa
+isa_probe=build/release/tests/kernels/tests_kernels
 supported() { COMPRESSOR_ISA=$1 "$isa_probe" "[.env]" > /dev/null 2>&1; }
 best=scalar  # kernels::best_path()'s order of preference
 for path in avx2 avx_vnni avx512 avx512_vnni; do supported "$path" && best=$path; done
@@ -29,12 +30,8 @@ for path in scalar avx2 avx_vnni avx512 avx512_vnni; do
   if [ "$path" = "$best" ]; then
     echo "=== COMPRESSOR_ISA=$path: the best path, run above"
   elif supported "$path"; then
-    # The quant label is not rerun per path yet: on COMPRESSOR_ISA=scalar
-    # test_quant_ptq's free-running EfRegressor output differs from its
-    # fake-quant model by 2 output steps (1 allowed); lockstep fidelity holds.
-    # Open in issue 13.
-    echo "=== isa tests on COMPRESSOR_ISA=$path"
-    COMPRESSOR_ISA=$path ctest --preset release -j 2 --timeout 1200 -L "isa" -LE "slow|shared_data"
+    echo "=== quant and isa tests on COMPRESSOR_ISA=$path"
+    COMPRESSOR_ISA=$path ctest --preset release -j 2 --timeout 1200 -L "quant|isa" -LE "slow|shared_data"
   else
     echo "=== COMPRESSOR_ISA=$path: not supported by this CPU, skipped"
   fi

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "compressor/kernels/isa.hpp"
 #include "compressor/quant/fake_quant.hpp"
 #include "compressor/quant/int8_model.hpp"
 
@@ -22,10 +23,12 @@ struct Fidelity {
   double equal_fraction() const { return elements ? double(equal) / double(elements) : 0.0; }
 };
 
-/// Runs x through fq (the fake-quant model) and int8 in lockstep (see above).
+/// Runs x through fq (the fake-quant model) and int8 in lockstep (see above);
+/// int8 on kernel path int8_path, fq on the current one.
 inline Fidelity lockstep_fidelity(quant::Int8Model& int8, nn::Module& fq,
                                   const std::vector<nn::QuantPoint>& points,
-                                  TensorView<const float> x) {
+                                  TensorView<const float> x,
+                                  kernels::Path int8_path = kernels::kernel_path()) {
   (void)fq.forward(x);
   std::map<std::string, Tensor<std::uint8_t>> want;
   for (const auto& p : points) {
@@ -53,7 +56,10 @@ inline Fidelity lockstep_fidelity(quant::Int8Model& int8, nn::Module& fq,
       data[i] = w[i];
     }
   });
-  (void)int8.forward(x);
+  {
+    const kernels::ScopedKernelPath on(int8_path);
+    (void)int8.forward(x);
+  }
   int8.set_trace({});
   require(seen == static_cast<std::int64_t>(points.size()), "lockstep_fidelity: int8 traced ", seen,
           " points of ", points.size());
@@ -61,9 +67,14 @@ inline Fidelity lockstep_fidelity(quant::Int8Model& int8, nn::Module& fq,
 }
 
 /// Free running (each model on its own values): the largest output
-/// difference in output quantization steps.
-inline double output_steps(quant::Int8Model& int8, nn::Module& fq, TensorView<const float> x) {
-  const Tensor<float> y8(int8.forward(x));
+/// difference in output quantization steps; int8 on kernel path int8_path,
+/// fq on the current one.
+inline double output_steps(quant::Int8Model& int8, nn::Module& fq, TensorView<const float> x,
+                           kernels::Path int8_path = kernels::kernel_path()) {
+  const Tensor<float> y8 = [&] {
+    const kernels::ScopedKernelPath on(int8_path);
+    return Tensor<float>(int8.forward(x));
+  }();
   const Tensor<float> yf(fq.forward(x));
   const double step = int8.summary().points.back().q.scale;
   double worst = 0;
