@@ -8,14 +8,13 @@
 #include "compressor/data/synthetic_echo.hpp"
 #include "compressor/data/video_encode.hpp"
 #include "data/data_test_util.hpp"
+#include "data/quiet_ffmpeg.hpp"
 
 using namespace compressor;
 using namespace compressor::data;
 using Catch::Matchers::Contains;
 
 namespace {
-
-[[maybe_unused]] const int kQuiet = (av_log_set_level(AV_LOG_FATAL), 0);
 
 /// A synthetic set of 12 clips, generated once per test run.
 const std::filesystem::path& synthetic_set() {

@@ -7,16 +7,13 @@
 #include "compressor/data/video_decode.hpp"
 #include "compressor/data/video_encode.hpp"
 #include "data/data_test_util.hpp"
+#include "data/quiet_ffmpeg.hpp"
 
 using namespace compressor;
 using namespace compressor::data;
 using Catch::Matchers::Contains;
 
 namespace {
-
-// FFmpeg's own log lines for the corrupt files below would only clutter the
-// output; our exceptions carry the diagnosis.
-[[maybe_unused]] const int kQuiet = (av_log_set_level(AV_LOG_FATAL), 0);
 
 /// Frame f of a test clip: a horizontal ramp whose level encodes f (steps of 8).
 std::vector<std::uint8_t> ramp_frame(int w, int h, int f) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "compressor/core/rng.hpp"
 #include "compressor/io/checkpoint.hpp"
 
 namespace compressor::testing {
@@ -53,6 +54,18 @@ inline std::vector<std::vector<char>> snapshot(nn::Module& m) {
     });
   }
   return out;
+}
+
+/// Gives every BN buffer a non-default value (as after training), so a round
+/// trip or load that dropped one would show.
+inline void perturb_buffers(nn::Module& m, std::uint64_t seed) {
+  Rng rng(seed);
+  for (const auto& b : m.named_buffers()) {
+    if (b.dtype == DType::f32)
+      for (auto& v : b.as<float>().flat()) v = static_cast<float>(rng.uniform(0.5, 2.0));
+    else if (b.dtype == DType::i64)
+      b.as<std::int64_t>()[0] = static_cast<std::int64_t>(1000 + rng.below(100000));
+  }
 }
 
 /// Names in files directly inside dir (to look for left-over temporaries).

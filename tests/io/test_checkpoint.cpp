@@ -17,21 +17,10 @@
 using namespace compressor;
 using namespace compressor::io;
 using compressor::testing::io_test_dir;
+using compressor::testing::perturb_buffers;
 using compressor::testing::snapshot;
 
 namespace {
-
-/// Gives every BN buffer a non-default value (as after training), so a round
-/// trip that dropped them would show.
-void perturb_buffers(nn::Module& m, std::uint64_t seed) {
-  Rng rng(seed);
-  for (const auto& b : m.named_buffers()) {
-    if (b.dtype == DType::f32)
-      for (auto& v : b.as<float>().flat()) v = static_cast<float>(rng.uniform(0.5, 2.0));
-    else if (b.dtype == DType::i64)
-      b.as<std::int64_t>()[0] = static_cast<std::int64_t>(1000 + rng.below(100000));
-  }
-}
 
 template <class Model, class Options>
 void check_round_trip(const Options& o, const std::filesystem::path& path) {

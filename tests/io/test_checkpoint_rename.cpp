@@ -19,6 +19,7 @@
 using namespace compressor;
 using namespace compressor::io;
 using compressor::testing::io_test_dir;
+using compressor::testing::perturb_buffers;
 using compressor::testing::snapshot;
 
 namespace {
@@ -34,19 +35,8 @@ std::optional<Caps> captures(std::string_view pattern, std::string_view name) {
   return Caps(c->begin(), c->end());
 }
 
-/// Every BN buffer gets a non-default value, so a load that skipped one would show.
-void perturb_buffers(nn::Module& m, std::uint64_t seed) {
-  Rng rng(seed);
-  for (const auto& b : m.named_buffers()) {
-    if (b.dtype == DType::f32)
-      for (auto& v : b.as<float>().flat()) v = static_cast<float>(rng.uniform(0.5, 2.0));
-    else if (b.dtype == DType::i64)
-      b.as<std::int64_t>()[0] = static_cast<std::int64_t>(1000 + rng.below(100000));
-  }
-}
-
 /// Model names conv1.*, bn1.*, fc.* (as a torchvision stem and classifier).
-std::unique_ptr<nn::Sequential> small_model(std::uint64_t seed) {
+std::unique_ptr<nn::Sequential> torchvision_names_model(std::uint64_t seed) {
   nn::init::manual_seed(seed);
   auto m = std::make_unique<nn::Sequential>();
   m->add("conv1", std::make_unique<nn::Conv2d>(2, 3, 3, 1, 1, true));
@@ -210,8 +200,8 @@ TEST_CASE("rename rules: exact names, captures in order, first matching rule",
 
 TEST_CASE("an exact rename loads a tensor saved under another name", "[io][checkpoint][rename]") {
   const auto dir = io_test_dir("rename_exact");
-  auto src = small_model(1);
-  auto dst = small_model(2);
+  auto src = torchvision_names_model(1);
+  auto dst = torchvision_names_model(2);
   const auto before = snapshot(*dst);
   REQUIRE(before != snapshot(*src));
   save_renamed(*src, dir / "m.safetensors", [](const std::string& n) {
@@ -348,9 +338,9 @@ TEST_CASE("rename rules apply after ignore and before the prefixes", "[io][check
     CHECK(snapshot(ef) == before);
   }
   SECTION("strip_prefix applies to the renamed name, rules see the name as written") {
-    auto m = small_model(5);
+    auto m = torchvision_names_model(5);
     auto m_before = snapshot(*m);
-    auto small_src = small_model(6);
+    auto small_src = torchvision_names_model(6);
     save_renamed(*small_src, dir / "module.safetensors",
                  [](const std::string& n) { return "module." + other_name(n); });
     LoadOptions o;
@@ -384,8 +374,8 @@ TEST_CASE("rename rules apply after ignore and before the prefixes", "[io][check
 TEST_CASE("a rename rule with more '*' in 'to' than in 'from' is a ValueError",
           "[io][checkpoint][rename]") {
   const auto dir = io_test_dir("rename_bad_rule");
-  auto src = small_model(1);
-  auto dst = small_model(2);
+  auto src = torchvision_names_model(1);
+  auto dst = torchvision_names_model(2);
   const auto before = snapshot(*dst);
   save_renamed(*src, dir / "other.safetensors", other_name);
   LoadOptions o;
@@ -413,8 +403,8 @@ TEST_CASE("a rename rule with more '*' in 'to' than in 'from' is a ValueError",
 TEST_CASE("two file tensors on one model name are an IoError and change nothing",
           "[io][checkpoint][rename]") {
   const auto dir = io_test_dir("rename_collision");
-  auto src = small_model(1);
-  auto dst = small_model(2);
+  auto src = torchvision_names_model(1);
+  auto dst = torchvision_names_model(2);
   const auto before = snapshot(*dst);
   const auto path = dir / "c.safetensors";
   auto expect_collision = [&](const LoadOptions& o, const std::string& a, const std::string& b,
@@ -461,8 +451,8 @@ TEST_CASE("two file tensors on one model name are an IoError and change nothing"
 TEST_CASE("rename rules that match nothing leave strict loading as it was",
           "[io][checkpoint][rename]") {
   const auto dir = io_test_dir("rename_no_match");
-  auto src = small_model(1);
-  auto dst = small_model(2);
+  auto src = torchvision_names_model(1);
+  auto dst = torchvision_names_model(2);
   const auto before = snapshot(*dst);
   LoadOptions o;
   o.rename = {{"nothing.*", "conv1.*"}, {"stem.conv", "conv1"}};
@@ -506,8 +496,8 @@ TEST_CASE("rename rules that match nothing leave strict loading as it was",
 TEST_CASE("LoadReport::renamed lists every renamed file tensor, loaded or not",
           "[io][checkpoint][rename]") {
   const auto dir = io_test_dir("rename_report");
-  auto src = small_model(1);
-  auto dst = small_model(2);
+  auto src = torchvision_names_model(1);
+  auto dst = torchvision_names_model(2);
   const auto before = snapshot(*dst);
   save_renamed(*src, dir / "other.safetensors", other_name);
   LoadOptions o;

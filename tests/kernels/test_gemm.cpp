@@ -4,35 +4,26 @@
 
 #include "compressor/core/threading.hpp"
 #include "gemm_tester.hpp"
+#include "support/test_util.hpp"
 
+using compressor::testing::edge_sizes;
 using compressor::testing::GemmTester;
 namespace k = compressor::kernels;
 
-namespace {
-// 1..17, then 2^j - 1, 2^j, 2^j + 1.
-std::vector<std::int64_t> sizes(int max_pow) {
-  std::vector<std::int64_t> s;
-  for (std::int64_t i = 1; i <= 17; ++i) s.push_back(i);
-  for (int j = 5; j <= max_pow; ++j)
-    for (std::int64_t d : {-1, 0, 1}) s.push_back((std::int64_t{1} << j) + d);
-  return s;
-}
-}  // namespace
-
 TEST_CASE("gemm_u8s8 matches the reference over M", "[kernels][gemm]") {
-  for (auto m : sizes(8)) GemmTester().m(m).n(19).k(23).seed(m).test_s32();
-  for (auto m : sizes(7)) GemmTester().m(m).n(16).k(64).seed(m).test_requant();
+  for (auto m : edge_sizes(8)) GemmTester().m(m).n(19).k(23).seed(m).test_s32();
+  for (auto m : edge_sizes(7)) GemmTester().m(m).n(16).k(64).seed(m).test_requant();
 }
 
 TEST_CASE("gemm_u8s8 matches the reference over N", "[kernels][gemm]") {
-  for (auto n : sizes(8)) GemmTester().m(5).n(n).k(13).seed(n).test_s32();
-  for (auto n : sizes(7)) GemmTester().m(4).n(n).k(36).seed(n).test_requant();
+  for (auto n : edge_sizes(8)) GemmTester().m(5).n(n).k(13).seed(n).test_s32();
+  for (auto n : edge_sizes(7)) GemmTester().m(4).n(n).k(36).seed(n).test_requant();
 }
 
 TEST_CASE("gemm_u8s8 matches the reference over K", "[kernels][gemm]") {
-  for (auto kk : sizes(10)) GemmTester().m(6).n(17).k(kk).seed(kk).test_s32();
-  for (auto kk : sizes(9)) GemmTester().m(5).n(18).k(kk).seed(kk).test_requant();
-  for (auto kk : sizes(8)) GemmTester().m(3).n(33).k(kk).seed(kk).test_dequant();
+  for (auto kk : edge_sizes(10)) GemmTester().m(6).n(17).k(kk).seed(kk).test_s32();
+  for (auto kk : edge_sizes(9)) GemmTester().m(5).n(18).k(kk).seed(kk).test_requant();
+  for (auto kk : edge_sizes(8)) GemmTester().m(3).n(33).k(kk).seed(kk).test_dequant();
 }
 
 TEST_CASE("gemm_u8s8 matches the reference over random shapes and seeds", "[kernels][gemm]") {
@@ -107,9 +98,9 @@ TEST_CASE("gemm_u8s8 on the full weight grid matches the reference on every path
           "[kernels][gemm]") {
   // The vpmaddubsw paths run these weights through the widening kernel.
   const auto full = k::WeightGrid::full;
-  for (auto m : sizes(6)) GemmTester().m(m).n(21).k(37).grid(full).seed(m).test_s32();
-  for (auto n : sizes(6)) GemmTester().m(7).n(n).k(29).grid(full).seed(n).test_requant();
-  for (auto kk : sizes(9)) GemmTester().m(13).n(35).k(kk).grid(full).seed(kk).test_s32();
+  for (auto m : edge_sizes(6)) GemmTester().m(m).n(21).k(37).grid(full).seed(m).test_s32();
+  for (auto n : edge_sizes(6)) GemmTester().m(7).n(n).k(29).grid(full).seed(n).test_requant();
+  for (auto kk : edge_sizes(9)) GemmTester().m(13).n(35).k(kk).grid(full).seed(kk).test_s32();
   compressor::Rng rng(43);
   for (int i = 0; i < 30; ++i) {
     const auto m = 1 + static_cast<std::int64_t>(rng.below(70));

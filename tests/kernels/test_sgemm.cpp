@@ -12,20 +12,14 @@
 #include "compressor/kernels/conv_f32.hpp"
 #include "compressor/kernels/isa.hpp"
 #include "sgemm_tester.hpp"
+#include "support/test_util.hpp"
 
+using compressor::testing::edge_sizes;
 using compressor::testing::SgemmTester;
 namespace k = compressor::kernels;
 using compressor::Rng;
 
 namespace {
-// 1..17, then 2^j - 1, 2^j, 2^j + 1.
-std::vector<std::int64_t> sizes(int max_pow) {
-  std::vector<std::int64_t> s;
-  for (std::int64_t i = 1; i <= 17; ++i) s.push_back(i);
-  for (int j = 5; j <= max_pow; ++j)
-    for (std::int64_t d : {-1, 0, 1}) s.push_back((std::int64_t{1} << j) + d);
-  return s;
-}
 
 std::vector<float> random_vector(std::int64_t n, Rng& rng) {
   std::vector<float> v(static_cast<std::size_t>(n));
@@ -39,10 +33,10 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 }  // namespace
 
 TEST_CASE("sgemm matches the reference over M, N and K", "[kernels][sgemm]") {
-  for (auto m : sizes(8)) SgemmTester().m(m).n(19).k(23).seed(m).test();
-  for (auto n : sizes(8)) SgemmTester().m(7).n(n).k(13).seed(n).test();
+  for (auto m : edge_sizes(8)) SgemmTester().m(m).n(19).k(23).seed(m).test();
+  for (auto n : edge_sizes(8)) SgemmTester().m(7).n(n).k(13).seed(n).test();
   // K past one k block (768, or 256 with a packed A) and past a row block.
-  for (auto kk : sizes(10)) SgemmTester().m(13).n(17).k(kk).seed(kk).test();
+  for (auto kk : edge_sizes(10)) SgemmTester().m(13).n(17).k(kk).seed(kk).test();
   for (auto kk : {255, 256, 257, 383, 384, 385, 767, 768, 769, 1537})
     SgemmTester().m(9).n(33).k(kk).transpose_a().seed(kk).test();
 }

@@ -538,7 +538,7 @@ std::vector<std::pair<std::string, std::string>> corpus_files() {
 
 TEST_CASE("int8 files: the fuzzer's seed corpus loads and saves back to the same bytes",
           "[quant][int8_io]") {
-  // The seeds are written by test_quant_int8_io "[.write_int8_corpus]" (not
+  // The seeds are written by tests_quant "[.write_int8_corpus]" (not
   // compared with a fresh run: calibration is float arithmetic whose last bits
   // may differ between builds).
   const std::filesystem::path dir =

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "compressor/core/rng.hpp"
 #include "compressor/core/tensor.hpp"
@@ -27,6 +28,16 @@ inline double max_rel_excess(TensorView<const float> a, TensorView<const float> 
     worst = std::max(worst, d / (atol + rtol * std::abs(double(b[i]))));
   }
   return worst;
+}
+
+/// Sizes that cross every blocking edge of a kernel: 1..17, then 2^j - 1,
+/// 2^j and 2^j + 1 for j = 5..max_pow.
+inline std::vector<std::int64_t> edge_sizes(int max_pow) {
+  std::vector<std::int64_t> s;
+  for (std::int64_t i = 1; i <= 17; ++i) s.push_back(i);
+  for (int j = 5; j <= max_pow; ++j)
+    for (std::int64_t d : {-1, 0, 1}) s.push_back((std::int64_t{1} << j) + d);
+  return s;
 }
 
 }  // namespace compressor::testing
