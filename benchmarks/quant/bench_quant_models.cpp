@@ -7,10 +7,14 @@
 //
 // <model>: cifar_cnn_b1 and cifar_cnn_b128 (CifarCnn, 32x32 NHWC images),
 // ef_clip (EfRegressor on one clip of 8 frames of 112x112), resnet18_b1
-// (one 112x112 frame). <precision>: int8 or fp32. <path>: every path this CPU
-// runs (kernels/isa.hpp), set before the timed loop. Weights are random (seed
-// 1) and the int8 model is calibrated with the MinMax observer on 4 random
-// batches: latency does not depend on the values of dense weights.
+// (one 112x112 frame). <precision>: int8 (weights on PTQ's default grid,
+// full [-127, 127]), int8_narrow (the narrow grid [-64, 64], which the AVX2
+// and AVX-512BW paths run on vpmaddubsw; full-grid weights take their
+// widening kernel) or fp32. <path>: every path this CPU runs
+// (kernels/isa.hpp), set before the timed loop. Weights are random (seed 1)
+// and the int8 models are calibrated with the MinMax observer on 4 random
+// batches: latency does not depend on the values of dense weights, only on
+// their grid.
 // Time: one forward of the whole batch or clip (real time: the forward is
 // multi-threaded); samples_per_s: images or clips per second.
 #include <benchmark/benchmark.h>
@@ -19,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "compressor/core/rng.hpp"
@@ -86,10 +91,12 @@ const std::map<std::string, Case>& cases() {
   return c;
 }
 
-/// The float model and its two deploy forms, built once per case.
+/// The float model and its deploy forms (fp32, int8 per weight grid), built
+/// once per case.
 struct Models {
+  std::unique_ptr<nn::Module> net;
   std::unique_ptr<nn::Module> fp32;
-  std::unique_ptr<quant::Int8Model> int8;
+  std::map<quant::WeightGrid, std::unique_ptr<quant::Int8Model>> int8;
 };
 
 Models& models_for(const std::string& name) {
@@ -98,44 +105,60 @@ Models& models_for(const std::string& name) {
   if (it != cache.end()) return it->second;
   const Case& c = cases().at(name);
   nn::init::manual_seed(1);
-  std::unique_ptr<nn::Module> net = c.make();
   Models m;
-  m.fp32 = quant::fp32_deploy_model(*net);
-  quant::Prepared p =
-      quant::prepare_ptq(*net, {.observer = [] { return quant::make_observer("minmax"); }});
-  RandomSource calibration(c.calibration, 4);
-  quant::calibrate(p, calibration, 4);
-  m.int8 = std::make_unique<quant::Int8Model>(quant::convert(p));
+  m.net = c.make();
+  m.fp32 = quant::fp32_deploy_model(*m.net);
   return cache.emplace(name, std::move(m)).first->second;
 }
 
-void BM_Model(benchmark::State& state, std::string name, bool int8, kernels::Path path) {
+quant::Int8Model& int8_for(const std::string& name, quant::WeightGrid grid) {
+  Models& m = models_for(name);
+  auto& slot = m.int8[grid];
+  if (!slot) {
+    quant::Prepared p = quant::prepare_ptq(
+        *m.net, {.observer = [] { return quant::make_observer("minmax"); }, .grid = grid});
+    RandomSource calibration(cases().at(name).calibration, 4);
+    quant::calibrate(p, calibration, 4);
+    slot = std::make_unique<quant::Int8Model>(quant::convert(p));
+  }
+  return *slot;
+}
+
+/// grid: the int8 model on that grid; none: the fp32 deploy model.
+void BM_Model(benchmark::State& state, std::string name, std::optional<quant::WeightGrid> grid,
+              kernels::Path path) {
   const int threads = static_cast<int>(state.range(0));
   set_num_threads(threads);
   kernels::ScopedKernelPath on(path);
-  Models& m = models_for(name);
+  nn::Module& fp32 = *models_for(name).fp32;
+  quant::Int8Model* int8 = grid ? &int8_for(name, *grid) : nullptr;
   const Case& c = cases().at(name);
   const Tensor<float> x = random_input(c.input, 7);
   const auto run = [&] {
     if (int8)
-      benchmark::DoNotOptimize(m.int8->forward(x.view()).data());
+      benchmark::DoNotOptimize(int8->forward(x.view()).data());
     else
-      benchmark::DoNotOptimize(m.fp32->forward(x.view()).data());
+      benchmark::DoNotOptimize(fp32.forward(x.view()).data());
   };
   for (int i = 0; i < 3; ++i) run();  // warm-up: scratch buffers, caches
   for (auto _ : state) run();
   state.counters["samples_per_s"] = benchmark::Counter(
       static_cast<double>(state.iterations() * c.samples), benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(kernels::path_name(path)));
+  state.SetLabel(std::string(kernels::path_name(path)) +
+                 (grid ? ", grid " + std::string(quant::to_string(*grid)) : std::string()));
 }
 
 int register_all() {
+  using G = std::optional<quant::WeightGrid>;
+  const std::pair<const char*, G> precisions[] = {{"int8", quant::PtqConfig{}.grid},
+                                                  {"int8_narrow", quant::WeightGrid::narrow},
+                                                  {"fp32", std::nullopt}};
   for (const auto& [name, c] : cases())
-    for (bool int8 : {true, false})
+    for (const auto& [precision, grid] : precisions)
       for (kernels::Path path : kernels::supported_paths()) {
-        const std::string bench_name = "BM_Model/" + name + (int8 ? "/int8/" : "/fp32/") +
-                                       std::string(kernels::path_name(path));
-        benchmark::RegisterBenchmark(bench_name.c_str(), BM_Model, name, int8, path)
+        const std::string bench_name =
+            "BM_Model/" + name + "/" + precision + "/" + std::string(kernels::path_name(path));
+        benchmark::RegisterBenchmark(bench_name.c_str(), BM_Model, name, grid, path)
             ->ArgName("threads")
             ->Arg(1)
             ->Arg(2)

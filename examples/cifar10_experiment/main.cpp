@@ -54,7 +54,7 @@ struct Config {
   int qat_freeze_bn_epoch = 2, qat_freeze_observer_epoch = 3;
   std::int64_t calibration_size = 512;
   std::string observer = "histogram";
-  std::string weight_grid = "narrow";
+  std::string weight_grid = "full";
   std::int64_t train_size = 0, test_size = 0;  // 0: all
   std::int64_t sensitivity_size = 1000;
   int threads = 0;
@@ -116,9 +116,11 @@ Config parse(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember(
           {"minmax", "moving_average", "histogram", "histogram_mse", "histogram_kl"}));
-  app.add_option("--weight-grid", c.weight_grid, "int8 weight grid")
+  app.add_option("--weight-grid", c.weight_grid,
+                 "int8 weight grid of PTQ and QAT: full [-127, 127] or narrow [-64, 64] "
+                 "(fastest on AVX2 / AVX-512 without VNNI)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"narrow"}));
+      ->check(CLI::IsMember({"full", "narrow"}));
   app.add_option("--train-size", c.train_size, "use the first N training images (0: all)")
       ->capture_default_str()
       ->check(CLI::Range(0, 100000000));
@@ -414,7 +416,8 @@ class Experiment {
         loader(std::make_shared<data::ImageSet>(first_images(*d_.train, c_.calibration_size)),
                data::Augmentation::none(), false);
     quant::Prepared p =
-        quant::prepare_ptq(net, {.observer = [this] { return quant::make_observer(c_.observer); }});
+        quant::prepare_ptq(net, {.observer = [this] { return quant::make_observer(c_.observer); },
+                                 .grid = quant::weight_grid_from_string(c_.weight_grid)});
     const std::int64_t batches = quant::calibrate(p, *calibration);
     quant::Int8Model int8 = quant::convert(p);
     std::printf("PTQ: calibrated on %lld batches (%s observer)\n%s",
@@ -445,8 +448,9 @@ class Experiment {
       std::printf("QAT: done in an earlier run (%s)\n", file.c_str());
       return;
     }
-    quant::Prepared p = quant::prepare_qat(
-        net, {.observer = [] { return quant::make_observer("moving_average"); }});
+    quant::Prepared p =
+        quant::prepare_qat(net, {.observer = [] { return quant::make_observer("moving_average"); },
+                                 .grid = quant::weight_grid_from_string(c_.weight_grid)});
     auto train = loader(d_.train, train_augmentation(), true);
     nn::SoftmaxCrossEntropy smoothed(c_.label_smoothing);
     train::Sgd sgd(*p.model, {.lr = c_.qat_lr,

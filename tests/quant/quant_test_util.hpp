@@ -62,8 +62,10 @@ class TestMinMax : public quant::Observer {
   std::int64_t n_ = 0;
 };
 
-inline quant::PtqConfig test_config() {
-  return {.observer = [] { return std::make_unique<TestMinMax>(); }};
+/// The PTQ config of the tests: TestMinMax observers, weights on `grid`
+/// (PtqConfig's default grid unless asked).
+inline quant::PtqConfig test_config(quant::WeightGrid grid = quant::PtqConfig{}.grid) {
+  return {.observer = [] { return std::make_unique<TestMinMax>(); }, .grid = grid};
 }
 
 /// A few random batches.
@@ -136,10 +138,12 @@ inline std::unique_ptr<nn::Sequential> net_with_unsupported_layers() {
   return n;
 }
 
-/// prepare_ptq -> calibrate on `batches` random batches of `input` -> convert.
+/// prepare_ptq -> calibrate on `batches` random batches of `input` -> convert,
+/// with weights on `grid`.
 inline quant::Int8Model ptq_int8(const nn::Module& model, const Shape& input, int batches,
-                                 std::uint64_t seed) {
-  quant::Prepared p = quant::prepare_ptq(model, test_config());
+                                 std::uint64_t seed,
+                                 quant::WeightGrid grid = quant::PtqConfig{}.grid) {
+  quant::Prepared p = quant::prepare_ptq(model, test_config(grid));
   RandomBatches calib(input, batches, seed);
   quant::calibrate(p, calib);
   return quant::convert(p);

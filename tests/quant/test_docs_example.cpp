@@ -48,7 +48,7 @@ TEST_CASE("the docs/quantization.md PTQ example runs", "[quant][docs]") {
   // --- end of the example ---
 
   CHECK(logits.shape() == Shape{1, 1000});
-  CHECK(out.str().find("weight grid narrow") != std::string::npos);
+  CHECK(out.str().find("weight grid full [-127, 127]") != std::string::npos);  // the default
   CHECK(int8.summary().points.size() == 31);
   CHECK(int8.summary().layers.size() == 21);  // 20 convs + fc
   CHECK(std::filesystem::file_size(path) > 0);

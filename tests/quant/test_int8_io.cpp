@@ -1,15 +1,20 @@
 // Int8 model files (quant/int8_io.hpp): save -> load round trips of the three
-// models (bit-identical outputs, identical summaries and weights), a pruned
-// plan, the file size against the fp32 checkpoint, atomic writes, and every
-// kind of bad file rejected with an error naming the file and the tensor.
+// models on both weight grids (bit-identical outputs on every kernel path,
+// identical summaries and weights), a pruned plan, the file size against the
+// fp32 checkpoint, atomic writes, and every kind of bad file rejected with an
+// error naming the file and the tensor.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <compressor/io/checkpoint.hpp>
+#include <compressor/kernels/isa.hpp>
 #include <compressor/models.hpp>
 #include <compressor/quant/int8_io.hpp>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -81,23 +86,55 @@ void check_same_model(const quant::Int8Model& a, const quant::Int8Model& b) {
   CHECK(a.weight_bytes() == b.weight_bytes());
 }
 
-/// PTQ of model, save, load typed and untyped: same model, same outputs.
+/// The largest |weight| of an int8 model.
+int max_abs_weight(const quant::Int8Model& m) {
+  int out = 0;
+  for (const auto& [name, q] : m.layer_weights())
+    for (std::int64_t k = 0; k < q.weight.numel(); ++k)
+      out = std::max(out, std::abs(int(q.weight[k])));
+  return out;
+}
+
+/// PTQ of model on `grid`, save, load typed and untyped: same model, and on
+/// every kernel path this CPU supports the same output bits as the saved
+/// model on the scalar path.
 template <class M>
-void check_round_trip(M& model, const Shape& input, const std::filesystem::path& path) {
+void check_round_trip(M& model, const Shape& input, const std::filesystem::path& path,
+                      quant::WeightGrid grid) {
+  namespace k = compressor::kernels;
+  INFO("weight grid " << quant::to_string(grid));
   Rng rng(5);
   randomize_batchnorms(model, rng);
-  quant::Int8Model int8 = ptq_int8(model, input, 2, 300);
+  quant::Int8Model int8 = ptq_int8(model, input, 2, 300, grid);
+  REQUIRE(int8.summary().grid == grid);
+  // Each channel's largest weight lands on the end of the grid.
+  CHECK(max_abs_weight(int8) == quant::weight_qmax(grid));
   quant::save_int8_model(int8, model.channel_plan(), path);
+  {
+    io::SafetensorsFile f = io::SafetensorsFile::open(path);
+    CHECK(*f.metadata_value("weight_grid") == quant::to_string(grid));
+    CHECK(*f.metadata_value("weight_qmax") == std::to_string(quant::weight_qmax(grid)));
+  }
   quant::Int8Model typed = quant::load_int8_model<M>(path);
   quant::Int8Model untyped = quant::load_int8_model(path);
+  CHECK(typed.summary().grid == grid);
   check_same_model(int8, typed);
   check_same_model(int8, untyped);
   RandomBatches data(input, 2, 900, -1.5f, 1.5f);
   for (int i = 0; i < 2; ++i) {
     const Tensor<float> x = data.batch(i);
-    const Tensor<float> want(int8.forward(x));
-    CHECK(bit_equal(Tensor<float>(typed.forward(x)), want));
-    CHECK(bit_equal(Tensor<float>(untyped.forward(x)), want));
+    Tensor<float> want;
+    {
+      k::ScopedKernelPath scalar(k::Path::scalar);
+      want = Tensor<float>(int8.forward(x));
+    }
+    for (const k::Path p : k::supported_paths()) {
+      INFO("path " << k::path_name(p) << ", batch " << i);
+      k::ScopedKernelPath scope(p);
+      CHECK(bit_equal(Tensor<float>(int8.forward(x)), want));
+      CHECK(bit_equal(Tensor<float>(typed.forward(x)), want));
+      CHECK(bit_equal(Tensor<float>(untyped.forward(x)), want));
+    }
   }
 }
 
@@ -185,10 +222,14 @@ struct RawFile {
 
 TEST_CASE("int8 files: save -> load round trips of the three models", "[quant][int8_io]") {
   const auto dir = test_dir("round_trip");
+  const quant::WeightGrid grid = GENERATE(quant::WeightGrid::full, quant::WeightGrid::narrow);
+  auto round_trip = [grid](auto& model, const Shape& input, const std::filesystem::path& path) {
+    check_round_trip(model, input, path, grid);
+  };
   SECTION("CifarCnn") {
     nn::init::manual_seed(31);
     CifarCnn m;
-    check_round_trip(m, Shape{4, 32, 32, 3}, dir / "cifar.safetensors");
+    round_trip(m, Shape{4, 32, 32, 3}, dir / "cifar.safetensors");
   }
   SECTION("ResNet18, width 0.25") {
     nn::init::manual_seed(32);
@@ -196,19 +237,19 @@ TEST_CASE("int8 files: save -> load round trips of the three models", "[quant][i
     o.width = 0.25;
     o.num_classes = 10;
     ResNet18 m(o);
-    check_round_trip(m, Shape{2, 48, 48, 3}, dir / "resnet.safetensors");
+    round_trip(m, Shape{2, 48, 48, 3}, dir / "resnet.safetensors");
   }
   SECTION("EfRegressor, width 0.125, mean_max_min pooling") {
     nn::init::manual_seed(33);
     EfRegressor m(EfRegressorOptions{.width = 0.125, .pool = nn::TemporalPoolMode::mean_max_min});
-    check_round_trip(m, Shape{2, 3, 40, 40, 3}, dir / "ef.safetensors");
+    round_trip(m, Shape{2, 3, 40, 40, 3}, dir / "ef.safetensors");
   }
   SECTION("a pruned CifarCnn (features.0 = 40)") {
     nn::ChannelPlan plan = CifarCnn::default_plan();
     plan.set("features.0", 40);
     nn::init::manual_seed(34);
     CifarCnn m(plan);
-    check_round_trip(m, Shape{4, 32, 32, 3}, dir / "pruned.safetensors");
+    round_trip(m, Shape{4, 32, 32, 3}, dir / "pruned.safetensors");
     io::SafetensorsFile f = io::SafetensorsFile::open(dir / "pruned.safetensors");
     CHECK(*io::read_channel_plan(f).find("features.0") == 40);
   }
@@ -222,14 +263,27 @@ TEST_CASE("int8 files: the format", "[quant][int8_io]") {
   partial.model = "CifarCnn";
   partial.channels = {{"features.0", 12}};
   CifarCnn m(partial);
-  quant::Int8Model int8 = ptq_int8(m, Shape{2, 32, 32, 3}, 1, 7);
+  quant::Int8Model int8 = ptq_int8(m, Shape{2, 32, 32, 3}, 1, 7);  // the default grid: full
   const auto path = dir / "m.safetensors";
   quant::save_int8_model(int8, partial, path);
   io::SafetensorsFile f = io::SafetensorsFile::open(path);
   CHECK(*f.metadata_value("format") == "compressor.int8_model");
+  // Either grid is version 1 (the weight_grid key was there from the start).
   CHECK(*f.metadata_value("format_version") == "1");
-  CHECK(*f.metadata_value("weight_grid") == "narrow");
-  CHECK(*f.metadata_value("weight_qmax") == "64");
+  CHECK(*f.metadata_value("weight_grid") == "full");
+  CHECK(*f.metadata_value("weight_qmax") == "127");
+  CHECK(f.metadata_value("scheme")->find("[-127, 127]") != std::string::npos);
+  {
+    const auto narrow_path = dir / "narrow.safetensors";
+    quant::save_int8_model(ptq_int8(m, Shape{2, 32, 32, 3}, 1, 7, quant::WeightGrid::narrow),
+                           partial, narrow_path);
+    io::SafetensorsFile n = io::SafetensorsFile::open(narrow_path);
+    CHECK(*n.metadata_value("format_version") == "1");
+    CHECK(*n.metadata_value("weight_grid") == "narrow");
+    CHECK(*n.metadata_value("weight_qmax") == "64");
+    CHECK(n.metadata_value("scheme")->find("[-64, 64]") != std::string::npos);
+    std::filesystem::remove(narrow_path);
+  }
   CHECK(*f.metadata_value("model") == "CifarCnn");
   CHECK(f.metadata_value("scheme")->find('\n') == std::string::npos);
   // The stored plan is completed to every layer, in model order.
@@ -314,12 +368,17 @@ TEST_CASE("int8 files: bad files are rejected naming the file and the tensor", "
   CifarCnn m(small_cifar_plan());
   Rng rng(3);
   randomize_batchnorms(m, rng);
-  quant::Int8Model int8 = ptq_int8(m, Shape{2, 32, 32, 3}, 1, 17);
+  quant::Int8Model int8 = ptq_int8(m, Shape{2, 32, 32, 3}, 1, 17);  // full grid
+  REQUIRE(int8.summary().grid == quant::WeightGrid::full);
   const auto good = dir / "good.safetensors";
   quant::save_int8_model(int8, m.channel_plan(), good);
   REQUIRE_NOTHROW(quant::load_int8_model<CifarCnn>(good));
   const RawFile raw = RawFile::read(good);
   REQUIRE(raw.bytes() == compressor::testing::read_bytes(good));  // the editor rewrites exactly
+  const auto good_narrow = dir / "good_narrow.safetensors";
+  quant::save_int8_model(ptq_int8(m, Shape{2, 32, 32, 3}, 1, 17, quant::WeightGrid::narrow),
+                         m.channel_plan(), good_narrow);
+  const RawFile raw_narrow = RawFile::read(good_narrow);
 
   const auto bad = dir / "bad.safetensors";
   const std::string file = bad.string();
@@ -369,19 +428,42 @@ TEST_CASE("int8 files: bad files are rejected naming the file and the tensor", "
     CHECK_THROWS_WITH(load(r), Contains(file) && Contains("'act.pool.scale'") &&
                                    Contains("has shape (), expected (1)"));
   }
-  SECTION("a weight outside the narrow grid") {
-    for (const std::int8_t w : {std::int8_t{65}, std::int8_t{-65}, std::int8_t{-128}}) {
-      RawFile r = from();
+  SECTION("a weight outside the narrow grid of a narrow file") {
+    for (const std::int8_t w : {std::int8_t{65}, std::int8_t{-65}, std::int8_t{-100},
+                                std::int8_t{127}, std::int8_t{-128}}) {
+      RawFile r = raw_narrow;
       r.set<std::int8_t>("features.8.weight", 17, w);
       CHECK_THROWS_AS(load(r), ValueError);
       CHECK_THROWS_WITH(load(r), Contains(file) && Contains("'features.8.weight'") &&
-                                     Contains("weight " + std::to_string(int(w))) &&
-                                     Contains("[-64, 64]"));
+                                     Contains("weight " + std::to_string(int(w)) + " ") &&
+                                     Contains("weight grid 'narrow' [-64, 64]"));
     }
-    RawFile r = from();
+    RawFile r = raw_narrow;
     r.set<std::int8_t>("fc.weight", 3, 64);  // the ends of the grid are fine
     r.set<std::int8_t>("fc.weight", 4, -64);
-    CHECK_NOTHROW(load(r));
+    CHECK(load(r).summary().grid == quant::WeightGrid::narrow);
+  }
+  SECTION("a weight outside the full grid of a full file") {
+    RawFile r = from();
+    r.set<std::int8_t>("features.8.weight", 17, -128);  // int8, but not on the symmetric grid
+    CHECK_THROWS_AS(load(r), ValueError);
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("'features.8.weight'") &&
+                                   Contains("weight -128 ") &&
+                                   Contains("weight grid 'full' [-127, 127]"));
+    r = from();
+    r.set<std::int8_t>("fc.weight", 3, 127);  // the ends of the grid are fine
+    r.set<std::int8_t>("fc.weight", 4, -127);
+    r.set<std::int8_t>("features.8.weight", 17, -100);
+    CHECK(load(r).summary().grid == quant::WeightGrid::full);
+  }
+  SECTION("a full-grid file whose metadata says narrow") {
+    RawFile r = from();
+    r.set_meta("weight_grid", "narrow");
+    r.set_meta("weight_qmax", "64");
+    CHECK_THROWS_AS(load(r), ValueError);
+    CHECK_THROWS_WITH(load(r),
+                      Contains(file) && Contains(".weight'") &&
+                          Contains("is outside the file's weight grid 'narrow' [-64, 64]"));
   }
   SECTION("a NaN, zero, negative or infinite scale") {
     const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -419,6 +501,25 @@ TEST_CASE("int8 files: bad files are rejected naming the file and the tensor", "
     CHECK_THROWS_AS(load(r), ValueError);
     CHECK_THROWS_WITH(
         load(r), Contains(file) && Contains("'features.4.bias'") && Contains("cannot overflow"));
+    // The room left depends on the grid: features.4 adds K = 3 * 3 * 4 = 36
+    // products of |x| <= 255 and |w| <= qmax, plus a zero-point correction as
+    // large, to its bias.
+    const std::int64_t k = 36, int32_max = std::numeric_limits<std::int32_t>::max();
+    const std::int64_t narrow_room = int32_max - 2 * 255 * 64 * k;
+    const std::int64_t full_room = int32_max - 2 * 255 * 127 * k;
+    const auto between = static_cast<std::int32_t>((narrow_room + full_room) / 2);
+    r = from();
+    r.set<std::int32_t>("features.4.bias", 2, static_cast<std::int32_t>(full_room));
+    CHECK_NOTHROW(load(r));
+    r.set<std::int32_t>("features.4.bias", 2, between);
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("'features.4.bias'") &&
+                                   Contains("[-" + std::to_string(full_room)));
+    r = raw_narrow;
+    r.set<std::int32_t>("features.4.bias", 2, between);
+    CHECK_NOTHROW(load(r));
+    r.set<std::int32_t>("features.4.bias", 2, static_cast<std::int32_t>(narrow_room + 1));
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("'features.4.bias'") &&
+                                   Contains("[-" + std::to_string(narrow_room)));
   }
   SECTION("metadata: format, version, grid, model, plan") {
     RawFile r = from();
@@ -438,9 +539,17 @@ TEST_CASE("int8 files: bad files are rejected naming the file and the tensor", "
     r.erase_meta("format");
     CHECK_THROWS_WITH(load(r), Contains(file) && Contains("not an int8 model file"));
     r = from();
-    r.set_meta("weight_grid", "full");
-    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("unknown weight grid 'full'"));
+    r.set_meta("weight_grid", "wide");
+    CHECK_THROWS_AS(load(r), IoError);
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("unknown weight grid 'wide'") &&
+                                   Contains("expected: narrow or full"));
     r = from();
+    r.erase_meta("weight_grid");
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("no metadata 'weight_grid'"));
+    r = from();
+    r.set_meta("weight_qmax", "64");
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("'weight_qmax' is '64', expected '127'"));
+    r = raw_narrow;
     r.set_meta("weight_qmax", "127");
     CHECK_THROWS_WITH(load(r), Contains(file) && Contains("'weight_qmax' is '127', expected '64'"));
     r = from();
@@ -496,16 +605,21 @@ TEST_CASE("int8 files: bad files are rejected naming the file and the tensor", "
 namespace {
 
 /// The seed corpus of fuzz/fuzz_int8_model: small valid files of each model.
+/// The first three are on the narrow grid, as they were written before the
+/// full grid existed (so the corpus keeps files of that time, which must go
+/// on loading); the "_full" ones on the full grid.
 std::vector<std::pair<std::string, std::string>> corpus_files() {
+  using quant::WeightGrid;
   std::vector<std::pair<std::string, std::string>> out;
-  {
+  for (const WeightGrid grid : {WeightGrid::narrow, WeightGrid::full}) {
     nn::init::manual_seed(41);
     CifarCnn m(small_cifar_plan());
     Rng rng(41);
     randomize_batchnorms(m, rng);
     out.emplace_back(
-        "cifar_cnn_small.safetensors",
-        quant::int8_model_writer(ptq_int8(m, Shape{2, 16, 16, 3}, 1, 41), m.channel_plan())
+        grid == WeightGrid::narrow ? "cifar_cnn_small.safetensors"
+                                   : "cifar_cnn_small_full.safetensors",
+        quant::int8_model_writer(ptq_int8(m, Shape{2, 16, 16, 3}, 1, 41, grid), m.channel_plan())
             .bytes());
   }
   {  // with a float island (format version 2)
@@ -513,7 +627,7 @@ std::vector<std::pair<std::string, std::string>> corpus_files() {
     CifarCnn m(small_cifar_plan());
     Rng rng(43);
     randomize_batchnorms(m, rng);
-    auto cfg = compressor::testing::test_config();
+    auto cfg = compressor::testing::test_config(WeightGrid::narrow);
     cfg.float_islands = {"features.4"};
     quant::Prepared p = quant::prepare_ptq(m, cfg);
     compressor::testing::RandomBatches calib(Shape{2, 16, 16, 3}, 1, 43);
@@ -521,14 +635,15 @@ std::vector<std::pair<std::string, std::string>> corpus_files() {
     out.emplace_back("cifar_cnn_small_island.safetensors",
                      quant::int8_model_writer(quant::convert(p), m.channel_plan()).bytes());
   }
-  {
+  for (const WeightGrid grid : {WeightGrid::narrow, WeightGrid::full}) {
     nn::init::manual_seed(42);
     EfRegressor m(EfRegressorOptions{.width = 0.03125, .pool = nn::TemporalPoolMode::mean_max_min});
     Rng rng(42);
     randomize_batchnorms(m, rng);
     out.emplace_back(
-        "ef_regressor_tiny.safetensors",
-        quant::int8_model_writer(ptq_int8(m, Shape{1, 2, 32, 32, 3}, 1, 42), m.channel_plan())
+        grid == WeightGrid::narrow ? "ef_regressor_tiny.safetensors"
+                                   : "ef_regressor_tiny_full.safetensors",
+        quant::int8_model_writer(ptq_int8(m, Shape{1, 2, 32, 32, 3}, 1, 42, grid), m.channel_plan())
             .bytes());
   }
   return out;
@@ -544,6 +659,7 @@ TEST_CASE("int8 files: the fuzzer's seed corpus loads and saves back to the same
   const std::filesystem::path dir =
       std::filesystem::path(COMPRESSOR_FUZZ_CORPUS_DIR) / "fuzz_int8_model";
   int seeds = 0;
+  std::map<quant::WeightGrid, int> grids;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     INFO(e.path().string());
     const std::string bytes = compressor::testing::read_bytes(e.path());
@@ -551,9 +667,14 @@ TEST_CASE("int8 files: the fuzzer's seed corpus loads and saves back to the same
     io::SafetensorsFile f = io::SafetensorsFile::from_bytes(bytes, e.path().string());
     quant::Int8Model m = quant::load_int8_model(f);
     CHECK(quant::int8_model_writer(m, io::read_channel_plan(f)).bytes() == bytes);
+    ++grids[m.summary().grid];
     ++seeds;
   }
-  CHECK(seeds >= 3);
+  CHECK(seeds >= 5);
+  // Narrow files (the first ones were written before the full grid existed:
+  // they go on loading) and full ones.
+  CHECK(grids[quant::WeightGrid::narrow] >= 3);
+  CHECK(grids[quant::WeightGrid::full] >= 2);
 }
 
 TEST_CASE("int8 files: write the fuzzer's seed corpus", "[.write_int8_corpus]") {

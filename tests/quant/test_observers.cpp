@@ -24,7 +24,9 @@
 #include "compressor/nn/identity.hpp"
 #include "compressor/nn/linear.hpp"
 #include "compressor/nn/sequential.hpp"
+#include "compressor/quant/convert.hpp"
 #include "compressor/quant/observers.hpp"
+#include "compressor/quant/qat.hpp"
 #include "compressor/quant/qparams.hpp"
 #include "support/test_util.hpp"
 
@@ -540,9 +542,10 @@ TEST_CASE("weight quantization: on the grid, within half a step", "[quant][qpara
   for (auto& x : w.flat()) x = static_cast<float>(rng.normal() * 0.1);
   for (std::int64_t k = 0; k < 45; ++k) w[2 * 45 + k] = 0.f;  // an all-zero channel
   w[4 * 45 + 7] = 3.f;                                        // an outlier
-  const WeightGrid grid = WeightGrid::narrow;
+  const WeightGrid grid = GENERATE(WeightGrid::narrow, WeightGrid::full);
+  INFO("weight grid " << to_string(grid));
   const std::int32_t qmax = weight_qmax(grid);
-  CHECK(qmax == kernels::Int8Traits::kWeightQMax);
+  CHECK(qmax == (grid == WeightGrid::narrow ? kernels::Int8Traits::kWeightQMax : 127));
   const auto scales = weight_scales(w, grid);
   const auto absmax = per_channel_absmax(w);
   const auto ranges = per_channel_range(w);
@@ -582,6 +585,21 @@ TEST_CASE("weight quantization: on the grid, within half a step", "[quant][qpara
   w[3] = std::nanf("");
   CHECK_THROWS_AS(weight_scales(w, grid), ValueError);
   CHECK_THROWS_WITH(per_channel_range(w), Catch::Contains("non-finite weight in output channel 0"));
+}
+
+TEST_CASE("weight grids by name, and the default of PTQ and QAT", "[quant][qparams]") {
+  for (const WeightGrid g : {WeightGrid::narrow, WeightGrid::full})
+    CHECK(weight_grid_from_string(to_string(g)) == g);
+  CHECK(to_string(WeightGrid::full) == "full");
+  CHECK(weight_qmax(WeightGrid::full) == 127);
+  CHECK_THROWS_AS(weight_grid_from_string("wide"), ValueError);
+  CHECK_THROWS_WITH(
+      weight_grid_from_string("Full"),
+      Catch::Contains("unknown weight grid 'Full'") && Catch::Contains("expected: narrow or full"));
+  // The full grid is the default once the kernels run it exactly on every
+  // path (issue 12): PTQ and QAT quantize weights to [-127, 127].
+  CHECK(PtqConfig{}.grid == WeightGrid::full);
+  CHECK(QatConfig{}.grid == WeightGrid::full);
 }
 
 // ---- observers as modules --------------------------------------------------------

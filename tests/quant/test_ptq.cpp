@@ -1,9 +1,12 @@
 // PTQ end to end on random models: prepare -> calibrate -> convert, the int8
 // model against the fake-quant model at every quantization point (fidelity),
-// the float boundary, and the errors of the flow.
+// on both weight grids, the same bits on every kernel path, the float
+// boundary, and the errors of the flow.
 #include <catch2/catch.hpp>
+#include <compressor/kernels/isa.hpp>
 #include <compressor/models.hpp>
 #include <compressor/quant/convert.hpp>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -19,6 +22,8 @@ using compressor::testing::randomize_batchnorms;
 using compressor::testing::test_config;
 
 TEST_CASE("PTQ: the int8 model matches the fake-quant model at every point", "[quant][ptq]") {
+  const quant::WeightGrid grid = GENERATE(quant::WeightGrid::full, quant::WeightGrid::narrow);
+  INFO("weight grid " << quant::to_string(grid));
   // The float side (calibration, the fake-quant model) runs on the best
   // kernel path, the int8 model on the path under test (COMPRESSOR_ISA). The
   // SIMD paths' fp32 kernels agree bit for bit, but the scalar path's
@@ -47,9 +52,10 @@ TEST_CASE("PTQ: the int8 model matches the fake-quant model at every point", "[q
     INFO(c.model->type_name());
     randomize_batchnorms(*c.model, rng);
     RandomBatches calib(c.input, 3, 100);
-    quant::Prepared p = quant::prepare_ptq(*c.model, test_config());
+    quant::Prepared p = quant::prepare_ptq(*c.model, test_config(grid));
     CHECK(quant::calibrate(p, calib) == 3);
     quant::Int8Model int8 = quant::convert(p);
+    CHECK(int8.summary().grid == grid);
     CHECK(int8.summary().points.size() == p.points.size());
     CHECK(int8.summary().float_layers.empty());
     auto fq = quant::fake_quant_model(p, int8);
@@ -65,6 +71,69 @@ TEST_CASE("PTQ: the int8 model matches the fake-quant model at every point", "[q
     CHECK(excess <= 1.0 + 1e-4);  // one step, up to the float rounding of dequantization
     // The float model is untouched by all this: no hooks, BNs still there.
     CHECK(c.model->find(p.points[1].name)->output_hook() == nullptr);
+  }
+}
+
+TEST_CASE("PTQ: a model quantized once computes the same bits on every kernel path",
+          "[quant][ptq][isa]") {
+  // On the full grid the AVX2 and AVX-512BW paths take the widening kernels
+  // and the VNNI paths vpdpbusd; on the narrow grid every path but scalar may
+  // use vpmaddubsw. Every uint8 tensor at every point, and the float output,
+  // must equal the scalar path's bit for bit.
+  namespace k = compressor::kernels;
+  const quant::WeightGrid grid = GENERATE(quant::WeightGrid::full, quant::WeightGrid::narrow);
+  INFO("weight grid " << quant::to_string(grid));
+  Rng rng(23);
+  nn::init::manual_seed(11);
+  struct Case {
+    std::unique_ptr<nn::Module> model;
+    Shape input;
+  };
+  std::vector<Case> cases;
+  cases.push_back({std::make_unique<CifarCnn>(), Shape{3, 32, 32, 3}});
+  ResNetOptions ro;
+  ro.width = 0.25;
+  ro.num_classes = 10;
+  cases.push_back({std::make_unique<ResNet18>(ro), Shape{2, 40, 40, 3}});
+  cases.push_back({std::make_unique<EfRegressor>(EfRegressorOptions{
+                       .width = 0.125, .pool = nn::TemporalPoolMode::mean_max_min}),
+                   Shape{1, 3, 40, 40, 3}});
+  for (auto& c : cases) {
+    INFO(c.model->type_name());
+    randomize_batchnorms(*c.model, rng);
+    quant::Int8Model int8 = compressor::testing::ptq_int8(*c.model, c.input, 2, 300, grid);
+    REQUIRE(int8.summary().grid == grid);
+    const Tensor<float> x = RandomBatches(c.input, 1, 301).batch(0);
+    // Every point's uint8 tensor and the output, on path p.
+    auto run = [&](k::Path p) {
+      k::ScopedKernelPath scope(p);
+      std::map<std::string, std::vector<std::uint8_t>> points;
+      int8.set_trace(
+          [&](const std::string& point, TensorView<std::uint8_t> data, quant::QuantParams) {
+            points[point].assign(data.data(), data.data() + data.numel());
+          });
+      const Tensor<float> y(int8.forward(x));
+      int8.set_trace({});
+      return std::make_pair(points, y);
+    };
+    const auto [want_points, want] = run(k::Path::scalar);
+    CHECK(want_points.size() == int8.summary().points.size());
+    int paths = 0;
+    for (const k::Path p : k::supported_paths()) {
+      INFO("path " << k::path_name(p));
+      const auto [got_points, got] = run(p);
+      REQUIRE(got_points.size() == want_points.size());
+      for (const auto& [name, values] : want_points) {
+        const auto it = got_points.find(name);
+        REQUIRE(it != got_points.end());
+        INFO("point " << name);
+        CHECK((it->second == values));
+      }
+      REQUIRE(got.shape() == want.shape());
+      CHECK(std::memcmp(got.data(), want.data(), sizeof(float) * std::size_t(got.numel())) == 0);
+      ++paths;
+    }
+    CHECK(paths >= 1);
   }
 }
 

@@ -49,7 +49,10 @@ namespace compressor::quant {
 struct PtqConfig {
   /// Makes the observer of each activation point.
   std::function<std::unique_ptr<Observer>()> observer;
-  WeightGrid grid = WeightGrid::narrow;
+  /// The int8 weight grid (kernels/int8_traits.hpp): full [-127, 127] by
+  /// default (exact on every path; fastest on VNNI), narrow [-64, 64] for
+  /// the fastest AVX2 / AVX-512BW kernels (docs/quantization.md, "Weight grid").
+  WeightGrid grid = WeightGrid::full;
   /// Cross-layer equalization of every declared pair (quant/equalize.hpp),
   /// after BN folding, before the observers.
   bool cross_layer_equalization = false;
@@ -77,7 +80,7 @@ struct IslandOptions {
 struct Prepared {
   std::unique_ptr<nn::Module> model;
   std::vector<nn::QuantPoint> points;
-  WeightGrid grid = WeightGrid::narrow;
+  WeightGrid grid = WeightGrid::full;
   std::string fingerprint;  ///< names and shapes when prepared (edits are detected)
   std::int64_t calibration_batches = 0;
   IslandOptions islands;
@@ -282,6 +285,7 @@ inline QuantizedWeights quantize_layer(nn::WeightedLayer& w, QuantParams in, Wei
   }
   q.stride = w.kernel().stride;
   q.padding = w.kernel().padding;
+  q.grid = grid;
   return q;
 }
 

@@ -33,6 +33,16 @@
 // people), weight_grid, weight_qmax, model (the type name) and the channel
 // plan (nn::ChannelPlan::kMetadataKey), completed to every layer with weights.
 //
+// weight_grid is "narrow" (weights in [-64, 64], weight_qmax "64") or "full"
+// ([-127, 127], "127"): the grid the weights were quantized on, which the
+// loader checks every weight against and packs them on. Both grids compute
+// bit-identically on every kernel path. The key and its check were in
+// version 1 from the start, so the full grid needed no new version: a file of
+// either grid is version 1 (2 with float islands); a reader that knows only
+// the narrow grid refuses a full-grid file naming its metadata 'weight_grid'
+// rather than misreading it, and every narrow file written before the full
+// grid existed loads as before.
+//
 // Loading rebuilds the float skeleton from the plan (M(plan), BatchNorms
 // folded: this gives the structure, names, kernel geometry and which layers
 // have a bias; its float values are never used) and converts it with
@@ -107,15 +117,15 @@ struct Int8FileFormat {
 
 namespace internal {
 
-/// The largest |bias| with which a layer of K products per output cannot
-/// overflow its int32 accumulator: the kernels add the bias, the zero-point
-/// correction (|za * rowsum| <= 255 * 64 * K) and the products (|sum x*w| <=
-/// 255 * 64 * K), so |bias| <= 2^31 - 1 - 2 * 255 * 64 * K (0 when K is so
-/// large that nothing is left).
-inline std::int64_t max_safe_bias(std::int64_t k) {
-  const std::int64_t per = 2 * std::int64_t{kernels::Int8Traits::kActivationMax} *
-                           std::max(-std::int64_t{kernels::Int8Traits::kWeightMin},
-                                    std::int64_t{kernels::Int8Traits::kWeightMax});
+/// The largest |bias| with which a layer of K products per output, with
+/// weights on `grid` (|w| <= qmax), cannot overflow its int32 accumulator:
+/// the kernels add the bias, the zero-point correction (|za * rowsum| <= 255 *
+/// qmax * K) and the products (|sum x*w| <= 255 * qmax * K), so |bias| <=
+/// 2^31 - 1 - 2 * 255 * qmax * K (0 when K is so large that nothing is left).
+inline std::int64_t max_safe_bias(std::int64_t k, WeightGrid grid) {
+  const std::int64_t per =
+      2 * std::int64_t{kernels::Int8Traits::kActivationMax} *
+      std::max(-std::int64_t{kernels::weight_min(grid)}, std::int64_t{kernels::weight_max(grid)});
   const std::int64_t room = std::int64_t{std::numeric_limits<std::int32_t>::max()} - per * k;
   return std::max<std::int64_t>(0, room);
 }
@@ -283,7 +293,7 @@ inline Int8FileHeader read_int8_header(const io::SafetensorsFile& f) {
       start = end + 1;
     }
   }
-  const std::string& grid = required_metadata(f, F::kGridKey, "'narrow'");
+  const std::string& grid = required_metadata(f, F::kGridKey, "'narrow' or 'full'");
   try {
     h.grid = weight_grid_from_string(grid);
   } catch (const ValueError& e) {
@@ -295,11 +305,6 @@ inline Int8FileHeader read_int8_header(const io::SafetensorsFile& f) {
     throw IoError(compressor::detail::concat(where, ": metadata 'weight_qmax' is '", qmax_text,
                                              "', expected '", qmax, "' for weight grid '", grid,
                                              "'"));
-  if (-qmax < kernels::Int8Traits::kWeightMin || qmax > kernels::Int8Traits::kWeightMax)
-    throw IoError(compressor::detail::concat(
-        where, ": weight grid '", grid, "' [-", qmax, ", ", qmax,
-        "] is outside the weights this build's int8 kernels compute exactly [",
-        kernels::Int8Traits::kWeightMin, ", ", kernels::Int8Traits::kWeightMax, "]"));
   h.model = required_metadata(f, F::kModelKey, "the model's type name");
   if (f.metadata_value(nn::ChannelPlan::kMetadataKey) == nullptr)
     throw IoError(compressor::detail::concat(
@@ -468,16 +473,15 @@ class FileSource final : public ConvertSource {
     QuantizedWeights q;
     const std::string wn = F::weight(name);
     q.weight = read<std::int8_t>(wn, layer.weight().shape());
-    const std::int32_t qmax = weight_qmax(grid_);
-    const std::int32_t lo = std::max(-qmax, kernels::Int8Traits::kWeightMin);
-    const std::int32_t hi = std::min(qmax, kernels::Int8Traits::kWeightMax);
+    const std::int32_t lo = kernels::weight_min(grid_), hi = kernels::weight_max(grid_);
     const std::int64_t per = q.weight.numel() / o;
     for (std::int64_t k = 0; k < q.weight.numel(); ++k)
       if (q.weight[k] < lo || q.weight[k] > hi)
         throw ValueError(compressor::detail::concat(
             where, ": tensor '", wn, "': weight ", int(q.weight[k]), " (output channel ", k / per,
-            ", element ", k, ") is outside the ", to_string(grid_), " weight grid [", lo, ", ", hi,
-            "] the int8 kernels compute exactly"));
+            ", element ", k, ") is outside the file's weight grid '", to_string(grid_), "' [", lo,
+            ", ", hi, "] (metadata 'weight_grid')"));
+    q.grid = grid_;
     if (!conv) q.weight = Tensor<std::int8_t>(std::as_const(q.weight).reshape(Shape{o, 1, 1, i}));
     const std::string sn = F::weight_scale(name);
     const Tensor<float> s = read<float>(sn, Shape{o});
@@ -486,7 +490,7 @@ class FileSource final : public ConvertSource {
     if (layer.has_bias()) {
       const std::string bn = F::bias(name);
       const Tensor<std::int32_t> b = read<std::int32_t>(bn, Shape{o});
-      const std::int64_t limit = max_safe_bias(per);
+      const std::int64_t limit = max_safe_bias(per, grid_);
       for (std::int64_t c = 0; c < o; ++c)
         if (std::abs(std::int64_t{b[c]}) > limit)
           throw ValueError(compressor::detail::concat(

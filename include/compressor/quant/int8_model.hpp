@@ -45,7 +45,7 @@ struct PointSummary {
 /// stayed float (nothing, unless float islands were asked for).
 struct ConversionSummary {
   std::string model;
-  WeightGrid grid = WeightGrid::narrow;
+  WeightGrid grid = WeightGrid::full;
   std::vector<LayerSummary> layers;
   std::vector<PointSummary> points;
   std::vector<std::string> float_layers;  ///< the float islands, with what they hold

@@ -65,6 +65,8 @@ struct QuantizedWeights {
   std::vector<float> scales;       ///< O
   std::vector<std::int32_t> bias;  ///< O, or empty
   std::int64_t stride = 1, padding = 0;
+  /// The grid the weights were quantized on (their packing checks it).
+  WeightGrid grid = WeightGrid::full;
 };
 
 /// A layer with int8 weights on ConvU8S8, uint8 out with the point's
@@ -73,7 +75,7 @@ class Int8WeightedOp : public Int8Op {
  public:
   Int8WeightedOp(std::string point, const QuantizedWeights& w, QuantParams out, bool relu)
       : point_(std::move(point)),
-        conv_(w.weight.view(), w.scales, w.bias, w.stride, w.padding),
+        conv_(w.weight.view(), w.scales, w.bias, w.stride, w.padding, w.grid),
         bytes_(w.weight.numel() + 4 * static_cast<std::int64_t>(w.scales.size() + w.bias.size())),
         relu_(relu) {
     y_.q = out;

@@ -201,7 +201,10 @@ struct QatConfig {
   /// Makes the observer inside each activation FakeQuantize (PyTorch's QAT
   /// default is a moving-average min/max).
   std::function<std::unique_ptr<Observer>()> observer;
-  WeightGrid grid = WeightGrid::narrow;
+  /// The int8 weight grid (kernels/int8_traits.hpp): full [-127, 127] by
+  /// default (exact on every path; fastest on VNNI), narrow [-64, 64] for
+  /// the fastest AVX2 / AVX-512BW kernels (docs/quantization.md, "Weight grid").
+  WeightGrid grid = WeightGrid::full;
   bool learnable_scale = false;  ///< LSQ scales for the activations
 };
 

@@ -39,11 +39,14 @@ using kernels::weight_qmax;
 inline std::string_view to_string(WeightGrid g) {
   return kernels::weight_grid_name(g);
 }
-/// The grids the int8 model files support (the full grid is not wired into
-/// them yet: the quantization work records it).
+/// The grid named `s` ("narrow" or "full", as to_string writes it): the
+/// int8 files' metadata 'weight_grid' and the tools' --weight-grid.
 inline WeightGrid weight_grid_from_string(std::string_view s) {
-  if (s == "narrow") return WeightGrid::narrow;
-  throw ValueError(detail::concat("unknown weight grid '", s, "' (expected: narrow)"));
+  if (s == to_string(WeightGrid::narrow)) return WeightGrid::narrow;
+  if (s == to_string(WeightGrid::full)) return WeightGrid::full;
+  throw ValueError(detail::concat("unknown weight grid '", s,
+                                  "' (expected: ", to_string(WeightGrid::narrow), " or ",
+                                  to_string(WeightGrid::full), ")"));
 }
 
 /// The smallest scale a parameter set may have (PyTorch uses float eps too):
