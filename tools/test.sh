@@ -18,6 +18,9 @@ jobs=${JOBS:-$(nproc)}
 bash tools/install_deps.sh
 cmake --preset release -DCOMPRESSOR_WERROR=ON
 cmake --build --preset release -j "$jobs"
+# The test presets set OMP_WAIT_POLICY=passive: two tests at a time, each
+# with its OpenMP threads, would otherwise spin on 2 cores (a quarter of the
+# suite's time).
 ctest --preset release -j 2 --timeout 1200
 
 # Every other path this CPU runs (test_isa's [.env] case passes only for a
