@@ -19,6 +19,7 @@
 
 #include "common/experiment.hpp"
 #include "compressor/core/threading.hpp"
+#include "compressor/distributed/launch.hpp"
 #include "compressor/data/cifar10.hpp"
 #include "compressor/data/image_dataset.hpp"
 #include "compressor/data/image_folder.hpp"
@@ -506,6 +507,9 @@ class Experiment {
 int main(int argc, char** argv) {
   const Config c = parse(argc, argv);
   try {
+    // Not data-parallel yet (docs/distributed.md): N copies under mpirun
+    // would all write --out.
+    compressor::distributed::require_single_process("cifar10_experiment");
     set_num_threads(c.threads);
     examples::require_writable_dir(c.out, "--out");
     Cifar d = load_data(c);
