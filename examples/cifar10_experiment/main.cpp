@@ -19,11 +19,11 @@
 
 #include "common/experiment.hpp"
 #include "compressor/core/threading.hpp"
-#include "compressor/distributed/launch.hpp"
 #include "compressor/data/cifar10.hpp"
 #include "compressor/data/image_dataset.hpp"
 #include "compressor/data/image_folder.hpp"
 #include "compressor/data/loader.hpp"
+#include "compressor/distributed/launch.hpp"
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/kernels/isa.hpp"
 #include "compressor/models/cifar_cnn.hpp"
