@@ -38,7 +38,7 @@ inline void require_single_process(std::string_view program) {
   require(n == 1, program, " was started as one of ", n, " ranks (", var, "=", n,
           ") but runs as a single process (built without MPI, or not a distributed program): "
           "every rank would train alone and write the same outputs. Run it without "
-          "mpirun/srun, or use a build with MPI (COMPRESSOR_MPI=ON, docs/distributed.md)");
+          "mpirun/srun (data-parallel training: docs/distributed.md)");
 }
 
 }  // namespace compressor::distributed
