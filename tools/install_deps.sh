@@ -10,6 +10,7 @@ pkgs=(
   libeigen3-dev libstb-dev catch2 libbenchmark-dev nlohmann-json3-dev libcli11-dev
   chromium
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
+  libopenmpi-dev openmpi-bin
 )
 for arg in "$@"; do
   case "$arg" in

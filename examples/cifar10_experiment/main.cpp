@@ -23,6 +23,7 @@
 #include "compressor/data/image_dataset.hpp"
 #include "compressor/data/image_folder.hpp"
 #include "compressor/data/loader.hpp"
+#include "compressor/distributed/launch.hpp"
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/kernels/isa.hpp"
 #include "compressor/models/cifar_cnn.hpp"
@@ -510,6 +511,9 @@ class Experiment {
 int main(int argc, char** argv) {
   const Config c = parse(argc, argv);
   try {
+    // Not data-parallel yet (docs/distributed.md): N copies under mpirun
+    // would all write --out.
+    compressor::distributed::require_single_process("cifar10_experiment");
     set_num_threads(c.threads);
     examples::require_writable_dir(c.out, "--out");
     Cifar d = load_data(c);

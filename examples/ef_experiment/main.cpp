@@ -33,6 +33,7 @@
 #include "compressor/core/threading.hpp"
 #include "compressor/data/echonet.hpp"
 #include "compressor/data/transform.hpp"
+#include "compressor/distributed/launch.hpp"
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/kernels/isa.hpp"
 #include "compressor/models/ef_regressor.hpp"
@@ -551,6 +552,9 @@ class Experiment {
 int main(int argc, char** argv) {
   const Config c = parse(argc, argv);
   try {
+    // Not data-parallel yet (docs/distributed.md): N copies under mpirun
+    // would all write --out.
+    compressor::distributed::require_single_process("ef_experiment");
     set_num_threads(c.threads);
     examples::require_writable_dir(c.out, "--out");
     return Experiment(c).run();

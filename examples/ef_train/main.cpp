@@ -22,6 +22,7 @@
 #include "compressor/data/echonet.hpp"
 #include "compressor/data/synthetic_echo.hpp"
 #include "compressor/data/transform.hpp"
+#include "compressor/distributed/launch.hpp"
 #include "compressor/io/atomic_file.hpp"
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/models/ef_regressor.hpp"
@@ -231,6 +232,9 @@ int run(const Config& c) {
 int main(int argc, char** argv) {
   const Config c = parse(argc, argv);
   try {
+    // Not data-parallel yet (docs/distributed.md): N copies under mpirun
+    // would all write --out.
+    compressor::distributed::require_single_process("ef_train");
     return run(c);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ef_train: error: %s\n", e.what());

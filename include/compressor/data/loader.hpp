@@ -7,6 +7,20 @@
 // Determinism: the order of epoch e comes from Rng::derive(~seed, e) and
 // sample i's augmentation from Rng::derive(seed, e * N + i), so batches are
 // the same for any thread count and prefetch depth.
+//
+// Sharding (data-parallel training, docs/distributed.md): with world_size W >
+// 1 every rank builds the same loader (same data set, batch_size and seed)
+// with its own rank r. The epoch's order is the same on every rank; it is cut
+// into global batches of G = W * batch_size positions (the last one g <= G,
+// or dropped under drop_last), and rank r takes positions [r*g/W, (r+1)*g/W)
+// of each global batch: batch_size each in a full one, and an even split
+// (sizes differ by at most one, some may be 0) of the last, partial one. So
+// every sample is seen exactly once per epoch across ranks, step b of all
+// ranks together is batch b of a single process with batch size G, and every
+// rank has the same num_batches(). A sharded loader therefore also returns
+// EMPTY batches (its share of a short last batch, or a batch whose samples
+// were all skipped) instead of passing over them, so that the ranks stay in
+// step; the Trainer runs such a step with a zero gradient of weight 0.
 #pragma once
 
 #include <algorithm>
@@ -42,6 +56,10 @@ struct LoaderOptions {
   /// A sample whose get() throws: stop (rethrown from next()) or skip (dropped
   /// from its batch, which comes out smaller; one warning per sample).
   ErrorPolicy errors;
+  /// Data-parallel sharding (see the top of this file): this process's rank
+  /// in [0, world_size) and the number of ranks; batch_size is per rank.
+  int rank = 0;
+  int world_size = 1;
 };
 
 class DataLoader final : public BatchSource {
@@ -54,7 +72,13 @@ class DataLoader final : public BatchSource {
     require(opt_.threads >= 1, "DataLoader: threads must be >= 1, got ", opt_.threads);
     require<ShapeError>(ds_->sample_shape().rank() < Shape::kMaxRank, "DataLoader: sample shape ",
                         ds_->sample_shape().str(), " leaves no room for the batch dimension");
+    require(opt_.world_size >= 1, "DataLoader: world_size must be >= 1, got ", opt_.world_size);
+    require(opt_.rank >= 0 && opt_.rank < opt_.world_size, "DataLoader: rank must be in [0, ",
+            opt_.world_size, "), got ", opt_.rank);
     n_ = ds_->size();
+    require(opt_.world_size == 1 || opt_.world_size <= n_, "DataLoader: world size ",
+            opt_.world_size, " is larger than the data set (", n_,
+            " samples): some rank would get no sample in any epoch");
     bad_.assign(static_cast<std::size_t>(n_), 0);
   }
   DataLoader(const DataLoader&) = delete;
@@ -91,19 +115,37 @@ class DataLoader final : public BatchSource {
     if (!started_) start_epoch(0);
     while (!failed_ && taken_ < num_batches()) {
       take(out);
-      if (out.size() > 0) return true;
+      if (out.size() > 0 || sharded()) return true;
     }
     return false;
   }
 
+  /// Batches per epoch; the same on every rank of a sharded loader.
   std::int64_t num_batches() const override {
-    return opt_.drop_last ? n_ / opt_.batch_size : (n_ + opt_.batch_size - 1) / opt_.batch_size;
+    const std::int64_t g = global_batch();
+    return opt_.drop_last ? n_ / g : (n_ + g - 1) / g;
   }
-  /// Samples per epoch: the data set less the samples known to be bad.
+  /// Samples per epoch (this rank's share when sharded), less the samples
+  /// known to be bad.
   std::int64_t num_samples() const override {
-    const std::int64_t used = opt_.drop_last ? num_batches() * opt_.batch_size : n_;
+    const std::int64_t nb = num_batches();
+    std::int64_t used = 0;
+    if (nb > 0) used = (nb - 1) * opt_.batch_size + shard(nb - 1).second;
     return used - skipped();
   }
+
+  /// Batch size across all ranks: world_size * batch_size.
+  std::int64_t global_batch() const { return opt_.batch_size * opt_.world_size; }
+  /// Positions [first, first + count) of the epoch's order that make this
+  /// rank's batch b (count may be 0 for the last batch when sharded).
+  std::pair<std::int64_t, std::int64_t> shard(std::int64_t b) const {
+    const std::int64_t begin = b * global_batch();
+    const std::int64_t g = std::min(global_batch(), n_ - begin);
+    const std::int64_t lo = opt_.rank * g / opt_.world_size;
+    const std::int64_t hi = (opt_.rank + 1) * g / opt_.world_size;
+    return {begin + lo, hi - lo};
+  }
+  bool sharded() const { return opt_.world_size > 1; }
 
   /// Samples skipped so far (OnError::skip); each is skipped in later epochs
   /// without being read again.
@@ -229,8 +271,8 @@ class DataLoader final : public BatchSource {
 
   /// Fills batch b of the current epoch.
   void fill(std::int64_t b, Batch& batch) const {
-    const std::int64_t begin = b * opt_.batch_size;
-    const std::int64_t count = std::min(opt_.batch_size, n_ - begin);
+    const auto range = shard(b);
+    const std::int64_t begin = range.first, count = range.second;
     const Shape ss = ds_->sample_shape();
     std::int64_t dims[Shape::kMaxRank] = {count};
     for (int d = 0; d < ss.rank(); ++d) dims[d + 1] = ss[d];

@@ -1,5 +1,6 @@
 // Trainer: the training loop. Each step sets the scheduled learning rate (and
 // momentum, where the schedule cycles it), runs forward, the loss and backward, then the
+// gradient hooks (data-parallel training averages gradients across ranks there), the
 // before_update hooks (pruning masks gradients there), the optimizer update and the after_step
 // hooks (pruning re-applies masks there). A non-finite loss stops training with an error instead of
 // training on garbage. Progress (step, loss, metric, samples/s, ETA) goes to the log stream.
@@ -92,6 +93,7 @@ Metrics evaluate(M& model, nn::Loss& loss, Task task, data::BatchSource& source)
   source.start_epoch(0);
   data::Batch batch;
   while (source.next(batch)) {
+    if (batch.size() == 0) continue;  // a sharded loader's empty share
     const TensorView<const float> pred = model.forward(batch.inputs);
     acc.add(pred, batch, loss.compute(pred, batch));
   }
@@ -119,6 +121,17 @@ class Trainer {
     require(static_cast<bool>(hook), "Trainer::add_after_step: empty hook");
     after_step_.push_back(std::move(hook));
   }
+  /// Adds a hook run once per step right after backward, before the
+  /// before_update hooks, with the number of samples of the step's batch:
+  /// data-parallel training averages the gradients across ranks there
+  /// (distributed::GradientAverager). Hooks run in the order added; kept for
+  /// the trainer's life. With such a hook, step() also accepts an EMPTY batch
+  /// (a sharded loader's share of a short last batch): no forward or
+  /// backward, a zero gradient, the hooks with 0 samples, then the update.
+  void add_gradient_hook(std::function<void(std::int64_t batch_samples)> hook) {
+    require(static_cast<bool>(hook), "Trainer::add_gradient_hook: empty hook");
+    gradient_hooks_.push_back(std::move(hook));
+  }
   /// Adds a hook run once per step after backward and before the optimizer
   /// update: the gradients are final there (pruning masks them). Hooks run in
   /// the order added; kept for the trainer's life.
@@ -136,15 +149,24 @@ class Trainer {
         require(opt_.set_momentum(*m), "Trainer: the schedule cycles the momentum but ",
                 opt_.name(), " has none (OneCycleLr::cycle_momentum(false) turns it off)");
     }
-    const auto pred = model_.forward(batch.inputs);
-    const float loss = loss_.compute(pred, batch);
-    if (!std::isfinite(loss))
-      throw Error(detail::concat("training diverged: ", loss_.name(), " loss is ", loss,
-                                 " at step ", step_ + 1, " (learning rate ", opt_.lr(),
-                                 "); lower the learning rate or check the data"));
-    if (metrics) metrics->add(pred, batch, loss);
-    opt_.zero_grad();
-    (void)model_.backward(loss_.backward());
+    float loss = 0.f;
+    if (batch.size() == 0) {
+      require(!gradient_hooks_.empty(), "Trainer::step: empty batch at step ", step_ + 1,
+              " (only a sharded loader of data-parallel training yields those, and the "
+              "trainer then has a gradient hook)");
+      opt_.zero_grad();
+    } else {
+      const auto pred = model_.forward(batch.inputs);
+      loss = loss_.compute(pred, batch);
+      if (!std::isfinite(loss))
+        throw Error(detail::concat("training diverged: ", loss_.name(), " loss is ", loss,
+                                   " at step ", step_ + 1, " (learning rate ", opt_.lr(),
+                                   "); lower the learning rate or check the data"));
+      if (metrics) metrics->add(pred, batch, loss);
+      opt_.zero_grad();
+      (void)model_.backward(loss_.backward());
+    }
+    for (auto& hook : gradient_hooks_) hook(batch.size());
     for (auto& hook : before_update_) hook();
     opt_.step();
     ++step_;
@@ -241,6 +263,7 @@ class Trainer {
   nn::Loss* eval_loss_ = nullptr;
   std::int64_t step_ = 0;
   std::vector<std::function<void()>> before_update_, after_step_;
+  std::vector<std::function<void(std::int64_t)>> gradient_hooks_;
   const std::function<void()>* epoch_after_step_ = nullptr;
 };
 
