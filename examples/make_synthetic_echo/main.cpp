@@ -3,35 +3,19 @@
 // clips with known EF. See docs/synthetic_echo.md.
 //
 //   make_synthetic_echo --out DIR [--count 200] [--seed 1] [--threads N] ...
+#include <CLI/CLI.hpp>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <string>
-#include <string_view>
 
 #include "compressor/core/threading.hpp"
 #include "compressor/data/synthetic_echo.hpp"
 
 namespace {
-
-void usage(std::FILE* to) {
-  std::fprintf(to,
-               "usage: make_synthetic_echo --out DIR [options]\n"
-               "  --out DIR         folder to write (FileList.csv, Videos/, synthetic_echo.txt)\n"
-               "  --count N         number of clips (default 200)\n"
-               "  --seed S          random seed (default 1); same seed, same files\n"
-               "  --size PX         frame height and width (default 112)\n"
-               "  --fps F           frames per second (default 50)\n"
-               "  --val F           fraction of VAL clips (default 0.125)\n"
-               "  --test F          fraction of TEST clips (default 0.125)\n"
-               "  --quality Q       MJPEG quantiser scale, 1 (best) to 31 (default 3)\n"
-               "  --threads N       OpenMP threads (default: all)\n"
-               "  --if-absent       do nothing when DIR already holds this data set\n"
-               "  --quiet           no progress lines\n");
-}
 
 struct Args {
   std::filesystem::path out;
@@ -39,77 +23,52 @@ struct Args {
   bool if_absent = false, quiet = false;
 };
 
-double number(std::string_view flag, const char* text) {
-  char* end = nullptr;
-  const double v = std::strtod(text, &end);
-  if (end == text || *end != '\0' || !std::isfinite(v))
-    throw compressor::ValueError(std::string(flag) + ": '" + text + "' is not a number");
-  return v;
-}
-
-std::int64_t integer(std::string_view flag, const char* text) {
-  const double v = number(flag, text);
-  if (v != std::floor(v) || v < 0 || v > 1e12)
-    throw compressor::ValueError(std::string(flag) + ": '" + text +
-                                 "' is not a non-negative integer");
-  return static_cast<std::int64_t>(v);
-}
-
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      usage(stdout);
-      std::exit(0);
-    }
-    if (flag == "--if-absent") {
-      a.if_absent = true;
-      continue;
-    }
-    if (flag == "--quiet") {
-      a.quiet = true;
-      continue;
-    }
-    if (i + 1 >= argc) throw compressor::ValueError(std::string(flag) + " needs a value");
-    const char* v = argv[++i];
-    auto& o = a.opt;
-    if (flag == "--out")
-      a.out = v;
-    else if (flag == "--count")
-      o.count = integer(flag, v);
-    else if (flag == "--seed")
-      o.seed = static_cast<std::uint64_t>(integer(flag, v));
-    else if (flag == "--size")
-      o.model.size = static_cast<int>(integer(flag, v));
-    else if (flag == "--fps")
-      o.model.fps = number(flag, v);
-    else if (flag == "--val")
-      o.val_fraction = number(flag, v);
-    else if (flag == "--test")
-      o.test_fraction = number(flag, v);
-    else if (flag == "--quality")
-      o.quality = static_cast<int>(integer(flag, v));
-    else if (flag == "--threads")
-      o.threads = static_cast<int>(integer(flag, v));
-    else
-      throw compressor::ValueError("unknown option '" + std::string(flag) + "'");
+  auto& o = a.opt;
+  std::string out;
+  CLI::App app{
+      "make_synthetic_echo: writes a synthetic EchoNet-Dynamic-layout data set of "
+      "beating left-ventricle-like clips with known EF (docs/synthetic_echo.md)"};
+  app.add_option("--out", out, "folder to write (FileList.csv, Videos/, synthetic_echo.txt)")
+      ->required();
+  app.add_option("--count", o.count, "number of clips")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{100000000}));
+  app.add_option("--seed", o.seed, "random seed; same seed, same files")->capture_default_str();
+  app.add_option("--size", o.model.size, "frame height and width")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 4096));
+  app.add_option("--fps", o.model.fps, "frames per second")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1000.0));
+  app.add_option("--val", o.val_fraction, "fraction of VAL clips")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--test", o.test_fraction, "fraction of TEST clips")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--quality", o.quality, "MJPEG quantiser scale, 1 (best) to 31")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 31));
+  app.add_option("--threads", o.threads, "OpenMP threads (0: all)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  app.add_flag("--if-absent", a.if_absent, "do nothing when --out already holds this data set");
+  app.add_flag("--quiet", a.quiet, "no progress lines");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
   }
-  if (a.out.empty()) throw compressor::ValueError("--out DIR is required");
+  a.out = out;
   return a;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args args;
-  try {
-    args = parse(argc, argv);
-  } catch (const compressor::Error& e) {
-    std::fprintf(stderr, "make_synthetic_echo: %s\n", e.what());
-    usage(stderr);
-    return 2;
-  }
+  Args args = parse(argc, argv);
   try {
     using namespace compressor::data;
     if (args.if_absent && std::filesystem::exists(args.out / "synthetic_echo.txt") &&
