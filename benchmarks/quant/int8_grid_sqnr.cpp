@@ -33,43 +33,15 @@
 #include "compressor/quant/convert.hpp"
 #include "compressor/quant/observers.hpp"
 #include "compressor/quant/sensitivity.hpp"
+#include "quant/quant_test_util.hpp"      // RandomBatches
+#include "surgery/surgery_test_util.hpp"  // randomize_batchnorms
 
 namespace {
 
 using namespace compressor;
 
-class UniformBatches : public data::BatchSource {
- public:
-  UniformBatches(Shape shape, int batches, std::uint64_t seed)
-      : shape_(shape), n_(batches), seed_(seed) {}
-  void start_epoch(std::uint64_t) override { i_ = 0; }
-  bool next(data::Batch& out) override {
-    if (i_ >= n_) return false;
-    Rng rng(seed_ + static_cast<std::uint64_t>(i_++));
-    out.inputs = Tensor<float>(shape_);
-    for (auto& v : out.inputs.flat()) v = static_cast<float>(rng.uniform(-1.5, 1.5));
-    return true;
-  }
-  std::int64_t num_batches() const override { return n_; }
-  std::int64_t num_samples() const override { return n_ * shape_[0]; }
-
- private:
-  Shape shape_;
-  int n_;
-  std::uint64_t seed_;
-  int i_ = 0;
-};
-
-void randomize_batchnorms(nn::Module& m, Rng& rng) {
-  m.visit([&](const std::string&, nn::Module& l) {
-    auto* bn = nn::as<nn::Normalization>(l);
-    if (bn == nullptr) return;
-    for (auto& v : bn->weight().flat()) v = static_cast<float>(rng.uniform(0.5, 1.5));
-    for (auto& v : bn->bias().flat()) v = static_cast<float>(rng.uniform(-0.5, 0.5));
-    for (auto& v : bn->running_mean().flat()) v = static_cast<float>(rng.uniform(-0.3, 0.3));
-    for (auto& v : bn->running_var().flat()) v = static_cast<float>(rng.uniform(0.5, 2.0));
-  });
-}
+using compressor::testing::RandomBatches;
+using compressor::testing::randomize_batchnorms;
 
 struct Sqnr {
   double output = 0, worst = std::numeric_limits<double>::infinity();
@@ -78,10 +50,10 @@ struct Sqnr {
 Sqnr measure(nn::Module& net, const Shape& input, quant::WeightGrid grid, std::uint64_t seed) {
   quant::Prepared p = quant::prepare_ptq(
       net, {.observer = [] { return quant::make_observer("minmax"); }, .grid = grid});
-  UniformBatches calibration(input, 4, 1000 * seed);
+  RandomBatches calibration(input, 4, 1000 * seed, -1.5f, 1.5f);
   quant::calibrate(p, calibration);
   quant::Int8Model int8 = quant::convert(p);
-  UniformBatches eval(input, 4, 1000 * seed + 500);
+  RandomBatches eval(input, 4, 1000 * seed + 500, -1.5f, 1.5f);
   quant::measure_sqnr(int8, net, eval);
   Sqnr s;
   s.output = int8.summary().points.back().sqnr_db;
