@@ -20,6 +20,7 @@ namespace compressor::testing {
 struct Fidelity {
   std::int64_t elements = 0, equal = 0, max_diff = 0;
   std::string worst_point;
+  std::map<std::string, std::int64_t> unequal;  ///< per point, values that differ
   double equal_fraction() const { return elements ? double(equal) / double(elements) : 0.0; }
 };
 
@@ -49,6 +50,7 @@ inline Fidelity lockstep_fidelity(quant::Int8Model& int8, nn::Module& fq,
       const std::int64_t d = std::abs(int(data[i]) - int(w[i]));
       ++f.elements;
       f.equal += d == 0;
+      f.unequal[point] += d != 0;
       if (d > f.max_diff) {
         f.max_diff = d;
         f.worst_point = point;

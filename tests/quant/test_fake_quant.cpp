@@ -1,12 +1,17 @@
 // FakeQuantize against its definitions (forward on the one rounding rule, the
 // straight-through estimator, LSQ's scale gradient), its observer states, and
-// the temporal pooling kernel against the rule.
+// the temporal pooling kernel against the rule, and the fake-quant averaging
+// layers against the int8 pooling kernels (ties included).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <compressor/kernels/pool.hpp>
 #include <compressor/nn/activation.hpp>
 #include <compressor/nn/sequential.hpp>
 #include <compressor/quant/fake_quant.hpp>
+#include <compressor/quant/fake_quant_pool.hpp>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "support/test_util.hpp"
@@ -178,5 +183,96 @@ TEST_CASE("temporal_pool_u8 computes the rule for mean and mean+max+min", "[quan
           CHECK(y[i * of + 2 * f + j] ==
                 kernels::requantize(lo - qx.zero_point, m1, qy.zero_point));
         }
+    }
+}
+
+namespace {
+/// Random uint8 values and their dequantized floats (a fake-quant point's output).
+std::pair<Tensor<std::uint8_t>, Tensor<float>> grid_values(Shape shape, quant::QuantParams q,
+                                                           Rng& rng) {
+  Tensor<std::uint8_t> u(shape);
+  Tensor<float> x(shape);
+  for (std::int64_t i = 0; i < u.numel(); ++i) {
+    u.data()[i] = static_cast<std::uint8_t>(rng.below(256));
+    x.data()[i] = quant::dequantize_activation(u[i], q);
+  }
+  return {u, x};
+}
+
+/// How many of the float outputs, quantized to q, differ from want.
+std::int64_t mismatches(TensorView<const float> y, quant::QuantParams q,
+                        const Tensor<std::uint8_t>& want) {
+  REQUIRE(y.numel() == want.numel());
+  std::int64_t bad = 0;
+  for (std::int64_t i = 0; i < y.numel(); ++i)
+    bad += quant::quantize_activation(y[i], q) != want[i];
+  return bad;
+}
+}  // namespace
+
+TEST_CASE("FakeQuantTemporalPool rounds as temporal_pool_u8, ties included",
+          "[quant][fake_quant]") {
+  Rng rng(35);
+  for (const bool max_min : {false, true})
+    for (const std::int64_t t : {2, 4, 5, 8})
+      for (const bool same_scale : {true, false}) {
+        INFO("T " << t << " max_min " << max_min << " same scale " << same_scale);
+        const std::int64_t n = 4, f = 53;
+        const quant::QuantParams qx{0.0371f, 9}, qy{same_scale ? 0.0371f : 0.0297f, 3};
+        const auto [u, x] = grid_values(Shape{n, t, f}, qx, rng);
+        Tensor<std::uint8_t> want(Shape{n, max_min ? 3 * f : f});
+        kernels::temporal_pool_u8(u, qx, max_min, want, qy);
+        const auto mode = max_min ? nn::TemporalPoolMode::mean_max_min : nn::TemporalPoolMode::mean;
+        quant::FakeQuantTemporalPool pool(mode, qx);
+        pool.set_output_hook(std::make_unique<quant::FakeQuantize>(qy));
+        CHECK(mismatches(pool.forward(x), qy, want) == 0);
+        // The float layer's output, rounded by a FakeQuantize: with equal
+        // scales and T even, some means are exact ties that it may round
+        // either way (this is what the layer above fixes). Counted, not
+        // asserted: float rounding decides.
+        nn::TemporalPool plain(mode);
+        quant::FakeQuantize fq(qy);
+        const std::int64_t plain_bad = mismatches(fq.forward(plain.forward(x)), qy, want);
+        UNSCOPED_INFO("the float mean + FakeQuantize differs on " << plain_bad << " values");
+        // Backward is the float layer's.
+        const Tensor<float> g = random_tensor(Shape{n, max_min ? 3 * f : f}, rng);
+        (void)plain.forward(x);
+        const Tensor<float> want_dx(plain.backward(g));
+        const Tensor<float> dx(pool.backward(g));
+        CHECK(std::equal(dx.flat().begin(), dx.flat().end(), want_dx.flat().begin()));
+        // Off the rule it is the float layer: input off the grid, or its
+        // FakeQuantize disabled (sensitivity_report's other points).
+        Tensor<float> off(x);
+        off.data()[0] += 0.25f * qx.scale;
+        const Tensor<float> want_off(fq.forward(plain.forward(off)));
+        const Tensor<float> got_off(pool.forward(off));
+        CHECK(std::equal(got_off.flat().begin(), got_off.flat().end(), want_off.flat().begin()));
+        nn::as<quant::FakeQuantize>(*pool.output_hook())->enable_fake_quant(false);
+        const Tensor<float> want_float(plain.forward(x));
+        const Tensor<float> got_float(pool.forward(x));
+        CHECK(std::equal(got_float.flat().begin(), got_float.flat().end(),
+                         want_float.flat().begin()));
+      }
+}
+
+TEST_CASE("FakeQuantGlobalAvgPool2d rounds as global_avg_pool_u8 on every path",
+          "[quant][fake_quant][isa]") {
+  Rng rng(36);
+  for (const std::int64_t hw : {2, 4, 7})
+    for (const bool same_scale : {true, false}) {
+      INFO("H=W " << hw << " same scale " << same_scale);
+      const std::int64_t n = 3, c = 70;  // 70 channels: the AVX2 loop and its scalar tail
+      const quant::QuantParams qx{0.0213f, 0}, qy{same_scale ? 0.0213f : 0.0187f, 0};
+      const auto [u, x] = grid_values(Shape{n, hw, hw, c}, qx, rng);
+      quant::FakeQuantGlobalAvgPool2d pool(qx);
+      pool.set_output_hook(std::make_unique<quant::FakeQuantize>(qy));
+      const Tensor<float> y(pool.forward(x));
+      for (const kernels::Path p : kernels::supported_paths()) {
+        INFO("path " << kernels::path_name(p));
+        const kernels::ScopedKernelPath scope(p);
+        Tensor<std::uint8_t> want(Shape{n, c});
+        kernels::global_avg_pool_u8(u, qx, want, qy);
+        CHECK(mismatches(y, qy, want) == 0);
+      }
     }
 }

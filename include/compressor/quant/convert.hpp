@@ -40,6 +40,7 @@
 #include "compressor/quant/bias_correction.hpp"
 #include "compressor/quant/equalize.hpp"
 #include "compressor/quant/fake_quant.hpp"
+#include "compressor/quant/fake_quant_pool.hpp"
 #include "compressor/quant/int8_model.hpp"
 #include "compressor/quant/int8_ops.hpp"
 #include "compressor/quant/observer.hpp"
@@ -643,9 +644,35 @@ inline std::unique_ptr<nn::Module> fp32_deploy_model(const nn::Module& m) {
   return d;
 }
 
+namespace internal {
+/// fake_quant_model(): the averaging layers at pool points become their
+/// int8-exact twins (fake_quant_pool.hpp). A point whose input or own
+/// parameters the summary lacks (a float island) keeps its float layer.
+inline void swap_in_fake_quant_pools(nn::Module& m, const ConversionSummary& s) {
+  const std::vector<nn::QuantPoint> points = m.quantization_points();
+  for (std::size_t i = 1; i < points.size(); ++i) {
+    const nn::PointKind kind = points[i].kind;
+    if (kind != nn::PointKind::pool && kind != nn::PointKind::temporal_pool) continue;
+    const PointSummary* in = s.point(points[i - 1].name);
+    const PointSummary* out = s.point(points[i].name);
+    if (in == nullptr || out == nullptr) continue;
+    const std::string& name = points[i].name;
+    nn::Module& pool = module_at(m, name);
+    if (kind == nn::PointKind::pool && nn::as<nn::GlobalAvgPool2d>(pool) != nullptr)
+      m.replace(name, std::make_unique<FakeQuantGlobalAvgPool2d>(in->q));
+    else if (const auto* t = nn::as<nn::TemporalPool>(pool))
+      m.replace(name, std::make_unique<FakeQuantTemporalPool>(t->mode(), in->q));
+  }
+}
+}  // namespace internal
+
 /// The float model that simulates `int8` (converted from p): a copy of p's
 /// model with each layer's weights fake-quantized per channel, its bias on the
 /// int32 grid, and a FakeQuantize with the point's parameters at every point.
+/// At every pool and temporal-pool point the averaging layer is swapped for
+/// its fake_quant_pool.hpp twin, which rounds means as the int8 op does
+/// (ties included); its input parameters are those of the point declared
+/// before it (models declare their points in forward order).
 /// With `weight_layers`, only the layers named there (float layer names, as in
 /// ConversionSummary::layers) get fake-quantized weights and biases; the
 /// others keep their float ones (the sensitivity report quantizes one layer
@@ -678,6 +705,7 @@ inline std::unique_ptr<nn::Module> fake_quant_model(
                              kernels::accumulator_scale(l.in.scale, sw);
     }
   }
+  internal::swap_in_fake_quant_pools(*m, s);
   for (const auto& point : s.points)
     internal::module_at(*m, point.name).set_output_hook(std::make_unique<FakeQuantize>(point.q));
   m->eval();
