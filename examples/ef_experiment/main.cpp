@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -527,12 +528,17 @@ class Experiment {
   void print_table() const {
     std::printf("\n%-24s %-9s %6s %8s %8s %7s %9s %10s %9s %8s\n", "model", "precision", "ratio",
                 "MAE", "RMSE", "R2", "sparsity", "GMACs", "file MB", "ms/clip");
+    auto fixed4 = [](const std::optional<double>& v) {
+      if (!v) return std::string("-");
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.4f", *v);
+      return std::string(buf);
+    };
     for (const auto& r : results_.results().rows)
       std::printf("%-24s %-9s %6s %8.3f %8.3f %7.3f %9s %10.3f %9.2f %8.1f\n", r.name.c_str(),
                   r.precision.c_str(), r.prune_ratio ? ratio_name(*r.prune_ratio).c_str() : "-",
                   r.metric("mae").value_or(NAN), r.metric("rmse").value_or(NAN),
-                  r.metric("r2").value_or(NAN),
-                  r.sparsity_after_finetune ? ratio_name(*r.sparsity_after_finetune).c_str() : "-",
+                  r.metric("r2").value_or(NAN), fixed4(r.sparsity_after_finetune).c_str(),
                   static_cast<double>(r.macs) * 1e-9, static_cast<double>(r.file_bytes) * 1e-6,
                   r.latency_ms_median.value_or(NAN));
     std::printf("latency: batch of one clip, %d thread(s), kernel path %s\n", c_.threads,
