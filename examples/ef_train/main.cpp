@@ -7,7 +7,14 @@
 //
 // Without --data it uses a synthetic EchoNet-layout set, generated on first
 // use (docs/synthetic_echo.md). The defaults are a quick configuration that
-// finishes in about ten minutes on two cores.
+// finishes in about five minutes on two cores.
+//
+// Data-parallel (built with MPI, started by mpirun -np N; docs/distributed.md):
+// every rank trains a replica on its share of each global batch of --batch
+// clips (a multiple of N), gradients are averaged over ranks after every
+// backward, BatchNorm keeps per-rank statistics. Rank 0 generates the
+// synthetic set, validates, tests, prints and writes --out; the progress
+// lines show the global throughput and rank 0's loss.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -15,8 +22,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 #include "common/echo.hpp"
 #include "compressor/core/threading.hpp"
@@ -28,11 +37,22 @@
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/models/ef_regressor.hpp"
 #include "compressor/train.hpp"
+#if COMPRESSOR_EF_TRAIN_MPI
+#include "compressor/distributed/gradient_averager.hpp"
+#include "compressor/distributed/mpi.hpp"
+#include "compressor/distributed/replicate.hpp"
+#endif
 
 namespace fs = std::filesystem;
 using namespace compressor;
 
 namespace {
+
+/// Training in one process (no MPI): the single rank.
+struct SingleProcess {
+  int rank() const { return 0; }
+  int size() const { return 1; }
+};
 
 struct Config {
   fs::path data, out = "ef_train_out";
@@ -136,10 +156,20 @@ std::string metrics_json(const train::Metrics& m) {
   return os.str();
 }
 
-int run(const Config& c) {
+/// World: SingleProcess, or with MPI a distributed::Communicator.
+template <class World>
+int run(const Config& c, const World& world) {
+  [[maybe_unused]] constexpr bool kMpi = !std::is_same_v<World, SingleProcess>;
   set_num_threads(c.threads);
   const auto t_start = std::chrono::steady_clock::now();
-  if (c.synthetic) examples::ensure_synthetic_echo_set(c.data, c.generate, c.seed);
+  const bool lead = world.rank() == 0;
+  const int ranks = world.size();
+  require(c.batch % ranks == 0, "--batch ", c.batch, " is the global batch: it must be a ",
+          "multiple of the number of ranks, ", ranks);
+  if (c.synthetic && lead) examples::ensure_synthetic_echo_set(c.data, c.generate, c.seed);
+#if COMPRESSOR_EF_TRAIN_MPI
+  if constexpr (kMpi) world.barrier();  // the other ranks read the set rank 0 generated
+#endif
   data::EchoNetOptions eo;
   eo.clip = data::ClipSpec{c.frames, c.size, c.size};
   eo.max_clips = c.max_clips;
@@ -160,17 +190,23 @@ int run(const Config& c) {
   mean_ef /= static_cast<double>(train_recs.size());
   for (const auto& r : train_recs) var_ef += (r.ef - mean_ef) * (r.ef - mean_ef);
   const double std_ef = std::max(1e-3, std::sqrt(var_ef / static_cast<double>(train_recs.size())));
-  std::printf(
-      "data: %s: %zu train, %zu val, %zu test clips; %lld frames of %lldx%lld; train EF mean "
-      "%.2f, std %.2f\n",
-      c.data.c_str(), train_recs.size(), ds.records(data::EchoSplit::val).size(), test_recs.size(),
-      static_cast<long long>(c.frames), static_cast<long long>(c.size),
-      static_cast<long long>(c.size), mean_ef, std_ef);
+  if (lead)
+    std::printf(
+        "data: %s: %zu train, %zu val, %zu test clips; %lld frames of %lldx%lld; train EF mean "
+        "%.2f, std %.2f\n",
+        c.data.c_str(), train_recs.size(), ds.records(data::EchoSplit::val).size(),
+        test_recs.size(), static_cast<long long>(c.frames), static_cast<long long>(c.size),
+        static_cast<long long>(c.size), mean_ef, std_ef);
 
   data::LoaderOptions lo;
-  lo.batch_size = c.batch;
+  lo.batch_size = c.batch / ranks;  // this rank's share of each global batch
   lo.seed = c.seed;
+  lo.rank = world.rank();
+  lo.world_size = ranks;
   auto train_loader = ds.loader(data::EchoSplit::train, lo);
+  lo.batch_size = c.batch;  // rank 0 validates and tests on the whole splits
+  lo.rank = 0;
+  lo.world_size = 1;
   lo.shuffle = false;
   auto val_loader = ds.loader(data::EchoSplit::val, lo);
   auto test_loader = ds.loader(data::EchoSplit::test, lo);
@@ -180,6 +216,9 @@ int run(const Config& c) {
   mo.width = c.width;
   mo.pool = c.pool;
   models::EfRegressor model(mo);
+#if COMPRESSOR_EF_TRAIN_MPI
+  if constexpr (kMpi) distributed::broadcast_module(world, model);  // identical replicas
+#endif
   // Training predicts the standardised EF, z = (EF - mean) / std, so the head
   // starts at the mean predictor and its weights need no large scale; the
   // affine map is folded into the head afterwards, so the saved model
@@ -188,10 +227,12 @@ int run(const Config& c) {
   const auto to_z =
       data::standardize_targets(static_cast<float>(mean_ef), static_cast<float>(std_ef));
   data::MappedSource train_z(*train_loader, to_z), val_z(*val_loader, to_z);
-  std::printf(
-      "model: EfRegressor (ResNet-18 width %.3g, %s over time), %lld parameters; %d threads\n",
-      c.width, std::string(to_string(c.pool)).c_str(),
-      static_cast<long long>(model.num_parameters()), c.threads);
+  if (lead)
+    std::printf(
+        "model: EfRegressor (ResNet-18 width %.3g, %s over time), %lld parameters; %d rank(s) x "
+        "%d threads\n",
+        c.width, std::string(to_string(c.pool)).c_str(),
+        static_cast<long long>(model.num_parameters()), ranks, c.threads);
 
   std::unique_ptr<nn::Loss> loss;
   if (c.loss == "mse")
@@ -205,11 +246,20 @@ int run(const Config& c) {
   train::CosineLr sched(c.lr, steps,
                         std::min<std::int64_t>(steps / 10, train_loader->num_batches()));
   train::Trainer trainer(model, *loss, opt, train::Task::regression, &sched);
+#if COMPRESSOR_EF_TRAIN_MPI
+  std::optional<distributed::GradientAverager> averager;
+  if constexpr (kMpi) {
+    averager.emplace(world, model);
+    averager->attach(trainer);
+  }
+#endif
   train::FitOptions fo;
   fo.epochs = c.epochs;
-  fo.log = &std::cout;
+  fo.log = lead ? &std::cout : nullptr;
   fo.progress_interval = 15;
-  const auto reports = trainer.fit(train_z, &val_z, fo);
+  fo.ranks = ranks;
+  const auto reports = trainer.fit(train_z, lead ? &val_z : nullptr, fo);
+  if (!lead) return 0;
   model.fold_output_affine(static_cast<float>(std_ef), static_cast<float>(mean_ef));
 
   const train::Metrics test = trainer.evaluate(*test_loader);
@@ -231,8 +281,9 @@ int run(const Config& c) {
   js << "{\n  \"data\": \"" << c.data.string() << "\",\n  \"frames\": " << c.frames
      << ",\n  \"size\": " << c.size << ",\n  \"width\": " << c.width << ",\n  \"pool\": \""
      << to_string(c.pool) << "\""
-     << ",\n  \"epochs\": " << c.epochs << ",\n  \"threads\": " << c.threads
-     << ",\n  \"train_mean_ef\": " << mean_ef << ",\n  \"test\": " << metrics_json(test)
+     << ",\n  \"epochs\": " << c.epochs << ",\n  \"ranks\": " << ranks
+     << ",\n  \"threads\": " << c.threads << ",\n  \"train_mean_ef\": " << mean_ef
+     << ",\n  \"test\": " << metrics_json(test)
      << ",\n  \"mean_predictor\": " << metrics_json(baseline) << ",\n  \"val_mae_per_epoch\": [";
   for (std::size_t i = 0; i < reports.size(); ++i)
     js << (i ? ", " : "") << reports[i].val->mae * std_ef;
@@ -248,10 +299,18 @@ int run(const Config& c) {
 int main(int argc, char** argv) {
   const Config c = parse(argc, argv);
   try {
-    // Not data-parallel yet (docs/distributed.md): N copies under mpirun
-    // would all write --out.
+#if COMPRESSOR_EF_TRAIN_MPI
+    // Started by a launcher as one of several ranks: data-parallel. An error
+    // on any rank prints "rank N: ..." and ends every rank.
+    if (compressor::distributed::launched_world_size().first > 1)
+      return compressor::distributed::run(
+          argc, argv,
+          [&](const compressor::distributed::Communicator& world) { (void)run(c, world); });
+#else
+    // Built without MPI: N copies under mpirun would all write --out.
     compressor::distributed::require_single_process("ef_train");
-    return run(c);
+#endif
+    return run(c, SingleProcess{});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ef_train: error: %s\n", e.what());
     return 1;

@@ -44,6 +44,11 @@ struct FitOptions {
   /// trainer's own after_step hooks (Trainer::add_after_step).
   std::function<void()> after_step;
   std::function<void(int epoch)> before_epoch;
+  /// Data-parallel training: the number of ranks sharing each global batch
+  /// equally. The progress lines and EpochReport::samples_per_second count
+  /// this rank's samples times this, the global rate (exact but for a short
+  /// last batch); loss and metric stay this rank's.
+  int ranks = 1;
 };
 
 struct EpochReport {
@@ -179,6 +184,7 @@ class Trainer {
   /// as they are (fit() sets training mode).
   EpochReport train_epoch(data::BatchSource& source, int epoch, const FitOptions& o = {}) {
     const EpochHook hook(epoch_after_step_, &o.after_step);
+    require(o.ranks >= 1, "FitOptions::ranks must be >= 1, got ", o.ranks);
     EpochReport rep;
     rep.epoch = epoch;
     MetricAccumulator acc(task_);
@@ -189,13 +195,13 @@ class Trainer {
     std::int64_t done = 0;
     while (source.next(batch)) {
       step(batch, &acc);
-      progress.update(++done, acc.result().samples,
+      progress.update(++done, acc.result().samples * o.ranks,
                       format_metrics(acc.result()) + " lr " + std::to_string(opt_.lr()));
     }
     rep.train = acc.result();
     rep.seconds = progress.elapsed();
     rep.samples_per_second =
-        rep.seconds > 0 ? static_cast<double>(rep.train.samples) / rep.seconds : 0;
+        rep.seconds > 0 ? static_cast<double>(rep.train.samples * o.ranks) / rep.seconds : 0;
     rep.lr = opt_.lr();
     return rep;
   }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# CTest example_ef_train_mpi: runs the given command (mpirun -np 2 ... ef_train
+# ... --out OUT) and checks what a data-parallel run must give: exit code 0,
+# one rank's output only (each epoch line, the test table and "wrote" once,
+# with 2 ranks named), and the model and results written once in OUT.
+# Usage: check_mpi_run.sh OUT command...
+set -u
+out=$1
+shift
+rm -rf "$out"
+log=$("$@" 2>&1)
+rc=$?
+printf '%s\n' "$log"
+fail() {
+  echo "check_mpi_run: $*" >&2
+  exit 1
+}
+[ "$rc" -eq 0 ] || fail "the run exited with $rc"
+count() { printf '%s\n' "$log" | grep -c -- "$1"; }
+[ "$(count '2 rank(s) x')" -eq 1 ] || fail "expected one model line naming 2 ranks"
+[ "$(count 'epoch 1/1 done')" -eq 1 ] || fail "expected the epoch line once (rank 0 only)"
+[ "$(count 'always the training mean')" -eq 1 ] || fail "expected the test table once"
+[ "$(count "wrote $out/model.safetensors")" -eq 1 ] || fail "expected 'wrote' once"
+[ -s "$out/model.safetensors" ] || fail "$out/model.safetensors is missing or empty"
+grep -q '"ranks": 2' "$out/results.json" || fail "$out/results.json does not record 2 ranks"
+echo "check_mpi_run: ok"
