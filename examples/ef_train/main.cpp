@@ -16,6 +16,7 @@
 // synthetic set, validates, tests, prints and writes --out; the progress
 // lines show the global throughput and rank 0's loss.
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -23,7 +24,6 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <type_traits>
 
@@ -149,11 +149,8 @@ train::Metrics constant_predictor(const std::vector<data::EchoRecord>& recs, flo
   return acc.result();
 }
 
-std::string metrics_json(const train::Metrics& m) {
-  std::ostringstream os;
-  os << "{\"samples\": " << m.samples << ", \"mae\": " << m.mae << ", \"rmse\": " << m.rmse
-     << ", \"r2\": " << m.r2 << "}";
-  return os.str();
+nlohmann::ordered_json metrics_json(const train::Metrics& m) {
+  return {{"samples", m.samples}, {"mae", m.mae}, {"rmse", m.rmse}, {"r2", m.r2}};
 }
 
 /// World: SingleProcess, or with MPI a distributed::Communicator.
@@ -277,18 +274,22 @@ int run(const Config& c, const World& world) {
 
   fs::create_directories(c.out);
   io::save_checkpoint(model, c.out / "model.safetensors");
-  std::ostringstream js;
-  js << "{\n  \"data\": \"" << c.data.string() << "\",\n  \"frames\": " << c.frames
-     << ",\n  \"size\": " << c.size << ",\n  \"width\": " << c.width << ",\n  \"pool\": \""
-     << to_string(c.pool) << "\""
-     << ",\n  \"epochs\": " << c.epochs << ",\n  \"ranks\": " << ranks
-     << ",\n  \"threads\": " << c.threads << ",\n  \"train_mean_ef\": " << mean_ef
-     << ",\n  \"test\": " << metrics_json(test)
-     << ",\n  \"mean_predictor\": " << metrics_json(baseline) << ",\n  \"val_mae_per_epoch\": [";
-  for (std::size_t i = 0; i < reports.size(); ++i)
-    js << (i ? ", " : "") << reports[i].val->mae * std_ef;
-  js << "],\n  \"minutes\": " << minutes << "\n}\n";
-  io::write_file_atomic(c.out / "results.json", js.str());
+  nlohmann::ordered_json val_mae = nlohmann::ordered_json::array();
+  for (const auto& r : reports) val_mae.push_back(r.val->mae * std_ef);
+  const nlohmann::ordered_json js = {{"data", c.data.string()},
+                                     {"frames", c.frames},
+                                     {"size", c.size},
+                                     {"width", c.width},
+                                     {"pool", std::string(to_string(c.pool))},
+                                     {"epochs", c.epochs},
+                                     {"ranks", ranks},
+                                     {"threads", c.threads},
+                                     {"train_mean_ef", mean_ef},
+                                     {"test", metrics_json(test)},
+                                     {"mean_predictor", metrics_json(baseline)},
+                                     {"val_mae_per_epoch", val_mae},
+                                     {"minutes", minutes}};
+  io::write_file_atomic(c.out / "results.json", js.dump(2) + "\n");
   std::printf("wrote %s and %s\n", (c.out / "model.safetensors").c_str(),
               (c.out / "results.json").c_str());
   return 0;
