@@ -257,6 +257,17 @@ int run(const Config& c, const World& world) {
   fo.ranks = ranks;
   const auto reports = trainer.fit(train_z, lead ? &val_z : nullptr, fo);
   if (!lead) return 0;
+#if COMPRESSOR_EF_TRAIN_MPI
+  if (averager) {
+    double train_seconds = 0;
+    for (const auto& r : reports) train_seconds += r.seconds;
+    std::printf(
+        "gradient averaging on rank 0: %.1f s of %.1f s of training steps (%.1f%%), %.1f s of it "
+        "waiting for the allreduce (transfer and the other ranks' lag)\n",
+        averager->seconds(), train_seconds, 100 * averager->seconds() / train_seconds,
+        averager->wait_seconds());
+  }
+#endif
   model.fold_output_affine(static_cast<float>(std_ef), static_cast<float>(mean_ef));
 
   const train::Metrics test = trainer.evaluate(*test_loader);
