@@ -816,8 +816,8 @@ requires internal::Int8Loadable<M> Int8Model load_int8_model(io::SafetensorsFile
   require(source.layers_read() == layers && source.points_read() == points.size(), where,
           ": the conversion used ", source.layers_read(), " of ", layers, " layers and ",
           source.points_read(), " of ", points.size(), " quantization points of the file");
-  for (const auto& [name, shape] : h.sparse)
-    internal::with_source(where, [&] { m.set_sparse(name, true); });
+  for (const auto& entry : h.sparse)
+    internal::with_source(where, [&] { m.set_sparse(entry.first, true); });
   return m;
 }
 
