@@ -1,7 +1,8 @@
 // Fuzzes the int8 model loader (quant/int8_io.hpp) on arbitrary bytes: any
 // input must end in a complete model or a compressor::Error. An accepted file
 // must save back to a file that loads to the same model (points, weights,
-// scales, biases, bit for bit), the writer must be stable on it, and the
+// scales, biases, bit for bit, the same layers on the sparse int8 kernel:
+// format version 3 stores them as CSR), the writer must be stable on it, and the
 // model must run on an input of its shape (the int8 kernels on whatever
 // values the file passed validation with: scales near kMinScale or huge,
 // biases near the accumulator bound, zero points 0 or 255).
@@ -25,7 +26,9 @@ bool same_bits(float a, float b) {
 bool same_model(const quant::Int8Model& a, const quant::Int8Model& b) {
   const auto &sa = a.summary(), &sb = b.summary();
   if (sa.model != sb.model || sa.points.size() != sb.points.size() ||
-      sa.layers.size() != sb.layers.size() || a.layer_weights().size() != b.layer_weights().size())
+      sa.layers.size() != sb.layers.size() ||
+      a.layer_weights().size() != b.layer_weights().size() ||
+      a.sparse_layers() != b.sparse_layers())
     return false;
   for (std::size_t i = 0; i < sa.points.size(); ++i)
     if (sa.points[i].name != sb.points[i].name || sa.points[i].kind != sb.points[i].kind ||

@@ -7,6 +7,13 @@
 //    internal channels at 0.3/0.5/0.7) and 90% unstructured with every
 //    pruned layer sparse (stem and head dense).
 // Counters: dense-equivalent GFLOP/s (2 * MACs of the dense layer / time).
+// int8 (pruned -> PTQ -> int8, prune::finalize_sparse on the Int8Model):
+//  - Int8Layer: the dense int8 conv op (Int8Conv on ConvU8S8) against the
+//    same op on the sparse int8 kernel (SparseConvU8S8) at 90% sparsity, the
+//    layer shapes above, both weight grids; GOP/s dense-equivalent.
+//  - Int8ResNet18: the int8 ResNet-18 (one 112x112 frame, full grid) dense,
+//    and 90% unstructured with every pruned layer on the sparse int8 kernel
+//    (policy always) or where the measured policy found it faster.
 //
 //   build/release/benchmarks/prune/bench_prune --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
@@ -20,8 +27,11 @@
 #include "compressor/nn.hpp"
 #include "compressor/prune/channel.hpp"
 #include "compressor/prune/finalize.hpp"
+#include "compressor/prune/finalize_int8.hpp"
 #include "compressor/prune/report.hpp"
 #include "compressor/prune/unstructured.hpp"
+#include "compressor/quant/convert.hpp"
+#include "compressor/quant/observers.hpp"
 
 using namespace compressor;
 
@@ -104,6 +114,105 @@ BENCHMARK(BM_ResNet18)
     ->Args({0, 0, 2})
     ->Args({1, 50, 2})
     ->Args({2, 90, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+/// One batch for calibration.
+class OneBatch : public data::BatchSource {
+ public:
+  explicit OneBatch(const Tensor<float>& x) : x_(x) {}
+  void start_epoch(std::uint64_t) override { done_ = false; }
+  bool next(data::Batch& out) override {
+    if (done_) return false;
+    out.inputs = x_;
+    done_ = true;
+    return true;
+  }
+  std::int64_t num_batches() const override { return 1; }
+  std::int64_t num_samples() const override { return x_.dim(0); }
+
+ private:
+  Tensor<float> x_;
+  bool done_ = false;
+};
+
+// Args: N, HW, Cin, Cout, grid (0 narrow, 1 full), sparsity %, sparse (0: dense), threads.
+void int8_layer_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"N", "HW", "Cin", "Cout", "full", "pct", "sparse", "threads"});
+  for (int threads : {1, 2})
+    for (const auto& shape : {std::array<int, 4>{1, 28, 64, 64},
+                              {1, 14, 128, 128},
+                              {1, 7, 256, 256},
+                              {32, 16, 64, 128}})
+      for (int full : {1, 0})
+        for (int sparse : {0, 1})
+          b->Args({shape[0], shape[1], shape[2], shape[3], full, 90, sparse, threads});
+}
+
+void BM_Int8Layer(benchmark::State& state) {
+  set_num_threads(static_cast<int>(state.range(7)));
+  const std::int64_t cin = state.range(2), cout = state.range(3);
+  const auto grid = state.range(4) ? kernels::WeightGrid::full : kernels::WeightGrid::narrow;
+  const int qmax = kernels::weight_qmax(grid);
+  Rng rng(6);
+  quant::QuantizedWeights q;
+  q.weight = Tensor<std::int8_t>(Shape{cout, 3, 3, cin});
+  for (auto& v : q.weight.flat())
+    v = rng.uniform() < double(state.range(5)) / 100.0
+            ? 0
+            : static_cast<std::int8_t>(int(rng.below(static_cast<std::uint64_t>(2 * qmax + 1))) -
+                                       qmax);
+  q.scales.assign(static_cast<std::size_t>(cout), 0.01f);
+  q.padding = 1;
+  q.grid = grid;
+  quant::Int8Conv op("conv", q, {0.05f, 0}, true, state.range(6) != 0);
+  Tensor<std::uint8_t> x(Shape{state.range(0), state.range(1), state.range(1), cin});
+  for (auto& v : x.flat()) v = static_cast<std::uint8_t>(rng.below(256));
+  const quant::QView xv{std::as_const(x).view(), {0.02f, 128}};
+  for (auto _ : state) benchmark::DoNotOptimize(op.forward(xv, nullptr).data.data());
+  const double flops = 2.0 * double(x.numel() / cin) * double(9 * cin) * double(cout);
+  state.counters["GOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Int8Layer)->Apply(int8_layer_args)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// Args: kind (0 dense, 1 90% all pruned layers sparse, 2 90% measured policy), threads.
+void BM_Int8ResNet18(benchmark::State& state) {
+  set_num_threads(static_cast<int>(state.range(1)));
+  nn::init::manual_seed(3);
+  models::ResNet18 net(models::ResNetOptions{});
+  const Shape in{1, 112, 112, 3};
+  prune::MaskSet masks;
+  if (state.range(0) != 0) {
+    prune::UnstructuredOptions o{.sparsity = 0.9};
+    o.layers.exclude = {"conv1", "fc"};
+    masks = prune::prune_unstructured(net, o);
+  }
+  quant::Prepared p =
+      quant::prepare_ptq(net, {.observer = [] { return quant::make_observer("minmax"); }});
+  const auto x = random_input(in, 4);
+  OneBatch calib(x);
+  quant::calibrate(p, calib);
+  quant::Int8Model int8 = quant::convert(p);
+  if (state.range(0) != 0) {
+    const auto ds =
+        prune::finalize_sparse(int8, masks, in,
+                               {.policy = state.range(0) == 1 ? prune::SparsePolicy::always
+                                                              : prune::SparsePolicy::measured});
+    int sparse = 0;
+    for (const auto& d : ds) sparse += d.sparse ? 1 : 0;
+    state.counters["sparse_layers"] = sparse;
+  }
+  for (auto _ : state) benchmark::DoNotOptimize(int8.forward(x).data());
+}
+BENCHMARK(BM_Int8ResNet18)
+    ->ArgNames({"kind", "threads"})
+    ->Args({0, 1})
+    ->Args({1, 1})
+    ->Args({2, 1})
+    ->Args({0, 2})
+    ->Args({1, 2})
+    ->Args({2, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <vector>
 
 #include "compressor/core/rng.hpp"
@@ -47,6 +48,10 @@ class SparseTester {
     extreme_ = v;
     return *this;
   }
+  SparseTester& grid(k::WeightGrid g) {
+    grid_ = g;
+    return *this;
+  }
 
   void test_f32() const {
     Rng rng(seed_);
@@ -77,20 +82,20 @@ class SparseTester {
     std::vector<std::int8_t> w(static_cast<std::size_t>(n_ * k_));
     for (auto& v : x)
       v = static_cast<std::uint8_t>(extreme_ ? (rng.below(2) ? 255 : 0) : rng.below(256));
-    using T = k::Int8Traits;  // the dense kernels' range: vpmaddubsw must not saturate
-    const auto span = static_cast<std::uint64_t>(T::kWeightMax - T::kWeightMin + 1);
+    const int lo = k::weight_min(grid_), hi = k::weight_max(grid_);
+    const auto span = static_cast<std::uint64_t>(hi - lo + 1);
     for (auto& v : w)
       v = rng.uniform() < sparsity_
               ? 0
-              : static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? T::kWeightMax : T::kWeightMin)
-                                                  : T::kWeightMin + int(rng.below(span)));
+              : static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? hi : lo)
+                                                  : lo + int(rng.below(span)));
     std::vector<std::int32_t> bias(static_cast<std::size_t>(n_));
     std::vector<float> mult(static_cast<std::size_t>(n_));
     for (auto& v : bias) v = static_cast<std::int32_t>(rng.below(20001)) - 10000;
     for (auto& v : mult)
       v = static_cast<float>(rng.uniform(0.5, 2) * 0.05 /
                              (1 + std::sqrt(k_ * (1 - sparsity_)) * 30));
-    const k::SparseWeightsS8 sw(w.data(), n_, k_, k_);
+    const k::SparseWeightsS8 sw(w.data(), n_, k_, k_, grid_);
     k::SparseScratch s;
     for (const k::Path p : k::supported_paths()) {
       const k::ScopedKernelPath on(p);
@@ -136,9 +141,9 @@ class SparseTester {
     std::size_t bad = 0, first = 0;
     for (std::size_t i = 0; i < got.size(); ++i)
       if (got[i] != want[i] && bad++ == 0) first = i;
-    INFO("path " << k::path_name(p) << ": M=" << m_ << " N=" << n_ << " K=" << k_
-                 << " sparsity=" << sparsity_ << " first mismatch at " << first << ": "
-                 << +got[first] << " vs " << +want[first]);
+    INFO("path " << k::path_name(p) << ": M=" << m_ << " N=" << n_ << " K=" << k_ << " sparsity="
+                 << sparsity_ << " grid " << k::weight_grid_name(grid_) << " first mismatch at "
+                 << first << ": " << +got[first] << " vs " << +want[first]);
     CHECK(bad == 0);
   }
 
@@ -146,6 +151,7 @@ class SparseTester {
   double sparsity_ = 0.8;
   std::uint64_t seed_ = 1;
   bool extreme_ = false;
+  k::WeightGrid grid_ = k::WeightGrid::narrow;
 };
 
 std::vector<std::int64_t> sizes() {
@@ -184,6 +190,43 @@ TEST_CASE("sparse_gemm_u8s8 equals its reference bit for bit", "[kernels][sparse
     SparseTester().m(97).n(70).k(576).sparsity(sp).seed(3).test_u8s8();
 }
 
+TEST_CASE("sparse_gemm_u8s8 on the full weight grid equals its reference bit for bit",
+          "[kernels][sparse]") {
+  const auto full = k::WeightGrid::full;
+  for (auto v : sizes()) {
+    SparseTester().m(v).n(19).k(40).grid(full).seed(static_cast<std::uint64_t>(v)).test_u8s8();
+    SparseTester().m(37).n(v).k(24).grid(full).seed(static_cast<std::uint64_t>(v)).test_u8s8();
+    SparseTester().m(33).n(9).k(v).grid(full).seed(static_cast<std::uint64_t>(v)).test_u8s8();
+  }
+  for (double sp : {0.0, 0.9, 1.0})
+    SparseTester().m(70).n(24).k(100).sparsity(sp).grid(full).test_u8s8();
+  SparseTester().m(65).n(17).k(19).ldx(23).ldy(30).grid(full).test_u8s8();
+  // Both ends of the grid and of the activations: every int16 pair sum of
+  // the narrow halves at its largest, the int32 sums at the accumulator's.
+  SparseTester().m(64).n(16).k(4608).sparsity(0.0).extreme().grid(full).test_u8s8();
+  SparseTester().m(45).n(33).k(4608).sparsity(0.0).extreme().grid(full).seed(5).test_u8s8();
+  SparseTester().m(97).n(70).k(576).sparsity(0.9).grid(full).seed(3).test_u8s8();
+}
+
+TEST_CASE("SparseWeightsS8 splits full-grid weights into two narrow halves", "[kernels][sparse]") {
+  const std::vector<std::int8_t> w = {127, -127, 1, -1, 0, 64, -64, 3};
+  const k::SparseWeightsS8 s(w.data(), 1, 8, 8, k::WeightGrid::full);
+  REQUIRE(s.quad_weights_hi() != nullptr);
+  std::int8_t lo[8], hi[8];
+  std::memcpy(lo, s.quad_weights(), 8);
+  std::memcpy(hi, s.quad_weights_hi(), 8);
+  const std::int8_t nz[7] = {127, -127, 1, -1, 64, -64, 3};
+  for (int i = 0; i < 7; ++i) {
+    INFO("weight " << int(nz[i]));
+    CHECK(lo[i] + hi[i] == nz[i]);
+    CHECK((lo[i] >= -64 && lo[i] <= 64 && hi[i] >= -64 && hi[i] <= 64));
+  }
+  CHECK(lo[7] == 0);  // padding slot of the second quad
+  CHECK(hi[7] == 0);
+  const std::vector<std::int8_t> narrow = {64, -64, 0, 1};
+  CHECK(k::SparseWeightsS8(narrow.data(), 1, 4, 4).quad_weights_hi() == nullptr);
+}
+
 TEST_CASE("SparseWeightsS8 rejects weights outside the exact range", "[kernels][sparse]") {
   std::vector<std::int8_t> w(32, 0);
   w[3] = 65;
@@ -193,6 +236,12 @@ TEST_CASE("SparseWeightsS8 rejects weights outside the exact range", "[kernels][
   w[3] = -64;
   w[20] = 64;
   CHECK_NOTHROW(k::SparseWeightsS8(w.data(), 2, 16, 16));
+  w[3] = 127;
+  CHECK_THROWS_WITH(k::SparseWeightsS8(w.data(), 2, 16, 16), Catch::Contains("narrow weight grid"));
+  CHECK_NOTHROW(k::SparseWeightsS8(w.data(), 2, 16, 16, k::WeightGrid::full));
+  w[3] = -128;
+  CHECK_THROWS_WITH(k::SparseWeightsS8(w.data(), 2, 16, 16, k::WeightGrid::full),
+                    Catch::Contains("full weight grid [-127, 127]"));
 }
 
 TEST_CASE("sparse kernels give the same result with 1 and 2 threads", "[kernels][sparse]") {
@@ -201,6 +250,7 @@ TEST_CASE("sparse kernels give the same result with 1 and 2 threads", "[kernels]
     set_num_threads(t);
     SparseTester().m(200).n(40).k(72).sparsity(0.7).test_f32();
     SparseTester().m(200).n(40).k(72).sparsity(0.7).test_u8s8();
+    SparseTester().m(200).n(40).k(72).sparsity(0.7).grid(k::WeightGrid::full).test_u8s8();
   }
   set_num_threads(saved);
 }

@@ -8,6 +8,7 @@
 #include <compressor/io/checkpoint.hpp>
 #include <compressor/kernels/isa.hpp>
 #include <compressor/models.hpp>
+#include <compressor/prune/unstructured.hpp>
 #include <compressor/quant/int8_io.hpp>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +21,7 @@
 
 #include "io/io_test_util.hpp"
 #include "quant/quant_test_util.hpp"
+#include "quant/raw_file.hpp"
 #include "surgery/surgery_test_util.hpp"
 
 using namespace compressor;
@@ -28,6 +30,7 @@ using compressor::testing::bit_equal;
 using compressor::testing::ptq_int8;
 using compressor::testing::RandomBatches;
 using compressor::testing::randomize_batchnorms;
+using compressor::testing::RawFile;
 
 namespace {
 
@@ -147,76 +150,6 @@ nn::ChannelPlan small_cifar_plan() {
   p.set("features.12", 8);
   return p;
 }
-
-/// A safetensors file's content, editable: tensors as raw bytes.
-struct RawFile {
-  struct Entry {
-    std::string name, dtype;
-    std::vector<std::int64_t> dims;
-    std::string bytes;
-  };
-  std::vector<std::pair<std::string, std::string>> meta;
-  std::vector<Entry> tensors;
-
-  static RawFile read(const std::filesystem::path& p) {
-    io::SafetensorsFile f = io::SafetensorsFile::open(p);
-    RawFile r;
-    r.meta = f.metadata();
-    for (const auto& t : f.tensors()) {
-      Entry e{t.name, t.dtype_name, t.dims, std::string(t.nbytes(), '\0')};
-      f.read_bytes(t, e.bytes.data());
-      r.tensors.push_back(std::move(e));
-    }
-    return r;
-  }
-  Entry& at(const std::string& name) {
-    for (auto& t : tensors)
-      if (t.name == name) return t;
-    throw std::runtime_error("test: no tensor " + name);
-  }
-  void erase(const std::string& name) {
-    std::erase_if(tensors, [&](const Entry& e) { return e.name == name; });
-  }
-  template <class T>
-  void set(const std::string& name, std::size_t i, T v) {
-    Entry& e = at(name);
-    REQUIRE((i + 1) * sizeof(T) <= e.bytes.size());
-    std::memcpy(e.bytes.data() + i * sizeof(T), &v, sizeof(T));
-  }
-  void set_meta(const std::string& k, const std::string& v) {
-    for (auto& [key, val] : meta)
-      if (key == k) {
-        val = v;
-        return;
-      }
-    meta.emplace_back(k, v);
-  }
-  void erase_meta(const std::string& k) {
-    std::erase_if(meta, [&](const auto& kv) { return kv.first == k; });
-  }
-  std::string bytes() const {
-    io::json::Object root, m;
-    for (const auto& [k, v] : meta) m.emplace_back(k, io::json::Value(v));
-    root.emplace_back("__metadata__", io::json::Value(std::move(m)));
-    std::string data;
-    for (const auto& t : tensors) {
-      io::json::Array dims;
-      for (auto d : t.dims) dims.emplace_back(d);
-      const std::uint64_t b = data.size(), e = b + t.bytes.size();
-      root.emplace_back(
-          t.name, io::json::Value(io::json::Object{
-                      {"dtype", io::json::Value(t.dtype)},
-                      {"shape", io::json::Value(std::move(dims))},
-                      {"data_offsets",
-                       io::json::Value(io::json::Array{io::json::Value(b), io::json::Value(e)})}}));
-      data += t.bytes;
-    }
-    std::string header = io::json::dump(io::json::Value(std::move(root)));
-    header.append((8 - header.size() % 8) % 8, ' ');  // as SafetensorsWriter pads
-    return compressor::testing::raw_safetensors(header, data);
-  }
-  void write(const std::filesystem::path& p) const { compressor::testing::write_bytes(p, bytes()); }
-};
 
 }  // namespace
 
@@ -523,9 +456,11 @@ TEST_CASE("int8 files: bad files are rejected naming the file and the tensor", "
   }
   SECTION("metadata: format, version, grid, model, plan") {
     RawFile r = from();
-    r.set_meta("format_version", "3");
+    r.set_meta("format_version", "4");
     CHECK_THROWS_AS(load(r), IoError);
-    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("format_version '3' is not supported"));
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("format_version '4' is not supported"));
+    r.set_meta("format_version", "3");  // the version of files with sparse layers
+    CHECK_THROWS_WITH(load(r), Contains(file) && Contains("without metadata 'sparse_layers'"));
     r = from();
     r.set_meta("format_version", "2");  // the version of files with float islands
     CHECK_THROWS_WITH(load(r), Contains(file) && Contains("without metadata 'float_islands'"));
@@ -635,6 +570,24 @@ std::vector<std::pair<std::string, std::string>> corpus_files() {
     out.emplace_back("cifar_cnn_small_island.safetensors",
                      quant::int8_model_writer(quant::convert(p), m.channel_plan()).bytes());
   }
+  {  // pruned, three layers on the sparse int8 kernel, a float island (format version 3)
+    nn::init::manual_seed(44);
+    CifarCnn m(small_cifar_plan());
+    Rng rng(44);
+    randomize_batchnorms(m, rng);
+    prune::UnstructuredOptions o{.sparsity = 0.8};
+    o.layers.exclude = {"features.0"};
+    (void)prune::prune_unstructured(m, o);
+    auto cfg = compressor::testing::test_config(WeightGrid::full);
+    cfg.float_islands = {"features.12"};
+    quant::Prepared p = quant::prepare_ptq(m, cfg);
+    compressor::testing::RandomBatches calib(Shape{2, 16, 16, 3}, 1, 44);
+    quant::calibrate(p, calib);
+    quant::Int8Model int8 = quant::convert(p);
+    for (const char* layer : {"features.4", "features.8", "fc"}) int8.set_sparse(layer, true);
+    out.emplace_back("cifar_cnn_small_sparse.safetensors",
+                     quant::int8_model_writer(int8, m.channel_plan()).bytes());
+  }
   for (const WeightGrid grid : {WeightGrid::narrow, WeightGrid::full}) {
     nn::init::manual_seed(42);
     EfRegressor m(EfRegressorOptions{.width = 0.03125, .pool = nn::TemporalPoolMode::mean_max_min});
@@ -660,6 +613,7 @@ TEST_CASE("int8 files: the fuzzer's seed corpus loads and saves back to the same
       std::filesystem::path(COMPRESSOR_FUZZ_CORPUS_DIR) / "fuzz_int8_model";
   int seeds = 0;
   std::map<quant::WeightGrid, int> grids;
+  int sparse_seeds = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     INFO(e.path().string());
     const std::string bytes = compressor::testing::read_bytes(e.path());
@@ -668,6 +622,7 @@ TEST_CASE("int8 files: the fuzzer's seed corpus loads and saves back to the same
     quant::Int8Model m = quant::load_int8_model(f);
     CHECK(quant::int8_model_writer(m, io::read_channel_plan(f)).bytes() == bytes);
     ++grids[m.summary().grid];
+    sparse_seeds += m.sparse_layers().empty() ? 0 : 1;
     ++seeds;
   }
   CHECK(seeds >= 5);
@@ -675,6 +630,7 @@ TEST_CASE("int8 files: the fuzzer's seed corpus loads and saves back to the same
   // they go on loading) and full ones.
   CHECK(grids[quant::WeightGrid::narrow] >= 3);
   CHECK(grids[quant::WeightGrid::full] >= 2);
+  CHECK(sparse_seeds >= 1);  // format version 3
 }
 
 TEST_CASE("int8 files: write the fuzzer's seed corpus", "[.write_int8_corpus]") {

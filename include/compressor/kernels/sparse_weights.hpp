@@ -7,8 +7,12 @@
 // AVX2 kernel: 4 nonzeros (k ascending, the last quad of a row padded with
 // weight 0) as 4 byte offsets k * 32 into the kernel's activation panel and
 // their 4 weights in one int32, so one vpbroadcastd and vpmaddubsw take them.
-// int8 weights must lie in Int8Traits' range (vpmaddubsw sums two products
-// into an int16 and must not saturate, as in the dense kernel).
+// int8 weights must lie on the weight grid given at construction
+// (int8_traits.hpp). vpmaddubsw sums two products into an int16, exactly only
+// for weights of the narrow grid [-64, 64]; a full-grid row [-127, 127] is
+// kept as two narrow halves per quad, w = lo + hi with lo = floor(w / 2) in
+// [-64, 63] and hi = w - lo in [-63, 64], which the kernel multiplies
+// separately and adds in int32: exact, at twice the multiplies.
 #pragma once
 
 #include <cstdint>
@@ -25,8 +29,11 @@ template <class T>
 class SparseWeights {
  public:
   SparseWeights() = default;
-  /// Keeps the nonzeros of W (n x k, row stride ldw).
-  SparseWeights(const T* w, std::int64_t n, std::int64_t k, std::int64_t ldw) : n_(n), k_(k) {
+  /// Keeps the nonzeros of W (n x k, row stride ldw); int8 weights must lie
+  /// on `grid` (ignored for float).
+  SparseWeights(const T* w, std::int64_t n, std::int64_t k, std::int64_t ldw,
+                WeightGrid grid = WeightGrid::narrow)
+      : n_(n), k_(k), grid_(grid) {
     require<ShapeError>(n > 0 && k > 0 && ldw >= k && k <= INT32_MAX,
                         "SparseWeights: bad weight matrix ", n, "x", k, " with row stride ", ldw);
     row_ptr_.reserve(static_cast<std::size_t>(n + 1));
@@ -39,10 +46,10 @@ class SparseWeights {
         cols_.push_back(static_cast<std::int32_t>(c));
         values_.push_back(v);
         if constexpr (std::is_integral_v<T>) {
-          require(v >= Int8Traits::kWeightMin && v <= Int8Traits::kWeightMax,
-                  "SparseWeights: weight [", r, ", ", c, "] = ", int(v), " is outside [",
-                  Int8Traits::kWeightMin, ", ", Int8Traits::kWeightMax,
-                  "], the range the u8s8 kernels compute exactly (see Int8Traits)");
+          require(v >= weight_min(grid) && v <= weight_max(grid), "SparseWeights: weight [", r,
+                  ", ", c, "] = ", int(v), " is outside the ", weight_grid_name(grid),
+                  " weight grid [", weight_min(grid), ", ", weight_max(grid),
+                  "] (see int8_traits.hpp)");
           sums_[static_cast<std::size_t>(r)] += v;
         }
       }
@@ -65,8 +72,15 @@ class SparseWeights {
   std::int64_t quad_begin(std::int64_t n) const { return quad_ptr_[static_cast<std::size_t>(n)]; }
   /// 4 byte offsets k * kQuadStride per quad.
   const std::uint32_t* quad_offsets() const { return quad_off_.data(); }
-  /// The 4 int8 weights of each quad, bytes in k order.
+  /// The 4 int8 weights of each quad, bytes in k order; on the full grid
+  /// their low halves floor(w / 2).
   const std::int32_t* quad_weights() const { return quad_w_.data(); }
+  /// The full grid's high halves w - floor(w / 2) per quad; null on the narrow grid.
+  const std::int32_t* quad_weights_hi() const {
+    return grid_ == WeightGrid::full ? quad_hi_.data() : nullptr;
+  }
+  /// The grid the int8 weights lie on.
+  WeightGrid grid() const { return grid_; }
   /// Bytes per k row of the int8 kernel's activation panel (32 pixels).
   static constexpr std::int64_t kQuadStride = 32;
   /// Bytes of the compressed form (indices + values + row pointers).
@@ -77,13 +91,14 @@ class SparseWeights {
 
  private:
   std::int64_t n_ = 0, k_ = 0;
+  WeightGrid grid_ = WeightGrid::narrow;
   std::vector<std::int64_t> row_ptr_;
   std::vector<std::int32_t> cols_;
   std::vector<T> values_;
   std::vector<std::int32_t> sums_;
   std::vector<std::int64_t> quad_ptr_;
   std::vector<std::uint32_t> quad_off_;
-  std::vector<std::int32_t> quad_w_;
+  std::vector<std::int32_t> quad_w_, quad_hi_;
 
   void build_quads() {
     require<ShapeError>(k_ * kQuadStride <= INT32_MAX, "SparseWeights: K = ", k_, " is too large");
@@ -92,17 +107,29 @@ class SparseWeights {
     for (std::int64_t r = 0; r < n_; ++r) {
       const std::int64_t b = row_begin(r), e = row_begin(r + 1);
       for (std::int64_t j = b; j < e; j += 4) {
-        std::int8_t w[4] = {0, 0, 0, 0};
+        std::int8_t w[4] = {0, 0, 0, 0}, hi[4] = {0, 0, 0, 0};
         for (std::int64_t i = 0; i < 4; ++i) {
           // Padding slots repeat the quad's first k with weight 0.
           const std::int64_t src = j + i < e ? j + i : j;
           quad_off_.push_back(
               static_cast<std::uint32_t>(cols_[static_cast<std::size_t>(src)] * kQuadStride));
-          if (j + i < e) w[i] = static_cast<std::int8_t>(values_[static_cast<std::size_t>(j + i)]);
+          if (j + i >= e) continue;
+          const int v = values_[static_cast<std::size_t>(j + i)];
+          if (grid_ == WeightGrid::full) {
+            const int lo = v >= 0 ? v / 2 : -((-v + 1) / 2);  // floor(v / 2)
+            w[i] = static_cast<std::int8_t>(lo);
+            hi[i] = static_cast<std::int8_t>(v - lo);
+          } else {
+            w[i] = static_cast<std::int8_t>(v);
+          }
         }
         std::int32_t packed;
         std::memcpy(&packed, w, 4);
         quad_w_.push_back(packed);
+        if (grid_ == WeightGrid::full) {
+          std::memcpy(&packed, hi, 4);
+          quad_hi_.push_back(packed);
+        }
       }
       quad_ptr_.push_back(static_cast<std::int64_t>(quad_w_.size()));
     }

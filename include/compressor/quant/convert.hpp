@@ -317,6 +317,8 @@ class Converter {
   /// The int8 weights of every converted layer, by name (what a saved int8
   /// model stores).
   std::vector<std::pair<std::string, QuantizedWeights>> weights_;
+  /// The op of every converted layer with weights, by name (owned by the body).
+  std::vector<std::pair<std::string, Int8WeightedOp*>> ops_;
 
   /// Converts the module at path, whose input has parameters cur_.
   std::unique_ptr<Int8Op> module(nn::Module& m, const std::string& path) {
@@ -461,11 +463,12 @@ class Converter {
     summary_.layers.push_back(std::move(l));
     summary_point(point, out);
     cur_ = out;
-    std::unique_ptr<Int8Op> op;
+    std::unique_ptr<Int8WeightedOp> op;
     if (conv)
       op = std::make_unique<Int8Conv>(point, q, out, relu);
     else
       op = std::make_unique<Int8Linear>(point, q, out, relu);
+    ops_.emplace_back(path, op.get());
     weights_.emplace_back(path, std::move(q));
     return op;
   }
@@ -620,7 +623,7 @@ inline Int8Model convert_with(nn::Module& root, const std::vector<nn::QuantPoint
   }
   summary.points = std::move(ordered);
   return Int8Model(input.name, in_q, std::move(body), std::move(summary), std::move(c.weights_),
-                   std::move(c.island_layers_));
+                   std::move(c.island_layers_), std::move(c.ops_));
 }
 
 /// Converts a prepared, calibrated model into an int8 model (see the file

@@ -24,6 +24,28 @@
 // such a file has format_version 2 (a file without islands stays version 1,
 // which every reader of version 1 reads as before).
 //
+// A layer on the sparse int8 kernel (Int8Model::set_sparse, usually through
+// prune::finalize_sparse) stores its weight as its nonzeros (CSR over output
+// channels, the layout of the fp32 sparse checkpoint, prune/sparse_layers.hpp)
+// instead of <layer>.weight:
+//
+//   <layer>.weight_values   I8   (nnz)    the nonzeros, row by row
+//   <layer>.weight_indices  I32  (nnz)    their column in the (O, KH*KW*I)
+//                                          matrix of the OHWI weight, ascending
+//                                          per row (a linear layer: the input index)
+//   <layer>.weight_row_ptr  I64  (O + 1)  row o is [row_ptr[o], row_ptr[o+1])
+//
+// (weight_scale and bias as above), with the metadata "sparse_layers": a JSON
+// object of each such layer's dense weight shape, {"features.4": [64, 3, 3,
+// 32], "fc": [10, 256]}, which the loader checks the channel plan and the
+// model against. 5 bytes per nonzero against 1 per dense weight: at 90%
+// sparsity the weight takes half the bytes. Such a file has format_version 3
+// (with or without float islands); files without sparse layers are written
+// as version 1 or 2 exactly as before, and versions 1 and 2 load as before.
+// The loader checks the CSR (row_ptr from 0 to nnz without decreasing,
+// indices ascending inside [0, K), values on the weight grid, nnz the same
+// in values and indices) and restores the sparse ops.
+//
 // A point can have a layer's name ("fc" is both the classifier and its output
 // point); the "act." prefix keeps the two families apart for a reader
 // ("fc.weight_scale" is the classifier's, "act.fc.scale" its output's). The
@@ -88,6 +110,9 @@ struct Int8FileFormat {
   /// The version of a file with float islands (kIslandsKey).
   static constexpr std::string_view kIslandVersion = "2";
   static constexpr std::string_view kIslandsKey = "float_islands";
+  /// The version of a file with sparse layers (kSparseKey), islands or not.
+  static constexpr std::string_view kSparseVersion = "3";
+  static constexpr std::string_view kSparseKey = "sparse_layers";
   static constexpr std::string_view kFormatKey = "format";
   static constexpr std::string_view kVersionKey = "format_version";
   static constexpr std::string_view kSchemeKey = "scheme";
@@ -98,6 +123,9 @@ struct Int8FileFormat {
   static std::string weight(const std::string& layer) { return layer + ".weight"; }
   static std::string weight_scale(const std::string& layer) { return layer + ".weight_scale"; }
   static std::string bias(const std::string& layer) { return layer + ".bias"; }
+  static std::string weight_values(const std::string& layer) { return layer + ".weight_values"; }
+  static std::string weight_indices(const std::string& layer) { return layer + ".weight_indices"; }
+  static std::string weight_row_ptr(const std::string& layer) { return layer + ".weight_row_ptr"; }
   static std::string point_scale(const std::string& point) { return "act." + point + ".scale"; }
   static std::string point_zero_point(const std::string& point) {
     return "act." + point + ".zero_point";
@@ -176,11 +204,28 @@ inline io::SafetensorsWriter int8_model_writer(const Int8Model& m, const nn::Cha
           "save_int8_model: the summary lists ", s.float_layers.size(), " float islands, the ",
           "model holds ", m.float_island_layers().size());
   const nn::ChannelPlan full = internal::complete_plan(m, plan);
+  const std::vector<std::string> sparse = m.sparse_layers();
+  io::json::Object sparse_shapes;
+  for (const auto& [name, q] : m.layer_weights()) {
+    if (std::find(sparse.begin(), sparse.end(), name) == sparse.end()) continue;
+    const LayerSummary* l = internal::layer_summary(s, name);
+    require(l != nullptr, "save_int8_model: layer '", name, "' is missing from the summary");
+    io::json::Array dims;
+    if (l->kind == "linear")
+      dims = {io::json::Value(q.weight.dim(0)), io::json::Value(q.weight.dim(3))};
+    else
+      for (const std::int64_t d : q.weight.shape().dims()) dims.emplace_back(d);
+    sparse_shapes.emplace_back(name, io::json::Value(std::move(dims)));
+  }
   io::SafetensorsWriter w;
   w.set_metadata(std::string(F::kFormatKey), std::string(F::kFormat));
-  w.set_metadata(std::string(F::kVersionKey),
-                 std::string(islands.empty() ? F::kVersion : F::kIslandVersion));
+  w.set_metadata(std::string(F::kVersionKey), std::string(!sparse.empty()   ? F::kSparseVersion
+                                                          : islands.empty() ? F::kVersion
+                                                                            : F::kIslandVersion));
   if (!islands.empty()) w.set_metadata(std::string(F::kIslandsKey), islands);
+  if (!sparse.empty())
+    w.set_metadata(std::string(F::kSparseKey),
+                   io::json::dump(io::json::Value(std::move(sparse_shapes))));
   w.set_metadata(std::string(F::kSchemeKey), F::scheme(s.grid));
   w.set_metadata(std::string(F::kGridKey), std::string(to_string(s.grid)));
   w.set_metadata(std::string(F::kQMaxKey), std::to_string(weight_qmax(s.grid)));
@@ -190,10 +235,31 @@ inline io::SafetensorsWriter int8_model_writer(const Int8Model& m, const nn::Cha
     const LayerSummary* l = internal::layer_summary(s, name);
     require(l != nullptr, "save_int8_model: layer '", name, "' is missing from the summary");
     const std::int64_t o = q.weight.dim(0);
-    if (l->kind == "linear")  // held as a 1x1 convolution (O, 1, 1, I)
+    if (std::find(sparse.begin(), sparse.end(), name) != sparse.end()) {
+      // CSR of the (O, K) matrix: the nonzeros of each output channel in k order.
+      const std::int64_t k = q.weight.numel() / o;
+      std::vector<std::int8_t> values;
+      std::vector<std::int32_t> indices;
+      std::vector<std::int64_t> row_ptr{0};
+      for (std::int64_t r = 0; r < o; ++r) {
+        for (std::int64_t c = 0; c < k; ++c)
+          if (const std::int8_t v = q.weight.data()[r * k + c]; v != 0) {
+            values.push_back(v);
+            indices.push_back(static_cast<std::int32_t>(c));
+          }
+        row_ptr.push_back(static_cast<std::int64_t>(values.size()));
+      }
+      const Shape nnz{static_cast<std::int64_t>(values.size())};
+      w.add<std::int8_t>(F::weight_values(name), TensorView<const std::int8_t>(values.data(), nnz));
+      w.add<std::int32_t>(F::weight_indices(name),
+                          TensorView<const std::int32_t>(indices.data(), nnz));
+      w.add<std::int64_t>(F::weight_row_ptr(name),
+                          TensorView<const std::int64_t>(row_ptr.data(), Shape{o + 1}));
+    } else if (l->kind == "linear") {  // held as a 1x1 convolution (O, 1, 1, I)
       w.add<std::int8_t>(F::weight(name), q.weight.reshape(Shape{o, q.weight.dim(3)}));
-    else
+    } else {
       w.add<std::int8_t>(F::weight(name), q.weight.view());
+    }
     w.add<float>(F::weight_scale(name), TensorView<const float>(q.scales.data(), Shape{o}));
     if (!q.bias.empty())
       w.add<std::int32_t>(F::bias(name), TensorView<const std::int32_t>(q.bias.data(), Shape{o}));
@@ -247,8 +313,57 @@ struct Int8FileHeader {
   WeightGrid grid = WeightGrid::narrow;
   std::string model;
   nn::ChannelPlan plan;
-  std::set<std::string> islands;  ///< layers stored in float (version 2)
+  std::set<std::string> islands;  ///< layers stored in float (version 2, or 3)
+  /// Layers stored sparse (version 3), with their dense weight shape.
+  std::vector<std::pair<std::string, Shape>> sparse;
+
+  const Shape* sparse_shape(const std::string& layer) const {
+    for (const auto& [n, sh] : sparse)
+      if (n == layer) return &sh;
+    return nullptr;
+  }
 };
+
+/// Parses the metadata "sparse_layers": {"layer": [dims...], ...}, each
+/// shape of rank 2 or 4 with positive dimensions, names distinct.
+inline std::vector<std::pair<std::string, Shape>> parse_sparse_layers(const std::string& where,
+                                                                      const std::string& text) {
+  using F = Int8FileFormat;
+  auto bad = [&](auto&&... what) {
+    return IoError(
+        compressor::detail::concat(where, ": metadata '", F::kSparseKey, "': ", what...));
+  };
+  io::json::Value v;
+  try {
+    v = io::json::parse(text);
+  } catch (const Error& e) {
+    throw bad("not valid JSON (", e.what(), ")");
+  }
+  if (!v.is_object() || v.as_object().empty())
+    throw bad(
+        "expected a non-empty JSON object of layer names and their weight shapes, e.g. "
+        "{\"fc\": [10, 256]}");
+  std::vector<std::pair<std::string, Shape>> out;
+  for (const auto& [name, dims] : v.as_object()) {
+    for (const auto& [n, sh] : out)
+      if (n == name) throw bad("layer '", name, "' is listed twice");
+    if (!dims.is_array() || (dims.as_array().size() != 2 && dims.as_array().size() != 4))
+      throw bad("the shape of '", name, "' is not an array of 2 or 4 dimensions");
+    std::vector<std::int64_t> d;
+    for (const auto& e : dims.as_array()) {
+      if (!e.is_int64() || e.as_int64() <= 0 || e.as_int64() > INT32_MAX)
+        throw bad("the shape of '", name, "' has a dimension that is no positive 32-bit integer");
+      d.push_back(e.as_int64());
+    }
+    std::int64_t n = 1;
+    for (const std::int64_t x : d) {
+      if (n > INT32_MAX / x) throw bad("the shape of '", name, "' has more than 2^31 elements");
+      n *= x;
+    }
+    out.emplace_back(name, Shape(std::span<const std::int64_t>(d)));
+  }
+  return out;
+}
 
 inline const std::string& required_metadata(const io::SafetensorsFile& f, std::string_view key,
                                             std::string_view expected) {
@@ -269,18 +384,26 @@ inline Int8FileHeader read_int8_header(const io::SafetensorsFile& f) {
         where, ": not an int8 model file: metadata 'format' is ",
         format ? "'" + *format + "'" : std::string("missing"), ", expected '", F::kFormat,
         "' (a float checkpoint loads with io::load_checkpoint or io::load_model)"));
-  const std::string& version = required_metadata(f, F::kVersionKey, "'1' or '2'");
-  if (version != F::kVersion && version != F::kIslandVersion)
+  const std::string& version = required_metadata(f, F::kVersionKey, "'1', '2' or '3'");
+  if (version != F::kVersion && version != F::kIslandVersion && version != F::kSparseVersion)
     throw IoError(compressor::detail::concat(where, ": int8 model format_version '", version,
                                              "' is not supported: this library reads versions ",
-                                             F::kVersion, " and ", F::kIslandVersion));
+                                             F::kVersion, ", ", F::kIslandVersion, " and ",
+                                             F::kSparseVersion));
   Int8FileHeader h;
   const std::string* islands = f.metadata_value(F::kIslandsKey);
-  if ((islands != nullptr) != (version == F::kIslandVersion))
+  const std::string* sparse = f.metadata_value(F::kSparseKey);
+  if ((sparse != nullptr) != (version == F::kSparseVersion))
+    throw IoError(compressor::detail::concat(
+        where, ": format_version '", version, "' ", sparse ? "with" : "without", " metadata '",
+        F::kSparseKey, "' (version ", F::kSparseVersion, " files list their sparse layers, ",
+        "versions ", F::kVersion, " and ", F::kIslandVersion, " have none)"));
+  if (version != F::kSparseVersion && (islands != nullptr) != (version == F::kIslandVersion))
     throw IoError(compressor::detail::concat(
         where, ": format_version '", version, "' ", islands ? "with" : "without", " metadata '",
         F::kIslandsKey, "' (version ", F::kIslandVersion, " files list their float islands, ",
         "version ", F::kVersion, " files have none)"));
+  if (sparse != nullptr) h.sparse = parse_sparse_layers(where, *sparse);
   if (islands != nullptr) {
     std::size_t start = 0;
     while (start <= islands->size()) {
@@ -320,6 +443,12 @@ inline Int8FileHeader read_int8_header(const io::SafetensorsFile& f) {
       throw IoError(compressor::detail::concat(where, ": float island '", name, "' (metadata '",
                                                F::kIslandsKey,
                                                "') is no layer of the channel plan"));
+  for (const auto& [name, shape] : h.sparse)
+    if (h.plan.find(name) == nullptr || h.islands.contains(name))
+      throw IoError(
+          compressor::detail::concat(where, ": sparse layer '", name, "' (metadata '",
+                                     F::kSparseKey, "') is no int8 layer of the ", "channel plan",
+                                     h.islands.contains(name) ? " (it is a float island)" : ""));
   return h;
 }
 
@@ -328,10 +457,21 @@ inline Int8FileHeader read_int8_header(const io::SafetensorsFile& f) {
 /// channels, and the input channels (option in_channels) are some weight's.
 /// So every count the skeleton is built from is a dimension of a tensor the
 /// file holds, and a hostile plan cannot ask for an arbitrary model.
-inline void check_plan_against_file(io::SafetensorsFile& f, const nn::ChannelPlan& plan,
-                                    const std::set<std::string>& islands) {
+inline void check_plan_against_file(io::SafetensorsFile& f, const Int8FileHeader& h) {
   const std::string& where = f.source();
+  const nn::ChannelPlan& plan = h.plan;
+  const std::set<std::string>& islands = h.islands;
+  std::int64_t widest = 0;  // input channels of the weights
   for (const auto& [layer, c] : plan.channels) {
+    if (const Shape* sh = h.sparse_shape(layer)) {
+      if ((*sh)[0] != c)
+        throw ShapeError(
+            compressor::detail::concat(where, ": metadata '", Int8FileFormat::kSparseKey,
+                                       "' gives layer '", layer, "' the weight shape ", sh->str(),
+                                       ", but the channel plan gives it ", c, " output channels"));
+      widest = std::max(widest, (*sh)[sh->rank() - 1]);
+      continue;
+    }
     const std::string name = Int8FileFormat::weight(layer);
     const io::TensorInfo* t = f.find(name);
     if (t == nullptr)
@@ -346,7 +486,6 @@ inline void check_plan_against_file(io::SafetensorsFile& f, const nn::ChannelPla
           ", KH, KW, I) or (", c, ", I))"));
   }
   if (const io::json::Value* in = plan.option("in_channels"); in && in->is_int64()) {
-    std::int64_t widest = 0;
     for (const auto& t : f.tensors())
       if ((t.dtype == DType::i8 || t.dtype == DType::f32) && t.dims.size() >= 2)
         widest = std::max(widest, t.dims.back());
@@ -362,13 +501,15 @@ struct ExpectedTensor {
   std::string name;
   DType dtype;
   Shape shape;
-  std::string what;  ///< "the OHWI int8 weight of conv 'features.0'"
+  std::string what;         ///< "the OHWI int8 weight of conv 'features.0'"
+  bool any_length = false;  ///< 1-D of any length (a sparse layer's nonzeros)
 };
 
 /// Every tensor of the file for the (folded) skeleton and its points, in order.
 inline std::vector<ExpectedTensor> expected_tensors(nn::Module& skeleton,
                                                     const std::vector<nn::QuantPoint>& points,
-                                                    const std::set<std::string>& islands) {
+                                                    const Int8FileHeader& h) {
+  const std::set<std::string>& islands = h.islands;
   using F = Int8FileFormat;
   std::vector<ExpectedTensor> out;
   skeleton.visit([&](const std::string& path, nn::Module& m) {
@@ -385,9 +526,18 @@ inline std::vector<ExpectedTensor> expected_tensors(nn::Module& skeleton,
             {F::bias(path), DType::f32, Shape{o}, "the float bias of float island " + who});
       return;
     }
-    out.push_back(
-        {F::weight(path), DType::i8, w->weight().shape(),
-         std::string(conv ? "the OHWI int8 weight of " : "the (out, in) int8 weight of ") + who});
+    if (h.sparse_shape(path) != nullptr) {
+      out.push_back({F::weight_values(path), DType::i8, Shape{0},
+                     "the nonzero int8 weights of sparse " + who, true});
+      out.push_back({F::weight_indices(path), DType::i32, Shape{0},
+                     "the column indices of the nonzero weights of sparse " + who, true});
+      out.push_back({F::weight_row_ptr(path), DType::i64, Shape{o + 1},
+                     "the row pointers of the nonzero weights of sparse " + who});
+    } else {
+      out.push_back(
+          {F::weight(path), DType::i8, w->weight().shape(),
+           std::string(conv ? "the OHWI int8 weight of " : "the (out, in) int8 weight of ") + who});
+    }
     out.push_back({F::weight_scale(path), DType::f32, Shape{o},
                    "the per-output-channel weight scales of " + who});
     if (w->has_bias())
@@ -412,7 +562,8 @@ inline void check_structure(io::SafetensorsFile& f, const std::vector<ExpectedTe
     names.insert(e.name);
     if (!f.contains(e.name))
       missing.push_back(compressor::detail::concat("'", e.name, "' (", e.what, ", ",
-                                                   dtype_name(e.dtype), " ", e.shape.str(), ")"));
+                                                   dtype_name(e.dtype), " ",
+                                                   e.any_length ? "(nnz)" : e.shape.str(), ")"));
   }
   if (!missing.empty())
     throw IoError(compressor::detail::concat(where, ": ", missing.size(), " tensor(s) of the int8 ",
@@ -432,18 +583,20 @@ inline void check_structure(io::SafetensorsFile& f, const std::vector<ExpectedTe
       throw IoError(compressor::detail::concat(where, ": tensor '", e.name, "' has dtype ",
                                                t.dtype_name, ", expected ", dtype_name(e.dtype),
                                                " (", e.what, ")"));
-    if (t.dims.size() != static_cast<std::size_t>(e.shape.rank()) ||
-        !std::equal(t.dims.begin(), t.dims.end(), e.shape.dims().begin()))
-      throw ShapeError(compressor::detail::concat(where, ": tensor '", e.name, "' has shape ",
-                                                  t.shape_str(), ", expected ", e.shape.str(), " (",
-                                                  e.what, ")"));
+    if (e.any_length ? t.dims.size() != 1
+                     : t.dims.size() != static_cast<std::size_t>(e.shape.rank()) ||
+                           !std::equal(t.dims.begin(), t.dims.end(), e.shape.dims().begin()))
+      throw ShapeError(compressor::detail::concat(
+          where, ": tensor '", e.name, "' has shape ", t.shape_str(), ", expected ",
+          e.any_length ? "(nnz)" : e.shape.str(), " (", e.what, ")"));
   }
 }
 
 /// ConvertSource reading a checked file: each value is validated as it is read.
 class FileSource final : public ConvertSource {
  public:
-  FileSource(io::SafetensorsFile& f, WeightGrid grid) : f_(f), grid_(grid) {}
+  FileSource(io::SafetensorsFile& f, WeightGrid grid, const Int8FileHeader& h)
+      : f_(f), grid_(grid), h_(h) {}
 
   QuantParams point(const std::string& name) override {
     for (const auto& [n, q] : points_)
@@ -471,8 +624,18 @@ class FileSource final : public ConvertSource {
     const bool conv = layer.weight().rank() == 4;
     const std::int64_t o = layer.out_channels(), i = layer.in_channels();
     QuantizedWeights q;
-    const std::string wn = F::weight(name);
-    q.weight = read<std::int8_t>(wn, layer.weight().shape());
+    std::string wn = F::weight(name);
+    if (const Shape* sh = h_.sparse_shape(name)) {
+      if (!(*sh == layer.weight().shape()))
+        throw ShapeError(compressor::detail::concat(
+            where, ": metadata '", F::kSparseKey, "' gives sparse layer '", name,
+            "' the weight shape ", sh->str(), ", but the model built from the channel plan has ",
+            layer.weight().shape().str()));
+      wn = F::weight_values(name);
+      q.weight = read_sparse(name, layer.weight().shape());
+    } else {
+      q.weight = read<std::int8_t>(wn, layer.weight().shape());
+    }
     const std::int32_t lo = kernels::weight_min(grid_), hi = kernels::weight_max(grid_);
     const std::int64_t per = q.weight.numel() / o;
     for (std::int64_t k = 0; k < q.weight.numel(); ++k)
@@ -523,6 +686,52 @@ class FileSource final : public ConvertSource {
     return f_.read<T>(*t);
   }
 
+  /// The dense (O, ...) weight of sparse layer `name` from its CSR tensors,
+  /// checked: nnz the same in values and indices and at most O * K, row_ptr
+  /// from 0 to nnz without decreasing, indices ascending inside [0, K).
+  Tensor<std::int8_t> read_sparse(const std::string& name, const Shape& shape) {
+    using F = Int8FileFormat;
+    const std::string vn = F::weight_values(name), in = F::weight_indices(name),
+                      rn = F::weight_row_ptr(name);
+    const std::int64_t o = shape[0], k = shape.numel() / o;
+    const io::TensorInfo* vt = f_.find(vn);
+    const io::TensorInfo* it = f_.find(in);
+    auto bad = [&](const std::string& tensor, auto&&... what) {
+      return ValueError(compressor::detail::concat(
+          f_.source(), ": tensor '", tensor, "' of sparse ", "layer '", name, "': ", what...));
+    };
+    if (vt == nullptr || it == nullptr || vt->dims.size() != 1 || it->dims.size() != 1)
+      throw IoError(compressor::detail::concat(f_.source(), ": sparse layer '", name,
+                                               "' needs 1-D ", "tensors '", vn, "' and '", in,
+                                               "'"));
+    const std::int64_t nnz = vt->dims[0];
+    if (it->dims[0] != nnz)
+      throw bad(in, "has ", it->dims[0], " entries, but '", vn, "' has ", nnz,
+                " (one column index per nonzero)");
+    if (nnz > o * k)
+      throw bad(vn, "has ", nnz, " nonzeros, more than the ", o * k, " weights of ", shape.str());
+    const Tensor<std::int8_t> values = read<std::int8_t>(vn, Shape{nnz});
+    const Tensor<std::int32_t> cols = read<std::int32_t>(in, Shape{nnz});
+    const Tensor<std::int64_t> row_ptr = read<std::int64_t>(rn, Shape{o + 1});
+    if (row_ptr[0] != 0 || row_ptr[o] != nnz)
+      throw bad(rn, "runs from ", row_ptr[0], " to ", row_ptr[o], ", expected 0 to ", nnz,
+                " (the number of nonzeros)");
+    Tensor<std::int8_t> w(shape, std::int8_t{0});
+    for (std::int64_t r = 0; r < o; ++r) {
+      const std::int64_t b = row_ptr[r], e = row_ptr[r + 1];
+      if (e < b || e > nnz)
+        throw bad(rn, "decreases or leaves [0, ", nnz, "] at output channel ", r, " (", b, " -> ",
+                  e, ")");
+      for (std::int64_t j = b; j < e; ++j) {
+        if (cols[j] < 0 || cols[j] >= k || (j > b && cols[j] <= cols[j - 1]))
+          throw bad(in, "column ", cols[j], " (entry ", j, ", output channel ", r,
+                    ") is outside [0, ", k, ") or not above the row's previous one");
+        w.data()[r * k + cols[j]] = values[j];
+      }
+    }
+    return w;
+  }
+
   void check_scale(const std::string& name, float s, std::int64_t index) const {
     if (!(std::isfinite(s) && s >= kMinScale))
       throw ValueError(
@@ -533,6 +742,7 @@ class FileSource final : public ConvertSource {
 
   io::SafetensorsFile& f_;
   WeightGrid grid_;
+  const Int8FileHeader& h_;
   std::vector<std::pair<std::string, QuantParams>> points_;
   std::set<std::string> layers_;
 };
@@ -575,7 +785,7 @@ requires internal::Int8Loadable<M> Int8Model load_int8_model(io::SafetensorsFile
                                                "' (quant::load_int8_model(path) takes the type "
                                                "from the file)"));
   }
-  internal::check_plan_against_file(file, h.plan, h.islands);
+  internal::check_plan_against_file(file, h);
   std::unique_ptr<M> skeleton;
   {
     nn::init::PreserveGenerator keep;  // the skeleton's random values are never used
@@ -592,10 +802,10 @@ requires internal::Int8Loadable<M> Int8Model load_int8_model(io::SafetensorsFile
   skeleton->eval();
   nn::fold_batchnorms(*skeleton);
   const std::vector<nn::QuantPoint> points = skeleton->quantization_points();
-  const auto expected = internal::expected_tensors(*skeleton, points, h.islands);
+  const auto expected = internal::expected_tensors(*skeleton, points, h);
   internal::check_structure(file, expected, skeleton->type_name());
   for (const auto& name : h.islands) internal::read_float_island(file, *skeleton, name);
-  internal::FileSource source(file, h.grid);
+  internal::FileSource source(file, h.grid, h);
   IslandOptions islands;
   islands.names = h.islands;
   Int8Model m = internal::with_source(
@@ -606,6 +816,8 @@ requires internal::Int8Loadable<M> Int8Model load_int8_model(io::SafetensorsFile
   require(source.layers_read() == layers && source.points_read() == points.size(), where,
           ": the conversion used ", source.layers_read(), " of ", layers, " layers and ",
           source.points_read(), " of ", points.size(), " quantization points of the file");
+  for (const auto& entry : h.sparse)
+    internal::with_source(where, [&] { m.set_sparse(entry.first, true); });
   return m;
 }
 

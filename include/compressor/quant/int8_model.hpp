@@ -30,6 +30,7 @@ struct LayerSummary {
   QuantParams in, out;
   bool relu = false;
   std::vector<float> weight_scales;
+  bool sparse = false;  ///< runs on the sparse int8 kernel (Int8Model::set_sparse)
   double sqnr_db = std::numeric_limits<double>::quiet_NaN();  ///< at its point, if measured
 };
 
@@ -75,10 +76,11 @@ struct ConversionSummary {
     }
     os << "layer                          kind    prec  relu  in scale/zp         out point\n";
     for (const auto& l : layers) {
-      char line[220];
-      std::snprintf(line, sizeof line, "%-30s %-7s %-5s %-5s %10.4g/%-4d -> %s\n", l.name.c_str(),
+      char line[240];
+      std::snprintf(line, sizeof line, "%-30s %-7s %-5s %-5s %10.4g/%-4d -> %s%s\n", l.name.c_str(),
                     l.kind.c_str(), l.precision.c_str(), l.relu ? "yes" : "no",
-                    static_cast<double>(l.in.scale), l.in.zero_point, l.point.c_str());
+                    static_cast<double>(l.in.scale), l.in.zero_point, l.point.c_str(),
+                    l.sparse ? " (sparse kernel)" : "");
       os << line;
     }
     for (const auto& f : float_layers) os << "float island: " << f << "\n";
@@ -91,12 +93,14 @@ class Int8Model {
   Int8Model(std::string input_point, QuantParams input_q, std::unique_ptr<Int8Op> body,
             ConversionSummary summary,
             std::vector<std::pair<std::string, QuantizedWeights>> weights,
-            std::vector<std::pair<std::string, nn::Module*>> island_layers = {})
+            std::vector<std::pair<std::string, nn::Module*>> island_layers = {},
+            std::vector<std::pair<std::string, Int8WeightedOp*>> layer_ops = {})
       : input_point_(std::move(input_point)),
         body_(std::move(body)),
         summary_(std::move(summary)),
         weights_(std::move(weights)),
-        island_layers_(std::move(island_layers)) {
+        island_layers_(std::move(island_layers)),
+        layer_ops_(std::move(layer_ops)) {
     in_.q = input_q;
   }
 
@@ -132,12 +136,41 @@ class Int8Model {
     return island_layers_;
   }
 
+  /// The op of int8 layer `name` (a converted layer with weights), or null.
+  Int8WeightedOp* layer_op(std::string_view name) const {
+    for (const auto& [n, op] : layer_ops_)
+      if (n == name) return op;
+    return nullptr;
+  }
+  /// Runs int8 layer `name` on the sparse int8 kernel (true) or the dense
+  /// one (false); the outputs are bit-identical either way (int8_ops.hpp).
+  /// ValueError when `name` is no int8 layer with weights.
+  void set_sparse(std::string_view name, bool sparse) {
+    Int8WeightedOp* op = layer_op(name);
+    const QuantizedWeights* w = nullptr;
+    for (const auto& [n, q] : weights_)
+      if (n == name) w = &q;
+    require(op != nullptr && w != nullptr, "Int8Model::set_sparse: '", name, "' is no int8 layer ",
+            "with weights of the ", summary_.model);
+    op->set_sparse(*w, sparse);
+    for (auto& l : summary_.layers)
+      if (l.name == name) l.sparse = sparse;
+  }
+  /// The layers on the sparse int8 kernel, in model order.
+  std::vector<std::string> sparse_layers() const {
+    std::vector<std::string> out;
+    for (const auto& [n, op] : layer_ops_)
+      if (op->sparse()) out.push_back(n);
+    return out;
+  }
+
  private:
   std::string input_point_;
   std::unique_ptr<Int8Op> body_;
   ConversionSummary summary_;
   std::vector<std::pair<std::string, QuantizedWeights>> weights_;
   std::vector<std::pair<std::string, nn::Module*>> island_layers_;
+  std::vector<std::pair<std::string, Int8WeightedOp*>> layer_ops_;  ///< owned by body_
   QTensor in_;
   Tensor<float> out_;
   PointTrace trace_;

@@ -18,6 +18,7 @@
 #include "compressor/kernels/conv_u8s8.hpp"
 #include "compressor/kernels/eltwise.hpp"
 #include "compressor/kernels/pool.hpp"
+#include "compressor/kernels/sparse_conv_u8s8.hpp"
 #include "compressor/nn/module.hpp"
 #include "compressor/quant/qparams.hpp"
 
@@ -69,31 +70,81 @@ struct QuantizedWeights {
   WeightGrid grid = WeightGrid::full;
 };
 
-/// A layer with int8 weights on ConvU8S8, uint8 out with the point's
-/// parameters, optional fused ReLU: the common part of conv and linear.
+/// A layer with int8 weights, uint8 out with the point's parameters, optional
+/// fused ReLU: the common part of conv and linear. It runs on the dense
+/// kernel (kernels::ConvU8S8) or, after set_sparse(w, true), on the sparse
+/// one (kernels::SparseConvU8S8: the nonzeros only, for unstructured-pruned
+/// weights); both give bit-identical outputs (same integer accumulator, same
+/// epilogue), so the choice is one of speed and size only
+/// (prune::finalize_sparse on an Int8Model makes it per layer).
 class Int8WeightedOp : public Int8Op {
  public:
-  Int8WeightedOp(std::string point, const QuantizedWeights& w, QuantParams out, bool relu)
-      : point_(std::move(point)),
-        conv_(w.weight.view(), w.scales, w.bias, w.stride, w.padding, w.grid),
-        bytes_(w.weight.numel() + 4 * static_cast<std::int64_t>(w.scales.size() + w.bias.size())),
-        relu_(relu) {
+  Int8WeightedOp(std::string point, const QuantizedWeights& w, QuantParams out, bool relu,
+                 bool sparse = false)
+      : point_(std::move(point)), out_c_(w.weight.dim(0)), relu_(relu) {
     y_.q = out;
+    set_sparse(w, sparse);
   }
+
+  /// Packs w (the weights the op was built from) for the sparse kernel
+  /// (true) or the dense one (false), dropping the other form.
+  void set_sparse(const QuantizedWeights& w, bool sparse) {
+    require<ShapeError>(w.weight.rank() == 4 && w.weight.dim(0) == out_c_, "int8 layer '", point_,
+                        "': weights ", w.weight.shape().str(), " are not the op's (", out_c_,
+                        " output channels)");
+    const std::int64_t params = 4 * static_cast<std::int64_t>(w.scales.size() + w.bias.size());
+    if (sparse) {
+      sparse_ = std::make_unique<kernels::SparseConvU8S8>(w.weight.view(), w.scales, w.bias,
+                                                          w.stride, w.padding, w.grid);
+      dense_.reset();
+      // As stored: int8 values, int32 column indices, int64 row pointers.
+      bytes_ = 5 * sparse_->weights().nnz() + 8 * (out_c_ + 1) + params;
+    } else {
+      dense_ = std::make_unique<kernels::ConvU8S8>(w.weight.view(), w.scales, w.bias, w.stride,
+                                                   w.padding, w.grid);
+      sparse_.reset();
+      bytes_ = w.weight.numel() + params;
+    }
+  }
+  /// On the sparse kernel.
+  bool sparse() const { return sparse_ != nullptr; }
   std::int64_t weight_bytes() const override { return bytes_; }
+  /// The input shape and parameters of the last forward() (NHWC for a conv,
+  /// (N, K) for a linear layer): what a timing probe runs the layer on.
+  /// Empty before the first forward().
+  const Shape& last_input_shape() const { return last_in_; }
+  QuantParams last_input_params() const { return last_q_; }
+  /// The output shape for a kernel input of shape `in` (NHWC).
+  Shape kernel_output_shape(const Shape& in) const {
+    return sparse_ ? sparse_->output_shape(in) : dense_->output_shape(in);
+  }
 
  protected:
   /// Runs the convolution of x (NHWC) into y_'s buffer viewed as `y_shape`.
   void run(TensorView<const std::uint8_t> x, QuantParams q, const Shape& y_shape) {
-    conv_.forward(x, q, TensorView<std::uint8_t>(y_.data.data(), y_shape), y_.q, relu_, scratch_);
+    const TensorView<std::uint8_t> y(y_.data.data(), y_shape);
+    if (sparse_)
+      sparse_->forward(x, q, y, y_.q, relu_, sparse_scratch_);
+    else
+      dense_->forward(x, q, y, y_.q, relu_, scratch_);
+  }
+
+  void remember(const QView& x) {
+    if (!(x.data.shape() == last_in_)) last_in_ = x.data.shape();
+    last_q_ = x.q;
   }
 
   std::string point_;
-  kernels::ConvU8S8 conv_;
-  std::int64_t bytes_;
+  std::int64_t out_c_;
+  std::unique_ptr<kernels::ConvU8S8> dense_;
+  std::unique_ptr<kernels::SparseConvU8S8> sparse_;
+  std::int64_t bytes_ = 0;
   bool relu_;
   QTensor y_;
   kernels::ConvScratch scratch_;
+  kernels::SparseConvScratch sparse_scratch_;
+  Shape last_in_;
+  QuantParams last_q_;
 };
 
 /// conv(+ReLU).
@@ -103,7 +154,8 @@ class Int8Conv : public Int8WeightedOp {
   std::string_view kind() const override { return "conv"; }
 
   QView forward(const QView& x, const PointTrace* trace) override {
-    y_.data.resize(conv_.output_shape(x.data.shape()));
+    remember(x);
+    y_.data.resize(kernel_output_shape(x.data.shape()));
     run(x.data, x.q, y_.data.shape());
     return emit(point_, y_, trace);
   }
@@ -118,9 +170,10 @@ class Int8Linear : public Int8WeightedOp {
   QView forward(const QView& x, const PointTrace* trace) override {
     require<ShapeError>(x.data.rank() == 2, "int8 linear '", point_, "': expected (N, K), got ",
                         x.data.shape().str());
-    const std::int64_t n = x.data.dim(0), k = x.data.dim(1), o = conv_.geometry().out_c;
-    y_.data.resize(Shape{n, o});
-    run(x.data.reshape(Shape{n, 1, 1, k}), x.q, Shape{n, 1, 1, o});
+    remember(x);
+    const std::int64_t n = x.data.dim(0), k = x.data.dim(1);
+    y_.data.resize(Shape{n, out_c_});
+    run(x.data.reshape(Shape{n, 1, 1, k}), x.q, Shape{n, 1, 1, out_c_});
     return emit(point_, y_, trace);
   }
 };

@@ -1,0 +1,125 @@
+// SparseConvU8S8: ConvU8S8 (conv_u8s8.hpp) with the weights kept as their
+// nonzeros (SparseWeightsS8) and multiplied by sparse_gemm_u8s8: the int8
+// deploy-time form of an unstructured-pruned conv or linear layer.
+//
+// Same construction arguments and the same forward() contract as ConvU8S8,
+// and the same numbers: the accumulator is the exact integer sum
+// bias - za * sum_k w + sum_k x * w (the zero-point correction by row sums,
+// as the dense kernels do it), requantized (RequantOut, with the multiplier
+// requant_multiplier(s_in, s_w[o], s_out)) or dequantized (DequantOut) by the
+// dense kernels' epilogues, so the output is bit-identical to ConvU8S8's on
+// the same weights, on every ISA path. 1x1 stride-1 unpadded convolutions
+// (and linear layers) multiply the input itself; every other geometry
+// unfolds it with the dense conv's im2col_u8 (padding taps = the input zero
+// point) into a scratch matrix of K bytes per row first.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "compressor/core/aligned_buffer.hpp"
+#include "compressor/core/tensor.hpp"
+#include "compressor/core/threading.hpp"
+#include "compressor/kernels/conv_geometry.hpp"
+#include "compressor/kernels/im2col.hpp"
+#include "compressor/kernels/requant.hpp"
+#include "compressor/kernels/sparse_gemm.hpp"
+#include "compressor/kernels/sparse_weights.hpp"
+
+namespace compressor::kernels {
+
+/// Caller-owned scratch of SparseConvU8S8 (one per concurrent caller).
+struct SparseConvScratch {
+  AlignedBuffer<std::uint8_t> cols;  // im2col matrix, K bytes per row
+  AlignedBuffer<float> channel;      // per-channel multipliers / scales
+  SparseScratch gemm;                // the sparse kernel's panels and tiles
+};
+
+class SparseConvU8S8 {
+ public:
+  SparseConvU8S8() = default;
+
+  /// As ConvU8S8's: weights (O, KH, KW, I) int8 on `grid`, O weight scales,
+  /// O int32 biases at s_in * s_w[o] or none.
+  SparseConvU8S8(TensorView<const std::int8_t> weights, std::span<const float> weight_scales,
+                 std::span<const std::int32_t> bias, std::int64_t stride, std::int64_t pad,
+                 WeightGrid grid = WeightGrid::narrow) {
+    require<ShapeError>(weights.rank() == 4, "SparseConvU8S8: weights must be OHWI (rank 4), got ",
+                        weights.shape().str());
+    g_ = ConvGeometry{
+        weights.dim(3), weights.dim(0), weights.dim(1), weights.dim(2), stride, stride, pad, pad};
+    g_.validate();
+    require<ShapeError>(static_cast<std::int64_t>(weight_scales.size()) == g_.out_c &&
+                            (bias.empty() || static_cast<std::int64_t>(bias.size()) == g_.out_c),
+                        "SparseConvU8S8: weights ", weights.shape().str(), " need ", g_.out_c,
+                        " weight scales and 0 or ", g_.out_c, " biases, got ", weight_scales.size(),
+                        " and ", bias.size());
+    w_ = SparseWeightsS8(weights.data(), g_.out_c, g_.k(), g_.k(), grid);
+    w_scales_.assign(weight_scales.begin(), weight_scales.end());
+    bias_.assign(bias.begin(), bias.end());
+  }
+
+  const ConvGeometry& geometry() const { return g_; }
+  const SparseWeightsS8& weights() const { return w_; }
+  Shape output_shape(const Shape& in) const { return g_.output_shape(in); }
+
+  /// uint8 -> uint8 with requantization; relu clamps at the output zero point.
+  void forward(TensorView<const std::uint8_t> x, QuantParams in, TensorView<std::uint8_t> y,
+               QuantParams out, bool relu, SparseConvScratch& s) const {
+    check_same_shape(y.shape(), output_shape(x.shape()), "SparseConvU8S8 output");
+    require(out.zero_point >= 0 && out.zero_point <= 255, "SparseConvU8S8: output zero point ",
+            out.zero_point, " is outside [0, 255]");
+    float* mult = channel_params(s);
+    for (std::int64_t o = 0; o < g_.out_c; ++o)
+      mult[o] = requant_multiplier(in.scale, w_scales_[static_cast<std::size_t>(o)], out.scale);
+    run(x, in.zero_point,
+        RequantOut{bias_ptr(), mult, out.zero_point, relu ? out.zero_point : 0, 255}, y.data(), s);
+  }
+
+  /// uint8 -> float (a last layer): y = s_in * s_w[o] * acc, then ReLU if asked.
+  void forward(TensorView<const std::uint8_t> x, QuantParams in, TensorView<float> y, bool relu,
+               SparseConvScratch& s) const {
+    check_same_shape(y.shape(), output_shape(x.shape()), "SparseConvU8S8 output");
+    float* scale = channel_params(s);
+    for (std::int64_t o = 0; o < g_.out_c; ++o)
+      scale[o] = accumulator_scale(in.scale, w_scales_[static_cast<std::size_t>(o)]);
+    run(x, in.zero_point, DequantOut{bias_ptr(), scale, relu}, y.data(), s);
+  }
+
+ private:
+  const std::int32_t* bias_ptr() const { return bias_.empty() ? nullptr : bias_.data(); }
+  float* channel_params(SparseConvScratch& s) const {
+    s.channel.reserve_discard(static_cast<std::size_t>(g_.out_c));
+    return s.channel.data();
+  }
+
+  template <class Epi>
+  void run(TensorView<const std::uint8_t> x, std::int32_t zx, const Epi& epi, typename Epi::Out* y,
+           SparseConvScratch& s) const {
+    require(zx >= 0 && zx <= 255, "SparseConvU8S8: input zero point ", zx, " is outside [0, 255]");
+    const std::int64_t H = x.dim(1), W = x.dim(2);
+    const std::int64_t M = x.dim(0) * g_.out_h(H) * g_.out_w(W);
+    if (M == 0) return;
+    if (g_.is_pointwise()) {
+      sparse_gemm_u8s8(M, x.data(), g_.in_c, zx, w_, epi, y, g_.out_c, s.gemm);
+      return;
+    }
+    const std::int64_t K = g_.k();
+    s.cols.reserve_discard(static_cast<std::size_t>(M * K));
+    std::uint8_t* cols = s.cols.data();
+    const std::int64_t OW = g_.out_w(W);
+    parallel_for(M / OW, [&](std::int64_t b, std::int64_t e) {
+      im2col_u8(g_, H, W, x.data(), static_cast<std::uint8_t>(zx), b * OW, e * OW,
+                cols + b * OW * K, K);
+    });
+    sparse_gemm_u8s8(M, cols, K, zx, w_, epi, y, g_.out_c, s.gemm);
+  }
+
+  ConvGeometry g_;
+  SparseWeightsS8 w_;
+  std::vector<float> w_scales_;
+  std::vector<std::int32_t> bias_;
+};
+
+}  // namespace compressor::kernels
