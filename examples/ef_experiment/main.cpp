@@ -18,6 +18,7 @@
 // reference design (full width, 8 frames of 112x112, longer training).
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -39,6 +40,7 @@
 #include "compressor/kernels/isa.hpp"
 #include "compressor/models/ef_regressor.hpp"
 #include "compressor/prune.hpp"
+#include "compressor/prune/finalize_int8.hpp"
 #include "compressor/quant/convert.hpp"
 #include "compressor/quant/int8_io.hpp"
 #include "compressor/quant/observers.hpp"
@@ -205,6 +207,29 @@ Json config_json(const Config& c) {
           {"resume", c.resume}};
 }
 
+/// Unstructured pruning keeps these dense (the stem and the head).
+const std::vector<std::string> kDenseLayers = {"backbone.conv1", "head"};
+
+/// The masks an unstructured-pruned model holds: its zero weights in the
+/// layers pruning chose (all but kDenseLayers). Also right for a model
+/// reloaded from its masked checkpoint (--resume).
+prune::MaskSet zero_masks(nn::Module& m) {
+  prune::MaskSet s;
+  m.visit([&](const std::string& name, nn::Module& mod) {
+    auto* w = nn::as<nn::WeightedLayer>(mod);
+    if (w == nullptr ||
+        std::find(kDenseLayers.begin(), kDenseLayers.end(), name) != kDenseLayers.end())
+      return;
+    const Tensor<float>& weight = w->weight();
+    prune::LayerMask lm{name, weight.shape(), {}};
+    lm.keep.resize(static_cast<std::size_t>(weight.numel()));
+    for (std::int64_t i = 0; i < weight.numel(); ++i)
+      lm.keep[static_cast<std::size_t>(i)] = weight[i] != 0.f ? 1 : 0;
+    s.add(std::move(lm));
+  });
+  return s;
+}
+
 std::string ratio_name(double r) {
   std::ostringstream os;
   os << r;
@@ -244,7 +269,8 @@ class Experiment {
     }
     if (pruning && quant) {
       if (structured_half) ptq(*structured_half, "structured+PTQ int8", "structured+ptq");
-      if (unstructured_half) ptq(*unstructured_half, "unstructured+PTQ int8", "unstructured+ptq");
+      if (unstructured_half)
+        ptq(*unstructured_half, "unstructured+PTQ int8", "unstructured+ptq", true);
     }
     print_table();
     std::printf("total %.1f min; wrote %s, %s and %s\n",
@@ -439,7 +465,7 @@ class Experiment {
     }
     auto m = copy_of(base);
     prune::UnstructuredOptions o{.sparsity = ratio};
-    o.layers.exclude = {"backbone.conv1", "head"};  // the stem and the head stay dense
+    o.layers.exclude = kDenseLayers;
     std::unique_ptr<prune::MaskedTraining> masked;
     prune::MaskSet masks = prune::prune_unstructured(*m, o);
     const double before = masks.sparsity();
@@ -489,7 +515,11 @@ class Experiment {
     return m;
   }
 
-  void ptq(models::EfRegressor& m, const std::string& name, const std::string& method) {
+  /// PTQ of m; with sparse_int8 (an unstructured-pruned m), its pruned
+  /// layers go on the sparse int8 kernel where a timing probe finds it faster
+  /// (prune::finalize_sparse), and the file stores those sparse.
+  void ptq(models::EfRegressor& m, const std::string& name, const std::string& method,
+           bool sparse_int8 = false) {
     const fs::path file = out_ / (method + ".int8.safetensors");
     if (results_.done(name, file)) {
       std::printf("%s: done in an earlier run\n", name.c_str());
@@ -501,6 +531,22 @@ class Experiment {
                                .grid = quant::weight_grid_from_string(c_.weight_grid)});
     quant::calibrate(p, *calibration, c_.calibration_batches);
     quant::Int8Model int8 = quant::convert(p);
+    if (sparse_int8) {
+      const auto decisions = prune::finalize_sparse(int8, zero_masks(m), clip_shape());
+      Json d = Json::array();
+      int sparse = 0;
+      for (const auto& x : decisions) {
+        sparse += x.sparse ? 1 : 0;
+        d.push_back({{"layer", x.layer},
+                     {"sparsity", x.sparsity},
+                     {"sparse", x.sparse},
+                     {"dense_ms", x.dense_ms},
+                     {"sparse_ms", x.sparse_ms}});
+      }
+      results_.extras()["int8_sparse_decisions"][name] = d;
+      std::printf("%s: %d of %zu pruned layers on the sparse int8 kernel (timed per layer)\n",
+                  name.c_str(), sparse, decisions.size());
+    }
     quant::save_int8_model(int8, m.channel_plan(), file);
     report::Row r = sized_row(name, method, "int8", m, file);
     finish_row(r, test_metrics(int8),
