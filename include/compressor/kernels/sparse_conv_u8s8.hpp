@@ -22,6 +22,7 @@
 #include "compressor/core/tensor.hpp"
 #include "compressor/core/threading.hpp"
 #include "compressor/kernels/conv_geometry.hpp"
+#include "compressor/kernels/conv_u8s8_common.hpp"
 #include "compressor/kernels/im2col.hpp"
 #include "compressor/kernels/requant.hpp"
 #include "compressor/kernels/sparse_gemm.hpp"
@@ -36,68 +37,32 @@ struct SparseConvScratch {
   SparseScratch gemm;                // the sparse kernel's panels and tiles
 };
 
-class SparseConvU8S8 {
+class SparseConvU8S8 : public detail::ConvU8S8Common<SparseConvU8S8, SparseConvScratch> {
  public:
+  static constexpr const char* kName = "SparseConvU8S8";
+  static constexpr const char* kOutputName = "SparseConvU8S8 output";
+
   SparseConvU8S8() = default;
 
   /// As ConvU8S8's: weights (O, KH, KW, I) int8 on `grid`, O weight scales,
   /// O int32 biases at s_in * s_w[o] or none.
   SparseConvU8S8(TensorView<const std::int8_t> weights, std::span<const float> weight_scales,
                  std::span<const std::int32_t> bias, std::int64_t stride, std::int64_t pad,
-                 WeightGrid grid = WeightGrid::narrow) {
-    require<ShapeError>(weights.rank() == 4, "SparseConvU8S8: weights must be OHWI (rank 4), got ",
-                        weights.shape().str());
-    g_ = ConvGeometry{
-        weights.dim(3), weights.dim(0), weights.dim(1), weights.dim(2), stride, stride, pad, pad};
-    g_.validate();
-    require<ShapeError>(static_cast<std::int64_t>(weight_scales.size()) == g_.out_c &&
-                            (bias.empty() || static_cast<std::int64_t>(bias.size()) == g_.out_c),
-                        "SparseConvU8S8: weights ", weights.shape().str(), " need ", g_.out_c,
-                        " weight scales and 0 or ", g_.out_c, " biases, got ", weight_scales.size(),
-                        " and ", bias.size());
-    w_ = SparseWeightsS8(weights.data(), g_.out_c, g_.k(), g_.k(), grid);
-    w_scales_.assign(weight_scales.begin(), weight_scales.end());
-    bias_.assign(bias.begin(), bias.end());
-  }
+                 WeightGrid grid = WeightGrid::narrow)
+      : ConvU8S8Common(weights, weight_scales, bias, stride, pad),
+        w_(weights.data(), g_.out_c, g_.k(), g_.k(), grid) {}
 
-  const ConvGeometry& geometry() const { return g_; }
   const SparseWeightsS8& weights() const { return w_; }
-  Shape output_shape(const Shape& in) const { return g_.output_shape(in); }
-
-  /// uint8 -> uint8 with requantization; relu clamps at the output zero point.
-  void forward(TensorView<const std::uint8_t> x, QuantParams in, TensorView<std::uint8_t> y,
-               QuantParams out, bool relu, SparseConvScratch& s) const {
-    check_same_shape(y.shape(), output_shape(x.shape()), "SparseConvU8S8 output");
-    require(out.zero_point >= 0 && out.zero_point <= 255, "SparseConvU8S8: output zero point ",
-            out.zero_point, " is outside [0, 255]");
-    float* mult = channel_params(s);
-    for (std::int64_t o = 0; o < g_.out_c; ++o)
-      mult[o] = requant_multiplier(in.scale, w_scales_[static_cast<std::size_t>(o)], out.scale);
-    run(x, in.zero_point,
-        RequantOut{bias_ptr(), mult, out.zero_point, relu ? out.zero_point : 0, 255}, y.data(), s);
-  }
-
-  /// uint8 -> float (a last layer): y = s_in * s_w[o] * acc, then ReLU if asked.
-  void forward(TensorView<const std::uint8_t> x, QuantParams in, TensorView<float> y, bool relu,
-               SparseConvScratch& s) const {
-    check_same_shape(y.shape(), output_shape(x.shape()), "SparseConvU8S8 output");
-    float* scale = channel_params(s);
-    for (std::int64_t o = 0; o < g_.out_c; ++o)
-      scale[o] = accumulator_scale(in.scale, w_scales_[static_cast<std::size_t>(o)]);
-    run(x, in.zero_point, DequantOut{bias_ptr(), scale, relu}, y.data(), s);
-  }
+  // forward(): ConvU8S8Common's (uint8 out requantized, or float out), with
+  // the same epilogue arguments as ConvU8S8, hence the same numbers.
 
  private:
-  const std::int32_t* bias_ptr() const { return bias_.empty() ? nullptr : bias_.data(); }
-  float* channel_params(SparseConvScratch& s) const {
-    s.channel.reserve_discard(static_cast<std::size_t>(g_.out_c));
-    return s.channel.data();
-  }
+  friend class detail::ConvU8S8Common<SparseConvU8S8, SparseConvScratch>;
 
   template <class Epi>
   void run(TensorView<const std::uint8_t> x, std::int32_t zx, const Epi& epi, typename Epi::Out* y,
            SparseConvScratch& s) const {
-    require(zx >= 0 && zx <= 255, "SparseConvU8S8: input zero point ", zx, " is outside [0, 255]");
+    check_input_zero_point(zx);
     const std::int64_t H = x.dim(1), W = x.dim(2);
     const std::int64_t M = x.dim(0) * g_.out_h(H) * g_.out_w(W);
     if (M == 0) return;
@@ -116,10 +81,7 @@ class SparseConvU8S8 {
     sparse_gemm_u8s8(M, cols, K, zx, w_, epi, y, g_.out_c, s.gemm);
   }
 
-  ConvGeometry g_;
   SparseWeightsS8 w_;
-  std::vector<float> w_scales_;
-  std::vector<std::int32_t> bias_;
 };
 
 }  // namespace compressor::kernels
