@@ -217,9 +217,7 @@ prune::MaskSet zero_masks(nn::Module& m) {
   prune::MaskSet s;
   m.visit([&](const std::string& name, nn::Module& mod) {
     auto* w = nn::as<nn::WeightedLayer>(mod);
-    if (w == nullptr ||
-        std::find(kDenseLayers.begin(), kDenseLayers.end(), name) != kDenseLayers.end())
-      return;
+    if (w == nullptr || io::glob_match_any(kDenseLayers, name)) return;  // as the pruning's exclude
     const Tensor<float>& weight = w->weight();
     prune::LayerMask lm{name, weight.shape(), {}};
     lm.keep.resize(static_cast<std::size_t>(weight.numel()));

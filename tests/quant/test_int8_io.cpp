@@ -34,11 +34,9 @@ using compressor::testing::RawFile;
 
 namespace {
 
+/// A clean directory for one test's files (io_test_util.hpp's, in a folder of this file's own).
 std::filesystem::path test_dir(const std::string& name) {
-  const auto dir = std::filesystem::path(COMPRESSOR_TEST_BINARY_DIR) / "int8_io_files" / name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
+  return compressor::testing::io_test_dir("int8_io_files/" + name);
 }
 
 bool same_bits(float a, float b) {

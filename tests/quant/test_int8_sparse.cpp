@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "io/io_test_util.hpp"
 #include "quant/quant_test_util.hpp"
 #include "quant/raw_file.hpp"
 #include "surgery/surgery_test_util.hpp"
@@ -31,11 +32,9 @@ using compressor::testing::RawFile;
 
 namespace {
 
+/// A clean directory for one test's files (io_test_util.hpp's, in a folder of this file's own).
 std::filesystem::path sparse_dir(const std::string& name) {
-  const auto dir = std::filesystem::path(COMPRESSOR_TEST_BINARY_DIR) / "int8_sparse_files" / name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
+  return compressor::testing::io_test_dir("int8_sparse_files/" + name);
 }
 
 struct ConvCase {
