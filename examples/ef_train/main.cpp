@@ -41,6 +41,7 @@
 #include "compressor/distributed/gradient_averager.hpp"
 #include "compressor/distributed/mpi.hpp"
 #include "compressor/distributed/replicate.hpp"
+#include "compressor/distributed/sync_batchnorm.hpp"
 #endif
 
 namespace fs = std::filesystem;
@@ -63,7 +64,7 @@ struct Config {
   float lr = 2e-3f;
   std::string loss = "mse";
   float weight_decay = 0.05f;
-  bool augment = true;
+  bool augment = true, sync_bn = false;
   nn::TemporalPoolMode pool = nn::TemporalPoolMode::mean_max_min;
   std::uint64_t seed = 1;
 };
@@ -124,6 +125,9 @@ Config parse(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--out", out, "where to write model.safetensors and results.json")
       ->capture_default_str();
+  app.add_flag("--sync-bn", c.sync_bn,
+               "data-parallel under mpirun: BatchNorm statistics over all ranks' clips "
+               "(default: each rank's own)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -200,7 +204,17 @@ int run(const Config& c, const World& world) {
   lo.seed = c.seed;
   lo.rank = world.rank();
   lo.world_size = ranks;
+  // Synchronised BatchNorm needs a sample on every rank in every step: a
+  // short last batch that would leave a rank none is dropped.
+  const auto short_batch = static_cast<std::int64_t>(train_recs.size()) % c.batch;
+  lo.drop_last = c.sync_bn && short_batch > 0 && short_batch < ranks;
+  if (lo.drop_last && lead)
+    std::printf(
+        "--sync-bn: the last training batch (%lld clips) would leave a rank without a "
+        "clip; it is dropped every epoch\n",
+        static_cast<long long>(short_batch));
   auto train_loader = ds.loader(data::EchoSplit::train, lo);
+  lo.drop_last = false;
   lo.batch_size = c.batch;  // rank 0 validates and tests on the whole splits
   lo.rank = 0;
   lo.world_size = 1;
@@ -214,7 +228,10 @@ int run(const Config& c, const World& world) {
   mo.pool = c.pool;
   models::EfRegressor model(mo);
 #if COMPRESSOR_EF_TRAIN_MPI
-  if constexpr (kMpi) distributed::broadcast_module(world, model);  // identical replicas
+  if constexpr (kMpi) {
+    distributed::broadcast_module(world, model);  // identical replicas
+    distributed::synchronize_batchnorm(world, model, c.sync_bn);
+  }
 #endif
   // Training predicts the standardised EF, z = (EF - mean) / std, so the head
   // starts at the mean predictor and its weights need no large scale; the
@@ -227,9 +244,10 @@ int run(const Config& c, const World& world) {
   if (lead)
     std::printf(
         "model: EfRegressor (ResNet-18 width %.3g, %s over time), %lld parameters; %d rank(s) x "
-        "%d threads\n",
+        "%d threads%s\n",
         c.width, std::string(to_string(c.pool)).c_str(),
-        static_cast<long long>(model.num_parameters()), ranks, c.threads);
+        static_cast<long long>(model.num_parameters()), ranks, c.threads,
+        ranks > 1 ? (c.sync_bn ? ", synchronised BatchNorm" : ", per-rank BatchNorm") : "");
 
   std::unique_ptr<nn::Loss> loss;
   if (c.loss == "mse")
@@ -294,6 +312,7 @@ int run(const Config& c, const World& world) {
                                      {"pool", std::string(to_string(c.pool))},
                                      {"epochs", c.epochs},
                                      {"ranks", ranks},
+                                     {"sync_bn", c.sync_bn},
                                      {"threads", c.threads},
                                      {"train_mean_ef", mean_ef},
                                      {"test", metrics_json(test)},

@@ -1,6 +1,6 @@
 // Shared by the distributed tests: a small labelled image data set whose
 // pixels and labels come from a seed (and whose sample i can be recognised:
-// pixel 0 holds i), and a small model without BatchNorm.
+// pixel 0 holds i), and a small model without and one with BatchNorm.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include "compressor/core/rng.hpp"
 #include "compressor/data/dataset.hpp"
 #include "compressor/nn/activation.hpp"
+#include "compressor/nn/batchnorm.hpp"
 #include "compressor/nn/conv2d.hpp"
 #include "compressor/nn/init.hpp"
 #include "compressor/nn/linear.hpp"
@@ -44,6 +45,22 @@ inline std::unique_ptr<nn::Sequential> small_cnn(std::uint64_t seed, std::int64_
   net->emplace<nn::Conv2d>(3, width, 3, 1, 1);
   net->emplace<nn::ReLU>();
   net->emplace<nn::Conv2d>(width, width, 3, 2, 1);
+  net->emplace<nn::ReLU>();
+  net->emplace<nn::GlobalAvgPool2d>();
+  net->emplace<nn::Linear>(width, IndexedImages::kClasses);
+  return net;
+}
+
+/// Conv-BN-ReLU-Conv-BN-ReLU-GlobalAvgPool-Linear, weights from
+/// nn::init::manual_seed(seed).
+inline std::unique_ptr<nn::Sequential> small_bn_cnn(std::uint64_t seed, std::int64_t width = 8) {
+  nn::init::manual_seed(seed);
+  auto net = std::make_unique<nn::Sequential>();
+  net->emplace<nn::Conv2d>(3, width, 3, 1, 1, false);
+  net->emplace<nn::BatchNorm2d>(width);
+  net->emplace<nn::ReLU>();
+  net->emplace<nn::Conv2d>(width, width, 3, 2, 1, false);
+  net->emplace<nn::BatchNorm2d>(width);
   net->emplace<nn::ReLU>();
   net->emplace<nn::GlobalAvgPool2d>();
   net->emplace<nn::Linear>(width, IndexedImages::kClasses);

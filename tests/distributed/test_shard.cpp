@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <vector>
 
 #include "compressor/data/loader.hpp"
@@ -158,4 +159,32 @@ TEST_CASE("A single-process program refuses to run as one of several launched ra
                     Contains("OMPI_COMM_WORLD_SIZE='two' is not a positive rank count"));
   ::unsetenv("OMPI_COMM_WORLD_SIZE");
   CHECK(distributed::launched_world_size().first == 1);
+}
+
+namespace {
+struct NoOpReducer final : nn::StatisticsReducer {
+  void sum(std::span<double>) override {}
+};
+}  // namespace
+
+TEST_CASE("Trainer: an empty share with synchronised BatchNorm is an error naming the layer",
+          "[distributed][trainer]") {
+  // Synchronised BatchNorm reduces inside forward and backward, which an
+  // empty share skips: the other ranks would wait forever in the reduction.
+  auto net = compressor::testing::small_bn_cnn(3);
+  nn::SoftmaxCrossEntropy ce;
+  train::Sgd sgd(*net, train::SgdOptions{.lr = 0.1f});
+  train::Trainer trainer(*net, ce, sgd, train::Task::classification);
+  trainer.add_gradient_hook([](std::int64_t) {});
+  data::Batch empty;
+  empty.inputs.resize(Shape{0, IndexedImages::kHw, IndexedImages::kHw, 3});
+  empty.labels.resize(Shape{0});
+  net->train();
+  CHECK(trainer.step(empty) == 0.f);  // per-rank statistics: a plain empty step
+  dynamic_cast<nn::BatchNorm2d&>(net->child("4"))
+      .set_statistics_reducer(std::make_shared<NoOpReducer>());
+  CHECK_THROWS_WITH(trainer.step(empty),
+                    Contains("share of batch 2 is empty, but '4' synchronises its BatchNorm"));
+  net->eval();  // no batch statistics, nothing to reduce
+  CHECK(trainer.step(empty) == 0.f);
 }

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <span>
 #include <vector>
 
 #include "compressor/nn.hpp"
@@ -176,6 +178,79 @@ TEST_CASE("BatchNorm2d normalises with batch stats and tracks running stats", "[
   CHECK_THROWS_AS(bn.forward(Tensor<float>(Shape{2, 3, 3, 5})), ShapeError);
   bn.train();
   CHECK_THROWS_AS(bn.forward(Tensor<float>(Shape{1, 1, 1, 4})), ValueError);
+}
+
+namespace {
+/// Stands in for k replicas that hold the same batch: the sum over replicas is k times the value.
+struct IdenticalReplicas final : StatisticsReducer {
+  explicit IdenticalReplicas(double k) : k(k) {}
+  void sum(std::span<double> v) override {
+    ++calls;
+    for (double& x : v) x *= k;
+  }
+  double k;
+  int calls = 0;
+};
+}  // namespace
+
+TEST_CASE("BatchNorm2d with synchronised statistics over identical replicas", "[nn][bn]") {
+  // k replicas of one batch have that batch's mean and biased variance, so
+  // the output, the input gradient (each replica's share, in its own units)
+  // and gamma's and beta's local gradients are the plain layer's; the running
+  // variance's unbiased correction counts k times the values.
+  Rng rng(31);
+  const auto x = random_tensor(Shape{2, 3, 3, 5}, rng, -2.f, 3.f);
+  const auto dy = random_tensor(Shape{2, 3, 3, 5}, rng, -1.f, 1.f);
+  const auto gamma = random_tensor(Shape{5}, rng, 0.5f, 1.5f);
+  const double rows = 2 * 3 * 3;
+  for (const double k : {1.0, 3.0}) {
+    CAPTURE(k);
+    BatchNorm2d plain(5), synced(5);
+    for (auto* bn : {&plain, &synced}) {
+      bn->weight() = gamma;
+      bn->set_input_grad(true);
+    }
+    auto reducer = std::make_shared<IdenticalReplicas>(k);
+    synced.set_statistics_reducer(reducer);
+    CHECK(synced.synchronized());
+    CHECK_FALSE(plain.synchronized());
+    const Tensor<float> y0(plain.forward(x)), y1(synced.forward(x));
+    const Tensor<float> dx0(plain.backward(dy)), dx1(synced.backward(dy));
+    CHECK(reducer->calls == 2);  // one reduction in forward, one in backward
+    for (std::int64_t i = 0; i < x.numel(); ++i) {
+      if (k == 1) {  // a single replica: bit for bit
+        REQUIRE(y1[i] == y0[i]);
+        REQUIRE(dx1[i] == dx0[i]);
+      } else {
+        REQUIRE(y1[i] == Approx(y0[i]).epsilon(1e-6).margin(1e-6));
+        REQUIRE(dx1[i] == Approx(dx0[i]).epsilon(1e-5).margin(1e-6));
+      }
+    }
+    const auto g0 = plain.named_parameters(), g1 = synced.named_parameters();
+    for (std::size_t p = 0; p < g0.size(); ++p)
+      for (std::int64_t c = 0; c < 5; ++c) REQUIRE((*g1[p].grad)[c] == (*g0[p].grad)[c]);
+    for (std::int64_t c = 0; c < 5; ++c) {
+      CHECK(synced.running_mean()[c] == Approx(plain.running_mean()[c]).epsilon(1e-6));
+      // running_var = 0.9 + 0.1 * var_biased * n / (n - 1), n = k * rows.
+      const double var = (plain.running_var()[c] - 0.9) / 0.1 * (rows - 1) / rows;
+      CHECK(synced.running_var()[c] ==
+            Approx(0.9 + 0.1 * var * k * rows / (k * rows - 1)).epsilon(1e-5));
+    }
+    // Eval mode and frozen statistics reduce nothing.
+    synced.eval();
+    (void)synced.forward(x);
+    (void)synced.backward(dy);
+    synced.train();
+    synced.freeze();
+    (void)synced.forward(x);
+    (void)synced.backward(dy);
+    CHECK(reducer->calls == 2);
+    // One value per channel on all replicas together is still too few.
+    BatchNorm2d tiny(5);
+    tiny.set_statistics_reducer(std::make_shared<IdenticalReplicas>(1.0));
+    CHECK_THROWS_WITH(tiny.forward(Tensor<float>(Shape{1, 1, 1, 5})),
+                      Catch::Contains("on all replicas together"));
+  }
 }
 
 TEST_CASE("MaxPool2d and GlobalAvgPool2d forward", "[nn][pool]") {

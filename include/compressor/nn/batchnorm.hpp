@@ -7,8 +7,18 @@
 // it normalises with the running statistics and leaves them alone in training
 // mode too, while gamma and beta still train (QAT freezes the statistics
 // after a set epoch; fine-tuning a pruned model may too).
+//
+// Synchronised statistics (data-parallel training, docs/distributed.md): with
+// a StatisticsReducer set, training-mode forward normalises with the mean and
+// variance over the samples of ALL replicas (one reduction of the per-channel
+// sums and the row count), and backward reduces the two per-channel sums of
+// the input gradient, so that each replica's input gradient is exactly its
+// share of the single-process gradient of the global batch (see
+// backward_impl). gamma's and beta's gradients stay local: the gradient
+// averaging combines them as it does every other parameter's.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -21,6 +31,17 @@
 #include "compressor/nn/module.hpp"
 
 namespace compressor::nn {
+
+/// Sums per-channel statistics over the replicas of data-parallel training:
+/// what synchronised BatchNorm needs from the transport. The MPI one is
+/// distributed::synchronize_batchnorm()'s; the core library knows only this.
+class StatisticsReducer {
+ public:
+  virtual ~StatisticsReducer() = default;
+  /// Collective (every replica calls it at the same point of every step):
+  /// replaces values by their element-wise sum over the replicas.
+  virtual void sum(std::span<double> values) = 0;
+};
 
 class BatchNorm2d : public Module, public Normalization {
  public:
@@ -78,6 +99,13 @@ class BatchNorm2d : public Module, public Normalization {
   /// in training mode, unless frozen.
   bool uses_batch_statistics() const { return is_training() && !is_frozen(); }
 
+  /// Synchronised statistics: the batch statistics (and their gradients) are
+  /// summed over the replicas through r; null goes back to per-replica
+  /// statistics. Not copied by clone(): a copy is attached again.
+  void set_statistics_reducer(std::shared_ptr<StatisticsReducer> r) { reducer_ = std::move(r); }
+  /// Whether the batch statistics are synchronised over replicas.
+  bool synchronized() const { return reducer_ != nullptr; }
+
  protected:
   std::unique_ptr<Module> clone_shell() const override {
     return std::make_unique<BatchNorm2d>(c_, eps_, momentum_);
@@ -90,21 +118,25 @@ class BatchNorm2d : public Module, public Normalization {
     x_ = x;
     const std::int64_t rows = x.numel() / c_;
     if (uses_batch_statistics()) {
-      require(rows > 1, "BatchNorm2d: training needs more than one value per channel, got input ",
-              x.shape().str());
       // Per-channel mean and biased variance, in double, reduced in a fixed order.
       channel_sums(x.data(), nullptr, rows, sum_, sq_);
+      // n: the values per channel the statistics cover (all replicas' when synchronised).
+      double n = static_cast<double>(rows);
+      if (reducer_) n = reduce_sums(n);
+      rows_ = static_cast<double>(rows);
+      global_rows_ = n;
+      require(n > 1, "BatchNorm2d: training needs more than one value per channel, got input ",
+              x.shape().str(), reducer_ ? " (on all replicas together)" : "");
       num_batches_tracked_[0] += 1;
       const double m =
           momentum_ > 0.f ? momentum_ : 1.0 / static_cast<double>(num_batches_tracked_[0]);
       for (std::int64_t c = 0; c < c_; ++c) {
-        const double mean = sum_[c] / rows;
-        const double var = std::max(0.0, sq_[c] / rows - mean * mean);
+        const double mean = sum_[c] / n;
+        const double var = std::max(0.0, sq_[c] / n - mean * mean);
         mean_[c] = static_cast<float>(mean);
         invstd_[c] = static_cast<float>(1.0 / std::sqrt(var + eps_));
         running_mean_[c] = static_cast<float>((1 - m) * running_mean_[c] + m * mean);
-        running_var_[c] =
-            static_cast<float>((1 - m) * running_var_[c] + m * var * rows / (rows - 1));
+        running_var_[c] = static_cast<float>((1 - m) * running_var_[c] + m * var * n / (n - 1));
       }
     } else {
       for (std::int64_t c = 0; c < c_; ++c) {
@@ -152,6 +184,21 @@ class BatchNorm2d : public Module, public Normalization {
     const std::int64_t c = c_;
     if (uses_batch_statistics()) {
       // dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+      if (reducer_) {
+        // Replica r's dy is the gradient of ITS mean loss over n_r samples;
+        // the global batch's is w_r * dy with w_r = n_r / N (= rows / global
+        // rows). The single-process dx over the global batch, in replica r's
+        // units (divided by w_r, as the gradient averaging expects), is
+        //   gamma * invstd * (dy - A / rows - xhat * B / rows),
+        // A, B = sum over replicas of w_r * sum(dy), w_r * sum(dy * xhat).
+        // With equal shares, A / rows is the plain global mean of dy.
+        const double w = rows_ / global_rows_;
+        for (std::int64_t j = 0; j < c_; ++j) {
+          sum_[j] *= w;
+          sq_[j] *= w;
+        }
+        (void)reduce_sums(0);
+      }
       a_.resize(Shape{c_});
       b_.resize(Shape{c_});
       for (std::int64_t j = 0; j < c_; ++j) {
@@ -184,6 +231,20 @@ class BatchNorm2d : public Module, public Normalization {
   }
 
  private:
+  /// Sums sum_, sq_ and count over the replicas in one reduction; returns
+  /// the summed count.
+  double reduce_sums(double count) {
+    const auto c = static_cast<std::size_t>(c_);
+    reduce_buf_.resize(2 * c + 1);
+    std::copy(sum_.begin(), sum_.end(), reduce_buf_.begin());
+    std::copy(sq_.begin(), sq_.end(), reduce_buf_.begin() + static_cast<std::ptrdiff_t>(c));
+    reduce_buf_[2 * c] = count;
+    reducer_->sum(reduce_buf_);
+    std::copy_n(reduce_buf_.begin(), c, sum_.begin());
+    std::copy_n(reduce_buf_.begin() + static_cast<std::ptrdiff_t>(c), c, sq_.begin());
+    return reduce_buf_[2 * c];
+  }
+
   /// Per-channel sums over rows of v: s1 = sum(v), s2 = sum(v*v) when x is
   /// null, else s2 = sum(v * xhat(x)). Each thread reduces a contiguous block of
   /// rows: 16 rows at a time in float (vectorised), each 16-row sum added
@@ -246,8 +307,10 @@ class BatchNorm2d : public Module, public Normalization {
   Tensor<float> mean_, invstd_, scale_, shift_, a_, b_;
   Tensor<float> out_, grad_in_;
   TensorView<const float> x_;
-  std::vector<double> sum_, sq_, partial_;
+  std::vector<double> sum_, sq_, partial_, reduce_buf_;
   std::vector<float> block_;
+  std::shared_ptr<StatisticsReducer> reducer_;
+  double rows_ = 0, global_rows_ = 0;  // of the last training-mode forward
 };
 
 }  // namespace compressor::nn

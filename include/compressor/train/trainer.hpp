@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "compressor/data/batch.hpp"
+#include "compressor/nn/batchnorm.hpp"
 #include "compressor/nn/loss.hpp"
 #include "compressor/nn/module.hpp"
 #include "compressor/train/metrics.hpp"
@@ -159,6 +160,7 @@ class Trainer {
       require(!gradient_hooks_.empty(), "Trainer::step: empty batch at step ", step_ + 1,
               " (only a sharded loader of data-parallel training yields those, and the "
               "trainer then has a gradient hook)");
+      require_no_synchronized_batchnorm();
       opt_.zero_grad();
     } else {
       const auto pred = model_.forward(batch.inputs);
@@ -247,6 +249,21 @@ class Trainer {
   }
 
  private:
+  /// An empty share cannot join the reductions of synchronised BatchNorm
+  /// (they run inside forward and backward): an error, not a hang of the
+  /// other ranks.
+  void require_no_synchronized_batchnorm() {
+    model_.visit([&](const std::string& path, nn::Module& m) {
+      const auto* bn = dynamic_cast<const nn::BatchNorm2d*>(&m);
+      if (bn != nullptr && bn->synchronized() && bn->uses_batch_statistics())
+        throw Error(detail::concat(
+            "Trainer::step: this rank's share of batch ", step_ + 1, " is empty, but '", path,
+            "' synchronises its BatchNorm statistics over the ranks, which every rank joins "
+            "with at least one sample; drop the short last batch (LoaderOptions::drop_last) or "
+            "choose a data set size and batch size that leave every rank a sample"));
+    });
+  }
+
   /// Points step() at train_epoch()'s FitOptions::after_step for the epoch.
   class EpochHook {
    public:
