@@ -105,9 +105,10 @@ Config parse(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   app.add_option("--qat-freeze-observer-epoch", c.qat_freeze_observer_epoch,
-                 "QAT epoch from which activation ranges are frozen")
+                 "QAT epoch from which activation ranges are frozen (at least 2: the "
+                 "first QAT epoch must observe them)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
+      ->check(CLI::Range(2, 1000));
   app.add_option("--calibration-size", c.calibration_size,
                  "PTQ calibration images: the first N training images, file order, no "
                  "augmentation")
