@@ -87,6 +87,14 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return d;
 }
 
+/// The largest difference between this rank's values and rank 0's, over all
+/// ranks (0: the replicas are bit-identical).
+double replica_spread(const Communicator& comm, const std::vector<float>& values) {
+  std::vector<float> rank0 = values;
+  comm.broadcast(std::span<float>(rank0));
+  return comm.max(max_abs_diff(values, rank0));
+}
+
 data::LoaderOptions loader_options(std::int64_t batch, int rank, int world) {
   data::LoaderOptions o;
   o.batch_size = batch;
@@ -143,10 +151,7 @@ void equivalence(Communicator& comm) {
        {std::int64_t{256}, distributed::GradientAverager::kDefaultBucketBytes}) {
     const auto [got, buckets] = run(true, bucket_bytes);
     const double diff = comm.max(max_abs_diff(got, want));
-    // Replicas bit-identical: rank 0's weights against each rank's own.
-    std::vector<float> rank0 = got;
-    comm.broadcast(std::span<float>(rank0));
-    const double spread = comm.max(max_abs_diff(got, rank0));
+    const double spread = replica_spread(comm, got);  // 0: replicas bit-identical
     if (rank == 0)
       std::printf(
           "equivalence (%d ranks, buckets of %lld bytes: %zu): max |w_ranks - w_1proc| = "
@@ -194,9 +199,7 @@ void batchnorm(Communicator& comm) {
     const auto got = flat_weights(*net);
     const double diff = comm.max(max_abs_diff(got, want));
     const double stats_diff = comm.max(max_abs_diff(flat_float_buffers(*net), want_stats));
-    std::vector<float> rank0 = got;
-    comm.broadcast(std::span<float>(rank0));
-    const double spread = comm.max(max_abs_diff(got, rank0));
+    const double spread = replica_spread(comm, got);
     if (rank == 0)
       std::printf(
           "synchronised BatchNorm (%d ranks, uneven last shares): max |w_ranks - w_1proc| = %.3g, "
