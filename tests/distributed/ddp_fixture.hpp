@@ -21,9 +21,10 @@ namespace compressor::testing {
 class IndexedImages final : public data::Dataset {
  public:
   static constexpr std::int64_t kHw = 6, kClasses = 4;
-  IndexedImages(std::int64_t n, std::uint64_t seed) : n_(n), seed_(seed) {}
+  IndexedImages(std::int64_t n, std::uint64_t seed, std::int64_t hw = kHw)
+      : n_(n), seed_(seed), hw_(hw) {}
   std::int64_t size() const override { return n_; }
-  Shape sample_shape() const override { return Shape{kHw, kHw, 3}; }
+  Shape sample_shape() const override { return Shape{hw_, hw_, 3}; }
   data::TargetKind target_kind() const override { return data::TargetKind::label; }
   data::Target get(std::int64_t i, TensorView<float> out, Rng&) const override {
     Rng rng = Rng::derive(seed_, static_cast<std::uint64_t>(i));
@@ -36,6 +37,7 @@ class IndexedImages final : public data::Dataset {
  private:
   std::int64_t n_;
   std::uint64_t seed_;
+  std::int64_t hw_;
 };
 
 /// Conv-ReLU-Conv-ReLU-GlobalAvgPool-Linear, weights from nn::init::manual_seed(seed).

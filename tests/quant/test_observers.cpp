@@ -227,6 +227,78 @@ TEST_CASE("MovingAverageMinMaxObserver follows PyTorch's recurrence", "[quant][o
   CHECK_THROWS_AS(MovingAverageMinMaxObserver(1.5f), ValueError);
 }
 
+namespace {
+/// Stands in for another replica whose tensor spans [other_lo, other_hi]
+/// (+inf / -inf: a replica without values).
+struct OtherReplica final : RangeReducer {
+  OtherReplica(float lo, float hi) : lo(lo), hi(hi) {}
+  void reduce(float& l, float& h) override {
+    ++calls;
+    l = std::min(l, lo);
+    h = std::max(h, hi);
+  }
+  float lo, hi;
+  int calls = 0;
+};
+}  // namespace
+
+TEST_CASE("Min/max observers record extremes over replicas through a RangeReducer",
+          "[quant][observers]") {
+  const float inf = std::numeric_limits<float>::infinity();
+  SECTION("MinMaxObserver") {
+    MinMaxObserver o;
+    auto other = std::make_shared<OtherReplica>(-4.f, 0.5f);
+    o.set_range_reducer(other);
+    CHECK(o.reduces_across_replicas());
+    o.observe(from_vector({-1.f, 2.f}));
+    CHECK(o.range().min == -4.f);
+    CHECK(o.range().max == 2.f);
+    // An empty tensor here still joins the reduction, and the other
+    // replica's values count.
+    other->lo = -6.f;
+    o.observe(from_vector({}));
+    CHECK(other->calls == 2);
+    CHECK(o.range().min == -6.f);
+    CHECK(o.observed() == 2);
+    // Empty on every replica: nothing recorded.
+    other->lo = inf;
+    other->hi = -inf;
+    o.observe(from_vector({}));
+    CHECK(other->calls == 3);
+    CHECK(o.observed() == 2);
+    // Frozen: no observing, no reduction.
+    o.freeze();
+    CHECK_FALSE(o.reduces_across_replicas());
+    (void)o.forward(from_vector({100.f}));
+    CHECK(other->calls == 3);
+    // A NaN is an error before any reduction.
+    o.unfreeze();
+    CHECK_THROWS_AS(o.observe(from_vector({std::nanf("")})), ValueError);
+    CHECK(other->calls == 3);
+    o.set_range_reducer(nullptr);
+    CHECK_FALSE(o.reduces_across_replicas());
+  }
+  SECTION("MovingAverageMinMaxObserver moves towards the extremes over replicas") {
+    MovingAverageMinMaxObserver o(0.5f);
+    o.set_range_reducer(std::make_shared<OtherReplica>(-3.f, 1.f));
+    o.observe(from_vector({-1.f, 0.25f}));  // over replicas: [-3, 1]
+    CHECK(o.range().min == -3.f);
+    CHECK(o.range().max == 1.f);
+    o.observe(from_vector({4.f}));  // [-3, 4]: -3 + 0 / 2, 1 + (4 - 1) / 2
+    CHECK(o.range().min == -3.f);
+    CHECK(o.range().max == 2.5f);
+  }
+  SECTION("HistogramObserver refuses, naming its point") {
+    HistogramObserver h;
+    h.set_label("features.2");
+    CHECK_THROWS_WITH(h.set_range_reducer(std::make_shared<OtherReplica>(0.f, 1.f)),
+                      Catch::Contains("quantization point 'features.2': HistogramObserver cannot "
+                                      "combine its statistics across replicas"));
+    h.set_range_reducer(nullptr);  // per-replica: fine
+    CHECK_FALSE(h.reduces_across_replicas());
+  }
+}
+
 TEST_CASE("HistogramObserver percentiles of a uniform distribution", "[quant][observers]") {
   Rng rng(3);
   const std::vector<float> v = uniform(1 << 20, -2, 3, rng);

@@ -105,6 +105,9 @@ class BatchNorm2d : public Module, public Normalization {
   void set_statistics_reducer(std::shared_ptr<StatisticsReducer> r) { reducer_ = std::move(r); }
   /// Whether the batch statistics are synchronised over replicas.
   bool synchronized() const { return reducer_ != nullptr; }
+  bool reduces_across_replicas() const override {
+    return synchronized() && uses_batch_statistics();
+  }
 
  protected:
   std::unique_ptr<Module> clone_shell() const override {

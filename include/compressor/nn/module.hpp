@@ -101,8 +101,23 @@ class Module {
 
   /// Given dL/d(output) of the last forward(), accumulates parameter gradients
   /// and returns dL/d(input) (empty when input gradients are switched off).
+  /// Then, for a module with parameters of its own, calls the gradient-ready
+  /// hook (set_gradient_ready_hook) with it.
   TensorView<const float> backward(TensorView<const float> grad_out) {
-    return backward_impl(hook_ ? hook_->backward(grad_out) : grad_out);
+    const auto g = backward_impl(hook_ ? hook_->backward(grad_out) : grad_out);
+    if (grad_ready_ && !params_.empty()) (*grad_ready_)(*this);
+    return g;
+  }
+
+  /// Called with a module right after its backward() has accumulated the
+  /// gradients of its own parameters, which are final for the step then
+  /// (every module runs once per forward): data-parallel training starts
+  /// reducing them while backward goes on (distributed::GradientAverager).
+  using GradientReadyHook = std::function<void(Module&)>;
+  /// Sets h (null: none) on this module and every descendant; not copied by
+  /// clone(), and a module added later has none until this is called again.
+  void set_gradient_ready_hook(const std::shared_ptr<const GradientReadyHook>& h) {
+    visit([&](const std::string&, Module& m) { m.grad_ready_ = h; });
   }
 
   /// Sets training mode here and in every descendant.
@@ -149,6 +164,13 @@ class Module {
   }
   void unfreeze() { freeze(false); }
   bool is_frozen() const { return frozen_; }
+
+  /// Whether this module's forward or backward, in its current mode, joins a
+  /// collective reduction over the replicas of data-parallel training
+  /// (synchronised BatchNorm, an observer reducing its ranges): every replica
+  /// must then run forward and backward in every step, which a replica with
+  /// an empty share of a batch cannot (Trainer::step checks).
+  virtual bool reduces_across_replicas() const { return false; }
 
   /// Whether backward() computes dL/d(input). The first layer of a network
   /// switches it off: nothing needs the gradient of the data. An output hook
@@ -440,6 +462,7 @@ class Module {
   bool training_ = true;
   bool input_grad_ = true;
   bool frozen_ = false;
+  std::shared_ptr<const GradientReadyHook> grad_ready_;
 };
 
 /// Throws ShapeError unless x has the given rank.

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string_view>
 
 #include "compressor/core/error.hpp"
@@ -27,6 +28,10 @@ class ExtremaObserver : public Observer {
     return {min_val_[0], max_val_[0]};
   }
 
+  void set_range_reducer(std::shared_ptr<RangeReducer> r) override {
+    range_reducer_ = std::move(r);
+  }
+
   void reset() override {
     min_val_[0] = std::numeric_limits<float>::infinity();
     max_val_[0] = -std::numeric_limits<float>::infinity();
@@ -41,6 +46,15 @@ class ExtremaObserver : public Observer {
     register_buffer("min_val", min_val_);
     register_buffer("max_val", max_val_);
     register_buffer("num_observed", num_observed_);
+  }
+
+  /// x's extremes (a non-finite value is a ValueError), over all replicas
+  /// when a reducer is set (every replica calls this for every tensor, also
+  /// an empty one); false when no value was seen (x empty on every replica).
+  bool tensor_extremes(TensorView<const float> x, MinMax& b) const {
+    if (x.numel() > 0) b = finite_min_max(x, type_name());
+    if (range_reducer_) range_reducer_->reduce(b.min, b.max);
+    return b.min <= b.max;
   }
 
   /// Throws ValueError unless something was observed.

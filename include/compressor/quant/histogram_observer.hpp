@@ -115,6 +115,12 @@ class HistogramObserver : public ExtremaObserver {
     throw ValueError("HistogramObserver: unknown method");
   }
 
+  /// Histograms are not combined across replicas: a non-null reducer is a
+  /// ValueError (Observer's).
+  void set_range_reducer(std::shared_ptr<RangeReducer> r) override {
+    Observer::set_range_reducer(std::move(r));
+  }
+
   void reset() override {
     ExtremaObserver::reset();
     histogram_.fill(0);

@@ -9,6 +9,12 @@
 //
 // A non-finite value in an observed tensor is an error: a NaN in the
 // calibration data must not become a scale.
+//
+// Data-parallel QAT (docs/distributed.md): with a RangeReducer set, the
+// min/max observers record each step's extremes over ALL replicas' samples
+// (distributed::synchronize_observers), so every replica holds the ranges one
+// process would with the global batch. The histogram observer does not
+// support this (calibrate PTQ on one rank).
 #pragma once
 
 #include <cmath>
@@ -24,6 +30,17 @@
 #include "compressor/quant/qparams.hpp"
 
 namespace compressor::quant {
+
+/// Combines one tensor's extremes over the replicas of data-parallel
+/// training; the core library knows only this interface.
+class RangeReducer {
+ public:
+  virtual ~RangeReducer() = default;
+  /// Collective (every replica calls it at the same point of every step):
+  /// lo := min over replicas of lo, hi := max over replicas of hi. A replica
+  /// without values passes +inf and -inf.
+  virtual void reduce(float& lo, float& hi) = 0;
+};
 
 class Observer : public nn::Module {
  public:
@@ -49,6 +66,20 @@ class Observer : public nn::Module {
   void set_label(std::string label) { label_ = std::move(label); }
   const std::string& label() const { return label_; }
 
+  /// Records each tensor's extremes over all replicas through r (null: this
+  /// replica's own). Observers that cannot combine their statistics that way
+  /// throw ValueError. Not copied by clone().
+  virtual void set_range_reducer(std::shared_ptr<RangeReducer> r) {
+    if (r == nullptr) return;
+    throw ValueError(detail::concat(where(), type_name(),
+                                    " cannot combine its statistics across replicas (only the "
+                                    "min/max observers can): calibrate on one rank, or use "
+                                    "minmax or moving_average for data-parallel QAT"));
+  }
+  /// Whether observing joins a reduction over replicas: a reducer is set and
+  /// the observer is not frozen.
+  bool reduces_across_replicas() const override { return range_reducer_ && !is_frozen(); }
+
  protected:
   TensorView<const float> forward_impl(TensorView<const float> x) override {
     if (is_frozen()) return x;
@@ -59,6 +90,9 @@ class Observer : public nn::Module {
     }
     return x;
   }
+  /// The reducer set_range_reducer() accepted (subclasses that support it store it here).
+  std::shared_ptr<RangeReducer> range_reducer_;
+
   std::string where() const {
     return label_.empty() ? std::string() : "quantization point '" + label_ + "': ";
   }

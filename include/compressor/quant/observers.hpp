@@ -7,7 +7,8 @@
 //                                c * (tensor min - min), c * (tensor max - max)
 //   HistogramObserver            quant/histogram_observer.hpp
 //
-// Every observer rejects NaN and inf with a ValueError, ignores empty tensors,
+// Every observer rejects NaN and inf with a ValueError, ignores empty tensors
+// (the min/max ones: empty on every replica, when reducing across replicas),
 // throws from range() before the first tensor, and keeps its statistics in
 // buffers (min_val, max_val, num_observed, histogram), so a model saves and
 // clones them with its weights. Weights need no observer (they do not change
@@ -38,8 +39,8 @@ class MinMaxObserver : public ExtremaObserver {
   std::string_view type_name() const override { return "MinMaxObserver"; }
 
   void observe(TensorView<const float> x) override {
-    if (x.numel() == 0) return;
-    const MinMax b = finite_min_max(x, type_name());
+    MinMax b;
+    if (!tensor_extremes(x, b)) return;
     min_val_[0] = std::min(min_val_[0], b.min);
     max_val_[0] = std::max(max_val_[0], b.max);
     num_observed_[0] += 1;
@@ -67,8 +68,8 @@ class MovingAverageMinMaxObserver : public ExtremaObserver {
   /// min += c * (tensor min - min), computed in double and rounded once to
   /// float (likewise max); the first tensor sets both.
   void observe(TensorView<const float> x) override {
-    if (x.numel() == 0) return;
-    const MinMax b = finite_min_max(x, type_name());
+    MinMax b;
+    if (!tensor_extremes(x, b)) return;
     if (observed() == 0) {
       min_val_[0] = b.min;
       max_val_[0] = b.max;

@@ -27,7 +27,6 @@
 #include <vector>
 
 #include "compressor/data/batch.hpp"
-#include "compressor/nn/batchnorm.hpp"
 #include "compressor/nn/loss.hpp"
 #include "compressor/nn/module.hpp"
 #include "compressor/train/metrics.hpp"
@@ -127,6 +126,15 @@ class Trainer {
     require(static_cast<bool>(hook), "Trainer::add_after_step: empty hook");
     after_step_.push_back(std::move(hook));
   }
+  /// Adds a hook run once per step right before backward (after the loss
+  /// and zero_grad()), with the number of samples of the step's batch; also
+  /// for an empty batch (before the gradient hooks). Data-parallel training
+  /// prepares its gradient reductions there, to start them while backward
+  /// runs. Hooks run in the order added; kept for the trainer's life.
+  void add_before_backward(std::function<void(std::int64_t batch_samples)> hook) {
+    require(static_cast<bool>(hook), "Trainer::add_before_backward: empty hook");
+    before_backward_.push_back(std::move(hook));
+  }
   /// Adds a hook run once per step right after backward, before the
   /// before_update hooks, with the number of samples of the step's batch:
   /// data-parallel training averages the gradients across ranks there
@@ -160,8 +168,9 @@ class Trainer {
       require(!gradient_hooks_.empty(), "Trainer::step: empty batch at step ", step_ + 1,
               " (only a sharded loader of data-parallel training yields those, and the "
               "trainer then has a gradient hook)");
-      require_no_synchronized_batchnorm();
+      require_no_collective_modules();
       opt_.zero_grad();
+      for (auto& hook : before_backward_) hook(0);
     } else {
       const auto pred = model_.forward(batch.inputs);
       loss = loss_.compute(pred, batch);
@@ -171,6 +180,7 @@ class Trainer {
                                    "); lower the learning rate or check the data"));
       if (metrics) metrics->add(pred, batch, loss);
       opt_.zero_grad();
+      for (auto& hook : before_backward_) hook(batch.size());
       (void)model_.backward(loss_.backward());
     }
     for (auto& hook : gradient_hooks_) hook(batch.size());
@@ -249,18 +259,18 @@ class Trainer {
   }
 
  private:
-  /// An empty share cannot join the reductions of synchronised BatchNorm
-  /// (they run inside forward and backward): an error, not a hang of the
-  /// other ranks.
-  void require_no_synchronized_batchnorm() {
+  /// An empty share cannot join the reductions of synchronised BatchNorm or
+  /// of observers reducing their ranges (they run inside forward and
+  /// backward): an error, not a hang of the other ranks.
+  void require_no_collective_modules() {
     model_.visit([&](const std::string& path, nn::Module& m) {
-      const auto* bn = dynamic_cast<const nn::BatchNorm2d*>(&m);
-      if (bn != nullptr && bn->synchronized() && bn->uses_batch_statistics())
+      if (m.reduces_across_replicas())
         throw Error(detail::concat(
             "Trainer::step: this rank's share of batch ", step_ + 1, " is empty, but '", path,
-            "' synchronises its BatchNorm statistics over the ranks, which every rank joins "
-            "with at least one sample; drop the short last batch (LoaderOptions::drop_last) or "
-            "choose a data set size and batch size that leave every rank a sample"));
+            "' (", m.type_name(),
+            ") reduces over the ranks in every training step, which every rank joins with at "
+            "least one sample; drop the short last batch (LoaderOptions::drop_last) or choose a "
+            "data set size and batch size that leave every rank a sample"));
     });
   }
 
@@ -286,7 +296,7 @@ class Trainer {
   nn::Loss* eval_loss_ = nullptr;
   std::int64_t step_ = 0;
   std::vector<std::function<void()>> before_update_, after_step_;
-  std::vector<std::function<void(std::int64_t)>> gradient_hooks_;
+  std::vector<std::function<void(std::int64_t)>> gradient_hooks_, before_backward_;
   const std::function<void()>* epoch_after_step_ = nullptr;
 };
 
