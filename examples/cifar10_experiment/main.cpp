@@ -17,13 +17,13 @@
 #include <memory>
 #include <string>
 
+#include "common/data_parallel.hpp"
 #include "common/experiment.hpp"
 #include "compressor/core/threading.hpp"
 #include "compressor/data/cifar10.hpp"
 #include "compressor/data/image_dataset.hpp"
 #include "compressor/data/image_folder.hpp"
 #include "compressor/data/loader.hpp"
-#include "compressor/distributed/launch.hpp"
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/kernels/isa.hpp"
 #include "compressor/models/cifar_cnn.hpp"
@@ -63,6 +63,7 @@ struct Config {
   std::string out = "cifar10_experiment_out";
   bool train_baseline = true;
   bool resume = false;
+  int ranks = 1;  ///< data-parallel ranks (mpirun), not an option
 };
 
 Config parse(int argc, char** argv) {
@@ -174,7 +175,8 @@ Json config_json(const Config& c) {
           {"seed", c.seed},
           {"out", c.out},
           {"train_baseline", c.train_baseline},
-          {"resume", c.resume}};
+          {"resume", c.resume},
+          {"ranks", c.ranks}};
 }
 
 }  // namespace
@@ -198,11 +200,16 @@ struct Cifar {
   std::string source;
 };
 
+/// --data-root, or the default archive unpacked into the cache (once: later
+/// calls find it there).
+fs::path data_root(const Config& c) {
+  if (!c.data_root.empty()) return c.data_root;
+  return examples::unpack_cifar10_jpeg(examples::shared_data_dir() / "cifar10-jpeg.tar.gz",
+                                       examples::cache_dir());
+}
+
 Cifar load_data(const Config& c) {
-  fs::path root = c.data_root;
-  if (root.empty())
-    root = examples::unpack_cifar10_jpeg(examples::shared_data_dir() / "cifar10-jpeg.tar.gz",
-                                         examples::cache_dir());
+  const fs::path root = data_root(c);
   require<IoError>(fs::is_directory(root), "--data-root ", root.string(),
                    ": not a folder (expected cifar-10-batches-bin or an image folder)");
   Cifar d;
@@ -279,9 +286,10 @@ constexpr const char* kQat = "QAT int8";
 
 class Experiment {
  public:
-  Experiment(Config c, Cifar d)
+  Experiment(Config c, Cifar d, const examples::DataParallel& dp)
       : c_(std::move(c)),
         d_(std::move(d)),
+        dp_(dp),
         out_(c_.out),
         results_(out_, c_.resume, config_json(c_),
                  {.title = "CIFAR-10: CifarCnn fp32, PTQ int8 and QAT int8",
@@ -296,6 +304,7 @@ class Experiment {
     std::unique_ptr<models::CifarCnn> net = baseline();
     ptq(*net);
     if (c_.qat_epochs > 0) qat(*net);
+    if (!dp_.lead()) return 0;  // the other ranks only train
     print_table();
     std::printf("total %.1f min; wrote %s, %s and %s\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60,
@@ -305,14 +314,17 @@ class Experiment {
   }
 
  private:
+  /// With `sharded`, this rank's share of every batch (data-parallel training).
   std::unique_ptr<data::DataLoader> loader(std::shared_ptr<const data::ImageSet> set,
-                                           data::Augmentation aug, bool shuffle) const {
+                                           data::Augmentation aug, bool shuffle,
+                                           bool sharded = false) const {
     data::LoaderOptions lo;
     lo.batch_size = c_.batch_size;
     lo.shuffle = shuffle;
     lo.seed = c_.seed;
     return std::make_unique<data::DataLoader>(
-        std::make_shared<data::ImageDataset>(std::move(set), kNorm, aug), lo);
+        std::make_shared<data::ImageDataset>(std::move(set), kNorm, aug),
+        sharded ? dp_.shard(lo) : lo);
   }
   data::Augmentation train_augmentation() const {
     return data::Augmentation::cifar10_train(c_.pad_mode == "reflect" ? data::PadMode::reflect
@@ -328,7 +340,12 @@ class Experiment {
     return examples::measure_latency([&] { (void)forward(x.view()); });
   }
   void save() { results_.save(); }
-  bool done(const char* stage, const fs::path& file) const { return results_.done(stage, file); }
+  /// With --resume: the stage's row and model file are there (rank 0's
+  /// answer on every rank, so that all skip the stage's training or none;
+  /// under mpirun, --out must then be on a shared file system).
+  bool done(const char* stage, const fs::path& file) const {
+    return dp_.agree(results_.done(stage, file));
+  }
 
   /// Trains (or loads) the baseline and records its row.
   std::unique_ptr<models::CifarCnn> baseline() {
@@ -346,9 +363,12 @@ class Experiment {
       return net;
     } else {
       net = train_baseline(partial);
-      io::save_checkpoint(*net, ckpt);
-      fs::remove(partial);
+      if (dp_.lead()) {
+        io::save_checkpoint(*net, ckpt);
+        fs::remove(partial);
+      }
     }
+    if (!dp_.lead()) return net;
     const auto deploy = quant::fp32_deploy_model(*net);
     const double acc = top1(*net);
     const examples::Latency lat =
@@ -365,7 +385,7 @@ class Experiment {
     nn::init::manual_seed(c_.seed);
     auto net = std::make_unique<models::CifarCnn>();
     int first = 1;
-    if (c_.resume && fs::exists(partial)) {
+    if (dp_.agree(c_.resume && fs::exists(partial))) {
       io::SafetensorsFile f = io::SafetensorsFile::open(partial);
       const std::string* e = f.metadata_value("experiment.epoch");
       require<IoError>(e != nullptr, partial.string(), ": no experiment.epoch in its metadata");
@@ -374,7 +394,8 @@ class Experiment {
       std::printf("resume: baseline training from epoch %d (%s; SGD momentum restarts)\n", first,
                   partial.c_str());
     }
-    auto train = loader(d_.train, train_augmentation(), true);
+    dp_.broadcast(*net);  // identical replicas
+    auto train = loader(d_.train, train_augmentation(), true, /*sharded=*/true);
     nn::SoftmaxCrossEntropy smoothed(c_.label_smoothing);
     train::Sgd sgd(*net, {.lr = c_.lr,
                           .momentum = 0.9f,
@@ -386,10 +407,12 @@ class Experiment {
     examples::OffsetSchedule resumed(sched, (first - 1) * per_epoch);
     train::Trainer trainer(*net, smoothed, sgd, train::Task::classification, &resumed);
     trainer.set_eval_loss(&plain_);
+    const auto averaging = dp_.average_gradients(trainer, *net);
     train::FitOptions fo;
     fo.epochs = c_.epochs;
-    fo.log = &std::cout;
+    fo.log = dp_.lead() ? &std::cout : nullptr;
     fo.progress_interval = 10;
+    fo.ranks = dp_.size();
     std::printf(
         "baseline: CifarCnn, %lld parameters, %lld training images, %d epochs, %d threads\n",
         static_cast<long long>(net->num_parameters()), static_cast<long long>(d_.train->size()),
@@ -397,6 +420,7 @@ class Experiment {
     for (int e = first; e <= c_.epochs; ++e) {
       net->train();
       const train::EpochReport r = trainer.train_epoch(*train, e, fo);
+      if (!dp_.lead()) continue;  // rank 0 evaluates and saves
       auto test = loader(d_.test, data::Augmentation::none(), false);
       const train::Metrics t = trainer.evaluate(*test);
       std::printf("epoch %d/%d: train %s | test %s | %.0f images/s\n", e, c_.epochs,
@@ -409,8 +433,9 @@ class Experiment {
   }
 
   void ptq(models::CifarCnn& net) {
+    if (!dp_.lead()) return;  // no training: rank 0 alone
     const fs::path file = out_ / "ptq.int8.safetensors";
-    if (done(kPtq, file)) {
+    if (results_.done(kPtq, file)) {
       std::printf("PTQ: done in an earlier run (%s)\n", file.c_str());
       return;
     }
@@ -453,7 +478,9 @@ class Experiment {
     quant::Prepared p =
         quant::prepare_qat(net, {.observer = [] { return quant::make_observer("moving_average"); },
                                  .grid = quant::weight_grid_from_string(c_.weight_grid)});
-    auto train = loader(d_.train, train_augmentation(), true);
+    dp_.broadcast(*p.model);
+    dp_.synchronize_observers(*p.model);  // ranges over all ranks' images
+    auto train = loader(d_.train, train_augmentation(), true, /*sharded=*/true);
     nn::SoftmaxCrossEntropy smoothed(c_.label_smoothing);
     train::Sgd sgd(*p.model, {.lr = c_.qat_lr,
                               .momentum = 0.9f,
@@ -462,10 +489,12 @@ class Experiment {
     train::CosineLr sched(c_.qat_lr,
                           std::max<std::int64_t>(1, c_.qat_epochs * train->num_batches()));
     train::Trainer trainer(*p.model, smoothed, sgd, train::Task::classification, &sched);
+    const auto averaging = dp_.average_gradients(trainer, *p.model);
     train::FitOptions fo;
     fo.epochs = c_.qat_epochs;
-    fo.log = &std::cout;
+    fo.log = dp_.lead() ? &std::cout : nullptr;
     fo.progress_interval = 10;
+    fo.ranks = dp_.size();
     for (int e = 1; e <= c_.qat_epochs; ++e) {
       if (e == c_.qat_freeze_bn_epoch) quant::freeze_batchnorm_stats(*p.model);
       if (e == c_.qat_freeze_observer_epoch) quant::freeze_observers(*p.model);
@@ -474,6 +503,8 @@ class Experiment {
       std::printf("QAT epoch %d/%d: train %s\n", e, c_.qat_epochs,
                   train::format_metrics(r.train).c_str());
     }
+    dp_.synchronize_observers(*p.model, false);  // rank 0 alone runs it from here
+    if (!dp_.lead()) return;
     quant::Int8Model int8 = quant::convert_qat(p);
     quant::save_int8_model(int8, net.channel_plan(), file);
     const double acc = top1(int8);
@@ -502,6 +533,7 @@ class Experiment {
 
   Config c_;
   Cifar d_;
+  const examples::DataParallel& dp_;
   fs::path out_;
   examples::ResultsFile results_;
   nn::SoftmaxCrossEntropy plain_;
@@ -510,19 +542,30 @@ class Experiment {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Config c = parse(argc, argv);
+  Config c = parse(argc, argv);
   try {
-    // Not data-parallel yet (docs/distributed.md): N copies under mpirun
-    // would all write --out.
-    compressor::distributed::require_single_process("cifar10_experiment");
-    set_num_threads(c.threads);
-    examples::require_writable_dir(c.out, "--out");
-    Cifar d = load_data(c);
-    std::printf("data: %s: %lld training, %lld test images; kernel path %s, %d threads\n",
-                d.source.c_str(), static_cast<long long>(d.train->size()),
-                static_cast<long long>(d.test->size()),
-                std::string(kernels::path_name(kernels::kernel_path())).c_str(), c.threads);
-    return Experiment(c, std::move(d)).run();
+    return examples::DataParallel::run(
+        argc, argv, "cifar10_experiment", [&](examples::DataParallel& dp) {
+          set_num_threads(c.threads);
+          require(c.batch_size % dp.size() == 0, "--batch-size ", c.batch_size,
+                  " is the global batch: it must be a multiple of the number of ranks, ",
+                  dp.size());
+          if (dp.lead()) {
+            examples::require_writable_dir(c.out, "--out");
+            (void)data_root(c);  // rank 0 alone unpacks the default archive, if needed
+          }
+          dp.barrier();
+          Cifar d = load_data(c);
+          c.ranks = dp.size();
+          std::printf("data: %s: %lld training, %lld test images; kernel path %s, %d threads\n",
+                      d.source.c_str(), static_cast<long long>(d.train->size()),
+                      static_cast<long long>(d.test->size()),
+                      std::string(kernels::path_name(kernels::kernel_path())).c_str(), c.threads);
+          if (dp.size() > 1)
+            std::printf("data-parallel: %d ranks x %d threads; rank 0 measures and writes\n",
+                        dp.size(), c.threads);
+          return Experiment(c, std::move(d), dp).run();
+        });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cifar10_experiment: error: %s\n", e.what());
     return 1;

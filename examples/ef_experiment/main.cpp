@@ -16,6 +16,11 @@
 // The defaults are the quick configuration of the README demo (synthetic
 // data, a quarter-width ResNet-18 on 16 frames of 64x64); --full is the
 // reference design (full width, 8 frames of 112x112, longer training).
+//
+// Under `mpirun -np N` (built with MPI) every training stage runs
+// data-parallel: --batch-size is the global batch, each rank trains on its
+// share with averaged gradients; rank 0 alone measures, prints and writes
+// (examples/common/data_parallel.hpp, docs/distributed.md).
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -30,12 +35,12 @@
 #include <string>
 #include <vector>
 
+#include "common/data_parallel.hpp"
 #include "common/echo.hpp"
 #include "common/experiment.hpp"
 #include "compressor/core/threading.hpp"
 #include "compressor/data/echonet.hpp"
 #include "compressor/data/transform.hpp"
-#include "compressor/distributed/launch.hpp"
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/kernels/isa.hpp"
 #include "compressor/models/ef_regressor.hpp"
@@ -72,6 +77,7 @@ struct Config {
   std::uint64_t seed = 1;
   std::string out = "ef_experiment_out";
   bool train_baseline = true, resume = false;
+  int ranks = 1;  ///< data-parallel ranks (mpirun), not an option
 };
 
 Config parse(int argc, char** argv) {
@@ -204,7 +210,8 @@ Json config_json(const Config& c) {
           {"seed", c.seed},
           {"out", c.out},
           {"train_baseline", c.train_baseline},
-          {"resume", c.resume}};
+          {"resume", c.resume},
+          {"ranks", c.ranks}};
 }
 
 /// Unstructured pruning keeps these dense (the stem and the head).
@@ -236,8 +243,9 @@ std::string ratio_name(double r) {
 
 class Experiment {
  public:
-  explicit Experiment(Config c)
+  Experiment(Config c, const examples::DataParallel& dp)
       : c_(std::move(c)),
+        dp_(dp),
         out_(c_.out),
         results_(out_, c_.resume, config_json(c_),
                  {.title = "EchoNet EF: pruning and int8 quantization of the EF regressor",
@@ -265,6 +273,7 @@ class Experiment {
       ptq(*base, "PTQ int8", "ptq");
       if (c_.qat_epochs > 0) qat(*base);
     }
+    if (!dp_.lead()) return 0;  // the other ranks only train
     if (pruning && quant) {
       if (structured_half) ptq(*structured_half, "structured+PTQ int8", "structured+ptq");
       if (unstructured_half)
@@ -285,7 +294,8 @@ class Experiment {
     fs::path root = c_.data_root;
     if (root.empty()) {
       root = "synthetic_echo";
-      examples::ensure_synthetic_echo_set(root, c_.generate, c_.seed);
+      if (dp_.lead()) examples::ensure_synthetic_echo_set(root, c_.generate, c_.seed);
+      dp_.barrier();  // the other ranks read the set rank 0 generated
     }
     data::EchoNetOptions eo;
     eo.clip = data::ClipSpec{c_.frames, c_.size, c_.size};
@@ -315,12 +325,20 @@ class Experiment {
         static_cast<long long>(c_.size), static_cast<long long>(c_.size), mean, std_ef_);
   }
 
-  std::unique_ptr<data::BatchSource> loader(data::EchoSplit split, bool shuffle) const {
+  /// With --resume: the stage's row and model file are there (rank 0's
+  /// answer on every rank, so that all skip the stage's training or none).
+  bool done(const std::string& row, const fs::path& file) const {
+    return dp_.agree(results_.done(row, file));
+  }
+
+  /// A loader of split; with `sharded`, this rank's share of every batch.
+  std::unique_ptr<data::BatchSource> loader(data::EchoSplit split, bool shuffle,
+                                            bool sharded = false) const {
     data::LoaderOptions lo;
     lo.batch_size = c_.batch_size;
     lo.shuffle = shuffle;
     lo.seed = c_.seed;
-    return ds_->loader(split, lo);
+    return ds_->loader(split, sharded ? dp_.shard(lo) : lo);
   }
   Shape clip_shape() const { return Shape{1, c_.frames, c_.size, c_.size, 3}; }
 
@@ -370,10 +388,15 @@ class Experiment {
   /// starts at the mean) or on EF itself (fine-tuning a model that predicts
   /// EF: Adam's steps do not depend on the loss scale); hook(trainer, opt)
   /// may attach pruning masks.
+  /// Data-parallel (several ranks): every rank starts from rank 0's model
+  /// and trains on its share of each batch; rank 0 validates.
+  /// `validate` false: no validation after each epoch.
   void fit(nn::Module& model, int epochs, float lr, const std::string& stage, bool standardized,
-           const std::function<void(train::Trainer&, train::Optimizer&)>& hook = {}) {
+           const std::function<void(train::Trainer&, train::Optimizer&)>& hook = {},
+           bool validate = true) {
     if (epochs <= 0) return;
-    auto train = loader(data::EchoSplit::train, true);
+    dp_.broadcast(model);
+    auto train = loader(data::EchoSplit::train, true, /*sharded=*/true);
     auto val = loader(data::EchoSplit::val, false);
     const auto to_z = standardized ? data::standardize_targets(mean_ef_, std_ef_)
                                    : data::standardize_targets(0.f, 1.f);
@@ -384,13 +407,15 @@ class Experiment {
     const std::int64_t steps = std::max<std::int64_t>(1, epochs * train->num_batches());
     train::CosineLr sched(lr, steps, std::min<std::int64_t>(steps / 10, train->num_batches()));
     train::Trainer trainer(model, mse_, opt, train::Task::regression, &sched);
+    const auto averaging = dp_.average_gradients(trainer, model);  // before the masks' hooks
     if (hook) hook(trainer, opt);
     train::FitOptions fo;
     fo.epochs = epochs;
-    fo.log = &std::cout;
+    fo.log = dp_.lead() ? &std::cout : nullptr;
     fo.progress_interval = 15;
+    fo.ranks = dp_.size();
     std::printf("%s: %d epoch(s) from lr %g\n", stage.c_str(), epochs, static_cast<double>(lr));
-    trainer.fit(train_z, &val_z, fo);
+    trainer.fit(train_z, dp_.lead() && validate ? &val_z : nullptr, fo);
   }
 
   static std::unique_ptr<models::EfRegressor> copy_of(const models::EfRegressor& m) {
@@ -407,7 +432,8 @@ class Experiment {
       require<IoError>(fs::exists(ckpt), "--no-train-baseline: ", ckpt.string(),
                        " does not exist; run with --train-baseline first");
       m = io::load_model<models::EfRegressor>(ckpt);
-    } else if (c_.resume && fs::exists(ckpt)) {
+    } else if (dp_.agree(c_.resume && fs::exists(ckpt))) {
+      // Every rank loads it (under mpirun, --out must be on a shared file system).
       // Saved (atomically) once trained: a run killed after that point
       // measures it again if its row is missing.
       std::printf("baseline: done in an earlier run (%s)\n", ckpt.c_str());
@@ -425,8 +451,9 @@ class Experiment {
                   c_.threads);
       fit(*m, c_.epochs, c_.lr, "baseline", true);
       m->fold_output_affine(std_ef_, mean_ef_);  // predicts EF from here on
-      io::save_checkpoint(*m, ckpt);
+      if (dp_.lead()) io::save_checkpoint(*m, ckpt);
     }
+    if (!dp_.lead()) return m;
     mean_predictor();
     const auto deploy = quant::fp32_deploy_model(*m);
     report::Row r = sized_row("fp32 baseline", "baseline", "fp32", *m, ckpt);
@@ -457,15 +484,18 @@ class Experiment {
     const fs::path masked_file = out_ / ("unstructured_" + ratio_name(ratio) + ".safetensors");
     const fs::path sparse_file =
         out_ / ("unstructured_" + ratio_name(ratio) + ".sparse.safetensors");
-    if (results_.done(name, sparse_file) && fs::exists(masked_file)) {
+    if (done(name, sparse_file) && dp_.agree(fs::exists(masked_file))) {
       std::printf("%s: done in an earlier run\n", name.c_str());
+      if (!dp_.lead()) return nullptr;  // only rank 0 uses it further
       return io::load_model<models::EfRegressor>(masked_file);
     }
     auto m = copy_of(base);
+    dp_.broadcast(*m);  // every rank prunes rank 0's model: the same masks
     prune::UnstructuredOptions o{.sparsity = ratio};
     o.layers.exclude = kDenseLayers;
     std::unique_ptr<prune::MaskedTraining> masked;
     prune::MaskSet masks = prune::prune_unstructured(*m, o);
+    dp_.broadcast(masks);
     const double before = masks.sparsity();
     fit(*m, c_.finetune_epochs, c_.finetune_lr, name, false,
         [&](train::Trainer& t, train::Optimizer& opt) {
@@ -473,6 +503,7 @@ class Experiment {
           masked->attach(t);
         });
     masked.reset();
+    if (!dp_.lead()) return m;
     const double after = prune::sparsity_over(prune::report(*m, clip_shape()), [&] {
       std::vector<std::string> l;
       for (const auto& lm : masks.layers()) l.push_back(lm.layer);
@@ -497,13 +528,16 @@ class Experiment {
   std::unique_ptr<models::EfRegressor> structured(const models::EfRegressor& base, double ratio) {
     const std::string name = "structured " + ratio_name(ratio);
     const fs::path file = out_ / ("structured_" + ratio_name(ratio) + ".safetensors");
-    if (results_.done(name, file)) {
+    if (done(name, file)) {
       std::printf("%s: done in an earlier run\n", name.c_str());
+      if (!dp_.lead()) return nullptr;  // only rank 0 uses it further
       return io::load_model<models::EfRegressor>(file);
     }
     auto m = copy_of(base);
+    dp_.broadcast(*m);  // every rank prunes rank 0's model: the same channels
     prune::prune_channels(*m, {.ratio = ratio, .round_to = c_.round_to});
     fit(*m, c_.finetune_epochs, c_.finetune_lr, name, false);
+    if (!dp_.lead()) return m;
     io::save_checkpoint(*m, file);
     const auto deploy = quant::fp32_deploy_model(*m);
     report::Row r = sized_row(name, "structured", "fp32", *m, file);
@@ -518,6 +552,7 @@ class Experiment {
   /// (prune::finalize_sparse), and the file stores those sparse.
   void ptq(models::EfRegressor& m, const std::string& name, const std::string& method,
            bool sparse_int8 = false) {
+    if (!dp_.lead()) return;  // no training: rank 0 alone
     const fs::path file = out_ / (method + ".int8.safetensors");
     if (results_.done(name, file)) {
       std::printf("%s: done in an earlier run\n", name.c_str());
@@ -554,14 +589,19 @@ class Experiment {
   void qat(models::EfRegressor& base) {
     const std::string name = "QAT int8";
     const fs::path file = out_ / "qat.int8.safetensors";
-    if (results_.done(name, file)) {
+    if (done(name, file)) {
       std::printf("%s: done in an earlier run\n", name.c_str());
       return;
     }
     quant::Prepared p =
         quant::prepare_qat(base, {.observer = [] { return quant::make_observer("moving_average"); },
                                   .grid = quant::weight_grid_from_string(c_.weight_grid)});
-    fit(*p.model, c_.qat_epochs, c_.finetune_lr, name, false);
+    dp_.synchronize_observers(*p.model);  // ranges over all ranks' clips
+    // Data-parallel, no validation between QAT epochs: rank 0 alone would
+    // run the observers, which reduce over all ranks whenever they observe.
+    fit(*p.model, c_.qat_epochs, c_.finetune_lr, name, false, {}, dp_.size() == 1);
+    dp_.synchronize_observers(*p.model, false);  // rank 0 alone runs it from here
+    if (!dp_.lead()) return;
     quant::Int8Model int8 = quant::convert_qat(p);
     quant::save_int8_model(int8, base.channel_plan(), file);
     report::Row r = sized_row(name, "qat", "int8", base, file);
@@ -590,6 +630,7 @@ class Experiment {
   }
 
   Config c_;
+  const examples::DataParallel& dp_;
   fs::path out_;
   examples::ResultsFile results_;
   std::unique_ptr<data::EchoNet> ds_;
@@ -600,14 +641,22 @@ class Experiment {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Config c = parse(argc, argv);
+  Config c = parse(argc, argv);
   try {
-    // Not data-parallel yet (docs/distributed.md): N copies under mpirun
-    // would all write --out.
-    compressor::distributed::require_single_process("ef_experiment");
-    set_num_threads(c.threads);
-    examples::require_writable_dir(c.out, "--out");
-    return Experiment(c).run();
+    return examples::DataParallel::run(
+        argc, argv, "ef_experiment", [&](examples::DataParallel& dp) {
+          set_num_threads(c.threads);
+          require(c.batch_size % dp.size() == 0, "--batch-size ", c.batch_size,
+                  " is the global batch: it must be a multiple of the number of ranks, ",
+                  dp.size());
+          if (dp.lead()) examples::require_writable_dir(c.out, "--out");
+          dp.barrier();
+          c.ranks = dp.size();
+          if (dp.size() > 1)
+            std::printf("data-parallel: %d ranks x %d threads; rank 0 measures and writes\n",
+                        dp.size(), c.threads);
+          return Experiment(c, dp).run();
+        });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ef_experiment: error: %s\n", e.what());
     return 1;
