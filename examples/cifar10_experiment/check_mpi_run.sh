@@ -14,16 +14,8 @@ if [ ! -d "$data/train" ]; then
   echo "SKIPPED: $data does not exist (the data_cifar10_unpack test makes it from ../shared/data)"
   exit 77
 fi
-rm -rf "$out"
-log=$("$@" 2>&1)
-rc=$?
-printf '%s\n' "$log"
-fail() {
-  echo "check_mpi_run: $*" >&2
-  exit 1
-}
-[ "$rc" -eq 0 ] || fail "the run exited with $rc"
-count() { printf '%s\n' "$log" | grep -c -- "$1"; }
+. "$(dirname "$0")/../common/mpi_run_check.sh"
+mpi_run "$out" "$@"
 [ "$(count 'data-parallel: 2 ranks x 1 threads')" -eq 1 ] || fail "expected one line naming 2 ranks"
 for stage in baseline PTQ QAT; do
   [ "$(count "^$stage: test top-1")" -eq 1 ] || fail "expected the $stage result line once"

@@ -9,16 +9,8 @@
 set -u
 out=$1
 shift
-rm -rf "$out"
-log=$("$@" 2>&1)
-rc=$?
-printf '%s\n' "$log"
-fail() {
-  echo "check_mpi_run: $*" >&2
-  exit 1
-}
-[ "$rc" -eq 0 ] || fail "the run exited with $rc"
-count() { printf '%s\n' "$log" | grep -c -- "$1"; }
+. "$(dirname "$0")/../common/mpi_run_check.sh"
+mpi_run "$out" "$@"
 [ "$(count 'data-parallel: 2 ranks x 1 threads')" -eq 1 ] || fail "expected one line naming 2 ranks"
 for row in 'fp32 baseline' 'unstructured 0.5' 'unstructured 0.9' 'structured 0.5' 'PTQ int8' \
   'QAT int8' 'structured+PTQ int8' 'unstructured+PTQ int8'; do

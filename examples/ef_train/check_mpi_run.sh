@@ -9,16 +9,8 @@
 set -u
 out=$1
 shift
-rm -rf "$out"
-log=$("$@" 2>&1)
-rc=$?
-printf '%s\n' "$log"
-fail() {
-  echo "check_mpi_run: $*" >&2
-  exit 1
-}
-[ "$rc" -eq 0 ] || fail "the run exited with $rc"
-count() { printf '%s\n' "$log" | grep -c -- "$1"; }
+. "$(dirname "$0")/../common/mpi_run_check.sh"
+mpi_run "$out" "$@"
 [ "$(count '2 rank(s) x')" -eq 1 ] || fail "expected one model line naming 2 ranks"
 [ "$(count 'epoch 1/1 done')" -eq 1 ] || fail "expected the epoch line once (rank 0 only)"
 [ "$(count 'always the training mean')" -eq 1 ] || fail "expected the test table once"
