@@ -16,7 +16,8 @@
 // PyTorch DDP, or small buckets that backward can finish one by one) and
 // overlap (1: buckets start during backward through the gradient-ready
 // hooks; 0: all after backward, GradientAverager::average()).
-// Counters: images/s (global), comm% (time in the averager: packing,
+// Counters: images/s (global samples per second: images, or clips for the
+// EF model), comm% (time in the averager: packing,
 // reductions, unpacking, of the step), wait% (waiting for the reductions
 // after backward), buckets, overlapped (buckets started during backward per
 // step), ranks, threads.
