@@ -183,8 +183,9 @@ TEST_CASE("Trainer: an empty share with synchronised BatchNorm is an error namin
   CHECK(trainer.step(empty) == 0.f);  // per-rank statistics: a plain empty step
   dynamic_cast<nn::BatchNorm2d&>(net->child("4"))
       .set_statistics_reducer(std::make_shared<NoOpReducer>());
-  CHECK_THROWS_WITH(trainer.step(empty),
-                    Contains("share of batch 2 is empty, but '4' (BatchNorm2d) reduces over the ranks"));
+  CHECK_THROWS_WITH(
+      trainer.step(empty),
+      Contains("share of batch 2 is empty, but '4' (BatchNorm2d) reduces over the ranks"));
   net->eval();  // no batch statistics, nothing to reduce
   CHECK(trainer.step(empty) == 0.f);
 }
