@@ -153,6 +153,39 @@ TEST_CASE("FakeQuantize with an observer: observe, then freeze", "[quant][fake_q
                     Catch::Contains("invalid parameters"));
 }
 
+TEST_CASE("FakeQuantize observes in training mode only", "[quant][fake_quant]") {
+  Rng rng(34);
+  nn::Sequential s;
+  s.emplace<nn::ReLU>();
+  s.find("0")->set_output_hook(
+      std::make_unique<quant::FakeQuantize>(std::make_unique<LastRange>()));
+  auto* fq = nn::as<quant::FakeQuantize>(*s.find("0.activation_post_process"));
+  REQUIRE(fq != nullptr);
+  fq->observer()->set_label("relu");
+  // Nothing observed yet: eval mode does not observe, and says so.
+  s.eval();
+  CHECK_THROWS_WITH(s.forward(random_tensor(Shape{10}, rng, 0.f, 1.f)),
+                    Catch::Contains("'relu'") && Catch::Contains("training mode"));
+  CHECK(fq->observer()->observed() == 0);
+  s.train();
+  (void)s.forward(random_tensor(Shape{100}, rng, -1.f, 2.f));
+  const quant::QuantParams a = fq->qparams();
+  // An eval pass over a wider range leaves the parameters and the observer
+  // as they were, and clamps to the trained range.
+  s.eval();
+  const Tensor<float> wide = random_tensor(Shape{100}, rng, 4.f, 8.f);
+  const Tensor<float> y(s.forward(wide));
+  CHECK(fq->qparams().scale == a.scale);
+  CHECK(fq->qparams().zero_point == a.zero_point);
+  CHECK(fq->observer()->observed() == 1);
+  for (std::int64_t i = 0; i < 100; ++i) CHECK(y[i] <= 2.f + a.scale);
+  // Back in training mode it follows the range again.
+  s.train();
+  (void)s.forward(wide);
+  CHECK(fq->qparams().scale > 2 * a.scale);
+  CHECK(fq->observer()->observed() == 2);
+}
+
 TEST_CASE("temporal_pool_u8 computes the rule for mean and mean+max+min", "[quant][kernels]") {
   Rng rng(34);
   for (const bool max_min : {false, true})

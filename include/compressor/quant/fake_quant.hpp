@@ -8,9 +8,14 @@
 // represents its uint8 output as. Never calls the int8 kernels.
 //
 // States (PyTorch's, explicit): while its observer (child "observer") is not
-// frozen, every forward() records x and the parameters follow the observed
-// range; freeze() the observer (or set_qparams()) and they stay fixed. With
-// fake-quant disabled it passes x through (observe only).
+// frozen, every forward() in training mode records x and the parameters
+// follow the observed range; freeze() the observer (or set_qparams()) and
+// they stay fixed. With fake-quant disabled it passes x through (observe
+// only). In eval mode it never observes (unlike PyTorch's FakeQuantize, which
+// observes in both): evaluating a QAT model between epochs leaves its ranges
+// as training set them, so the figures are those of the model that convert
+// would produce, and a data-parallel observer, which reduces over the ranks
+// whenever it observes, is not entered by one rank's evaluation alone.
 //
 // Backward: the straight-through estimator, dy where x rounds inside
 // [qmin, qmax], 0 outside (PyTorch's mask). With a learnable scale (LSQ,
@@ -24,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "compressor/core/threading.hpp"
@@ -96,14 +102,17 @@ class FakeQuantize : public nn::Module {
 
   TensorView<const float> forward_impl(TensorView<const float> x) override {
     Observer* obs = observer();
-    if (obs != nullptr && !obs->is_frozen()) {
+    if (obs != nullptr && !obs->is_frozen() && is_training()) {
       obs->forward(x);  // records x
       const QuantParams q = obs->qparams();
       zero_point_[0] = q.zero_point;
-      if (!lsq_ || !has_params_ || !is_training()) scale_[0] = q.scale;
+      if (!lsq_ || !has_params_) scale_[0] = q.scale;  // LSQ: learned after the first
       has_params_ = true;
     }
-    require(has_params_, "FakeQuantize: no parameters yet (nothing observed, none set)");
+    require(has_params_, "FakeQuantize",
+            obs != nullptr && !obs->label().empty() ? " at '" + obs->label() + "'" : std::string(),
+            ": no parameters yet (nothing observed, none set); its observer observes in "
+            "training mode only: run the model in training mode first");
     x_ = x;
     if (!enabled_) return x;
     const QuantParams q = qparams();
