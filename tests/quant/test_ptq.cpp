@@ -2,10 +2,12 @@
 // model against the fake-quant model at every quantization point (fidelity),
 // on both weight grids, the same bits on every kernel path, the float
 // boundary, and the errors of the flow.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <compressor/kernels/isa.hpp>
 #include <compressor/models.hpp>
 #include <compressor/quant/convert.hpp>
+#include <compressor/quant/observers.hpp>
 #include <cstring>
 #include <map>
 #include <string>
@@ -170,6 +172,37 @@ TEST_CASE("PTQ: the int8 model's output tracks the float model", "[quant][ptq]")
   CHECK(sqnr > 15);
   // int8 weights + int32 biases + float scales: about a quarter of the fp32 bytes.
   CHECK(double(int8.weight_bytes()) < 0.26 * 4.0 * double(net.num_parameters()));
+}
+
+TEST_CASE("PTQ: the output point keeps its whole range unless asked otherwise", "[quant][ptq]") {
+  nn::init::manual_seed(7);
+  EfRegressor net({.width = 0.125});
+  net.set_output_bias(50.f);  // EF-like outputs, far from 0
+  net.eval();
+  auto kl = [] { return quant::make_observer("histogram_kl"); };
+  quant::Prepared p = quant::prepare_ptq(net, {.observer = kl});
+  for (const auto& pt : p.points) {
+    INFO(pt.name);
+    CHECK(p.model->find(pt.name)->output_hook()->type_name() ==
+          (pt.kind == nn::PointKind::output ? "MinMaxObserver" : "HistogramObserver"));
+  }
+  RandomBatches calib(Shape{3, 2, 32, 32, 3}, 3, 11);
+  quant::calibrate(p, calib);
+  float lo = 1e30f, hi = -1e30f;
+  for (int b = 0; b < 3; ++b) {
+    const Tensor<float> y(net.forward(calib.batch(b)));
+    for (const float v : y.flat()) lo = std::min(lo, v), hi = std::max(hi, v);
+  }
+  const quant::QuantParams q =
+      nn::as<quant::Observer>(*p.model->find("head")->output_hook())->qparams();
+  INFO("outputs [" << lo << ", " << hi << "], scale " << q.scale << ", zero point "
+                   << q.zero_point);
+  // The float model's outputs are representable: nothing above them clipped.
+  CHECK(q.scale * static_cast<float>(255 - q.zero_point) >= hi * (1 - 1e-6f));
+  CHECK(q.scale * static_cast<float>(255 - q.zero_point) <= hi * 1.01f);
+  // Asked for, the output gets the activations' observer.
+  quant::Prepared same = quant::prepare_ptq(net, {.observer = kl, .output_observer = kl});
+  CHECK(same.model->find("head")->output_hook()->type_name() == "HistogramObserver");
 }
 
 TEST_CASE("PTQ: errors of the flow", "[quant][ptq]") {
