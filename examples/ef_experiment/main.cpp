@@ -42,6 +42,7 @@
 #include "compressor/data/echonet.hpp"
 #include "compressor/data/transform.hpp"
 #include "compressor/io/checkpoint.hpp"
+#include "compressor/io/safetensors.hpp"
 #include "compressor/kernels/isa.hpp"
 #include "compressor/models/ef_regressor.hpp"
 #include "compressor/prune.hpp"
@@ -71,13 +72,14 @@ struct Config {
   std::vector<double> unstructured = {0.5, 0.8, 0.9}, structured = {0.3, 0.5, 0.7};
   std::int64_t round_to = 1;
   std::int64_t calibration_batches = 16;
-  std::string observer = "histogram";
+  std::string observer = "histogram_mse";
   std::string weight_grid = "full";
   int threads = 0;
   std::uint64_t seed = 1;
   std::string out = "ef_experiment_out";
   bool train_baseline = true, resume = false;
-  int ranks = 1;  ///< data-parallel ranks (mpirun), not an option
+  std::string export_tensors;  ///< empty: none
+  int ranks = 1;               ///< data-parallel ranks (mpirun), not an option
 };
 
 Config parse(int argc, char** argv) {
@@ -167,6 +169,10 @@ Config parse(int argc, char** argv) {
                "train the baseline, or reuse --out/baseline.safetensors")
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "continue an interrupted run in --out")->capture_default_str();
+  app.add_option("--export-tensors", c.export_tensors,
+                 "also write the PTQ calibration clips and the test clips with their EF, as "
+                 "the model sees them, to this safetensors file (for comparisons with other "
+                 "frameworks: tools/compare_quant_pytorch_ef.py)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -211,6 +217,7 @@ Json config_json(const Config& c) {
           {"out", c.out},
           {"train_baseline", c.train_baseline},
           {"resume", c.resume},
+          {"export_tensors", c.export_tensors},
           {"ranks", c.ranks}};
 }
 
@@ -256,6 +263,7 @@ class Experiment {
   int run() {
     const auto t0 = std::chrono::steady_clock::now();
     load_data();
+    if (!c_.export_tensors.empty() && dp_.lead()) export_tensors(c_.export_tensors);
     auto base = baseline();
     const bool pruning = c_.mode != "quantization", quant = c_.mode != "pruning";
     std::unique_ptr<models::EfRegressor> structured_half, unstructured_half;
@@ -325,6 +333,47 @@ class Experiment {
         static_cast<long long>(c_.size), static_cast<long long>(c_.size), mean, std_ef_);
   }
 
+  /// --export-tensors: "calibration.clips" (what ptq() calibrates on: the
+  /// first --calibration-batches batches of the TRAIN loader, augmented as
+  /// in training, which the loader repeats exactly for a given seed),
+  /// "test.clips" and "test.ef"; clips (N, T, H, W, 3), normalised.
+  void export_tensors(const fs::path& file) const {
+    auto gather = [](data::BatchSource& src, std::int64_t max_batches, bool targets) {
+      std::vector<data::Batch> batches;
+      src.start_epoch(0);
+      for (data::Batch b; (max_batches == 0 || std::ssize(batches) < max_batches) && src.next(b);)
+        batches.push_back(std::move(b));
+      require(!batches.empty(), "--export-tensors: the loader gave no batch");
+      std::int64_t n = 0;
+      for (const auto& b : batches) n += b.size();
+      std::vector<std::int64_t> dims(batches[0].inputs.shape().dims().begin(),
+                                     batches[0].inputs.shape().dims().end());
+      dims[0] = n;
+      std::pair<Tensor<float>, Tensor<float>> out{Tensor<float>(Shape(dims)),
+                                                  Tensor<float>(Shape{n, 1})};
+      const std::int64_t per_clip = batches[0].inputs.numel() / batches[0].size();
+      std::int64_t at = 0;
+      for (const auto& b : batches) {
+        std::copy_n(b.inputs.data(), b.inputs.numel(), out.first.data() + at * per_clip);
+        if (targets) std::copy_n(b.targets.data(), b.size(), out.second.data() + at);
+        at += b.size();
+      }
+      return out;
+    };
+    io::SafetensorsWriter w;
+    auto calibration = loader(data::EchoSplit::train, false);
+    const auto calibration_clips = gather(*calibration, c_.calibration_batches, false).first;
+    w.add("calibration.clips", calibration_clips);
+    auto test = loader(data::EchoSplit::test, false);
+    const auto [clips, ef] = gather(*test, 0, true);
+    w.add("test.clips", clips);
+    w.add("test.ef", ef);
+    w.write(file);
+    std::printf("wrote %s: %lld calibration clips, %lld test clips\n", file.c_str(),
+                static_cast<long long>(calibration_clips.dim(0)),
+                static_cast<long long>(clips.dim(0)));
+  }
+
   /// With --resume: the stage's row and model file are there (rank 0's
   /// answer on every rank, so that all skip the stage's training or none).
   bool done(const std::string& row, const fs::path& file) const {
@@ -389,11 +438,10 @@ class Experiment {
   /// EF: Adam's steps do not depend on the loss scale); hook(trainer, opt)
   /// may attach pruning masks.
   /// Data-parallel (several ranks): every rank starts from rank 0's model
-  /// and trains on its share of each batch; rank 0 validates.
-  /// `validate` false: no validation after each epoch.
+  /// and trains on its share of each batch; rank 0 validates (in eval mode,
+  /// where QAT's observers do not observe, so none waits for the others).
   void fit(nn::Module& model, int epochs, float lr, const std::string& stage, bool standardized,
-           const std::function<void(train::Trainer&, train::Optimizer&)>& hook = {},
-           bool validate = true) {
+           const std::function<void(train::Trainer&, train::Optimizer&)>& hook = {}) {
     if (epochs <= 0) return;
     dp_.broadcast(model);
     auto train = loader(data::EchoSplit::train, true, /*sharded=*/true);
@@ -415,7 +463,7 @@ class Experiment {
     fo.progress_interval = 15;
     fo.ranks = dp_.size();
     std::printf("%s: %d epoch(s) from lr %g\n", stage.c_str(), epochs, static_cast<double>(lr));
-    trainer.fit(train_z, dp_.lead() && validate ? &val_z : nullptr, fo);
+    trainer.fit(train_z, dp_.lead() ? &val_z : nullptr, fo);
   }
 
   static std::unique_ptr<models::EfRegressor> copy_of(const models::EfRegressor& m) {
@@ -597,9 +645,7 @@ class Experiment {
         quant::prepare_qat(base, {.observer = [] { return quant::make_observer("moving_average"); },
                                   .grid = quant::weight_grid_from_string(c_.weight_grid)});
     dp_.synchronize_observers(*p.model);  // ranges over all ranks' clips
-    // Data-parallel, no validation between QAT epochs: rank 0 alone would
-    // run the observers, which reduce over all ranks whenever they observe.
-    fit(*p.model, c_.qat_epochs, c_.finetune_lr, name, false, {}, dp_.size() == 1);
+    fit(*p.model, c_.qat_epochs, c_.finetune_lr, name, false);
     dp_.synchronize_observers(*p.model, false);  // rank 0 alone runs it from here
     if (!dp_.lead()) return;
     quant::Int8Model int8 = quant::convert_qat(p);

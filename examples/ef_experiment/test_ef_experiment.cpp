@@ -1,15 +1,18 @@
 // ef_experiment end to end on a tiny synthetic set (24 clips of 2 frames of
 // 32x32, a 1/8-width ResNet-18, one epoch per stage): every row of --mode all
 // is present and sane, sparsity after fine-tuning equals the target, a run
-// killed after its baseline resumes, and bad input stops naming the flag.
+// killed after its baseline resumes, --export-tensors writes the clips, and
+// bad input stops naming the flag.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "compressor/io/safetensors.hpp"
 #include "compressor/report/results.hpp"
 
 namespace fs = std::filesystem;
@@ -49,13 +52,33 @@ const std::string kTiny =
 
 TEST_CASE("ef_experiment --mode all: a killed run resumes; every row sane", "[experiments]") {
   // The synthetic set, made once by the generator the binary uses by default.
+  // It also exports the clips it calibrates and tests on (--export-tensors).
+  fs::remove(kScratch / "gen_clips.safetensors");
   const Result gen = shell(kBin +
                                " --data-root '' --generate 24 --frames 2 --size 32 "
                                "--width 0.125 --epochs 1 --mode quantization --qat-epochs 0 "
-                               "--calibration-batches 1 --threads 2 --out gen_out",
+                               "--calibration-batches 1 --batch-size 4 --threads 2 --out gen_out "
+                               "--export-tensors gen_clips.safetensors",
                            "gen.log");
   INFO(gen.output);
   REQUIRE(gen.status == 0);
+  {
+    auto f = io::SafetensorsFile::open(kScratch / "gen_clips.safetensors");
+    const Tensor<float> calib = f.read<float>("calibration.clips");
+    const Tensor<float> test = f.read<float>("test.clips");
+    const Tensor<float> ef = f.read<float>("test.ef");
+    CHECK(calib.shape() == Shape{4, 2, 32, 32, 3});  // one batch of 4
+    REQUIRE(test.rank() == 5);
+    CHECK(test.dim(0) >= 1);
+    CHECK(test.shape() == Shape{test.dim(0), 2, 32, 32, 3});
+    CHECK(ef.shape() == Shape{test.dim(0), 1});
+    for (const float v : ef.flat()) CHECK((v > 0.f && v < 100.f));
+    double sum = 0;
+    for (const float v : test.flat()) sum += std::abs(v);
+    CHECK(std::isfinite(sum));
+    CHECK(sum > 0);  // normalised pixels, not zeros
+    CHECK_THAT(gen.output, Catch::Matchers::Contains(std::to_string(test.dim(0)) + " test"));
+  }
   fs::remove_all(kScratch / "tiny_echo");
   fs::rename(kScratch / "synthetic_echo", kScratch / "tiny_echo");
 
