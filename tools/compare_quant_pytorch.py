@@ -4,7 +4,7 @@ trained weights and calibration images as compressor's PTQ, beside compressor's
 own figures: accuracy, file size and latency, in one run, same threads.
 
     /usr/bin/python3 tools/compare_quant_pytorch.py --checkpoint CKPT --data DIR
-        [--ours build/release] [--calibration-size 512]
+        [--ours build/release] [--calibration-size 512] [--observer histogram_mse]
         [--test-size N] [--threads 1 2] [--min-time S] [--json out.json]
 
 CKPT is a CifarCnn checkpoint written by compressor (safetensors, PyTorch
@@ -29,7 +29,7 @@ thread count) and the
 TorchScript-frozen model with torch.jit.optimize_for_inference (oneDNN, BN
 folded). With --ours, compressor runs in the same session with the same
 checkpoint, data, calibration images and threads: cifar10_experiment
---no-train-baseline (PTQ with the histogram observer) for top-1, file size and
+--no-train-baseline (PTQ with --observer) for top-1, file size and
 batch-1 latency, and bench_quant_models for batch 128 (on every kernel path,
 the fastest kept and named).
 """
@@ -252,14 +252,14 @@ def our_rows(build, args):
             shutil.copy(args.checkpoint, os.path.join(out, "baseline.safetensors"))
             cmd = [exe, "--no-train-baseline", "--out", out, "--data-root", args.data, "--qat-epochs", "0",
                    "--sensitivity-size", "0", "--calibration-size", str(args.calibration_size),
-                   "--observer", "histogram", "--threads", str(t)]
+                   "--observer", args.observer, "--threads", str(t)]
             if args.test_size:
                 cmd += ["--test-size", str(args.test_size)]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             with open(os.path.join(out, "results.json")) as f:
                 result = json.load(f)
             for r in result["rows"]:
-                key = "compressor " + ("int8 PTQ (histogram)" if r["precision"] == "int8" else "fp32 deploy")
+                key = "compressor " + (f"int8 PTQ ({args.observer})" if r["precision"] == "int8" else "fp32 deploy")
                 row = rows.setdefault(key, {"name": f"{key}, {r['kernel_path']}", "precision": r["precision"],
                                             "top1": r["top1"], "file_bytes": r["file_bytes"], "latency_ms": {}})
                 row["latency_ms"][f"b1_t{t}"] = r["latency_ms_median"]
@@ -278,7 +278,7 @@ def our_rows(build, args):
             if key not in best or ms < best[key][0]:
                 best[key] = (ms, path)
         for (precision, t), (ms, path) in best.items():
-            key = "compressor " + ("int8 PTQ (histogram)" if precision == "int8" else "fp32 deploy")
+            key = "compressor " + (f"int8 PTQ ({args.observer})" if precision == "int8" else "fp32 deploy")
             if key in rows:
                 rows[key]["latency_ms"][f"b128_t{t}"] = ms
                 rows[key].setdefault("b128_path", {})[t] = path
@@ -292,6 +292,8 @@ def main():
     ap.add_argument("--ours", metavar="BUILD", help="compressor's release build folder (build/release): "
                     "its cifar10_experiment and bench_quant_models run beside PyTorch")
     ap.add_argument("--calibration-size", type=int, default=512)
+    ap.add_argument("--observer", default="histogram_mse", help="our PTQ's activation observer "
+                    "(cifar10_experiment --observer; default: its default, PyTorch's HistogramObserver rule)")
     ap.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per latency figure, at least")

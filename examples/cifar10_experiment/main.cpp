@@ -54,7 +54,7 @@ struct Config {
   float qat_lr = 1e-3f;
   int qat_freeze_bn_epoch = 2, qat_freeze_observer_epoch = 3;
   std::int64_t calibration_size = 512;
-  std::string observer = "histogram";
+  std::string observer = "histogram_mse";
   std::string weight_grid = "full";
   std::int64_t train_size = 0, test_size = 0;  // 0: all
   std::int64_t sensitivity_size = 1000;

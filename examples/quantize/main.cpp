@@ -42,7 +42,7 @@ namespace {
 
 struct Options {
   fs::path checkpoint, data, out = "model.int8.safetensors";
-  std::string model = "auto", observer = "histogram", grid = "full";
+  std::string model = "auto", observer = "histogram_mse", grid = "full";
   std::int64_t batches = 32, batch_size = 64, frames = 16, size = 112, synthetic = 0;
   bool cle = false, bias_correction = false;
   std::vector<std::string> islands;
