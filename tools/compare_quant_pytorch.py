@@ -266,7 +266,7 @@ def our_rows(build, args):
         flt = "|".join(f"threads:{t}" for t in args.threads)
         js = os.path.join(tmp, "bench.json")
         subprocess.run([bench, f"--benchmark_filter=cifar_cnn_b128/(int8|fp32)/[a-z0-9_]+/({flt})",
-                        f"--benchmark_min_time={args.min_time / 4}", "--benchmark_format=json",
+                        f"--benchmark_min_time={2 * args.min_time}", "--benchmark_format=json",
                         f"--benchmark_out={js}"], check=True, stdout=subprocess.DEVNULL)
         with open(js) as f:
             bench_rows = json.load(f)["benchmarks"]
