@@ -167,6 +167,12 @@ TEST_CASE("FakeQuantize observes in training mode only", "[quant][fake_quant]") 
   CHECK_THROWS_WITH(s.forward(random_tensor(Shape{10}, rng, 0.f, 1.f)),
                     Catch::Contains("'relu'") && Catch::Contains("training mode"));
   CHECK(fq->observer()->observed() == 0);
+  // Frozen before it observed anything: that is what the error says.
+  auto frozen = s.clone();
+  nn::as<quant::FakeQuantize>(*frozen->find("0.activation_post_process"))->observer()->freeze();
+  frozen->train();
+  CHECK_THROWS_WITH(frozen->forward(random_tensor(Shape{10}, rng, 0.f, 1.f)),
+                    Catch::Contains("frozen before it observed anything"));
   s.train();
   (void)s.forward(random_tensor(Shape{100}, rng, -1.f, 2.f));
   const quant::QuantParams a = fq->qparams();

@@ -20,8 +20,10 @@ using compressor::testing::TestMinMax;
 
 namespace {
 
-TestMinMax& observer_at(quant::Prepared& p, const std::string& point) {
-  auto* o = nn::as<TestMinMax>(*p.model->find(point)->output_hook());
+/// The observer at a point (the output point's is prepare_ptq's default
+/// MinMaxObserver, the others test_config's TestMinMax).
+quant::Observer& observer_at(quant::Prepared& p, const std::string& point) {
+  auto* o = nn::as<quant::Observer>(*p.model->find(point)->output_hook());
   REQUIRE(o != nullptr);
   return *o;
 }
@@ -251,7 +253,9 @@ TEST_CASE(
   CHECK(rows[0].metric <= all_mae);  // the input alone: at most the whole model's change
 
   // Spoil one point (its range 50x too wide): the report singles it out.
-  observer_at(p, "features.6").widen(50.f);
+  auto* widened = nn::as<TestMinMax>(observer_at(p, "features.6"));
+  REQUIRE(widened != nullptr);
+  widened->widen(50.f);
   const auto spoiled = quant::sensitivity_report(*net, p, eval, task, loss);
   INFO(quant::format_sensitivity(spoiled, "mae", 0.0));
   REQUIRE(spoiled.size() == rows.size());
