@@ -235,6 +235,29 @@ def pytorch_rows(state, calib, test, threads, min_time):
     return rows
 
 
+def fastest_model_times(bench, model, precisions, threads, min_time):
+    """bench_quant_models' BM_Model/<model>/<precision>/<path>/threads:<t> for each
+    precision and thread count, every kernel path this CPU runs; returns
+    {(precision, t): (ms, path)}, the fastest path of each."""
+    flt = f"{model}/({'|'.join(precisions)})/[a-z0-9_]+/({'|'.join(f'threads:{t}' for t in threads)})"
+    with tempfile.TemporaryDirectory() as tmp:
+        js = os.path.join(tmp, "bench.json")
+        subprocess.run([bench, f"--benchmark_filter={flt}", f"--benchmark_min_time={min_time}",
+                        "--benchmark_format=json", f"--benchmark_out={js}"], check=True, stdout=subprocess.DEVNULL)
+        with open(js) as f:
+            bench_rows = json.load(f)["benchmarks"]
+    best = {}
+    for b in bench_rows:
+        _, name, precision, path, t = b["name"].split("/")[:5]
+        if name != model or precision not in precisions:
+            continue
+        key = (precision, t.split(":")[1])
+        ms = b["real_time"] if b["time_unit"] == "ms" else b["real_time"] * 1e-6
+        if key not in best or ms < best[key][0]:
+            best[key] = (ms, path)
+    return best
+
+
 def our_rows(build, args):
     """compressor's PTQ of the same checkpoint on the same images: cifar10_experiment
     (--no-train-baseline: the checkpoint is its baseline) per thread count for top-1,
@@ -263,20 +286,7 @@ def our_rows(build, args):
                 row = rows.setdefault(key, {"name": f"{key}, {r['kernel_path']}", "precision": r["precision"],
                                             "top1": r["top1"], "file_bytes": r["file_bytes"], "latency_ms": {}})
                 row["latency_ms"][f"b1_t{t}"] = r["latency_ms_median"]
-        flt = "|".join(f"threads:{t}" for t in args.threads)
-        js = os.path.join(tmp, "bench.json")
-        subprocess.run([bench, f"--benchmark_filter=cifar_cnn_b128/(int8|fp32)/[a-z0-9_]+/({flt})",
-                        f"--benchmark_min_time={2 * args.min_time}", "--benchmark_format=json",
-                        f"--benchmark_out={js}"], check=True, stdout=subprocess.DEVNULL)
-        with open(js) as f:
-            bench_rows = json.load(f)["benchmarks"]
-        best = {}
-        for b in bench_rows:  # the fastest path per precision and thread count
-            _, _, precision, path, threads = b["name"].split("/")[:5]
-            key = (precision, threads.split(":")[1])
-            ms = b["real_time"] if b["time_unit"] == "ms" else b["real_time"] * 1e-6
-            if key not in best or ms < best[key][0]:
-                best[key] = (ms, path)
+        best = fastest_model_times(bench, "cifar_cnn_b128", ("int8", "fp32"), args.threads, 2 * args.min_time)
         for (precision, t), (ms, path) in best.items():
             key = "compressor " + (f"int8 PTQ ({args.observer})" if precision == "int8" else "fp32 deploy")
             if key in rows:

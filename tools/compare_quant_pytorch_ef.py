@@ -53,7 +53,7 @@ import torch.ao.quantization as tq
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_quant_pytorch import median_ms, saved_bytes  # noqa: E402
+from compare_quant_pytorch import fastest_model_times, median_ms, saved_bytes  # noqa: E402
 from make_golden import read_safetensors  # noqa: E402
 
 
@@ -273,20 +273,7 @@ def our_rows(build, args, config, tensors_file):
                                             "precision": r["precision"], "mae": r["mae"],
                                             "file_bytes": r["file_bytes"], "latency_ms": {}})
                 row["latency_ms"][f"t{t}"] = r["latency_ms_median"]
-        flt = "|".join(f"threads:{t}" for t in args.threads)
-        js = os.path.join(tmp, "bench.json")
-        subprocess.run([bench, f"--benchmark_filter=ef_clip/(int8|int8_narrow|fp32)/[a-z0-9_]+/({flt})",
-                        f"--benchmark_min_time={2 * args.min_time}", "--benchmark_format=json",
-                        f"--benchmark_out={js}"], check=True, stdout=subprocess.DEVNULL)
-        with open(js) as f:
-            bench_rows = json.load(f)["benchmarks"]
-    best = {}
-    for b in bench_rows:  # the fastest path per precision and thread count
-        _, _, precision, path, threads = b["name"].split("/")[:5]
-        key = (precision, threads.split(":")[1])
-        ms = b["real_time"] if b["time_unit"] == "ms" else b["real_time"] * 1e-6
-        if key not in best or ms < best[key][0]:
-            best[key] = (ms, path)
+    best = fastest_model_times(bench, "ef_clip", ("int8", "int8_narrow", "fp32"), args.threads, 2 * args.min_time)
     full = {}
     names = {"fp32": "fp32 deploy", "int8": "int8 PTQ", "int8_narrow": "int8 PTQ, narrow grid"}
     for (precision, t), (ms, path) in sorted(best.items()):
