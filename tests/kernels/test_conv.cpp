@@ -121,18 +121,21 @@ TEST_CASE("int8 conv on the full grid equals float conv within 1 LSB", "[kernels
 
 TEST_CASE("int8 conv equals float conv of the dequantized tensors within 1 LSB: ResNet-18",
           "[kernels][conv]") {
+  // ResNet-18's kernels, strides and channel counts (the lengths of the sums
+  // that matter here), on smaller images than its 112x112 frames: the error
+  // bound is per pixel, and the sanitizer build runs this too.
   ConvTester()
-      .input(1, 112, 112, 3)
+      .input(1, 40, 40, 3)
       .output_channels(64)
       .kernel(7)
       .stride(2)
       .pad(3)
       .relu()
       .test_vs_float();
-  ConvTester().input(1, 28, 28, 64).output_channels(64).kernel(3).pad(1).test_vs_float();
-  ConvTester().input(1, 28, 28, 64).output_channels(128).kernel(3).stride(2).pad(1).test_vs_float();
-  ConvTester().input(1, 28, 28, 64).output_channels(128).kernel(1).stride(2).pad(0).test_vs_float();
-  ConvTester().input(1, 14, 14, 128).output_channels(128).kernel(3).pad(1).test_vs_float();
+  ConvTester().input(1, 12, 12, 64).output_channels(64).kernel(3).pad(1).test_vs_float();
+  ConvTester().input(1, 12, 12, 64).output_channels(128).kernel(3).stride(2).pad(1).test_vs_float();
+  ConvTester().input(1, 12, 12, 64).output_channels(128).kernel(1).stride(2).pad(0).test_vs_float();
+  ConvTester().input(1, 7, 7, 128).output_channels(128).kernel(3).pad(1).test_vs_float();
   ConvTester()
       .input(1, 7, 7, 256)
       .output_channels(512)
@@ -141,7 +144,7 @@ TEST_CASE("int8 conv equals float conv of the dequantized tensors within 1 LSB: 
       .pad(1)
       .relu()
       .test_vs_float();
-  ConvTester().input(1, 4, 4, 512).output_channels(512).kernel(3).pad(1).test_vs_float();
+  ConvTester().input(1, 3, 3, 512).output_channels(512).kernel(3).pad(1).test_vs_float();
 }
 
 TEST_CASE("ConvU8S8 rejects bad shapes naming them", "[kernels][conv]") {

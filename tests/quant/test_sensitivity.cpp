@@ -190,7 +190,7 @@ TEST_CASE("measure_sqnr: ranges far too wide cost SQNR at every point", "[quant]
 
 TEST_CASE("sensitivity_report: one row per point, classification", "[quant][sensitivity]") {
   auto net = random_cnn(34);
-  StoredBatches calib(kInput, 3, 1100), eval(kInput, 4, 1300);
+  StoredBatches calib(kInput, 3, 1100), eval(kInput, 2, 1300);
   eval.label_with(*net);  // the float model's accuracy is 1 by construction
   nn::SoftmaxCrossEntropy loss;
   const double float_acc =
@@ -228,7 +228,7 @@ TEST_CASE(
   // One output, the targets are the float model's own outputs: the MAE of a
   // row is exactly the mean output change that quantizing that point causes.
   auto net = random_cnn(36, 1);
-  StoredBatches calib(kInput, 3, 1700), eval(kInput, 4, 1900);
+  StoredBatches calib(kInput, 3, 1700), eval(kInput, 2, 1900);
   eval.target_with(*net);
   nn::L1Loss loss;
   const auto task = train::Task::regression;
