@@ -14,6 +14,14 @@
 //  - Int8ResNet18: the int8 ResNet-18 (one 112x112 frame, full grid) dense,
 //    and 90% unstructured with every pruned layer on the sparse int8 kernel
 //    (policy always) or where the measured policy found it faster.
+// The latency table (tools/bench_prune_table.py turns the JSON into
+// Markdown):
+//  - PrunedModel: ResNet-18 (1000 classes; one 112x112 frame, and one
+//    8-frame clip as a batch of 8 frames) and the CifarCnn (batch 1 and 128),
+//    dense, channel-pruned (block-internal in ResNets; 0.3/0.5/0.7) and
+//    unstructured (per-layer magnitude 0.5/0.8/0.9, stem and head dense,
+//    finalize_sparse's default measured policy), fp32 and int8 (PTQ with
+//    min/max on the benchmark input, full grid), 1 and 2 threads.
 //
 //   build/release/benchmarks/prune/bench_prune --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
@@ -215,6 +223,113 @@ BENCHMARK(BM_Int8ResNet18)
     ->Args({2, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+enum class Net { resnet_frame, resnet_clip, cifar_b1, cifar_b128 };
+
+Shape net_input(Net n) {
+  switch (n) {
+    case Net::resnet_frame:
+      return Shape{1, 112, 112, 3};
+    case Net::resnet_clip:
+      return Shape{8, 112, 112, 3};
+    case Net::cifar_b1:
+      return Shape{1, 32, 32, 3};
+    case Net::cifar_b128:
+      return Shape{128, 32, 32, 3};
+  }
+  return {};
+}
+
+/// A pruned (or dense) model ready to time, fp32 or int8. Built once per
+/// configuration: Google Benchmark calls the function several times while it
+/// sizes the iteration count, and the int8 build (calibration, the sparse
+/// policy's timing probe) takes seconds.
+struct PrunedSetup {
+  std::array<std::int64_t, 4> key{};  // net, kind, pct, int8
+  std::unique_ptr<nn::Module> fp32;
+  std::unique_ptr<quant::Int8Model> int8;
+  Tensor<float> x;
+  double macs_vs_dense = 1;
+  int sparse_layers = 0;
+};
+
+PrunedSetup& pruned_setup(const std::array<std::int64_t, 4>& key) {
+  static std::unique_ptr<PrunedSetup> cached;
+  if (cached && cached->key == key) return *cached;
+  cached.reset();  // free the previous model first
+  auto s = std::make_unique<PrunedSetup>();
+  s->key = key;
+  const auto net = static_cast<Net>(key[0]);
+  const std::int64_t kind = key[1];
+  const double ratio = static_cast<double>(key[2]) / 100.0;
+  const bool resnet = net == Net::resnet_frame || net == Net::resnet_clip;
+  const Shape in = net_input(net);
+  nn::init::manual_seed(3);
+  std::unique_ptr<nn::Module> m;
+  if (resnet)
+    m = std::make_unique<models::ResNet18>(models::ResNetOptions{});
+  else
+    m = std::make_unique<models::CifarCnn>(10);
+  m->eval();
+  const auto dense = prune::report(*m, Shape{1, in[1], in[2], in[3]});
+  prune::MaskSet masks;
+  if (kind == 1) prune::prune_channels(*m, {.ratio = ratio});
+  if (kind == 2) {
+    prune::UnstructuredOptions o{.sparsity = ratio, .scope = prune::Scope::per_layer};
+    o.layers.exclude = {resnet ? "conv1" : "features.0", "fc"};
+    masks = prune::prune_unstructured(*m, o);
+  }
+  s->macs_vs_dense =
+      double(prune::report(*m, Shape{1, in[1], in[2], in[3]}).nonzero_macs) / double(dense.macs);
+  s->x = random_input(in, 4);
+  const auto count_sparse = [&](const std::vector<prune::SparseDecision>& ds) {
+    for (const auto& d : ds) s->sparse_layers += d.sparse ? 1 : 0;
+  };
+  if (key[3]) {
+    quant::Prepared p =
+        quant::prepare_ptq(*m, {.observer = [] { return quant::make_observer("minmax"); }});
+    OneBatch calib(s->x);
+    quant::calibrate(p, calib);
+    s->int8 = std::make_unique<quant::Int8Model>(quant::convert(p));
+    if (kind == 2) count_sparse(prune::finalize_sparse(*s->int8, masks, in));
+  } else {
+    if (kind == 2) count_sparse(prune::finalize_sparse(*m, masks, in));
+    s->fp32 = std::move(m);
+  }
+  // One forward pass outside the timing: the first allocates the buffers.
+  if (s->int8)
+    (void)s->int8->forward(s->x);
+  else
+    (void)s->fp32->forward(s->x);
+  cached = std::move(s);
+  return *cached;
+}
+
+// Args: net (Net), kind (0 dense, 1 channels, 2 unstructured), ratio %, int8, threads.
+void pruned_model_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"net", "kind", "pct", "int8", "threads"});
+  for (int net = 0; net < 4; ++net)
+    for (int int8 : {0, 1})
+      for (int threads : {1, 2}) {
+        b->Args({net, 0, 0, int8, threads});
+        for (int pct : {30, 50, 70}) b->Args({net, 1, pct, int8, threads});
+        for (int pct : {50, 80, 90}) b->Args({net, 2, pct, int8, threads});
+      }
+}
+
+void BM_PrunedModel(benchmark::State& state) {
+  // The sparse policy's probe times at the benchmark's thread count.
+  set_num_threads(static_cast<int>(state.range(4)));
+  PrunedSetup& s = pruned_setup({state.range(0), state.range(1), state.range(2), state.range(3)});
+  if (s.int8)
+    for (auto _ : state) benchmark::DoNotOptimize(s.int8->forward(s.x).data());
+  else
+    for (auto _ : state) benchmark::DoNotOptimize(s.fp32->forward(s.x).data());
+  state.counters["MACs_vs_dense"] = s.macs_vs_dense;
+  state.counters["sparse_layers"] = s.sparse_layers;
+  state.SetLabel(std::string(kernels::path_name(kernels::kernel_path())));
+}
+BENCHMARK(BM_PrunedModel)->Apply(pruned_model_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
