@@ -40,7 +40,7 @@ def main(paths):
     if not paths:
         sys.exit(__doc__)
     times = defaultdict(list)  # (net, kind, pct, int8, threads) -> [ms]
-    info = {}                  # (net, kind, pct, int8) -> (MACs_vs_dense, sparse_layers)
+    info = {}                  # (net, kind, pct, int8, threads) -> (MACs_vs_dense, sparse_layers)
     paths_seen = set()
     context = None
     for path in paths:
@@ -56,7 +56,7 @@ def main(paths):
             key = (a["net"], a["kind"], a["pct"], a["int8"])
             assert b["time_unit"] == "ms", b["name"]
             times[key + (a["threads"],)].append(b["real_time"])
-            info[key] = (b["MACs_vs_dense"], int(b["sparse_layers"]))
+            info[key + (a["threads"],)] = (b["MACs_vs_dense"], int(b["sparse_layers"]))
             paths_seen.add(b.get("label", "?"))
     if not times:
         sys.exit("no BM_PrunedModel results in " + ", ".join(paths))
@@ -79,14 +79,15 @@ def main(paths):
         if not configs:
             continue
         print(f"**{title}**\n")
-        print("| model | MACs vs dense | sparse layers (fp32 / int8) "
+        print("| model | MACs vs dense | sparse layers, fp32 1/2 threads, int8 1/2 threads "
               "| fp32 1 thread | fp32 2 threads | int8 1 thread | int8 2 threads |")
         print("|---|---|---|---|---|---|---|")
         for kind, pct in configs:
             label = KINDS[kind] + ("" if kind == 0 else f" {pct / 100:.1f}")
-            macs = info.get((net, kind, pct, 0), info.get((net, kind, pct, 1)))[0]
-            sparse = "/".join(str(info[(net, kind, pct, q)][1]) if (net, kind, pct, q) in info
-                              else "-" for q in (0, 1))
+            macs = next(v[0] for k, v in info.items() if k[:3] == (net, kind, pct))
+            sparse = ", ".join("/".join(str(info[(net, kind, pct, q, t)][1])
+                                        if (net, kind, pct, q, t) in info else "-"
+                                        for t in (1, 2)) for q in (0, 1))
             cells = [cell(net, kind, pct, q, t) for q in (0, 1) for t in (1, 2)]
             print(f"| {label} | {macs:.2f} | {sparse if kind == 2 else ''} | "
                   + " | ".join(cells) + " |")
