@@ -9,6 +9,8 @@
 #include <compressor/prune/report.hpp>
 #include <compressor/prune/unstructured.hpp>
 #include <filesystem>
+#include <limits>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -143,8 +145,23 @@ TEST_CASE("finalize: measured and rule-based choices, bad input", "[prune][spars
       CHECK(d.dense_ms > 0);
       CHECK(d.sparse_ms > 0);
       CHECK(d.sparsity == Approx(0.8).margin(1e-3));
+      CHECK(d.sparse == (d.dense_ms >= 1.1 * d.sparse_ms));  // the default min_speedup
     }
     CHECK(rel_to_max(m->forward(x), want) < 1e-5);  // whatever was chosen
+  }
+  for (const double min_speedup : {1e-9, 1e9}) {  // sparse always pays / never pays
+    INFO("min_speedup " << min_speedup);
+    auto m = cnn.clone();
+    const auto ds = prune::finalize_sparse(*m, masks, Shape{1, 16, 16, 3},
+                                           {.repeats = 1, .min_speedup = min_speedup});
+    for (const auto& d : ds) CHECK(d.sparse == (min_speedup < 1));
+    CHECK(prune::sparse_layer_names(*m).size() == (min_speedup < 1 ? 2u : 0u));
+    CHECK(rel_to_max(m->forward(x), want) < 1e-5);
+  }
+  for (const double bad : {0.0, -1.0, std::numeric_limits<double>::quiet_NaN()}) {
+    auto m = cnn.clone();
+    CHECK_THROWS_WITH(prune::finalize_sparse(*m, masks, Shape{1, 16, 16, 3}, {.min_speedup = bad}),
+                      Catch::Contains("FinalizeOptions::min_speedup must be a positive number"));
   }
   {
     auto m = cnn.clone();

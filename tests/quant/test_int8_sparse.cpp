@@ -224,10 +224,18 @@ TEST_CASE("finalize_sparse on an int8 model: measured and rule-based choices, ba
       INFO(d.layer);
       CHECK(d.dense_ms > 0);
       CHECK(d.sparse_ms > 0);
-      CHECK(d.sparse == (d.sparse_ms < d.dense_ms));
+      CHECK(d.sparse == (d.dense_ms >= 1.1 * d.sparse_ms));  // the default min_speedup
       CHECK(m.layer_op(d.layer)->sparse() == d.sparse);
     }
     CHECK(bit_equal(m.forward(x), want));  // whatever was chosen
+  }
+  for (const double min_speedup : {1e-9, 1e9}) {  // sparse always pays / never pays
+    INFO("min_speedup " << min_speedup);
+    quant::Int8Model m = compressor::testing::ptq_int8(p.model(), kCnnInput, 1, 6);
+    const auto ds = prune::finalize_sparse(m, p.masks, Shape{1, 32, 32, 3},
+                                           {.repeats = 1, .min_speedup = min_speedup});
+    for (const auto& d : ds) CHECK(d.sparse == (min_speedup < 1));
+    CHECK(bit_equal(m.forward(x), want));
   }
   {
     quant::Int8Model m = compressor::testing::ptq_int8(p.model(), kCnnInput, 1, 6);

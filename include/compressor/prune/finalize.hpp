@@ -12,7 +12,10 @@
 //                       the given input shape): the dense layer's forward and
 //                       the sparse one's, median of `repeats` runs after one
 //                       warm-up each, on the current thread count; sparse
-//                       when faster. The times are in the decisions.
+//                       when at least min_speedup (default 1.1) times
+//                       faster, so that near a tie, where the probe's noise
+//                       decides, the dense layer stays. The times are in the
+//                       decisions.
 //   min_sparsity        sparse when the layer's sparsity >= min_sparsity (no
 //                       timing; docs/pruning.md has the benchmark behind the
 //                       default 0.7)
@@ -27,6 +30,7 @@
 // loads, and packs them.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -51,6 +55,19 @@ struct FinalizeOptions {
   SparsePolicy policy = SparsePolicy::measured;
   double min_sparsity = 0.7;  ///< SparsePolicy::min_sparsity
   int repeats = 5;            ///< SparsePolicy::measured: timed runs per layer and kind
+  /// SparsePolicy::measured: sparse when dense_ms >= min_speedup * sparse_ms.
+  double min_speedup = 1.1;
+
+  void check() const {
+    require(repeats > 0, "FinalizeOptions::repeats must be positive, got ", repeats);
+    check_ratio(min_sparsity, "FinalizeOptions::min_sparsity");
+    require(std::isfinite(min_speedup) && min_speedup > 0,
+            "FinalizeOptions::min_speedup must be a positive number, got ", min_speedup);
+  }
+  /// The measured policy's choice for a layer timed dense and sparse.
+  bool sparse_pays(double dense_ms, double sparse_ms) const {
+    return dense_ms >= min_speedup * sparse_ms;
+  }
 };
 
 struct SparseDecision {
@@ -69,8 +86,7 @@ inline constexpr std::string_view kSparseLayersKey = "compressor.sparse_layers";
 inline std::vector<SparseDecision> finalize_sparse(nn::Module& model, const MaskSet& masks,
                                                    const Shape& input,
                                                    const FinalizeOptions& o = {}) {
-  require(o.repeats > 0, "FinalizeOptions::repeats must be positive, got ", o.repeats);
-  check_ratio(o.min_sparsity, "FinalizeOptions::min_sparsity");
+  o.check();
   require(masks.holds(model),
           "finalize_sparse: the model's weights do not hold the masks (a "
           "pruned weight is nonzero); apply them first");
@@ -98,7 +114,7 @@ inline std::vector<SparseDecision> finalize_sparse(nn::Module& model, const Mask
       d.dense_ms = measure_latency([&] { (void)dm.forward(x); }, o.repeats, 1).median_ms;
       d.sparse_ms = measure_latency([&] { (void)sparse->forward(x); }, o.repeats, 1).median_ms;
       dm.train(was_training);
-      d.sparse = d.sparse_ms < d.dense_ms;
+      d.sparse = o.sparse_pays(d.dense_ms, d.sparse_ms);
     }
     if (d.sparse) model.replace(m.layer, std::move(sparse));
     out.push_back(std::move(d));

@@ -15,7 +15,8 @@
 //                       int8 model on zeros of `input`): the dense int8 op and
 //                       the sparse one, median of `repeats` runs after one
 //                       warm-up each, on the current thread count; sparse
-//                       when faster. The times are in the decisions.
+//                       when at least min_speedup times faster. The times
+//                       are in the decisions.
 //   min_sparsity        sparse when the int8 weight's sparsity >= min_sparsity
 //   always              every masked layer (tests, file size)
 // A decision's sparsity is that of the int8 weight (zeros / weights), what
@@ -69,8 +70,7 @@ inline const quant::QuantizedWeights& int8_weights_holding(const quant::Int8Mode
 inline std::vector<SparseDecision> finalize_sparse(quant::Int8Model& model, const MaskSet& masks,
                                                    const Shape& input,
                                                    const FinalizeOptions& o = {}) {
-  require(o.repeats > 0, "FinalizeOptions::repeats must be positive, got ", o.repeats);
-  check_ratio(o.min_sparsity, "FinalizeOptions::min_sparsity");
+  o.check();
   for (const auto& m : masks.layers()) (void)detail::int8_weights_holding(model, m);
   if (o.policy == SparsePolicy::measured && !masks.empty())
     (void)model.forward(Tensor<float>(input, 0.f));  // every op sees its input shape
@@ -98,7 +98,7 @@ inline std::vector<SparseDecision> finalize_sparse(quant::Int8Model& model, cons
       };
       d.dense_ms = time(false);
       d.sparse_ms = time(true);
-      d.sparse = d.sparse_ms < d.dense_ms;
+      d.sparse = o.sparse_pays(d.dense_ms, d.sparse_ms);
     }
     model.set_sparse(m.layer, d.sparse);
     out.push_back(std::move(d));
