@@ -10,7 +10,6 @@
 #include <compressor/prune/unstructured.hpp>
 #include <filesystem>
 #include <limits>
-#include <limits>
 #include <memory>
 #include <string>
 
