@@ -109,15 +109,15 @@ class FakeQuantize : public nn::Module {
       if (!lsq_ || !has_params_) scale_[0] = q.scale;  // LSQ: learned after the first
       has_params_ = true;
     }
-    if (!has_params_) {
-      const std::string at =
-          obs != nullptr && !obs->label().empty() ? " at '" + obs->label() + "'" : std::string();
-      require(obs == nullptr || !obs->is_frozen(), "FakeQuantize", at,
-              ": no parameters yet (nothing observed, none set): its observer was frozen before "
-              "it observed anything");
-      require(false, "FakeQuantize", at,
-              ": no parameters yet (nothing observed, none set); its observer observes in "
-              "training mode only: run the model in training mode first");
+    if (!has_params_) {  // the message is built only on this path
+      const bool frozen = obs != nullptr && obs->is_frozen();
+      throw ValueError(detail::concat(
+          "FakeQuantize",
+          obs != nullptr && !obs->label().empty() ? " at '" + obs->label() + "'" : std::string(),
+          ": no parameters yet (nothing observed, none set)",
+          frozen ? ": its observer was frozen before it observed anything"
+                 : "; its observer observes in training mode only: run the model in training "
+                   "mode first"));
     }
     x_ = x;
     if (!enabled_) return x;
