@@ -41,7 +41,7 @@ def main(paths):
         sys.exit(__doc__)
     times = defaultdict(list)  # (net, kind, pct, int8, threads) -> [ms]
     info = {}                  # (net, kind, pct, int8, threads) -> (MACs_vs_dense, sparse_layers)
-    paths_seen = set()
+    isa_paths = set()
     context = None
     for path in paths:
         with open(path) as f:
@@ -57,11 +57,11 @@ def main(paths):
             assert b["time_unit"] == "ms", b["name"]
             times[key + (a["threads"],)].append(b["real_time"])
             info[key + (a["threads"],)] = (b["MACs_vs_dense"], int(b["sparse_layers"]))
-            paths_seen.add(b.get("label", "?"))
+            isa_paths.add(b.get("label", "?"))
     if not times:
         sys.exit("no BM_PrunedModel results in " + ", ".join(paths))
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"ISA path(s): {', '.join(sorted(paths_seen))}; "
+    print(f"ISA path(s): {', '.join(sorted(isa_paths))}; "
           f"CPU: {context.get('num_cpus')} x {context.get('mhz_per_cpu')} MHz; "
           f"{len(next(iter(times.values())))} timings per cell\n")
 

@@ -271,7 +271,8 @@ PrunedSetup& pruned_setup(const std::array<std::int64_t, 4>& key) {
   else
     m = std::make_unique<models::CifarCnn>(10);
   m->eval();
-  const auto dense = prune::report(*m, Shape{1, in[1], in[2], in[3]});
+  const Shape one{1, in[1], in[2], in[3]};  // MACs per sample
+  const auto dense = prune::report(*m, one);
   prune::MaskSet masks;
   if (kind == 1) prune::prune_channels(*m, {.ratio = ratio});
   if (kind == 2) {
@@ -279,8 +280,7 @@ PrunedSetup& pruned_setup(const std::array<std::int64_t, 4>& key) {
     o.layers.exclude = {resnet ? "conv1" : "features.0", "fc"};
     masks = prune::prune_unstructured(*m, o);
   }
-  s->macs_vs_dense =
-      double(prune::report(*m, Shape{1, in[1], in[2], in[3]}).nonzero_macs) / double(dense.macs);
+  s->macs_vs_dense = double(prune::report(*m, one).nonzero_macs) / double(dense.macs);
   s->x = random_input(in, 4);
   const auto count_sparse = [&](const std::vector<prune::SparseDecision>& ds) {
     for (const auto& d : ds) s->sparse_layers += d.sparse ? 1 : 0;

@@ -21,6 +21,7 @@
 #include "compressor/nn/sequential.hpp"
 #include "compressor/quant/convert.hpp"
 #include "compressor/quant/observer.hpp"
+#include "support/cifar_plan.hpp"
 #include "support/test_util.hpp"
 
 namespace compressor::testing {
@@ -94,15 +95,6 @@ class RandomBatches : public data::BatchSource {
   float lo_, hi_;
   int i_ = 0;
 };
-
-/// CifarCnn's default plan with every conv's channels divided by `divisor`
-/// (a small model for fast tests).
-inline nn::ChannelPlan narrow_cifar_plan(std::int64_t divisor) {
-  nn::ChannelPlan plan = models::CifarCnn::default_plan();
-  for (auto& [name, c] : plan.channels)
-    if (name != "fc") c /= divisor;
-  return plan;
-}
 
 /// y = 2x, a layer type the converter does not know.
 struct Twice : nn::Module {

@@ -16,6 +16,7 @@
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/models/cifar_cnn.hpp"
 #include "compressor/quant/int8_io.hpp"
+#include "support/cifar_plan.hpp"
 
 namespace fs = std::filesystem;
 using namespace compressor;
@@ -25,10 +26,7 @@ namespace {
 void make(const fs::path& dir) {
   fs::create_directories(dir);
   nn::init::manual_seed(3);
-  nn::ChannelPlan plan = models::CifarCnn::default_plan();
-  for (auto& [name, c] : plan.channels)
-    if (name != "fc") c /= 8;
-  models::CifarCnn net(plan);
+  models::CifarCnn net(compressor::testing::narrow_cifar_plan(8));
   Rng rng(4);
   net.visit([&](const std::string&, nn::Module& m) {
     if (auto* bn = nn::as<nn::Normalization>(m))

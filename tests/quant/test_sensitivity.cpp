@@ -83,10 +83,7 @@ class StoredBatches : public data::BatchSource {
 std::unique_ptr<CifarCnn> random_cnn(std::uint64_t seed, std::int64_t num_classes = 10) {
   Rng rng(seed);
   nn::init::manual_seed(seed);
-  nn::ChannelPlan plan = CifarCnn::default_plan(num_classes);
-  for (auto& [name, c] : plan.channels)
-    if (name != "fc") c /= 4;
-  auto net = std::make_unique<CifarCnn>(plan);
+  auto net = std::make_unique<CifarCnn>(compressor::testing::narrow_cifar_plan(4, num_classes));
   randomize_batchnorms(*net, rng);
   net->eval();
   return net;

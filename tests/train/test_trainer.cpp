@@ -7,6 +7,7 @@
 #include "compressor/core/threading.hpp"
 #include "compressor/models/cifar_cnn.hpp"
 #include "compressor/train.hpp"
+#include "support/cifar_plan.hpp"
 #include "support/repeat_batch.hpp"
 #include "support/test_util.hpp"
 
@@ -14,6 +15,7 @@ using namespace compressor;
 using namespace compressor::train;
 
 namespace {
+using compressor::testing::narrow_cifar_plan;
 using compressor::testing::RepeatBatch;
 
 data::Batch random_batch(std::int64_t n, std::int64_t hw, std::uint64_t seed) {
@@ -24,20 +26,11 @@ data::Batch random_batch(std::int64_t n, std::int64_t hw, std::uint64_t seed) {
   for (std::int64_t i = 0; i < n; ++i) b.labels[i] = static_cast<std::int32_t>(rng.below(10));
   return b;
 }
-
-/// The CifarCnn's plan at half width: every layer of the full model at a
-/// quarter of its MACs (the sanitizer build runs these tests too).
-nn::ChannelPlan half_width() {
-  nn::ChannelPlan plan = models::CifarCnn::default_plan();
-  for (auto& [name, c] : plan.channels)
-    if (name != "fc") c /= 2;
-  return plan;
-}
 }  // namespace
 
 TEST_CASE("CifarCnn drives the loss of one fixed batch to near zero", "[train][sanity]") {
   nn::init::manual_seed(1);
-  models::CifarCnn net(half_width());
+  models::CifarCnn net(narrow_cifar_plan(2));  // half width
   nn::SoftmaxCrossEntropy ce;
   Adam adam(net, AdamOptions{.lr = 2e-3f});
   Trainer trainer(net, ce, adam, Task::classification);
@@ -53,7 +46,7 @@ TEST_CASE("CifarCnn drives the loss of one fixed batch to near zero", "[train][s
 TEST_CASE("Training is deterministic for a seed and thread count", "[train][determinism]") {
   auto run = [] {
     nn::init::manual_seed(3);
-    models::CifarCnn net(half_width());
+    models::CifarCnn net(narrow_cifar_plan(2));  // half width
     nn::SoftmaxCrossEntropy ce(0.1f);
     Sgd sgd(net,
             SgdOptions{.lr = 0.05f, .momentum = 0.9f, .nesterov = true, .weight_decay = 5e-4f});
@@ -74,7 +67,7 @@ TEST_CASE("Training is deterministic for a seed and thread count", "[train][dete
 
 TEST_CASE("OneCycleLr cycles the optimizer's momentum (SGD) or beta1 (Adam)", "[train][schedule]") {
   nn::init::manual_seed(5);
-  models::CifarCnn net(half_width());
+  models::CifarCnn net(narrow_cifar_plan(2));  // half width
   nn::SoftmaxCrossEntropy ce;
   OneCycleLr sched(0.01f, 5);
   Sgd sgd(net, SgdOptions{.lr = 0.01f, .momentum = 0.9f});
@@ -102,7 +95,7 @@ TEST_CASE("OneCycleLr cycles the optimizer's momentum (SGD) or beta1 (Adam)", "[
 
 TEST_CASE("An evaluation loss replaces the training loss in evaluate()", "[train]") {
   nn::init::manual_seed(6);
-  models::CifarCnn net(half_width());
+  models::CifarCnn net(narrow_cifar_plan(2));  // half width
   nn::SoftmaxCrossEntropy smoothed(0.1f), plain;
   Sgd sgd(net, SgdOptions{.lr = 0.01f});
   Trainer t(net, smoothed, sgd, Task::classification);
@@ -120,7 +113,7 @@ TEST_CASE("An evaluation loss replaces the training loss in evaluate()", "[train
 
 TEST_CASE("A non-finite loss stops training with a clear error", "[train]") {
   nn::init::manual_seed(4);
-  models::CifarCnn net(half_width());
+  models::CifarCnn net(narrow_cifar_plan(2));  // half width
   nn::SoftmaxCrossEntropy ce;
   Sgd sgd(net, SgdOptions{.lr = 0.1f});
   Trainer trainer(net, ce, sgd, Task::classification);
@@ -136,7 +129,7 @@ TEST_CASE("A non-finite loss stops training with a clear error", "[train]") {
 
 TEST_CASE("fit reports per-epoch metrics and progress", "[train]") {
   nn::init::manual_seed(5);
-  models::CifarCnn net(half_width());
+  models::CifarCnn net(narrow_cifar_plan(2));  // half width
   nn::SoftmaxCrossEntropy ce;
   Adam adam(net, AdamOptions{.lr = 1e-3f});
   Trainer trainer(net, ce, adam, Task::classification);
