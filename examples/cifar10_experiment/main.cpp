@@ -413,6 +413,7 @@ class Experiment {
     fo.log = dp_.lead() ? &std::cout : nullptr;
     fo.progress_interval = 10;
     fo.ranks = dp_.size();
+    dp_.distribute_metrics(*net, fo);
     std::printf(
         "baseline: CifarCnn, %lld parameters, %lld training images, %d epochs, %d threads\n",
         static_cast<long long>(net->num_parameters()), static_cast<long long>(d_.train->size()),
@@ -420,9 +421,10 @@ class Experiment {
     for (int e = first; e <= c_.epochs; ++e) {
       net->train();
       const train::EpochReport r = trainer.train_epoch(*train, e, fo);
-      if (!dp_.lead()) continue;  // rank 0 evaluates and saves
-      auto test = loader(d_.test, data::Augmentation::none(), false);
-      const train::Metrics t = trainer.evaluate(*test);
+      // Every rank tests its share of the test set (rank 0's model, rank 0's statistics).
+      auto test = loader(d_.test, data::Augmentation::none(), false, /*sharded=*/true);
+      const train::Metrics t = dp_.evaluate(*net, plain_, train::Task::classification, *test);
+      if (!dp_.lead()) continue;  // rank 0 prints and saves
       std::printf("epoch %d/%d: train %s | test %s | %.0f images/s\n", e, c_.epochs,
                   train::format_metrics(r.train).c_str(), train::format_metrics(t).c_str(),
                   r.samples_per_second);
@@ -495,6 +497,7 @@ class Experiment {
     fo.log = dp_.lead() ? &std::cout : nullptr;
     fo.progress_interval = 10;
     fo.ranks = dp_.size();
+    dp_.distribute_metrics(*p.model, fo);
     for (int e = 1; e <= c_.qat_epochs; ++e) {
       if (e == c_.qat_freeze_bn_epoch) quant::freeze_batchnorm_stats(*p.model);
       if (e == c_.qat_freeze_observer_epoch) quant::freeze_observers(*p.model);

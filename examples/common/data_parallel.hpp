@@ -1,9 +1,10 @@
 // The experiments' data-parallel mode (docs/distributed.md): a program built
 // with COMPRESSOR_EXAMPLE_MPI=1 (compressor::distributed found) and started
 // by mpirun as one of N ranks trains every stage on all ranks, each on its
-// share of every batch, with averaged gradients; rank 0 alone measures,
-// prints and writes. Built without MPI, DataParallel is the single process
-// and the program refuses to run as one of several ranks.
+// share of every batch, with averaged gradients, and validates on its share
+// of the validation set; rank 0 alone measures, prints and writes. Built
+// without MPI, DataParallel is the single process and the program refuses to
+// run as one of several ranks.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +25,7 @@
 #if COMPRESSOR_EXAMPLE_MPI
 #include "compressor/distributed/compression.hpp"
 #include "compressor/distributed/gradient_averager.hpp"
+#include "compressor/distributed/metrics.hpp"
 #include "compressor/distributed/mpi.hpp"
 #include "compressor/distributed/replicate.hpp"
 #include "compressor/distributed/sync_batchnorm.hpp"
@@ -140,6 +142,31 @@ class DataParallel {
     o.rank = rank_;
     o.world_size = size_;
     return o;
+  }
+
+  /// fit() and train_epoch() with o report every rank's samples: global
+  /// training metrics, and validation on every rank's shard of the
+  /// validation set (a loader from shard()) with rank 0's BatchNorm
+  /// statistics. model must outlive o's use. No-op in one process.
+  void distribute_metrics(compressor::nn::Module& model, compressor::train::FitOptions& o) const {
+#if COMPRESSOR_EXAMPLE_MPI
+    if (comm_) compressor::distributed::distribute_metrics(*comm_, model, o);
+#else
+    (void)model;
+    (void)o;
+#endif
+  }
+
+  /// The metrics of rank 0's model over the data set whose shards the ranks'
+  /// sources hold (each rank's from shard()), on every rank; in one process
+  /// train::evaluate(). Collective.
+  compressor::train::Metrics evaluate(compressor::nn::Module& model, compressor::nn::Loss& loss,
+                                      compressor::train::Task task,
+                                      compressor::data::BatchSource& source) const {
+#if COMPRESSOR_EXAMPLE_MPI
+    if (comm_) return compressor::distributed::evaluate(*comm_, model, loss, task, source);
+#endif
+    return compressor::train::evaluate(model, loss, task, source);
   }
 
   /// Averages gradients over the ranks after every backward of trainer (a

@@ -437,15 +437,17 @@ class Experiment {
   /// starts at the mean) or on EF itself (fine-tuning a model that predicts
   /// EF: Adam's steps do not depend on the loss scale); hook(trainer, opt)
   /// may attach pruning masks.
-  /// Data-parallel (several ranks): every rank starts from rank 0's model
-  /// and trains on its share of each batch; rank 0 validates (in eval mode,
-  /// where QAT's observers do not observe, so none waits for the others).
+  /// Data-parallel (several ranks): every rank starts from rank 0's model,
+  /// trains on its share of each batch and validates on its share of the
+  /// validation set with rank 0's BatchNorm statistics (in eval mode, where
+  /// QAT's observers do not observe); the epoch lines give every rank's
+  /// metrics.
   void fit(nn::Module& model, int epochs, float lr, const std::string& stage, bool standardized,
            const std::function<void(train::Trainer&, train::Optimizer&)>& hook = {}) {
     if (epochs <= 0) return;
     dp_.broadcast(model);
     auto train = loader(data::EchoSplit::train, true, /*sharded=*/true);
-    auto val = loader(data::EchoSplit::val, false);
+    auto val = loader(data::EchoSplit::val, false, /*sharded=*/true);
     const auto to_z = standardized ? data::standardize_targets(mean_ef_, std_ef_)
                                    : data::standardize_targets(0.f, 1.f);
     data::MappedSource train_z(*train, to_z), val_z(*val, to_z);
@@ -462,8 +464,9 @@ class Experiment {
     fo.log = dp_.lead() ? &std::cout : nullptr;
     fo.progress_interval = 15;
     fo.ranks = dp_.size();
+    dp_.distribute_metrics(model, fo);
     std::printf("%s: %d epoch(s) from lr %g\n", stage.c_str(), epochs, static_cast<double>(lr));
-    trainer.fit(train_z, dp_.lead() ? &val_z : nullptr, fo);
+    trainer.fit(train_z, &val_z, fo);
   }
 
   static std::unique_ptr<models::EfRegressor> copy_of(const models::EfRegressor& m) {

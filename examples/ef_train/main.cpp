@@ -12,9 +12,11 @@
 // Data-parallel (built with MPI, started by mpirun -np N; docs/distributed.md):
 // every rank trains a replica on its share of each global batch of --batch
 // clips (a multiple of N), gradients are averaged over ranks after every
-// backward, BatchNorm keeps per-rank statistics. Rank 0 generates the
-// synthetic set, validates, tests, prints and writes --out; the progress
-// lines show the global throughput and rank 0's loss.
+// backward, BatchNorm keeps per-rank statistics. Every rank validates its
+// share of the validation split (with rank 0's BatchNorm statistics), the
+// epoch lines give the metrics over all ranks and the progress lines the
+// global throughput with rank 0's loss. Rank 0 generates the synthetic set,
+// tests, prints and writes --out.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -39,6 +41,7 @@
 #include "compressor/train.hpp"
 #if COMPRESSOR_EF_TRAIN_MPI
 #include "compressor/distributed/gradient_averager.hpp"
+#include "compressor/distributed/metrics.hpp"
 #include "compressor/distributed/mpi.hpp"
 #include "compressor/distributed/replicate.hpp"
 #include "compressor/distributed/sync_batchnorm.hpp"
@@ -215,11 +218,11 @@ int run(const Config& c, const World& world) {
         static_cast<long long>(short_batch));
   auto train_loader = ds.loader(data::EchoSplit::train, lo);
   lo.drop_last = false;
-  lo.batch_size = c.batch;  // rank 0 validates and tests on the whole splits
+  lo.shuffle = false;
+  auto val_loader = ds.loader(data::EchoSplit::val, lo);  // this rank's share
+  lo.batch_size = c.batch;                                // rank 0 tests on the whole split
   lo.rank = 0;
   lo.world_size = 1;
-  lo.shuffle = false;
-  auto val_loader = ds.loader(data::EchoSplit::val, lo);
   auto test_loader = ds.loader(data::EchoSplit::test, lo);
 
   nn::init::manual_seed(c.seed);
@@ -273,7 +276,10 @@ int run(const Config& c, const World& world) {
   fo.log = lead ? &std::cout : nullptr;
   fo.progress_interval = 15;
   fo.ranks = ranks;
-  const auto reports = trainer.fit(train_z, lead ? &val_z : nullptr, fo);
+#if COMPRESSOR_EF_TRAIN_MPI
+  if constexpr (kMpi) distributed::distribute_metrics(world, model, fo);
+#endif
+  const auto reports = trainer.fit(train_z, &val_z, fo);
   if (!lead) return 0;
 #if COMPRESSOR_EF_TRAIN_MPI
   if (averager) {

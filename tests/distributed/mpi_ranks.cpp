@@ -27,6 +27,13 @@
 //                           histogram observer is refused
 //   mpi_ranks twice         a module's backward runs twice in one step while
 //                           its gradients are being averaged: a clear error
+//   mpi_ranks evaluation    per-rank BatchNorm (the replicas' running
+//                           statistics differ): evaluating on every rank's
+//                           shard (13 samples, rank 0's last share empty)
+//                           gives rank 0's model's metrics on the whole set,
+//                           on every rank; so does fit()'s validation with
+//                           distribute_metrics(), whose training metrics
+//                           count every rank's samples
 //
 // A failed check throws; distributed::run() then ends all ranks with
 // "rank N: <message>" and a non-zero exit code.
@@ -41,6 +48,7 @@
 #include "compressor/data/loader.hpp"
 #include "compressor/distributed/compression.hpp"
 #include "compressor/distributed/gradient_averager.hpp"
+#include "compressor/distributed/metrics.hpp"
 #include "compressor/distributed/mpi.hpp"
 #include "compressor/distributed/replicate.hpp"
 #include "compressor/distributed/sync_batchnorm.hpp"
@@ -73,6 +81,10 @@ constexpr double kBnTolerance = 1e-5;
 // training loss per epoch (1.0-1.4) differs by up to 0.036 (printed below);
 // the bound says "follows", not "equals".
 constexpr double kPerRankLossTolerance = 0.1;
+// Evaluation on shards of 0-3 samples against one pass in batches of 6: the
+// same per-sample forward, but the kernels may sum in another order for
+// another batch size. Measured: 0 (printed below).
+constexpr double kEvalTolerance = 1e-6;
 
 void check(bool ok, const std::string& what) {
   if (!ok) throw Error("check failed: " + what);
@@ -528,6 +540,78 @@ void twice(Communicator& comm) {
   throw Error("a second backward of one module in a step did not fail");
 }
 
+/// Loss and accuracy of m, as floats, for replica_spread().
+std::vector<float> as_values(const train::Metrics& m) {
+  return {static_cast<float>(m.loss), static_cast<float>(m.accuracy),
+          static_cast<float>(m.samples)};
+}
+
+void evaluation(Communicator& comm) {
+  auto ds = std::make_shared<IndexedImages>(kSamples, 29);  // last batch: 1 sample, rank 0 empty
+  const int world = comm.size(), rank = comm.rank();
+  auto net = compressor::testing::small_bn_cnn(1);
+  distributed::broadcast_module(comm, *net);
+  data::DataLoader loader(ds, loader_options(kPerRank, rank, world));
+  distributed::GradientAverager avg(comm, *net);
+  (void)train(*net, loader, [&](train::Trainer& t, train::Optimizer&) { avg.attach(t); });
+  // Per-rank BatchNorm: the replicas' running statistics have drifted apart.
+  const double drift = replica_spread(comm, flat_float_buffers(*net));
+  check(drift > 1e-3, "the replicas' BatchNorm statistics did not differ (" +
+                          std::to_string(drift) + "): the test would prove nothing");
+
+  nn::SoftmaxCrossEntropy ce;
+  const auto task = train::Task::classification;
+  data::DataLoader whole(ds, loader_options(kPerRank * world, 0, 1));
+  data::DataLoader shard(ds, loader_options(kPerRank, rank, world));
+  // Control: each replica on the whole set with its own statistics differs.
+  const double own_spread = replica_spread(comm, as_values(train::evaluate(*net, ce, task, whole)));
+  check(own_spread > 10 * kEvalTolerance,
+        "the replicas' own metrics agree: the statistics do not matter to the test");
+
+  const train::Metrics got = distributed::evaluate(comm, *net, ce, task, shard);
+  auto want = as_values(train::evaluate(*net, ce, task, whole));  // rank 0's statistics now
+  comm.broadcast(std::span<float>(want));
+  const double diff = comm.max(max_abs_diff(as_values(got), want));
+  const double spread = replica_spread(comm, as_values(got));
+  if (rank == 0)
+    std::printf(
+        "distributed evaluation: %lld samples, loss %.6f acc %.4f; max difference to rank 0 "
+        "alone on the whole set %.3g (tolerance %.0e), replica spread %.3g; the replicas' own "
+        "statistics spread %.3g\n",
+        static_cast<long long>(got.samples), got.loss, got.accuracy, diff, kEvalTolerance, spread,
+        own_spread);
+  check(got.samples == kSamples, "evaluated " + std::to_string(got.samples) + " samples");
+  check(diff <= kEvalTolerance,
+        "distributed evaluation differs from one process by " + std::to_string(diff));
+  check(spread == 0, "the ranks got different metrics");
+
+  // fit() with distribute_metrics(): the same validation, and global training metrics.
+  train::Sgd sgd(*net, train::SgdOptions{.lr = 0.05f, .momentum = 0.9f});
+  train::Trainer trainer(*net, ce, sgd, task);
+  avg.attach(trainer);
+  train::FitOptions o;
+  o.log = nullptr;
+  o.ranks = world;
+  distributed::distribute_metrics(comm, *net, o);
+  const auto reports = trainer.fit(loader, &shard, o);
+  check(reports.size() == 1 && reports[0].val.has_value(), "fit() validated");
+  const auto& r = reports[0];
+  auto want_val = as_values(train::evaluate(*net, ce, task, whole));
+  comm.broadcast(std::span<float>(want_val));
+  const double val_diff = comm.max(max_abs_diff(as_values(*r.val), want_val));
+  check(r.val->samples == kSamples && val_diff <= kEvalTolerance,
+        "fit()'s validation differs from rank 0 alone on the whole set by " +
+            std::to_string(val_diff));
+  check(
+      replica_spread(comm, as_values(*r.val)) == 0 && replica_spread(comm, as_values(r.train)) == 0,
+      "the ranks' epoch metrics differ");
+  check(r.train.samples == kSamples,
+        "training metrics over " + std::to_string(r.train.samples) + " samples, not every rank's");
+  if (rank == 0)
+    std::printf("fit() with distribute_metrics: validation difference %.3g, train samples %lld\n",
+                val_diff, static_cast<long long>(r.train.samples));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -549,9 +633,11 @@ int main(int argc, char** argv) {
       compression(comm);
     else if (scenario == "twice")
       twice(comm);
+    else if (scenario == "evaluation")
+      evaluation(comm);
     else
       throw ValueError("mpi_ranks: unknown scenario '" + scenario +
                        "' (equivalence, sharding, throw, mismatch, batchnorm, batchnorm_empty, "
-                       "compression, twice)");
+                       "compression, twice, evaluation)");
   });
 }

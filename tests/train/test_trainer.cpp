@@ -166,6 +166,91 @@ TEST_CASE("Regression metrics: MAE, RMSE, R2", "[train][metrics]") {
   CHECK(m.loss == Approx(3.5));
 }
 
+TEST_CASE("Metric sums merge to the metrics of one pass over both parts", "[train][metrics]") {
+  data::Batch reg;
+  reg.targets = Tensor<float>::from(Shape{4, 1}, {50.f, 60.f, 40.f, 70.f});
+  const auto reg_pred = Tensor<float>::from(Shape{4, 1}, {52.f, 57.f, 40.f, 71.f});
+  data::Batch cls;
+  cls.labels = Tensor<std::int32_t>::from(Shape{3}, {0, 1, 1});
+  const auto logits = Tensor<float>::from(Shape{3, 2}, {2.f, 1.f, 0.f, 3.f, 5.f, 4.f});
+  for (const Task task : {Task::regression, Task::classification}) {
+    const auto& batch = task == Task::regression ? reg : cls;
+    const auto& pred = task == Task::regression ? reg_pred : logits;
+    const std::int64_t n = pred.dim(0);
+    MetricAccumulator whole(task), a(task), b(task);
+    whole.add(pred.view(), batch, 2.0);
+    data::Batch first, rest;  // the batch split after its first sample
+    if (task == Task::regression) {
+      first.targets = Tensor<float>::from(Shape{1, 1}, {batch.targets[0]});
+      rest.targets = Tensor<float>(Shape{n - 1, 1});
+      for (std::int64_t i = 1; i < n; ++i) rest.targets[i - 1] = batch.targets[i];
+    } else {
+      first.labels = Tensor<std::int32_t>::from(Shape{1}, {batch.labels[0]});
+      rest.labels = Tensor<std::int32_t>(Shape{n - 1});
+      for (std::int64_t i = 1; i < n; ++i) rest.labels[i - 1] = batch.labels[i];
+    }
+    a.add(pred.view().narrow(0, 1), first, 2.0);
+    b.add(pred.view().narrow(1, n - 1), rest, 2.0);
+    a.merge(b);
+    const Metrics got = a.result(), want = whole.result();
+    CHECK(got.samples == want.samples);
+    CHECK(got.loss == Approx(want.loss));
+    CHECK(got.accuracy == want.accuracy);
+    CHECK(got.mae == Approx(want.mae));
+    CHECK(got.rmse == Approx(want.rmse));
+    CHECK(got.r2 == Approx(want.r2));
+    // sums() round-trips.
+    const Metrics back = MetricAccumulator(task, whole.sums()).result();
+    CHECK(back.samples == want.samples);
+    CHECK(back.loss == want.loss);
+    CHECK(back.accuracy == want.accuracy);
+    CHECK(back.r2 == want.r2);
+  }
+  CHECK(MetricAccumulator(Task::classification, {3, 2, 1, 0, 0, 0, 0}).result().accuracy ==
+        Approx(2.0 / 3));
+  CHECK_THROWS_WITH(MetricAccumulator(Task::classification, {3, 4, 0, 0, 0, 0, 0}),
+                    Catch::Contains("0 <= correct <= samples"));
+  CHECK_THROWS_WITH(MetricAccumulator(Task::classification, {2.5, 0, 0, 0, 0, 0, 0}),
+                    Catch::Contains("whole numbers"));
+  MetricAccumulator cls_acc(Task::classification);
+  CHECK_THROWS_WITH(cls_acc.merge(MetricAccumulator(Task::regression)),
+                    Catch::Contains("tasks differ"));
+}
+
+TEST_CASE("fit() calls the data-parallel metric hooks at every rank's common points",
+          "[train][metrics]") {
+  nn::init::manual_seed(5);
+  models::CifarCnn net(narrow_cifar_plan(4));
+  nn::SoftmaxCrossEntropy ce;
+  Sgd sgd(net, SgdOptions{.lr = 1e-3f});
+  Trainer trainer(net, ce, sgd, Task::classification);
+  RepeatBatch train_src(random_batch(4, 16, 9), 2), val_src(random_batch(4, 16, 10), 1);
+  FitOptions fo;
+  fo.epochs = 2;
+  fo.log = nullptr;
+  fo.ranks = 3;
+  int reductions = 0, validations = 0;
+  // A stand-in for the allreduce over 3 ranks that saw the same samples.
+  fo.reduce_metrics = [&](MetricAccumulator& acc) {
+    ++reductions;
+    auto s = acc.sums();
+    for (double& v : s) v *= 3;
+    acc = MetricAccumulator(acc.task(), s);
+  };
+  fo.before_validation = [&] { ++validations; };
+  const auto reports = trainer.fit(train_src, &val_src, fo);
+  REQUIRE(reports.size() == 2);
+  CHECK(reductions == 4);  // each epoch's training and validation sums
+  CHECK(validations == 2);
+  CHECK(reports[0].train.samples == 3 * 8);
+  REQUIRE(reports[0].val.has_value());
+  CHECK(reports[0].val->samples == 3 * 4);
+  REQUIRE(reports[1].val.has_value());
+  CHECK(reports[1].val->accuracy == trainer.evaluate(val_src).accuracy);  // the last epoch's model
+  // The rate counts the reduced (global) samples, not them times ranks again.
+  CHECK(reports[0].samples_per_second == Approx(24.0 / reports[0].seconds).epsilon(1e-9));
+}
+
 TEST_CASE("BN recalibration sets running stats to the data's cumulative average", "[train][bn]") {
   nn::init::manual_seed(6);
   nn::Sequential net;

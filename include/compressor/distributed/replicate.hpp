@@ -100,4 +100,16 @@ inline void broadcast_module(const Communicator& comm, nn::Module& model, int ro
   }
 }
 
+/// Overwrites model's buffers alone (BatchNorm running statistics and
+/// counters, which per-rank BatchNorm lets drift apart) on every rank with
+/// root's; the same structure check as broadcast_module().
+inline void broadcast_buffers(const Communicator& comm, nn::Module& model, int root = 0) {
+  comm.require_same(structure_fingerprint(model),
+                    "the model's structure (names and shapes of parameters and buffers)");
+  for (const auto& b : model.named_buffers()) {
+    const auto [data, bytes] = detail::buffer_bytes(b);
+    comm.broadcast_bytes(data, bytes, root);
+  }
+}
+
 }  // namespace compressor::distributed

@@ -2,12 +2,14 @@
 // classification or MAE, RMSE and R^2 for regression.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <limits>
 #include <string>
 
+#include "compressor/core/error.hpp"
 #include "compressor/core/tensor.hpp"
 #include "compressor/data/batch.hpp"
 
@@ -38,7 +40,43 @@ struct Metrics {
 
 class MetricAccumulator {
  public:
+  /// The running sums, in the order of sums(): samples, correct
+  /// predictions, loss x samples, |error|, error^2, target, target^2.
+  static constexpr std::size_t kSums = 7;
+  using Sums = std::array<double, kSums>;
+
   explicit MetricAccumulator(Task task) : task_(task) {}
+  /// An accumulator holding sums (from sums(), possibly added over several
+  /// accumulators, e.g. by an allreduce over data-parallel ranks).
+  MetricAccumulator(Task task, const Sums& sums) : task_(task) {
+    require(sums[0] >= 0 && sums[1] >= 0 && sums[1] <= sums[0] && std::floor(sums[0]) == sums[0] &&
+                std::floor(sums[1]) == sums[1],
+            "MetricAccumulator: the sample and correct counts must be whole numbers with 0 <= "
+            "correct <= samples, got ",
+            sums[0], " and ", sums[1]);
+    n_ = static_cast<std::int64_t>(sums[0]);
+    correct_ = static_cast<std::int64_t>(sums[1]);
+    loss_sum_ = sums[2];
+    abs_ = sums[3];
+    sq_ = sums[4];
+    sy_ = sums[5];
+    syy_ = sums[6];
+  }
+
+  Task task() const { return task_; }
+  /// The sums behind result() (counts are exact as doubles up to 2^53).
+  Sums sums() const {
+    return {
+        static_cast<double>(n_), static_cast<double>(correct_), loss_sum_, abs_, sq_, sy_, syy_};
+  }
+  /// Adds other's samples: the result() of one accumulator that saw both.
+  void merge(const MetricAccumulator& other) {
+    require(other.task_ == task_, "MetricAccumulator::merge: the tasks differ");
+    const Sums a = sums(), b = other.sums();
+    Sums s{};
+    for (std::size_t i = 0; i < kSums; ++i) s[i] = a[i] + b[i];
+    *this = MetricAccumulator(task_, s);
+  }
 
   /// Adds a batch: pred is (N, K) logits or (N, 1) regression outputs.
   void add(TensorView<const float> pred, const data::Batch& batch, double loss) {

@@ -45,10 +45,21 @@ struct FitOptions {
   std::function<void()> after_step;
   std::function<void(int epoch)> before_epoch;
   /// Data-parallel training: the number of ranks sharing each global batch
-  /// equally. The progress lines and EpochReport::samples_per_second count
-  /// this rank's samples times this, the global rate (exact but for a short
-  /// last batch); loss and metric stay this rank's.
+  /// equally. The progress lines count this rank's samples times this, the
+  /// global rate (exact but for a short last batch); their loss and metric
+  /// are this rank's. Without reduce_metrics, so are EpochReport's train
+  /// metrics and samples_per_second.
   int ranks = 1;
+  /// Data-parallel training: replaces this rank's sums with those of every
+  /// rank (a collective: every rank's fit()/train_epoch() calls it at the
+  /// same points). Set, an epoch's train metrics and samples_per_second are
+  /// global, and fit() validates on every rank, each on its shard of the
+  /// validation set, to the metrics of the whole set.
+  /// distributed::distribute_metrics() sets it and before_validation.
+  std::function<void(MetricAccumulator&)> reduce_metrics;
+  /// Runs on every rank right before fit()'s validation (data-parallel: gives
+  /// every replica rank 0's BatchNorm statistics, which evaluation uses).
+  std::function<void()> before_validation;
 };
 
 struct EpochReport {
@@ -83,12 +94,12 @@ class ModeGuard {
   nn::ModeSnapshot saved_;
 };
 
-/// Metrics of model over one pass of source. An nn::Module is evaluated in
-/// eval mode and each of its modules gets its own mode back afterwards (also
-/// on an exception); any other FloatModel (a converted model, a wrapper) is
-/// just run forward.
+/// The metric sums of model over one pass of source. An nn::Module is
+/// evaluated in eval mode and each of its modules gets its own mode back
+/// afterwards (also on an exception); any other FloatModel (a converted
+/// model, a wrapper) is just run forward.
 template <FloatModel M>
-Metrics evaluate(M& model, nn::Loss& loss, Task task, data::BatchSource& source) {
+MetricAccumulator accumulate(M& model, nn::Loss& loss, Task task, data::BatchSource& source) {
   std::optional<ModeGuard> modes;
   if constexpr (std::derived_from<M, nn::Module>) {
     modes.emplace(model);
@@ -102,7 +113,13 @@ Metrics evaluate(M& model, nn::Loss& loss, Task task, data::BatchSource& source)
     const TensorView<const float> pred = model.forward(batch.inputs);
     acc.add(pred, batch, loss.compute(pred, batch));
   }
-  return acc.result();
+  return acc;
+}
+
+/// Metrics of model over one pass of source (accumulate()'s result).
+template <FloatModel M>
+Metrics evaluate(M& model, nn::Loss& loss, Task task, data::BatchSource& source) {
+  return accumulate(model, loss, task, source).result();
 }
 
 class Trainer {
@@ -210,18 +227,22 @@ class Trainer {
       progress.update(++done, acc.result().samples * o.ranks,
                       format_metrics(acc.result()) + " lr " + std::to_string(opt_.lr()));
     }
-    rep.train = acc.result();
     rep.seconds = progress.elapsed();
-    rep.samples_per_second =
-        rep.seconds > 0 ? static_cast<double>(rep.train.samples * o.ranks) / rep.seconds : 0;
+    const std::int64_t samples = acc.result().samples;
+    if (o.reduce_metrics) o.reduce_metrics(acc);  // every rank's samples
+    rep.train = acc.result();
+    const std::int64_t global = o.reduce_metrics ? rep.train.samples : samples * o.ranks;
+    rep.samples_per_second = rep.seconds > 0 ? static_cast<double>(global) / rep.seconds : 0;
     rep.lr = opt_.lr();
     return rep;
   }
 
   /// Metrics of the model in eval mode over one pass of source; each module
   /// gets its own mode back. The loss is the evaluation loss if one was set.
-  Metrics evaluate(data::BatchSource& source) {
-    return train::evaluate(model_, eval_loss_ ? *eval_loss_ : loss_, task_, source);
+  Metrics evaluate(data::BatchSource& source) { return accumulate(source).result(); }
+  /// evaluate()'s sums (data-parallel evaluation adds them over the ranks).
+  MetricAccumulator accumulate(data::BatchSource& source) {
+    return train::accumulate(model_, eval_loss_ ? *eval_loss_ : loss_, task_, source);
   }
   /// Evaluates (evaluate(), fit()'s validation) with this loss instead of the
   /// training loss, e.g. cross-entropy without the label smoothing used in
@@ -231,7 +252,8 @@ class Trainer {
 
   /// Trains o.epochs epochs in training mode (validating on val after each
   /// when given); each module gets its own mode back when fit() returns or
-  /// throws.
+  /// throws. Data-parallel with o.reduce_metrics: every rank passes its
+  /// shard of the validation set as val (or every rank none).
   std::vector<EpochReport> fit(data::BatchSource& train, data::BatchSource* val,
                                const FitOptions& o) {
     const ModeGuard modes(model_);
@@ -240,7 +262,12 @@ class Trainer {
     for (int e = 1; e <= o.epochs; ++e) {
       if (o.before_epoch) o.before_epoch(e);
       EpochReport rep = train_epoch(train, e, o);
-      if (val) rep.val = evaluate(*val);
+      if (val) {
+        if (o.before_validation) o.before_validation();
+        MetricAccumulator sums = accumulate(*val);
+        if (o.reduce_metrics) o.reduce_metrics(sums);
+        rep.val = sums.result();
+      }
       if (o.log) {
         *o.log << "epoch " << e << "/" << o.epochs << " done in " << format_duration(rep.seconds)
                << ": train " << format_metrics(rep.train);
