@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "compressor/core/rng.hpp"
@@ -244,15 +245,47 @@ TEST_CASE("SparseWeightsS8 rejects weights outside the exact range", "[kernels][
                     Catch::Contains("full weight grid [-127, 127]"));
 }
 
-TEST_CASE("sparse kernels give the same result with 1 and 2 threads", "[kernels][sparse]") {
+TEST_CASE("sparse kernels give the same result with 1, 2 and 3 threads", "[kernels][sparse]") {
   const int saved = num_threads();
-  for (int t : {1, 2}) {
+  for (int t : {1, 2, 3}) {
     set_num_threads(t);
+    INFO(t << " threads");
     SparseTester().m(200).n(40).k(72).sparsity(0.7).test_f32();
     SparseTester().m(200).n(40).k(72).sparsity(0.7).test_u8s8();
     SparseTester().m(200).n(40).k(72).sparsity(0.7).grid(k::WeightGrid::full).test_u8s8();
+    // Few row blocks: cut into ranges of output channels (sparse_units), odd
+    // range ends included (19 channels: 16 + 3 on 2 threads, 8 + 8 + 3 on 3).
+    for (const auto& [m, n] :
+         {std::pair<std::int64_t, std::int64_t>{16, 64}, {49, 19}, {100, 19}, {33, 130}}) {
+      SparseTester().m(m).n(n).k(72).sparsity(0.7).seed(7).test_f32();
+      SparseTester().m(m).n(n).k(72).sparsity(0.7).seed(7).test_u8s8();
+      SparseTester().m(m).n(n).k(72).sparsity(0.7).seed(7).grid(k::WeightGrid::full).test_u8s8();
+    }
   }
   set_num_threads(saved);
+}
+
+TEST_CASE("sparse_units cuts few row blocks into ranges of output channels", "[kernels][sparse]") {
+  using k::detail::sparse_units;
+  auto check = [](std::int64_t M, std::int64_t N, int threads, std::int64_t blocks,
+                  std::int64_t chunks, std::int64_t chunk) {
+    const auto u = sparse_units(M, N, threads);
+    INFO("M=" << M << " N=" << N << " threads=" << threads);
+    CHECK(u.blocks == blocks);
+    CHECK(u.chunks == chunks);
+    CHECK(u.chunk == chunk);
+    if (u.chunks > 1) CHECK(u.chunk % 8 == 0);  // ranges start at multiples of 8
+    CHECK((u.chunks - 1) * u.chunk < N);        // no empty range
+  };
+  check(16, 512, 1, 1, 1, 512);   // one thread: never cut
+  check(16, 512, 2, 1, 2, 256);   // one block, two threads
+  check(49, 256, 2, 2, 1, 256);   // two blocks (32 + 17 rows) on two threads: even
+  check(196, 128, 2, 7, 1, 128);  // 7 blocks: 4 + 3, a small last round
+  check(100, 19, 3, 4, 3, 8);     // 4 blocks on 3 threads: 8 + 8 + 3 channels
+  check(49, 19, 2, 2, 1, 19);
+  check(16, 19, 2, 1, 2, 16);
+  check(16, 12, 2, 1, 1, 12);     // too few channels to cut
+  check(3136, 64, 2, 98, 1, 64);  // many blocks
 }
 
 TEST_CASE("SparseWeights keeps exactly the nonzeros", "[kernels][sparse]") {

@@ -6,7 +6,9 @@
 //                      dense kernels' epilogues (RequantOut, DequantOut, Int32Out)
 // Work is proportional to the nonzeros, plus a transpose of X and Y per block
 // of 32 rows. Threaded with OpenMP over row blocks, handed out dynamically
-// (parallel_units.hpp); scratch in SparseScratch (grown once, reused).
+// (parallel_units.hpp), and over ranges of output channels too when the
+// blocks alone would leave threads idle (sparse_units()); scratch in
+// SparseScratch (grown once, reused).
 // The path is kernel_path()'s: fp32 runs its AVX-512 block kernel on avx512
 // and avx512_vnni, the AVX2 one on avx2 and avx_vnni; int8 runs the AVX2 one
 // on every SIMD path; scalar runs the references. Every path equals the
@@ -29,16 +31,27 @@ namespace compressor::kernels {
 /// Per-thread panels and tiles of the sparse kernels; one per concurrent caller.
 class SparseScratch {
  public:
-  /// Makes room for `threads` threads of `bytes` each; call outside parallel regions.
+  /// Makes room for `threads` threads of `bytes` each, none holding a packed
+  /// panel; call outside parallel regions.
   void reserve(int threads, std::size_t bytes) {
     if (static_cast<int>(buffers_.size()) < threads)
       buffers_.resize(static_cast<std::size_t>(threads));
     for (auto& b : buffers_) b.reserve_discard(bytes);
+    packed_.assign(buffers_.size(), -1);
   }
   std::uint8_t* thread_buffer(int t) { return buffers_[static_cast<std::size_t>(t)].data(); }
+  /// Records that thread t's panel now holds row block `block`; true if it
+  /// held another one (the panel must be packed).
+  bool repack(int t, std::int64_t block) {
+    std::int64_t& held = packed_[static_cast<std::size_t>(t)];
+    const bool stale = held != block;
+    held = block;
+    return stale;
+  }
 
  private:
   std::vector<AlignedBuffer<std::uint8_t>> buffers_;
+  std::vector<std::int64_t> packed_;  // the row block each buffer's panel holds, -1: none
 };
 
 namespace detail {
@@ -55,17 +68,47 @@ inline void check_sparse_args(const char* what, std::int64_t M, std::int64_t ldx
                       " (strides must be >= the row lengths)");
 }
 
-/// Runs block(b, rows, buffer) over the 32-row blocks of M rows, threaded.
-template <class Block>
-void for_sparse_blocks(std::int64_t M, SparseScratch& scratch, std::size_t bytes, Block block) {
-  const std::int64_t blocks = (M + kSparseRows - 1) / kSparseRows;
-  // Called from inside a parallel region, parallel_for runs inline on this
+/// The work units of an M x N sparse product on `threads` threads: its
+/// 32-row blocks, each cut into `chunks` ranges of `chunk` output channels
+/// (the last range shorter). A unit's cost hardly depends on its rows (the
+/// kernels always compute 32), so the blocks alone load the threads evenly
+/// when they are a multiple of the thread count or many (3 or more per
+/// thread: the last round is a small part). Otherwise (ResNet-18's last
+/// stage on one 112x112 frame: 4x4 pixels, one block) each block is cut into
+/// one range per thread, multiples of 8 channels; a thread packs a block's
+/// panel once for the ranges of it that it takes in a row.
+struct SparseUnits {
+  std::int64_t blocks = 0, chunks = 1, chunk = 0;
+};
+
+inline SparseUnits sparse_units(std::int64_t M, std::int64_t N, int threads) {
+  SparseUnits u;
+  u.blocks = (M + kSparseRows - 1) / kSparseRows;
+  u.chunk = N;
+  if (threads > 1 && u.blocks % threads != 0 && u.blocks < 3 * threads && N >= 16) {
+    u.chunk = ((N + threads - 1) / threads + 7) / 8 * 8;
+    u.chunks = (N + u.chunk - 1) / u.chunk;
+  }
+  return u;
+}
+
+/// Runs unit(m, rows, n0, n1, pack, buffer) over sparse_units(M, N, ...):
+/// output channels [n0, n1) of rows [m, m + rows); pack: the buffer's panel
+/// does not hold these rows yet. Threaded.
+template <class Unit>
+void for_sparse_units(std::int64_t M, std::int64_t N, SparseScratch& scratch, std::size_t bytes,
+                      Unit unit) {
+  // Called from inside a parallel region, parallel_units runs inline on this
   // caller's own scratch: buffer 0.
   const bool nested = in_parallel();
-  scratch.reserve(nested ? 1 : num_threads(), bytes);
-  parallel_units(blocks, [&](std::int64_t i) {
-    std::uint8_t* buf = scratch.thread_buffer(nested ? 0 : thread_index());
-    block(i * kSparseRows, static_cast<int>(std::min(kSparseRows, M - i * kSparseRows)), buf);
+  const int threads = nested ? 1 : num_threads();
+  const SparseUnits u = sparse_units(M, N, threads);
+  scratch.reserve(threads, bytes);
+  parallel_units(u.blocks * u.chunks, [&](std::int64_t i) {
+    const int t = nested ? 0 : thread_index();
+    const std::int64_t b = i / u.chunks, m = b * kSparseRows, n0 = i % u.chunks * u.chunk;
+    unit(m, static_cast<int>(std::min(kSparseRows, M - m)), n0, std::min(N, n0 + u.chunk),
+         scratch.repack(t, b), scratch.thread_buffer(t));
   });
 }
 }  // namespace detail
@@ -80,17 +123,19 @@ inline void sparse_gemm_f32(std::int64_t M, const float* X, std::int64_t ldx,
     const bool wide = path_has_avx512(path);
     const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * 32) * sizeof(float));
     const std::size_t tile = static_cast<std::size_t>(W.n() * 32) * sizeof(float);
-    detail::for_sparse_blocks(M, scratch, panel + tile,
-                              [&](std::int64_t m, int rows, std::uint8_t* buf) {
-                                auto* p = reinterpret_cast<float*>(buf);
-                                auto* t = reinterpret_cast<float*>(buf + panel);
-                                if (wide)
-                                  simd::sparse_block_f32_avx512(X + m * ldx, ldx, rows, W, bias,
-                                                                relu, Y + m * ldy, ldy, p, t);
-                                else
-                                  simd::sparse_block_f32_avx2(X + m * ldx, ldx, rows, W, bias, relu,
-                                                              Y + m * ldy, ldy, p, t);
-                              });
+    detail::for_sparse_units(M, W.n(), scratch, panel + tile,
+                             [&](std::int64_t m, int rows, std::int64_t n0, std::int64_t n1,
+                                 bool pack, std::uint8_t* buf) {
+                               auto* p = reinterpret_cast<float*>(buf);
+                               auto* t = reinterpret_cast<float*>(buf + panel);
+                               if (wide)
+                                 simd::sparse_block_f32_avx512(X + m * ldx, ldx, rows, W, bias,
+                                                               relu, Y + m * ldy, ldy, p, t, n0, n1,
+                                                               pack);
+                               else
+                                 simd::sparse_block_f32_avx2(X + m * ldx, ldx, rows, W, bias, relu,
+                                                             Y + m * ldy, ldy, p, t, n0, n1, pack);
+                             });
     return;
   }
 #endif
@@ -110,11 +155,13 @@ void sparse_gemm_u8s8(std::int64_t M, const std::uint8_t* X, std::int64_t ldx,
     using Out = typename Epi::Out;
     const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * 32));
     const std::size_t tile = static_cast<std::size_t>(W.n() * 32) * sizeof(Out);
-    detail::for_sparse_blocks(
-        M, scratch, panel + tile, [&](std::int64_t m, int rows, std::uint8_t* buf) {
-          simd::sparse_block_u8s8_avx2(X + m * ldx, ldx, rows, x_zero_point, W, epi, Y + m * ldy,
-                                       ldy, buf, reinterpret_cast<Out*>(buf + panel));
-        });
+    detail::for_sparse_units(M, W.n(), scratch, panel + tile,
+                             [&](std::int64_t m, int rows, std::int64_t n0, std::int64_t n1,
+                                 bool pack, std::uint8_t* buf) {
+                               simd::sparse_block_u8s8_avx2(
+                                   X + m * ldx, ldx, rows, x_zero_point, W, epi, Y + m * ldy, ldy,
+                                   buf, reinterpret_cast<Out*>(buf + panel), n0, n1, pack);
+                             });
     return;
   }
 #endif

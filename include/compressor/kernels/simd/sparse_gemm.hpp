@@ -39,27 +39,50 @@ namespace detail_sparse {
 
 using detail_sgemm::transpose8x8;
 
-/// panel[k * 32 + p] = X[p, k] for p < rows, 0 for the rest.
+/// panel[k * 32 + p] = X[p, k] for p < rows, 0 for the rest: 8 x 8
+/// transposes, the last rows % 8 pixels zero-padded through a scratch 8 x 8.
 COMPRESSOR_F32_AVX2 inline void pack_panel_f32(const float* X, std::int64_t ldx, int rows,
                                                std::int64_t K, float* panel) {
   std::int64_t k = 0;
-  if (rows == kSparseBlock)
-    for (; k + 8 <= K; k += 8)
-      for (int p = 0; p < kSparseBlock; p += 8)
-        transpose8x8(X + p * ldx + k, ldx, panel + k * kSparseBlock + p, kSparseBlock);
+  for (; k + 8 <= K; k += 8) {
+    float* dst = panel + k * kSparseBlock;
+    int p = 0;
+    for (; p + 8 <= rows; p += 8) transpose8x8(X + p * ldx + k, ldx, dst + p, kSparseBlock);
+    if (p < rows) {
+      alignas(32) float t[8 * 8] = {};
+      for (int q = p; q < rows; ++q)
+        std::memcpy(t + (q - p) * 8, X + q * ldx + k, 8 * sizeof(float));
+      transpose8x8(t, 8, dst + p, kSparseBlock);
+      p += 8;
+    }
+    for (; p < kSparseBlock; p += 8)
+      for (int j = 0; j < 8; ++j) _mm256_store_ps(dst + j * kSparseBlock + p, _mm256_setzero_ps());
+  }
   for (; k < K; ++k)
     for (int p = 0; p < kSparseBlock; ++p)
       panel[k * kSparseBlock + p] = p < rows ? X[p * ldx + k] : 0.f;
 }
 
-/// tile (N x 32, one row per channel) -> Y (rows x N).
-COMPRESSOR_F32_AVX2 inline void store_tile_f32(const float* tile, std::int64_t N, int rows,
-                                               float* Y, std::int64_t ldy) {
+/// tile (N x 32, one row per channel) -> Y (rows x N), for 4-byte T: 8 x 8
+/// transposes, the last rows % 8 pixels through a scratch 8 x 8.
+template <class T>
+COMPRESSOR_F32_AVX2 inline void store_tile_32(const T* tile, std::int64_t N, int rows, T* Y,
+                                              std::int64_t ldy) {
+  static_assert(sizeof(T) == 4);
+  const auto* src = reinterpret_cast<const float*>(tile);
+  auto* dst = reinterpret_cast<float*>(Y);
   std::int64_t n = 0;
-  if (rows == kSparseBlock)
-    for (; n + 8 <= N; n += 8)
-      for (int p = 0; p < kSparseBlock; p += 8)
-        transpose8x8(tile + n * kSparseBlock + p, kSparseBlock, Y + p * ldy + n, ldy);
+  for (; n + 8 <= N; n += 8) {
+    int p = 0;
+    for (; p + 8 <= rows; p += 8)
+      transpose8x8(src + n * kSparseBlock + p, kSparseBlock, dst + p * ldy + n, ldy);
+    if (p < rows) {
+      alignas(32) float t[8 * 8];
+      transpose8x8(src + n * kSparseBlock + p, kSparseBlock, t, 8);
+      for (int q = p; q < rows; ++q)
+        std::memcpy(dst + q * ldy + n, t + (q - p) * 8, 8 * sizeof(float));
+    }
+  }
   for (int p = 0; p < rows; ++p)
     for (std::int64_t c = n; c < N; ++c) Y[p * ldy + c] = tile[c * kSparseBlock + p];
 }
@@ -123,20 +146,21 @@ COMPRESSOR_F32_AVX2 inline void pack_panel_u8(const std::uint8_t* X, std::int64_
 
 }  // namespace detail_sparse
 
-/// One fp32 block on the AVX2 path: Y rows [0, rows) (stride ldy) of X rows
-/// (stride ldx) times W^T. panel: K*32 floats, tile: N*32 floats of scratch
-/// (64-byte aligned).
+/// One fp32 unit on the AVX2 path: output channels [n0, n1) of Y rows
+/// [0, rows) (stride ldy) from X rows (stride ldx) times W^T. panel: K*32
+/// floats, tile: (n1 - n0)*32 floats of scratch (64-byte aligned); pack =
+/// false: panel holds these X rows already (from the caller's last unit).
 COMPRESSOR_F32_AVX2 inline void sparse_block_f32_avx2(const float* X, std::int64_t ldx, int rows,
                                                       const SparseWeightsF32& W, const float* bias,
                                                       bool relu, float* Y, std::int64_t ldy,
-                                                      float* panel, float* tile) {
+                                                      float* panel, float* tile, std::int64_t n0,
+                                                      std::int64_t n1, bool pack) {
   using namespace detail_sparse;
-  const std::int64_t N = W.n();
-  pack_panel_f32(X, ldx, rows, W.k(), panel);
+  if (pack) pack_panel_f32(X, ldx, rows, W.k(), panel);
   const std::int32_t* cols = W.cols();
   const float* vals = W.values();
   const __m256 zero = _mm256_setzero_ps();
-  for (std::int64_t n = 0; n < N; ++n) {
+  for (std::int64_t n = n0; n < n1; ++n) {
     __m256 e[4], o[4];
     for (int i = 0; i < 4; ++i) e[i] = o[i] = zero;
     std::int64_t j = W.row_begin(n);
@@ -158,10 +182,10 @@ COMPRESSOR_F32_AVX2 inline void sparse_block_f32_avx2(const float* X, std::int64
       __m256 y = _mm256_add_ps(e[i], o[i]);
       if (bias) y = _mm256_add_ps(y, b);
       if (relu) y = _mm256_max_ps(y, zero);  // NaN -> 0, as the reference
-      _mm256_store_ps(tile + n * kSparseBlock + 8 * i, y);
+      _mm256_store_ps(tile + (n - n0) * kSparseBlock + 8 * i, y);
     }
   }
-  store_tile_f32(tile, N, rows, Y, ldy);
+  store_tile_32(tile, n1 - n0, rows, Y + n0, ldy);
 }
 
 namespace detail_sparse {
@@ -218,14 +242,14 @@ COMPRESSOR_F32_AVX512 inline void sparse_block_f32_avx512(const float* X, std::i
                                                           int rows, const SparseWeightsF32& W,
                                                           const float* bias, bool relu, float* Y,
                                                           std::int64_t ldy, float* panel,
-                                                          float* tile) {
+                                                          float* tile, std::int64_t n0,
+                                                          std::int64_t n1, bool pack) {
   using namespace detail_sparse;
-  const std::int64_t N = W.n();
-  pack_panel_f32(X, ldx, rows, W.k(), panel);
+  if (pack) pack_panel_f32(X, ldx, rows, W.k(), panel);
   const std::int32_t* cols = W.cols();
   const float* vals = W.values();
-  std::int64_t n = 0;
-  for (; n + 2 <= N; n += 2) {
+  std::int64_t n = n0;
+  for (; n + 2 <= n1; n += 2) {
     std::int64_t a = W.row_begin(n), b = W.row_begin(n + 1);
     const std::int64_t a_end = b, b_end = W.row_begin(n + 2);
     __m512 ae0 = _mm512_setzero_ps(), ae1 = ae0, ao0 = ae0, ao1 = ae0;
@@ -286,14 +310,14 @@ COMPRESSOR_F32_AVX512 inline void sparse_block_f32_avx512(const float* X, std::i
         y0 = relu512(y0);
         y1 = relu512(y1);
       }
-      _mm512_store_ps(tile + (n + h) * kSparseBlock, y0);
-      _mm512_store_ps(tile + (n + h) * kSparseBlock + 16, y1);
+      _mm512_store_ps(tile + (n + h - n0) * kSparseBlock, y0);
+      _mm512_store_ps(tile + (n + h - n0) * kSparseBlock + 16, y1);
     }
   }
-  if (n < N)
+  if (n < n1)
     sparse_channel_avx512(panel, cols, vals, W.row_begin(n), W.row_begin(n + 1),
-                          bias ? bias + n : nullptr, relu, tile + n * kSparseBlock);
-  store_tile_f32(tile, N, rows, Y, ldy);
+                          bias ? bias + n : nullptr, relu, tile + (n - n0) * kSparseBlock);
+  store_tile_32(tile, n1 - n0, rows, Y + n0, ldy);
 }
 
 namespace detail_sparse {
@@ -366,45 +390,32 @@ COMPRESSOR_F32_AVX2 inline void store_tile_u8(const std::uint8_t* tile, std::int
   }
 }
 
-/// tile (rows of 32 4-byte values, one per channel, pixels in order) -> Y.
-template <class T>
-COMPRESSOR_F32_AVX2 inline void store_tile_32(const T* tile, std::int64_t N, int rows, T* Y,
-                                              std::int64_t ldy) {
-  static_assert(sizeof(T) == 4);
-  std::int64_t n0 = 0;
-  if (rows == kSparseBlock)
-    for (; n0 + 8 <= N; n0 += 8)
-      for (int p = 0; p < kSparseBlock; p += 8)
-        transpose8x8(reinterpret_cast<const float*>(tile + n0 * kSparseBlock + p), kSparseBlock,
-                     reinterpret_cast<float*>(Y + p * ldy + n0), ldy);
-  for (int p = 0; p < rows; ++p)
-    for (std::int64_t c = n0; c < N; ++c) Y[p * ldy + c] = tile[c * kSparseBlock + p];
-}
-
 }  // namespace detail_sparse
 
-/// One int8 block on the AVX2 instructions (every SIMD path); panel: K*32
-/// bytes, tile: N*32 Epi::Out of scratch (both 64-byte aligned).
+/// One int8 unit on the AVX2 instructions (every SIMD path): output
+/// channels [n0, n1) of Y rows [0, rows); panel: K*32 bytes, tile:
+/// (n1 - n0)*32 Epi::Out of scratch (both 64-byte aligned); pack = false:
+/// panel holds these X rows already (from the caller's last unit).
 template <GemmEpilogue Epi>
 COMPRESSOR_F32_AVX2 void sparse_block_u8s8_avx2(const std::uint8_t* X, std::int64_t ldx, int rows,
                                                 std::int32_t za, const SparseWeightsS8& W,
                                                 const Epi& epi, typename Epi::Out* Y,
                                                 std::int64_t ldy, std::uint8_t* panel,
-                                                typename Epi::Out* tile) {
+                                                typename Epi::Out* tile, std::int64_t n0,
+                                                std::int64_t n1, bool pack) {
   using namespace detail_sparse;
-  const std::int64_t N = W.n();
-  pack_panel_u8(X, ldx, rows, W.k(), panel);
+  if (pack) pack_panel_u8(X, ldx, rows, W.k(), panel);
   const std::uint32_t* off = W.quad_offsets();
   const std::int32_t* wq = W.quad_weights();
   const std::int32_t* hq = W.quad_weights_hi();
-  for (std::int64_t n = 0; n < N; ++n) {
+  for (std::int64_t n = n0; n < n1; ++n) {
     __m256i acc[4];  // pixels 0-3 | 16-19, 4-7 | 20-23, 8-11 | 24-27, 12-15 | 28-31
     const std::int32_t init = (epi.bias ? epi.bias[n] : 0) - za * W.row_sums()[n];
     if (hq != nullptr)
       quad_dots<true>(panel, off, wq, hq, W.quad_begin(n), W.quad_begin(n + 1), init, acc);
     else
       quad_dots<false>(panel, off, wq, hq, W.quad_begin(n), W.quad_begin(n + 1), init, acc);
-    auto* t = tile + n * kSparseBlock;
+    auto* t = tile + (n - n0) * kSparseBlock;
     if constexpr (std::is_same_v<Epi, RequantOut>) {
       // The dense epilogue's integer-domain form of the rule (see
       // simd/gemm_u8s8.hpp): round (vcvtps2dq, to nearest even), saturating
@@ -440,9 +451,9 @@ COMPRESSOR_F32_AVX2 void sparse_block_u8s8_avx2(const std::uint8_t* X, std::int6
     }
   }
   if constexpr (std::is_same_v<Epi, RequantOut>)
-    store_tile_u8(tile, N, rows, Y, ldy);
+    store_tile_u8(tile, n1 - n0, rows, Y + n0, ldy);
   else
-    store_tile_32(tile, N, rows, Y, ldy);
+    store_tile_32(tile, n1 - n0, rows, Y + n0, ldy);
 }
 
 #endif  // COMPRESSOR_X86
