@@ -85,31 +85,36 @@ inline std::uint64_t structure_fingerprint(nn::Module& model) {
   return h;
 }
 
+namespace detail {
+inline void require_same_structure(const Communicator& comm, nn::Module& model) {
+  comm.require_same(structure_fingerprint(model),
+                    "the model's structure (names and shapes of parameters and buffers)");
+}
+inline void broadcast_buffer_data(const Communicator& comm, nn::Module& model, int root) {
+  for (const auto& b : model.named_buffers()) {
+    const auto [data, bytes] = buffer_bytes(b);
+    comm.broadcast_bytes(data, bytes, root);
+  }
+}
+}  // namespace detail
+
 /// Overwrites model's parameters and buffers (BatchNorm running statistics
 /// and counters) on every rank with root's. Throws ValueError on every rank
 /// when the ranks' models differ in structure.
 inline void broadcast_module(const Communicator& comm, nn::Module& model, int root = 0) {
-  comm.require_same(structure_fingerprint(model),
-                    "the model's structure (names and shapes of parameters and buffers)");
+  detail::require_same_structure(comm, model);
   for (const auto& p : model.named_parameters())
     comm.broadcast(std::span<float>(p.value->data(), static_cast<std::size_t>(p.value->numel())),
                    root);
-  for (const auto& b : model.named_buffers()) {
-    const auto [data, bytes] = detail::buffer_bytes(b);
-    comm.broadcast_bytes(data, bytes, root);
-  }
+  detail::broadcast_buffer_data(comm, model, root);
 }
 
 /// Overwrites model's buffers alone (BatchNorm running statistics and
 /// counters, which per-rank BatchNorm lets drift apart) on every rank with
 /// root's; the same structure check as broadcast_module().
 inline void broadcast_buffers(const Communicator& comm, nn::Module& model, int root = 0) {
-  comm.require_same(structure_fingerprint(model),
-                    "the model's structure (names and shapes of parameters and buffers)");
-  for (const auto& b : model.named_buffers()) {
-    const auto [data, bytes] = detail::buffer_bytes(b);
-    comm.broadcast_bytes(data, bytes, root);
-  }
+  detail::require_same_structure(comm, model);
+  detail::broadcast_buffer_data(comm, model, root);
 }
 
 }  // namespace compressor::distributed
