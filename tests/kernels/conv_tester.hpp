@@ -102,6 +102,12 @@ class ConvTester {
     c.conv.forward(c.x.view(), c.in, got.view(), c.out, relu_, scratch);
     const auto& g = c.conv.geometry();
     const std::int64_t OH = ys[1], OW = ys[2];
+    // The dequantized tensors, once (NHWC input, OHWI weights: channels innermost).
+    std::vector<double> xr(c.x.flat().size()), wr(c.w.flat().size());
+    for (std::size_t i = 0; i < xr.size(); ++i)
+      xr[i] = kernels::dequantize(c.x.flat()[i], c.in.scale, zx_);
+    const auto per_out = static_cast<std::size_t>(g.kh * g.kw * c_);
+    for (std::size_t i = 0; i < wr.size(); ++i) wr[i] = double(c.ws[i / per_out]) * c.w.flat()[i];
     long long worst = 0;
     for (std::int64_t n = 0; n < n_; ++n)
       for (std::int64_t oh = 0; oh < OH; ++oh)
@@ -113,11 +119,9 @@ class ConvTester {
               for (std::int64_t kw = 0; kw < g.kw; ++kw) {
                 const std::int64_t ih = oh * s_ - p_ + kh, iw = ow * s_ - p_ + kw;
                 if (ih < 0 || ih >= h_ || iw < 0 || iw >= w_) continue;  // real 0
-                for (std::int64_t ci = 0; ci < c_; ++ci) {
-                  const double xr = kernels::dequantize(c.x(n, ih, iw, ci), c.in.scale, zx_);
-                  const double wr = double(c.ws[os]) * c.w(o, kh, kw, ci);
-                  y += xr * wr;
-                }
+                const double* xp = xr.data() + ((n * h_ + ih) * w_ + iw) * c_;
+                const double* wp = wr.data() + ((o * g.kh + kh) * g.kw + kw) * c_;
+                for (std::int64_t ci = 0; ci < c_; ++ci) y += xp[ci] * wp[ci];
               }
             if (relu_) y = std::max(y, 0.0);
             const double q = std::clamp(std::nearbyint(y / c.out.scale) + zo_, 0.0, 255.0);

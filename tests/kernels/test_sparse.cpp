@@ -97,39 +97,62 @@ class SparseTester {
       v = static_cast<float>(rng.uniform(0.5, 2) * 0.05 /
                              (1 + std::sqrt(k_ * (1 - sparsity_)) * 30));
     const k::SparseWeightsS8 sw(w.data(), n_, k_, k_, grid_);
+    // The scalar reference once per output kind, then every path against it.
+    struct Want {
+      std::int32_t za;
+      bool relu;
+      std::vector<std::int32_t> i32;
+      std::vector<std::uint8_t> u8;
+      std::vector<float> f32;
+    };
+    std::vector<Want> wants;
+    for (std::int32_t za : {0, 131, 255})
+      for (bool relu : {false, true}) {
+        Want w8{za,
+                relu,
+                {},
+                std::vector<std::uint8_t>(rows_y(), 7),
+                std::vector<float>(rows_y(), 7.f)};
+        if (!relu) {
+          w8.i32.assign(rows_y(), 7);
+          k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, k::Int32Out{bias.data()},
+                                   w8.i32.data(), ldy());
+        }
+        k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, requant(bias, mult, relu),
+                                 w8.u8.data(), ldy());
+        k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw,
+                                 k::DequantOut{bias.data(), mult.data(), relu}, w8.f32.data(),
+                                 ldy());
+        wants.push_back(std::move(w8));
+      }
     k::SparseScratch s;
     for (const k::Path p : k::supported_paths()) {
       const k::ScopedKernelPath on(p);
-      test_u8s8_on(p, x, sw, bias, mult, s);
+      for (const Want& want : wants) {
+        INFO("za " << want.za << (want.relu ? ", relu" : ""));
+        if (!want.i32.empty()) {
+          std::vector<std::int32_t> got(rows_y(), 7);
+          k::sparse_gemm_u8s8(m_, x.data(), ldx(), want.za, sw, k::Int32Out{bias.data()},
+                              got.data(), ldy(), s);
+          expect_equal(got, want.i32, p);
+        }
+        std::vector<std::uint8_t> got(rows_y(), 7);
+        k::sparse_gemm_u8s8(m_, x.data(), ldx(), want.za, sw, requant(bias, mult, want.relu),
+                            got.data(), ldy(), s);
+        expect_equal(got, want.u8, p);
+        std::vector<float> gotf(rows_y(), 7.f);
+        k::sparse_gemm_u8s8(m_, x.data(), ldx(), want.za, sw,
+                            k::DequantOut{bias.data(), mult.data(), want.relu}, gotf.data(), ldy(),
+                            s);
+        expect_equal(gotf, want.f32, p);
+      }
     }
   }
 
  private:
-  void test_u8s8_on(k::Path p, const std::vector<std::uint8_t>& x, const k::SparseWeightsS8& sw,
-                    const std::vector<std::int32_t>& bias, const std::vector<float>& mult,
-                    k::SparseScratch& s) const {
-    for (std::int32_t za : {0, 131, 255}) {
-      {
-        std::vector<std::int32_t> got(rows_y(), 7), want(rows_y(), 7);
-        k::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, k::Int32Out{bias.data()}, got.data(),
-                            ldy(), s);
-        k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, k::Int32Out{bias.data()}, want.data(),
-                                 ldy());
-        expect_equal(got, want, p);
-      }
-      for (bool relu : {false, true}) {
-        const k::RequantOut epi{bias.data(), mult.data(), 100, relu ? 100 : 0, 255};
-        std::vector<std::uint8_t> got(rows_y(), 7), want(rows_y(), 7);
-        k::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, epi, got.data(), ldy(), s);
-        k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, epi, want.data(), ldy());
-        expect_equal(got, want, p);
-        const k::DequantOut dq{bias.data(), mult.data(), relu};
-        std::vector<float> gotf(rows_y(), 7.f), wantf(rows_y(), 7.f);
-        k::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, dq, gotf.data(), ldy(), s);
-        k::ref::sparse_gemm_u8s8(m_, x.data(), ldx(), za, sw, dq, wantf.data(), ldy());
-        expect_equal(gotf, wantf, p);
-      }
-    }
+  static k::RequantOut requant(const std::vector<std::int32_t>& bias,
+                               const std::vector<float>& mult, bool relu) {
+    return {bias.data(), mult.data(), 100, relu ? 100 : 0, 255};
   }
 
   std::int64_t ldx() const { return ldx_ ? ldx_ : k_; }

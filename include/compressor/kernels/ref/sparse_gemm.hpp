@@ -17,12 +17,15 @@ namespace compressor::kernels::ref {
 inline void sparse_gemm_f32(std::int64_t M, const float* X, std::int64_t ldx,
                             const SparseWeightsF32& W, const float* bias, bool relu, float* Y,
                             std::int64_t ldy) {
+  const std::int32_t* cols = W.cols();
+  const float* values = W.values();
   for (std::int64_t m = 0; m < M; ++m)
     for (std::int64_t n = 0; n < W.n(); ++n) {
       float s[2] = {0.f, 0.f};
-      for (std::int64_t j = W.row_begin(n); j < W.row_begin(n + 1); ++j)
-        s[(j - W.row_begin(n)) % 2] =
-            std::fma(W.values()[j], X[m * ldx + W.cols()[j]], s[(j - W.row_begin(n)) % 2]);
+      const std::int64_t b = W.row_begin(n), e = W.row_begin(n + 1);
+      const float* x = X + m * ldx;
+      for (std::int64_t j = b; j < e; ++j)
+        s[(j - b) % 2] = std::fma(values[j], x[cols[j]], s[(j - b) % 2]);
       float y = s[0] + s[1];
       if (bias) y += bias[n];
       Y[m * ldy + n] = relu ? (y > 0.f ? y : 0.f) : y;
@@ -33,11 +36,15 @@ template <GemmEpilogue Epi>
 void sparse_gemm_u8s8(std::int64_t M, const std::uint8_t* X, std::int64_t ldx,
                       std::int32_t x_zero_point, const SparseWeightsS8& W, const Epi& epi,
                       typename Epi::Out* Y, std::int64_t ldy) {
+  const std::int32_t* cols = W.cols();
+  const std::int8_t* values = W.values();
   for (std::int64_t m = 0; m < M; ++m)
     for (std::int64_t n = 0; n < W.n(); ++n) {
       std::int32_t acc = epi.bias ? epi.bias[n] : 0;
-      for (std::int64_t j = W.row_begin(n); j < W.row_begin(n + 1); ++j)
-        acc += (static_cast<std::int32_t>(X[m * ldx + W.cols()[j]]) - x_zero_point) * W.values()[j];
+      const std::int64_t b = W.row_begin(n), e = W.row_begin(n + 1);
+      const std::uint8_t* x = X + m * ldx;
+      for (std::int64_t j = b; j < e; ++j)
+        acc += (static_cast<std::int32_t>(x[cols[j]]) - x_zero_point) * values[j];
       Y[m * ldy + n] = epi.apply(acc, n);
     }
 }
