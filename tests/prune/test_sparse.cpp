@@ -126,6 +126,50 @@ TEST_CASE("a 90%-sparse ResNet18 finalizes, saves small and loads back", "[prune
                     Catch::Contains("compressor.sparse_layers") && Catch::Contains("missing"));
 }
 
+TEST_CASE("a deploy model with folded BatchNorms saves sparse and loads back",
+          "[prune][sparse][io]") {
+  nn::init::manual_seed(5);
+  Rng rng(5);
+  models::EfRegressor net({.width = 0.125, .pool = nn::TemporalPoolMode::mean_max_min});
+  randomize_batchnorms(net, rng);
+  prune::UnstructuredOptions o{.sparsity = 0.8};
+  o.layers.exclude = {"backbone.conv1", "head"};
+  const auto masks = prune::prune_unstructured(net, o);
+  // The deploy model as quant::fp32_deploy_model() makes it.
+  auto deploy = net.clone();
+  deploy->eval();
+  const auto folded = nn::fold_batchnorms(*deploy);
+  REQUIRE(folded.size() == 20);  // 17 conv BNs + 3 downsample BNs
+  const Shape in{1, 2, 24, 24, 3};
+  prune::finalize_sparse(*deploy, masks, in, {.policy = prune::SparsePolicy::always});
+  const auto x = random_tensor(in, rng);
+  const Tensor<float> want(deploy->forward(x));
+  const auto path = temp_path("ef_deploy_sparse.safetensors");
+  prune::save_sparse_model(*deploy, path);
+  auto loaded = prune::load_sparse_model<models::EfRegressor>(path);
+  loaded->eval();
+  CHECK(compressor::testing::bit_equal(loaded->forward(x), want));
+  CHECK(loaded->find("backbone.bn1")->type_name() == "Identity");
+
+  // A bad fold mark: named, with the file.
+  const std::string sparse_key(prune::kSparseLayersKey), key(prune::kBatchnormsFoldedKey);
+  auto dense = net.clone();
+  dense->eval();
+  nn::fold_batchnorms(*dense);
+  for (const std::string bad : {"false", "1", ""}) {
+    INFO("mark '" << bad << "'");
+    const auto bad_path = temp_path("ef_bad_mark.safetensors");
+    io::save_checkpoint(*dense, bad_path, {{sparse_key, "[]"}, {key, bad}});
+    CHECK_THROWS_WITH(prune::load_sparse_model<models::EfRegressor>(bad_path),
+                      Catch::Contains(bad_path.filename().string()) && Catch::Contains(key));
+  }
+  // Without the mark, the folded file does not fit the model's BatchNorms.
+  const auto unmarked = temp_path("ef_unmarked.safetensors");
+  io::save_checkpoint(*dense, unmarked, {{sparse_key, "[]"}});
+  CHECK_THROWS_WITH(prune::load_sparse_model<models::EfRegressor>(unmarked),
+                    Catch::Contains("bn1"));
+}
+
 TEST_CASE("finalize: measured and rule-based choices, bad input", "[prune][sparse]") {
   nn::init::manual_seed(3);
   Rng rng(3);

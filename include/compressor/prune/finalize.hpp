@@ -25,9 +25,12 @@
 //
 // save_sparse_model() writes io::save_checkpoint's file (with the channel
 // plan) plus the list of sparse layers in the metadata (key
-// "compressor.sparse_layers", a JSON array of names); load_sparse_model<M>()
-// builds M from the plan, swaps in empty sparse layers sized from the file,
-// loads, and packs them.
+// "compressor.sparse_layers", a JSON array of names) and, for a deploy model
+// without normalisation layers, e.g. one whose BatchNorms were all folded
+// (quant::fp32_deploy_model, nn::fold_batchnorms), the key
+// "compressor.batchnorms_folded" = "true"; load_sparse_model<M>() builds M
+// from the plan, folds its BatchNorms if so marked, swaps in empty sparse
+// layers sized from the file, loads, and packs them.
 #pragma once
 
 #include <cmath>
@@ -43,6 +46,7 @@
 #include "compressor/io/json.hpp"
 #include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/module.hpp"
+#include "compressor/nn/surgery.hpp"
 #include "compressor/prune/mask.hpp"
 #include "compressor/prune/report.hpp"
 #include "compressor/prune/sparse_layers.hpp"
@@ -78,6 +82,7 @@ struct SparseDecision {
 };
 
 inline constexpr std::string_view kSparseLayersKey = "compressor.sparse_layers";
+inline constexpr std::string_view kBatchnormsFoldedKey = "compressor.batchnorms_folded";
 
 /// Converts the layers of masks to sparse deploy-time layers per the policy
 /// (their weights must hold the masks: prune, fine-tune with MaskedTraining);
@@ -140,6 +145,13 @@ inline void save_sparse_model(nn::Module& model, const std::filesystem::path& pa
   const auto sparse = sparse_layer_names(model);
   for (const auto& n : sparse) names.emplace_back(n);
   meta.emplace_back(std::string(kSparseLayersKey), io::json::dump(io::json::Value(names)));
+  // No normalisation left: a deploy model whose BatchNorms were folded (or a
+  // model without any), which the loader folds the same way.
+  bool has_normalization = false;
+  model.visit([&](const std::string&, nn::Module& m) {
+    has_normalization = has_normalization || nn::as<nn::Normalization>(m) != nullptr;
+  });
+  if (!has_normalization) meta.emplace_back(std::string(kBatchnormsFoldedKey), "true");
   if (auto* planned = nn::as<nn::PlannedModel>(model)) {
     nn::ChannelPlan plan = planned->channel_plan();
     for (const auto& n : sparse) plan.set(n, nn::as<SparseLayer>(*model.find(n))->out_channels());
@@ -148,9 +160,10 @@ inline void save_sparse_model(nn::Module& model, const std::filesystem::path& pa
   io::save_checkpoint(model, path, meta);
 }
 
-/// Builds M from the file's channel plan, swaps in its sparse layers, loads
-/// the file and packs them. Throws IoError naming the file on a missing or
-/// malformed sparse-layer list, and the load_checkpoint errors otherwise.
+/// Builds M from the file's channel plan, folds its BatchNorms if the file is
+/// so marked, swaps in its sparse layers, loads the file and packs them.
+/// Throws IoError naming the file on a missing or malformed sparse-layer list
+/// or fold mark, and the load_checkpoint errors otherwise.
 template <class M>
 requires std::derived_from<M, nn::Module> && std::constructible_from<M, const nn::ChannelPlan&>
     std::unique_ptr<M> load_sparse_model(const std::filesystem::path& path) {
@@ -162,6 +175,12 @@ requires std::derived_from<M, nn::Module> && std::constructible_from<M, const nn
                                               "': ", what...));
   };
   if (list == nullptr) throw bad("missing; save the model with save_sparse_model()");
+  if (const std::string* f = file.metadata_value(kBatchnormsFoldedKey)) {
+    if (*f != "true")
+      throw IoError(compressor::detail::concat(file.source(), ": metadata '", kBatchnormsFoldedKey,
+                                               "': expected \"true\", got \"", *f, "\""));
+    nn::fold_batchnorms(*model);
+  }
   io::json::Value v;
   try {
     v = io::json::parse(*list);
