@@ -63,6 +63,7 @@ struct Config {
   std::string out = "cifar10_experiment_out";
   bool train_baseline = true;
   bool resume = false;
+  examples::LatencyOptions latency;
   int ranks = 1;  ///< data-parallel ranks (mpirun), not an option
 };
 
@@ -145,6 +146,7 @@ Config parse(int argc, char** argv) {
   app.add_flag("--resume", c.resume,
                "continue an interrupted run in --out: finished stages are kept")
       ->capture_default_str();
+  c.latency.add_to(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -176,6 +178,8 @@ Json config_json(const Config& c) {
           {"out", c.out},
           {"train_baseline", c.train_baseline},
           {"resume", c.resume},
+          {"latency_rounds", c.latency.rounds},
+          {"latency_seconds", c.latency.seconds},
           {"ranks", c.ranks}};
 }
 
@@ -257,7 +261,7 @@ std::int64_t nonzero_parameters(nn::Module& m) {
 }
 
 report::Row row_for(const std::string& name, const std::string& method,
-                    const std::string& precision, nn::Module& float_model, std::int64_t file,
+                    const std::string& precision, nn::Module& float_model, const fs::path& file,
                     const examples::Latency& lat, double top1, int threads) {
   report::Row r;
   r.name = name;
@@ -266,7 +270,8 @@ report::Row row_for(const std::string& name, const std::string& method,
   r.params_total = float_model.num_parameters();
   r.params_nonzero = nonzero_parameters(float_model);
   r.macs = prune::report(float_model, Shape{1, 32, 32, 3}).macs;
-  r.file_bytes = file;
+  r.file_bytes = examples::file_bytes(file);
+  r.file = file.filename().string();
   r.latency_ms_median = lat.median_ms;
   r.latency_ms_p90 = lat.p90_ms;
   r.threads = threads;
@@ -305,6 +310,8 @@ class Experiment {
     ptq(*net);
     if (c_.qat_epochs > 0) qat(*net);
     if (!dp_.lead()) return 0;  // the other ranks only train
+    const Tensor<float> image(Shape{1, 32, 32, 3}, 0.1f);
+    results_.remeasure_latencies<models::CifarCnn>(image, c_.latency);
     print_table();
     std::printf("total %.1f min; wrote %s, %s and %s\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60,
@@ -373,8 +380,7 @@ class Experiment {
     const double acc = top1(*net);
     const examples::Latency lat =
         latency([&](TensorView<const float> x) { return deploy->forward(x); });
-    results_.put(row_for(kBaseline, "baseline", "fp32", *net, examples::file_bytes(ckpt), lat, acc,
-                         c_.threads));
+    results_.put(row_for(kBaseline, "baseline", "fp32", *net, ckpt, lat, acc, c_.threads));
     save();
     std::printf("baseline: test top-1 %.2f%%, %.3f ms per image at batch 1\n", 100 * acc,
                 lat.median_ms);
@@ -455,8 +461,7 @@ class Experiment {
     const double acc = top1(int8);
     const examples::Latency lat =
         latency([&](TensorView<const float> x) { return int8.forward(x); });
-    results_.put(
-        row_for(kPtq, "ptq", "int8", net, examples::file_bytes(file), lat, acc, c_.threads));
+    results_.put(row_for(kPtq, "ptq", "int8", net, file, lat, acc, c_.threads));
     if (c_.sensitivity_size > 0) {
       auto subset =
           loader(std::make_shared<data::ImageSet>(first_images(*d_.test, c_.sensitivity_size)),
@@ -513,8 +518,7 @@ class Experiment {
     const double acc = top1(int8);
     const examples::Latency lat =
         latency([&](TensorView<const float> x) { return int8.forward(x); });
-    results_.put(
-        row_for(kQat, "qat", "int8", net, examples::file_bytes(file), lat, acc, c_.threads));
+    results_.put(row_for(kQat, "qat", "int8", net, file, lat, acc, c_.threads));
     save();
     std::printf("QAT: test top-1 %.2f%%, %.3f ms per image at batch 1\n", 100 * acc, lat.median_ms);
   }
@@ -530,8 +534,11 @@ class Experiment {
           base ? 100.0 * static_cast<double>(r.file_bytes) / static_cast<double>(base->file_bytes)
                : NAN,
           r.latency_ms_median.value_or(NAN), r.latency_ms_p90.value_or(NAN));
-    std::printf("batch-1 latency on %d thread(s), kernel path %s\n", c_.threads,
-                std::string(kernels::path_name(kernels::kernel_path())).c_str());
+    std::printf(
+        "batch-1 latency on %d thread(s), kernel path %s; median of %d interleaved rounds "
+        "over the models reloaded from their files\n",
+        c_.threads, std::string(kernels::path_name(kernels::kernel_path())).c_str(),
+        c_.latency.rounds);
   }
 
   Config c_;

@@ -45,7 +45,7 @@ std::string bin() {
 std::string tiny_args(const fs::path& out) {
   return " --data-root '" + kData.string() +
          "' --train-size 300 --test-size 100 --calibration-size 32 --sensitivity-size 50 "
-         "--batch-size 64 --threads 2 --out '" +
+         "--batch-size 64 --threads 2 --latency-rounds 3 --latency-seconds 0 --out '" +
          out.string() + "'";
 }
 
@@ -91,6 +91,8 @@ TEST_CASE("cifar10_experiment: killed during training, resumed, every output san
     CHECK(row.params_nonzero > 0);
     CHECK(row.macs == 58'397'696);
     CHECK(row.file_bytes > 0);
+    REQUIRE_FALSE(row.file.empty());
+    CHECK(static_cast<std::int64_t>(fs::file_size(out / row.file)) == row.file_bytes);
     CHECK(row.latency_ms_median.value_or(0) > 0);
     CHECK(row.latency_ms_p90.value_or(0) >= row.latency_ms_median.value_or(0));
     CHECK(row.threads == 2);
@@ -108,6 +110,8 @@ TEST_CASE("cifar10_experiment: killed during training, resumed, every output san
   CHECK(r.machine.contains("cpu"));
   REQUIRE(r.extras.contains("sensitivity"));
   CHECK(r.extras.at("sensitivity").size() == 7);
+  CHECK(r.extras.at("latency").at("rounds") == 3);  // the final pass over the reloaded files
+  CHECK(r.extras.at("latency").at("models") == 3);
   std::ifstream csv(out / "results.csv");
   int lines = 0;
   for (std::string l; std::getline(csv, l);) ++lines;

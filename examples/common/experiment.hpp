@@ -1,8 +1,10 @@
 // Pieces the experiment binaries share: the default CIFAR-10 data (the JPEG
 // archive in ../shared/data, unpacked once into a cache folder), latency
-// measurement of a deploy model, file sizes, and the output folder check.
+// measurement of a deploy model and of all of a run's models together, file
+// sizes, and the output folder check.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -10,13 +12,21 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "compressor/core/error.hpp"
 #include "compressor/core/tensor.hpp"
+#include "compressor/core/threading.hpp"
 #include "compressor/io/atomic_file.hpp"
+#include "compressor/io/checkpoint.hpp"
+#include "compressor/kernels/isa.hpp"
+#include "compressor/prune/finalize.hpp"
+#include "compressor/quant/convert.hpp"
+#include "compressor/quant/int8_io.hpp"
 #include "compressor/report/html.hpp"
 #include "compressor/train/schedule.hpp"
 
@@ -100,6 +110,19 @@ struct Latency {
   int repeats = 0;
 };
 
+namespace detail {
+/// Median and 90th percentile of timed runs, in milliseconds.
+inline Latency summarize(std::vector<double> ms) {
+  require(!ms.empty(), "latency: no timed run");
+  std::sort(ms.begin(), ms.end());
+  const auto at = [&](double q) {
+    return ms[std::min(ms.size() - 1,
+                       static_cast<std::size_t>(q * static_cast<double>(ms.size())))];
+  };
+  return {at(0.5), at(0.9), static_cast<int>(ms.size())};
+}
+}  // namespace detail
+
 /// Runs fn `warmup` times, then times it until `repeats` runs and at least
 /// `min_seconds` have passed; median and 90th percentile in milliseconds.
 template <class Fn>
@@ -115,12 +138,80 @@ Latency measure_latency(Fn&& fn, int repeats = 20, double min_seconds = 0.5, int
     ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
     if (ms.size() >= 10000) break;
   }
-  std::sort(ms.begin(), ms.end());
-  const auto at = [&](double q) {
-    return ms[std::min(ms.size() - 1,
-                       static_cast<std::size_t>(q * static_cast<double>(ms.size())))];
-  };
-  return {at(0.5), at(0.9), static_cast<int>(ms.size())};
+  return detail::summarize(std::move(ms));
+}
+
+/// Latencies of several models measured together: `rounds` rounds, in each of
+/// which every model in turn runs once untimed, then timed until it has
+/// `min_runs` runs and `seconds` have passed; a model's median and 90th
+/// percentile are over all its timed runs. Interleaved so, every model sees
+/// the same share of a shared machine's slow and fast spells, and the ratios
+/// between models hold when absolute times drift during a run (measured one
+/// after another for a second each, a 2-core VM gave the same model 3.1 and
+/// 4.5 ms a minute apart).
+inline std::vector<Latency> measure_latencies(const std::vector<std::function<void()>>& fns,
+                                              int rounds, double seconds, int min_runs = 3) {
+  using clock = std::chrono::steady_clock;
+  require(rounds >= 1 && seconds >= 0 && min_runs >= 1,
+          "measure_latencies: rounds and min_runs must be positive, seconds non-negative");
+  std::vector<std::vector<double>> ms(fns.size());
+  for (int r = 0; r < rounds; ++r)
+    for (std::size_t i = 0; i < fns.size(); ++i) {
+      fns[i]();
+      const auto start = clock::now();
+      for (int n = 0;
+           n < min_runs || std::chrono::duration<double>(clock::now() - start).count() < seconds;
+           ++n) {
+        const auto t0 = clock::now();
+        fns[i]();
+        ms[i].push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+      }
+    }
+  std::vector<Latency> out;
+  for (auto& v : ms) out.push_back(detail::summarize(std::move(v)));
+  return out;
+}
+
+/// How the final latency pass measures (ResultsFile::remeasure_latencies).
+struct LatencyOptions {
+  int rounds = 10;
+  double seconds = 0.15;  ///< per model and round (at least 3 runs)
+
+  void add_to(CLI::App& app) {
+    app.add_option("--latency-rounds", rounds,
+                   "at the end, every model is reloaded from its file and timed again, all "
+                   "interleaved: this many rounds")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 100000));
+    app.add_option("--latency-seconds", seconds,
+                   "seconds (at least 3 runs) per model in each latency round")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 3600.0));
+  }
+};
+
+/// A batch-1 forward on x of a results row's deploy model, reloaded from its
+/// file: an int8 model file (precision "int8"), a sparse fp32 file (one with
+/// prune::save_sparse_model's layer list), else an M checkpoint, made the
+/// fp32 deploy model (BatchNorms folded).
+template <class M>
+std::function<void()> deploy_forward(const fs::path& file, const std::string& precision,
+                                     const compressor::Tensor<float>& x) {
+  namespace c = compressor;
+  if (precision == "int8") {
+    auto m = std::make_shared<c::quant::Int8Model>(c::quant::load_int8_model(file));
+    return [m, &x] { (void)m->forward(x.view()); };
+  }
+  const bool sparse =
+      c::io::SafetensorsFile::open(file).metadata_value(c::prune::kSparseLayersKey) != nullptr;
+  std::shared_ptr<c::nn::Module> m;
+  if (sparse) {
+    m = c::prune::load_sparse_model<M>(file);
+    m->eval();
+  } else {
+    m = c::quant::fp32_deploy_model(*c::io::load_model<M>(file));
+  }
+  return [m, &x] { (void)m->forward(x.view()); };
 }
 
 /// The results of a run in its output folder: read back with --resume,
@@ -148,6 +239,43 @@ class ResultsFile {
   compressor::report::Json& config() { return r_.config; }
   const compressor::report::Results& results() const { return r_; }
   void save() const { compressor::report::write_all(dir_, r_, spec_); }
+
+  /// The latency of every row with a model file, measured again on the
+  /// models reloaded from their files, all together (measure_latencies:
+  /// o.rounds rounds of at least o.seconds per model) on input x, at the
+  /// current thread count and kernel path; then saves. The other fields of
+  /// the rows stay as their stages wrote them.
+  template <class M>
+  void remeasure_latencies(const compressor::Tensor<float>& x, const LatencyOptions& o) {
+    const int rounds = o.rounds;
+    const double seconds = o.seconds;
+    std::vector<std::size_t> rows;
+    std::vector<std::function<void()>> fns;
+    for (std::size_t i = 0; i < r_.rows.size(); ++i) {
+      const compressor::report::Row& row = r_.rows[i];
+      if (row.file.empty()) continue;
+      fns.push_back(deploy_forward<M>(dir_ / row.file, row.precision, x));
+      rows.push_back(i);
+    }
+    if (fns.empty()) return;
+    std::printf("latency: %zu models from their files, %d rounds of %.2f s each, interleaved\n",
+                fns.size(), rounds, seconds);
+    std::fflush(stdout);
+    const std::vector<Latency> lat = measure_latencies(fns, rounds, seconds);
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+      compressor::report::Row& row = r_.rows[rows[k]];
+      row.latency_ms_median = lat[k].median_ms;
+      row.latency_ms_p90 = lat[k].p90_ms;
+      row.threads = compressor::num_threads();
+      row.kernel_path =
+          std::string(compressor::kernels::path_name(compressor::kernels::kernel_path()));
+    }
+    r_.extras["latency"] = {{"interleaved", true},
+                            {"rounds", rounds},
+                            {"seconds_per_round", seconds},
+                            {"models", rows.size()}};
+    save();
+  }
 
  private:
   fs::path dir_;

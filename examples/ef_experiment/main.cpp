@@ -79,7 +79,8 @@ struct Config {
   std::string out = "ef_experiment_out";
   bool train_baseline = true, resume = false;
   std::string export_tensors;  ///< empty: none
-  int ranks = 1;               ///< data-parallel ranks (mpirun), not an option
+  examples::LatencyOptions latency;
+  int ranks = 1;  ///< data-parallel ranks (mpirun), not an option
 };
 
 Config parse(int argc, char** argv) {
@@ -169,6 +170,7 @@ Config parse(int argc, char** argv) {
                "train the baseline, or reuse --out/baseline.safetensors")
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "continue an interrupted run in --out")->capture_default_str();
+  c.latency.add_to(app);
   app.add_option("--export-tensors", c.export_tensors,
                  "also write the PTQ calibration clips and the test clips with their EF, as "
                  "the model sees them, to this safetensors file (for comparisons with other "
@@ -218,6 +220,8 @@ Json config_json(const Config& c) {
           {"train_baseline", c.train_baseline},
           {"resume", c.resume},
           {"export_tensors", c.export_tensors},
+          {"latency_rounds", c.latency.rounds},
+          {"latency_seconds", c.latency.seconds},
           {"ranks", c.ranks}};
 }
 
@@ -287,6 +291,8 @@ class Experiment {
       if (unstructured_half)
         ptq(*unstructured_half, "unstructured+PTQ int8", "unstructured+ptq", true);
     }
+    const Tensor<float> clip(clip_shape(), 0.1f);
+    results_.remeasure_latencies<models::EfRegressor>(clip, c_.latency);
     print_table();
     std::printf("total %.1f min; wrote %s, %s and %s\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60,
@@ -427,6 +433,7 @@ class Experiment {
     r.params_nonzero = rep.nonzero_parameters;
     r.macs = rep.macs;
     r.file_bytes = examples::file_bytes(file);
+    r.file = file.filename().string();
     return r;
   }
 
@@ -674,8 +681,11 @@ class Experiment {
                   r.metric("r2").value_or(NAN), fixed4(r.sparsity_after_finetune).c_str(),
                   static_cast<double>(r.macs) * 1e-9, static_cast<double>(r.file_bytes) * 1e-6,
                   r.latency_ms_median.value_or(NAN));
-    std::printf("latency: batch of one clip, %d thread(s), kernel path %s\n", c_.threads,
-                std::string(kernels::path_name(kernels::kernel_path())).c_str());
+    std::printf(
+        "latency: batch of one clip, %d thread(s), kernel path %s; median of %d interleaved "
+        "rounds over the models reloaded from their files\n",
+        c_.threads, std::string(kernels::path_name(kernels::kernel_path())).c_str(),
+        c_.latency.rounds);
   }
 
   Config c_;

@@ -46,7 +46,7 @@ const std::string kBin = std::string("'") + EF_EXPERIMENT_BIN + "'";
 const std::string kTiny =
     " --data-root tiny_echo --frames 2 --size 32 --width 0.125 --batch-size 4 --epochs 1 "
     "--finetune-epochs 1 --qat-epochs 1 --unstructured 0.5 0.9 --structured 0.5 "
-    "--calibration-batches 2 --threads 2";
+    "--calibration-batches 2 --threads 2 --latency-rounds 2 --latency-seconds 0";
 
 }  // namespace
 
@@ -120,7 +120,10 @@ TEST_CASE("ef_experiment --mode all: a killed run resumes; every row sane", "[ex
     CHECK(row.params_nonzero <= row.params_total);
     CHECK(row.macs > 0);
     CHECK(row.file_bytes > 0);
+    REQUIRE_FALSE(row.file.empty());  // the file the row's size and latency are of
+    CHECK(static_cast<std::int64_t>(fs::file_size(out / row.file)) == row.file_bytes);
     CHECK(row.latency_ms_median.value_or(0) > 0);
+    CHECK(row.latency_ms_p90.value_or(0) >= *row.latency_ms_median);
     CHECK(row.threads == 2);
     if (row.precision == "int8") CHECK(row.file_bytes < base->file_bytes);
     if (row.method == "unstructured") {
@@ -131,6 +134,10 @@ TEST_CASE("ef_experiment --mode all: a killed run resumes; every row sane", "[ex
   }
   CHECK(r.find("unstructured 0.9")->params_nonzero < base->params_nonzero / 2);
   CHECK(r.extras.at("layer_sparsity").size() == 2);
+  // Every model's latency from the final pass over the reloaded files.
+  CHECK(r.extras.at("latency").at("rounds") == 2);
+  CHECK(r.extras.at("latency").at("models") == 8);
+  CHECK_THAT(resumed.output, Catch::Matchers::Contains("latency: 8 models from their files"));
   CHECK(fs::file_size(out / "report.html") > 1000);
   std::ifstream csv(out / "results.csv");
   int lines = 0;

@@ -29,6 +29,7 @@ Results sample_results() {
   base.params_total = base.params_nonzero = 11'177'025;
   base.macs = 1'820'000'000;
   base.file_bytes = 44'700'000;
+  base.file = "baseline.safetensors";
   base.latency_ms_median = 40.5;
   base.latency_ms_p90 = 42.0;
   base.threads = 2;
@@ -42,12 +43,14 @@ Results sample_results() {
   pruned.sparsity_after_finetune = 0.9;
   pruned.params_nonzero = 1'200'000;
   pruned.file_bytes = 9'000'000;
+  pruned.file = "unstructured, 0.9.safetensors";
   pruned.metrics = {{"mae", 2.4}, {"rmse", 3.1}, {"r2", 0.91}};
   Row int8 = base;
   int8.name = "ptq";
   int8.method = "ptq";
   int8.precision = "int8";
   int8.file_bytes = 11'300'000;
+  int8.file = "ptq.int8.safetensors";
   int8.latency_ms_median = 14.0;
   int8.metrics = {{"mae", 2.05}, {"rmse", 2.8}, {"r2", 0.94}};
   Row mean;
@@ -89,6 +92,8 @@ TEST_CASE("results.json round-trips every field, metrics in order", "[report]") 
   CHECK(p.name == "unstructured 0.9, \"fine-tuned\"");
   CHECK(p.prune_ratio == 0.9);
   CHECK(p.metrics.front().first == "mae");
+  CHECK(p.file == "unstructured, 0.9.safetensors");
+  CHECK(back.rows[3].file.empty());
   CHECK_FALSE(back.rows[3].latency_ms_median.has_value());
   CHECK(back.config["data_root"] == "/data/<echo>");
   CHECK(back.machine.contains("kernel_path"));
@@ -121,6 +126,13 @@ TEST_CASE("a bad results.json is an IoError naming the file and the field", "[re
   row = to_json(sample_results().rows[0]);
   row["mae"] = "two";
   expect(Json{{"rows", Json::array({row})}}.dump(), "metric 'mae'");
+  row = to_json(sample_results().rows[0]);
+  row["file"] = 3;
+  expect(Json{{"rows", Json::array({row})}}.dump(), "'file'");
+  // Written before rows named their file: read as no file.
+  row.erase("file");
+  io::write_file_atomic(f, Json{{"rows", Json::array({row})}}.dump());
+  CHECK(read_results_json(f).rows.at(0).file.empty());
   CHECK_THROWS_AS(read_results_json(dir / "missing.json"), IoError);
   CHECK_THROWS_WITH(read_results_json(dir / "missing.json"),
                     Catch::Matchers::Contains("missing.json"));
@@ -133,15 +145,16 @@ TEST_CASE("results.csv has the fixed columns, the metric union, and quotes", "[r
   std::getline(in, header);
   CHECK(header ==
         "name,method,precision,prune_ratio,sparsity_before_finetune,sparsity_after_finetune,"
-        "params_total,params_nonzero,macs,file_bytes,latency_ms_median,latency_ms_p90,threads,"
-        "kernel_path,mae,rmse,r2");
+        "params_total,params_nonzero,macs,file_bytes,file,latency_ms_median,latency_ms_p90,"
+        "threads,kernel_path,mae,rmse,r2");
   std::string line;
   int lines = 0;
   while (std::getline(in, line)) ++lines;
   CHECK(lines == 4);
   CHECK(csv.find("\"unstructured 0.9, \"\"fine-tuned\"\"\",unstructured,fp32,0.9,0.9,0.9,") !=
         std::string::npos);
-  CHECK(csv.find("mean predictor,mean_predictor,fp32,,,,0,0,0,0,,,0,,8.57,11.51,-0.01") !=
+  CHECK(csv.find(",9000000,\"unstructured, 0.9.safetensors\",") != std::string::npos);
+  CHECK(csv.find("mean predictor,mean_predictor,fp32,,,,0,0,0,0,,,,0,,8.57,11.51,-0.01") !=
         std::string::npos);
 }
 

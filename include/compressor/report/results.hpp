@@ -43,8 +43,9 @@ struct Row {
   std::optional<double> sparsity_after_finetune;
   std::int64_t params_total = 0;
   std::int64_t params_nonzero = 0;
-  std::int64_t macs = 0;                    ///< per image (CIFAR) or per clip (EF)
-  std::int64_t file_bytes = 0;              ///< the saved model file
+  std::int64_t macs = 0;        ///< per image (CIFAR) or per clip (EF)
+  std::int64_t file_bytes = 0;  ///< the saved model file
+  std::string file;             ///< its name in the output folder; empty: no file (mean predictor)
   std::optional<double> latency_ms_median;  ///< per image or clip at batch 1, deploy model
   std::optional<double> latency_ms_p90;
   int threads = 0;
@@ -87,6 +88,7 @@ inline Json to_json(const Row& r) {
   j["params_nonzero"] = r.params_nonzero;
   j["macs"] = r.macs;
   j["file_bytes"] = r.file_bytes;
+  j["file"] = r.file;
   j["latency_ms_median"] = detail::opt(r.latency_ms_median);
   j["latency_ms_p90"] = detail::opt(r.latency_ms_p90);
   j["threads"] = r.threads;
@@ -107,6 +109,7 @@ inline const std::set<std::string>& row_fields() {
                                           "params_nonzero",
                                           "macs",
                                           "file_bytes",
+                                          "file",
                                           "latency_ms_median",
                                           "latency_ms_p90",
                                           "threads",
@@ -134,6 +137,10 @@ inline Row row_from_json(const Json& j, const std::string& where) {
   r.params_nonzero = j.at("params_nonzero").get<std::int64_t>();
   r.macs = j.at("macs").get<std::int64_t>();
   r.file_bytes = j.at("file_bytes").get<std::int64_t>();
+  if (j.contains("file")) {  // absent in results.json of earlier versions
+    require<IoError>(j.at("file").is_string(), where, ": field 'file' must be a string");
+    r.file = j.at("file").get<std::string>();
+  }
   r.threads = j.at("threads").get<int>();
   r.latency_ms_median = detail::get_opt<double>(j, "latency_ms_median", where);
   r.latency_ms_p90 = detail::get_opt<double>(j, "latency_ms_p90", where);
@@ -258,8 +265,8 @@ inline std::string results_csv(const Results& r) {
       if (std::find(metrics.begin(), metrics.end(), k) == metrics.end()) metrics.push_back(k);
   std::ostringstream os;
   os << "name,method,precision,prune_ratio,sparsity_before_finetune,sparsity_after_finetune,"
-        "params_total,params_nonzero,macs,file_bytes,latency_ms_median,latency_ms_p90,threads,"
-        "kernel_path";
+        "params_total,params_nonzero,macs,file_bytes,file,latency_ms_median,latency_ms_p90,"
+        "threads,kernel_path";
   for (const std::string& m : metrics) os << ',' << detail::csv_field(m);
   os << '\n';
   for (const Row& row : r.rows) {
@@ -268,8 +275,9 @@ inline std::string results_csv(const Results& r) {
        << detail::csv_number(row.sparsity_before_finetune) << ','
        << detail::csv_number(row.sparsity_after_finetune) << ',' << row.params_total << ','
        << row.params_nonzero << ',' << row.macs << ',' << row.file_bytes << ','
-       << detail::csv_number(row.latency_ms_median) << ',' << detail::csv_number(row.latency_ms_p90)
-       << ',' << row.threads << ',' << detail::csv_field(row.kernel_path);
+       << detail::csv_field(row.file) << ',' << detail::csv_number(row.latency_ms_median) << ','
+       << detail::csv_number(row.latency_ms_p90) << ',' << row.threads << ','
+       << detail::csv_field(row.kernel_path);
     for (const std::string& m : metrics) os << ',' << detail::csv_number(row.metric(m));
     os << '\n';
   }
