@@ -165,12 +165,12 @@ namespace {
 struct PrunedCnn {
   std::unique_ptr<models::CifarCnn> net;
   prune::MaskSet masks;
-  explicit PrunedCnn(std::uint64_t seed) {
+  explicit PrunedCnn(std::uint64_t seed, double sparsity = 0.9) {
     nn::init::manual_seed(seed);
     net = std::make_unique<models::CifarCnn>(compressor::testing::narrow_cifar_plan(4));
     Rng rng(seed);
     compressor::testing::randomize_batchnorms(*net, rng);
-    prune::UnstructuredOptions o{.sparsity = 0.9, .scope = prune::Scope::per_layer};
+    prune::UnstructuredOptions o{.sparsity = sparsity, .scope = prune::Scope::per_layer};
     o.layers.exclude = {"features.0"};
     masks = prune::prune_unstructured(*net, o);
   }
@@ -397,4 +397,69 @@ TEST_CASE("int8 files store sparse layers sparse, load them back and reject bad 
     r.at(layer + ".weight_values").name = layer + ".weight";
     CHECK_THROWS_AS(load(r), IoError);
   }
+}
+
+TEST_CASE("a sparse layer whose CSR would not be smaller is stored dense and loads sparse",
+          "[quant][prune][sparse][int8_io]") {
+  const auto dir = sparse_dir("half");
+  PrunedCnn p(41, 0.5);  // CSR: 5 bytes per nonzero, 2.5 per weight here
+  const auto x = compressor::testing::RandomBatches(kCnnInput, 1, 95).batch(0);
+  quant::Int8Model dense = compressor::testing::ptq_int8(p.model(), kCnnInput, 1, 9);
+  quant::Int8Model sparse = compressor::testing::ptq_int8(p.model(), kCnnInput, 1, 9);
+  (void)prune::finalize_sparse(sparse, p.masks, kCnnInput, {.policy = prune::SparsePolicy::always});
+  REQUIRE_FALSE(sparse.sparse_layers().empty());
+  const auto dense_path = dir / "dense.safetensors", sparse_path = dir / "sparse.safetensors";
+  quant::save_int8_model(dense, p.model().channel_plan(), dense_path);
+  quant::save_int8_model(sparse, p.model().channel_plan(), sparse_path);
+  const auto dense_bytes = std::filesystem::file_size(dense_path);
+  const auto sparse_bytes = std::filesystem::file_size(sparse_path);
+  INFO("dense int8 file " << dense_bytes << " bytes, sparse " << sparse_bytes);
+  CHECK(sparse_bytes < dense_bytes + 1024);  // the weights as dense; only metadata added
+  const Tensor<float> want(dense.forward(x));
+  {
+    io::SafetensorsFile f = io::SafetensorsFile::open(sparse_path);
+    CHECK(*f.metadata_value("format_version") == "3");
+    for (const auto& layer : sparse.sparse_layers()) {
+      INFO(layer);
+      CHECK(f.find(layer + ".weight") != nullptr);
+      CHECK(f.find(layer + ".weight_values") == nullptr);
+      CHECK(f.metadata_value("sparse_layers")->find("\"" + layer + "\"") != std::string::npos);
+    }
+    quant::Int8Model loaded = quant::load_int8_model(f);
+    CHECK(loaded.sparse_layers() == sparse.sparse_layers());  // on the sparse kernel again
+    CHECK(bit_equal(loaded.forward(x), want));
+    CHECK(quant::int8_model_writer(loaded, p.model().channel_plan()).bytes() ==
+          quant::int8_model_writer(sparse, p.model().channel_plan()).bytes());
+  }
+  // The dense weight of a sparse layer is checked like any dense weight, and
+  // CSR tensors beside it are refused.
+  const RawFile raw = RawFile::read(sparse_path);
+  const auto bad = dir / "bad.safetensors";
+  const std::string layer = sparse.sparse_layers().front();
+  using Catch::Contains;
+  RawFile r = raw;
+  r.set<std::int8_t>(layer + ".weight", 0, -128);
+  r.write(bad);
+  CHECK_THROWS_WITH(quant::load_int8_model(bad), Contains(bad.string()) &&
+                                                     Contains("'" + layer + ".weight'") &&
+                                                     Contains("outside the file's weight grid"));
+  r = raw;
+  r.at(layer + ".weight").dims = {r.at(layer + ".weight").dims[0], 1, 1,
+                                  r.at(layer + ".weight").dims[1] *
+                                      r.at(layer + ".weight").dims[2] *
+                                      r.at(layer + ".weight").dims[3]};
+  r.write(bad);
+  CHECK_THROWS_WITH(quant::load_int8_model(bad),
+                    Contains(bad.string()) && Contains("'" + layer + ".weight'"));
+  r = raw;  // CSR tensors beside the dense weight: the weight becomes unexpected
+  r.tensors.push_back({layer + ".weight_values", "I8", {1}, std::string(1, '\1')});
+  r.tensors.push_back({layer + ".weight_indices", "I32", {1}, std::string(4, '\0')});
+  const std::int64_t rows = r.at(layer + ".weight").dims[0];
+  r.tensors.push_back({layer + ".weight_row_ptr",
+                       "I64",
+                       {rows + 1},
+                       std::string(static_cast<std::size_t>(8 * (rows + 1)), '\0')});
+  r.write(bad);
+  CHECK_THROWS_WITH(quant::load_int8_model(bad),
+                    Contains(bad.string()) && Contains("'" + layer + ".weight'"));
 }

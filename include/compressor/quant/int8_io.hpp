@@ -39,7 +39,10 @@
 // object of each such layer's dense weight shape, {"features.4": [64, 3, 3,
 // 32], "fc": [10, 256]}, which the loader checks the channel plan and the
 // model against. 5 bytes per nonzero against 1 per dense weight: at 90%
-// sparsity the weight takes half the bytes. Such a file has format_version 3
+// sparsity the weight takes half the bytes, below 80% more than dense, so a
+// sparse layer whose CSR would not be smaller keeps its dense <layer>.weight
+// (listed in "sparse_layers" all the same: it loads onto the sparse kernel).
+// Such a file has format_version 3
 // (with or without float islands); files without sparse layers are written
 // as version 1 or 2 exactly as before, and versions 1 and 2 load as before.
 // The loader checks the CSR (row_ptr from 0 to nnz without decreasing,
@@ -77,6 +80,7 @@
 // and what was expected.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -235,7 +239,12 @@ inline io::SafetensorsWriter int8_model_writer(const Int8Model& m, const nn::Cha
     const LayerSummary* l = internal::layer_summary(s, name);
     require(l != nullptr, "save_int8_model: layer '", name, "' is missing from the summary");
     const std::int64_t o = q.weight.dim(0);
-    if (std::find(sparse.begin(), sparse.end(), name) != sparse.end()) {
+    const auto nonzeros = static_cast<std::int64_t>(std::count_if(
+        q.weight.flat().begin(), q.weight.flat().end(), [](std::int8_t v) { return v != 0; }));
+    // CSR: 1 + 4 bytes per nonzero and 8 per row pointer, against 1 per weight.
+    const bool csr = std::find(sparse.begin(), sparse.end(), name) != sparse.end() &&
+                     5 * nonzeros + 8 * (o + 1) < q.weight.numel();
+    if (csr) {
       // CSR of the (O, K) matrix: the nonzeros of each output channel in k order.
       const std::int64_t k = q.weight.numel() / o;
       std::vector<std::int8_t> values;
@@ -314,8 +323,14 @@ struct Int8FileHeader {
   std::string model;
   nn::ChannelPlan plan;
   std::set<std::string> islands;  ///< layers stored in float (version 2, or 3)
-  /// Layers stored sparse (version 3), with their dense weight shape.
+  /// Layers on the sparse kernel (version 3), with their dense weight shape.
   std::vector<std::pair<std::string, Shape>> sparse;
+  /// Those of them stored as their dense <layer>.weight (not smaller as CSR).
+  std::set<std::string> sparse_stored_dense;
+  /// A sparse layer whose weight the file holds as CSR.
+  bool csr(const std::string& layer) const {
+    return sparse_shape(layer) != nullptr && !sparse_stored_dense.contains(layer);
+  }
 
   const Shape* sparse_shape(const std::string& layer) const {
     for (const auto& [n, sh] : sparse)
@@ -404,6 +419,10 @@ inline Int8FileHeader read_int8_header(const io::SafetensorsFile& f) {
         F::kIslandsKey, "' (version ", F::kIslandVersion, " files list their float islands, ",
         "version ", F::kVersion, " files have none)"));
   if (sparse != nullptr) h.sparse = parse_sparse_layers(where, *sparse);
+  for (const auto& entry : h.sparse)  // a dense weight and no CSR values: stored dense
+    if (f.find(F::weight(entry.first)) != nullptr &&
+        f.find(F::weight_values(entry.first)) == nullptr)
+      h.sparse_stored_dense.insert(entry.first);
   if (islands != nullptr) {
     std::size_t start = 0;
     while (start <= islands->size()) {
@@ -526,7 +545,7 @@ inline std::vector<ExpectedTensor> expected_tensors(nn::Module& skeleton,
             {F::bias(path), DType::f32, Shape{o}, "the float bias of float island " + who});
       return;
     }
-    if (h.sparse_shape(path) != nullptr) {
+    if (h.csr(path)) {
       out.push_back({F::weight_values(path), DType::i8, Shape{0},
                      "the nonzero int8 weights of sparse " + who, true});
       out.push_back({F::weight_indices(path), DType::i32, Shape{0},
@@ -631,6 +650,8 @@ class FileSource final : public ConvertSource {
             where, ": metadata '", F::kSparseKey, "' gives sparse layer '", name,
             "' the weight shape ", sh->str(), ", but the model built from the channel plan has ",
             layer.weight().shape().str()));
+    }
+    if (h_.csr(name)) {
       wn = F::weight_values(name);
       q.weight = read_sparse(name, layer.weight().shape());
     } else {
