@@ -68,7 +68,9 @@ struct Config {
   double width = 0.25;
   std::string pool = "mean_max_min";
   int epochs = 12, finetune_epochs = 2, qat_epochs = 1;
-  float lr = 2e-3f, finetune_lr = 5e-4f, weight_decay = 0.05f;
+  float lr = 2e-3f, finetune_lr = 5e-4f, qat_lr = 2e-5f, weight_decay = 0.05f;
+  std::string qat_observer = "histogram_mse";
+  bool qat_freeze_bn = true;
   std::vector<double> unstructured = {0.5, 0.8, 0.9}, structured = {0.3, 0.5, 0.7};
   std::int64_t round_to = 1;
   std::int64_t calibration_batches = 16;
@@ -133,9 +135,21 @@ Config parse(int argc, char** argv) {
   app.add_option("--lr", c.lr, "peak learning rate of AdamW (cosine)")
       ->capture_default_str()
       ->check(CLI::Range(1e-7, 10.0));
-  app.add_option("--finetune-lr", c.finetune_lr, "fine-tuning and QAT learning rate (cosine)")
+  app.add_option("--finetune-lr", c.finetune_lr, "fine-tuning learning rate after pruning (cosine)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 10.0));
+  app.add_option("--qat-lr", c.qat_lr, "QAT learning rate (cosine)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10.0));
+  app.add_option("--qat-observer", c.qat_observer,
+                 "QAT activation observer (data-parallel runs: minmax or moving_average, whose "
+                 "ranges merge over the ranks)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(
+          {"minmax", "moving_average", "histogram", "histogram_mse", "histogram_kl"}));
+  app.add_flag("--qat-freeze-bn,!--no-qat-freeze-bn", c.qat_freeze_bn,
+               "keep the baseline's BatchNorm statistics during QAT")
+      ->capture_default_str();
   app.add_option("--weight-decay", c.weight_decay, "AdamW weight decay of weights")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 10.0));
@@ -205,6 +219,9 @@ Json config_json(const Config& c) {
           {"epochs", c.epochs},
           {"finetune_epochs", c.finetune_epochs},
           {"qat_epochs", c.qat_epochs},
+          {"qat_lr", c.qat_lr},
+          {"qat_observer", c.qat_observer},
+          {"qat_freeze_bn", c.qat_freeze_bn},
           {"lr", c.lr},
           {"finetune_lr", c.finetune_lr},
           {"weight_decay", c.weight_decay},
@@ -651,11 +668,13 @@ class Experiment {
       std::printf("%s: done in an earlier run\n", name.c_str());
       return;
     }
-    quant::Prepared p =
-        quant::prepare_qat(base, {.observer = [] { return quant::make_observer("moving_average"); },
-                                  .grid = quant::weight_grid_from_string(c_.weight_grid)});
+    quant::Prepared p = quant::prepare_qat(
+        base, {.observer = [this] { return quant::make_observer(c_.qat_observer); },
+               .grid = quant::weight_grid_from_string(c_.weight_grid)});
+    // The baseline's statistics, not one epoch's of small augmented batches.
+    if (c_.qat_freeze_bn) quant::freeze_batchnorm_stats(*p.model);
     dp_.synchronize_observers(*p.model);  // ranges over all ranks' clips
-    fit(*p.model, c_.qat_epochs, c_.finetune_lr, name, false);
+    fit(*p.model, c_.qat_epochs, c_.qat_lr, name, false);
     dp_.synchronize_observers(*p.model, false);  // rank 0 alone runs it from here
     if (!dp_.lead()) return;
     quant::Int8Model int8 = quant::convert_qat(p);
@@ -708,6 +727,10 @@ int main(int argc, char** argv) {
           require(c.batch_size % dp.size() == 0, "--batch-size ", c.batch_size,
                   " is the global batch: it must be a multiple of the number of ranks, ",
                   dp.size());
+          require(dp.size() == 1 || c.mode == "pruning" || c.qat_epochs == 0 ||
+                      c.qat_observer == "minmax" || c.qat_observer == "moving_average",
+                  "--qat-observer ", c.qat_observer, ": a histogram cannot be merged over ",
+                  dp.size(), " ranks; use minmax or moving_average (or --qat-epochs 0)");
           if (dp.lead()) examples::require_writable_dir(c.out, "--out");
           dp.barrier();
           c.ranks = dp.size();

@@ -155,6 +155,8 @@ TEST_CASE("ef_experiment: bad input names the flag or file", "[experiments]") {
   expect(" --mode everything", "--mode");
   expect(" --unstructured 1.5", "--unstructured");
   expect(" --structured -0.1", "--structured");
+  expect(" --qat-observer everything", "--qat-observer");
+  expect(" --qat-lr -1", "--qat-lr");
   expect(" --data-root /no/such/echo --out bad_out", "/no/such/echo");
   expect(" --data-root /no/such/echo --out /proc/no_such_dir", "--out");
   const Result help = shell(kBin + " --help", "help.log");
