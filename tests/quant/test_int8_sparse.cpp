@@ -179,6 +179,27 @@ struct PrunedCnn {
 
 const Shape kCnnInput{2, 32, 32, 3};
 
+/// p's model PTQ'd (calibration seed `seed`) twice, one copy with every
+/// masked layer on the sparse kernel; both saved in dir, with their sizes.
+struct DenseAndSparseFiles {
+  quant::Int8Model dense, sparse;
+  std::filesystem::path dense_path, sparse_path;
+  std::uintmax_t dense_bytes = 0, sparse_bytes = 0;
+
+  DenseAndSparseFiles(PrunedCnn& p, const std::filesystem::path& dir, std::uint64_t seed)
+      : dense(compressor::testing::ptq_int8(p.model(), kCnnInput, 1, seed)),
+        sparse(compressor::testing::ptq_int8(p.model(), kCnnInput, 1, seed)),
+        dense_path(dir / "dense.safetensors"),
+        sparse_path(dir / "sparse.safetensors") {
+    (void)prune::finalize_sparse(sparse, p.masks, kCnnInput,
+                                 {.policy = prune::SparsePolicy::always});
+    quant::save_int8_model(dense, p.model().channel_plan(), dense_path);
+    quant::save_int8_model(sparse, p.model().channel_plan(), sparse_path);
+    dense_bytes = std::filesystem::file_size(dense_path);
+    sparse_bytes = std::filesystem::file_size(sparse_path);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a pruned, PTQ'd CifarCnn on sparse int8 layers equals the dense int8 model",
@@ -259,14 +280,10 @@ TEST_CASE("int8 files store sparse layers sparse, load them back and reject bad 
   const auto dir = sparse_dir("files");
   PrunedCnn p(31);
   const auto x = compressor::testing::RandomBatches(kCnnInput, 1, 97).batch(0);
-  quant::Int8Model dense = compressor::testing::ptq_int8(p.model(), kCnnInput, 1, 7);
-  quant::Int8Model sparse = compressor::testing::ptq_int8(p.model(), kCnnInput, 1, 7);
-  (void)prune::finalize_sparse(sparse, p.masks, kCnnInput, {.policy = prune::SparsePolicy::always});
-  const auto dense_path = dir / "dense.safetensors", sparse_path = dir / "sparse.safetensors";
-  quant::save_int8_model(dense, p.model().channel_plan(), dense_path);
-  quant::save_int8_model(sparse, p.model().channel_plan(), sparse_path);
-  const auto dense_bytes = std::filesystem::file_size(dense_path);
-  const auto sparse_bytes = std::filesystem::file_size(sparse_path);
+  DenseAndSparseFiles files(p, dir, 7);
+  quant::Int8Model &dense = files.dense, &sparse = files.sparse;
+  const auto &dense_path = files.dense_path, &sparse_path = files.sparse_path;
+  const auto dense_bytes = files.dense_bytes, sparse_bytes = files.sparse_bytes;
   INFO("dense int8 file " << dense_bytes << " bytes, sparse " << sparse_bytes);
   // 5 bytes per nonzero against 1 per weight: about 0.5 + 8 (O + 1) / weights.
   CHECK(double(sparse_bytes) < 0.6 * double(dense_bytes));
@@ -404,15 +421,11 @@ TEST_CASE("a sparse layer whose CSR would not be smaller is stored dense and loa
   const auto dir = sparse_dir("half");
   PrunedCnn p(41, 0.5);  // CSR: 5 bytes per nonzero, 2.5 per weight here
   const auto x = compressor::testing::RandomBatches(kCnnInput, 1, 95).batch(0);
-  quant::Int8Model dense = compressor::testing::ptq_int8(p.model(), kCnnInput, 1, 9);
-  quant::Int8Model sparse = compressor::testing::ptq_int8(p.model(), kCnnInput, 1, 9);
-  (void)prune::finalize_sparse(sparse, p.masks, kCnnInput, {.policy = prune::SparsePolicy::always});
+  DenseAndSparseFiles files(p, dir, 9);
+  quant::Int8Model &dense = files.dense, &sparse = files.sparse;
+  const auto& sparse_path = files.sparse_path;
+  const auto dense_bytes = files.dense_bytes, sparse_bytes = files.sparse_bytes;
   REQUIRE_FALSE(sparse.sparse_layers().empty());
-  const auto dense_path = dir / "dense.safetensors", sparse_path = dir / "sparse.safetensors";
-  quant::save_int8_model(dense, p.model().channel_plan(), dense_path);
-  quant::save_int8_model(sparse, p.model().channel_plan(), sparse_path);
-  const auto dense_bytes = std::filesystem::file_size(dense_path);
-  const auto sparse_bytes = std::filesystem::file_size(sparse_path);
   INFO("dense int8 file " << dense_bytes << " bytes, sparse " << sparse_bytes);
   CHECK(sparse_bytes < dense_bytes + 1024);  // the weights as dense; only metadata added
   const Tensor<float> want(dense.forward(x));
