@@ -118,8 +118,7 @@ Config parse(int argc, char** argv) {
       ->check(CLI::Range(1, 1000000));
   app.add_option("--observer", c.observer, "PTQ activation observer")
       ->capture_default_str()
-      ->check(CLI::IsMember(
-          {"minmax", "moving_average", "histogram", "histogram_mse", "histogram_kl"}));
+      ->check(CLI::IsMember(examples::observer_choices()));
   app.add_option("--weight-grid", c.weight_grid,
                  "int8 weight grid of PTQ and QAT: full [-127, 127] or narrow [-64, 64] "
                  "(fastest on AVX2 / AVX-512 without VNNI)")

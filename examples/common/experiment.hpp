@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +28,7 @@
 #include "compressor/prune/finalize.hpp"
 #include "compressor/quant/convert.hpp"
 #include "compressor/quant/int8_io.hpp"
+#include "compressor/quant/observers.hpp"
 #include "compressor/report/html.hpp"
 #include "compressor/train/schedule.hpp"
 
@@ -170,6 +172,12 @@ inline std::vector<Latency> measure_latencies(const std::vector<std::function<vo
   std::vector<Latency> out;
   for (auto& v : ms) out.push_back(detail::summarize(std::move(v)));
   return out;
+}
+
+/// The observer names make_observer() accepts, for a CLI::IsMember check.
+inline std::vector<std::string> observer_choices() {
+  return {std::begin(compressor::quant::kObserverNames),
+          std::end(compressor::quant::kObserverNames)};
 }
 
 /// How the final latency pass measures (ResultsFile::remeasure_latencies).

@@ -145,8 +145,7 @@ Config parse(int argc, char** argv) {
                  "QAT activation observer (data-parallel runs: minmax or moving_average, whose "
                  "ranges merge over the ranks)")
       ->capture_default_str()
-      ->check(CLI::IsMember(
-          {"minmax", "moving_average", "histogram", "histogram_mse", "histogram_kl"}));
+      ->check(CLI::IsMember(examples::observer_choices()));
   app.add_flag("--qat-freeze-bn,!--no-qat-freeze-bn", c.qat_freeze_bn,
                "keep the baseline's BatchNorm statistics during QAT")
       ->capture_default_str();
@@ -167,8 +166,7 @@ Config parse(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   app.add_option("--observer", c.observer, "PTQ activation observer")
       ->capture_default_str()
-      ->check(CLI::IsMember(
-          {"minmax", "moving_average", "histogram", "histogram_mse", "histogram_kl"}));
+      ->check(CLI::IsMember(examples::observer_choices()));
   app.add_option("--weight-grid", c.weight_grid,
                  "int8 weight grid of PTQ and QAT: full [-127, 127] or narrow [-64, 64] "
                  "(fastest on AVX2 / AVX-512 without VNNI)")
