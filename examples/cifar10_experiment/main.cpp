@@ -50,6 +50,7 @@ struct Config {
   float weight_decay = 5e-4f;
   float label_smoothing = 0.1f;
   std::string pad_mode = "reflect";
+  int cutout = 0;
   int qat_epochs = 1;
   float qat_lr = 1e-3f;
   int qat_freeze_bn_epoch = 2, qat_freeze_observer_epoch = 3;
@@ -96,6 +97,11 @@ Config parse(int argc, char** argv) {
   app.add_option("--pad-mode", c.pad_mode, "padding of the random crop")
       ->capture_default_str()
       ->check(CLI::IsMember({"reflect", "zero"}));
+  app.add_option("--cutout", c.cutout,
+                 "side in pixels of a square of each training image set to the mean "
+                 "colour, centred anywhere (0: no cutout)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 32));
   app.add_option("--qat-epochs", c.qat_epochs, "QAT fine-tuning epochs (0: no QAT)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
@@ -162,6 +168,7 @@ Json config_json(const Config& c) {
           {"weight_decay", c.weight_decay},
           {"label_smoothing", c.label_smoothing},
           {"pad_mode", c.pad_mode},
+          {"cutout", c.cutout},
           {"qat_epochs", c.qat_epochs},
           {"qat_lr", c.qat_lr},
           {"qat_freeze_bn_epoch", c.qat_freeze_bn_epoch},
@@ -333,8 +340,8 @@ class Experiment {
         sharded ? dp_.shard(lo) : lo);
   }
   data::Augmentation train_augmentation() const {
-    return data::Augmentation::cifar10_train(c_.pad_mode == "reflect" ? data::PadMode::reflect
-                                                                      : data::PadMode::zero);
+    return data::Augmentation::cifar10_train(
+        c_.pad_mode == "reflect" ? data::PadMode::reflect : data::PadMode::zero, c_.cutout);
   }
   double top1(train::FloatModel auto& m) {
     auto test = loader(d_.test, data::Augmentation::none(), false);

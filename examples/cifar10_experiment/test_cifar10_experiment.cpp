@@ -45,7 +45,7 @@ std::string bin() {
 std::string tiny_args(const fs::path& out) {
   return " --data-root '" + kData.string() +
          "' --train-size 300 --test-size 100 --calibration-size 32 --sensitivity-size 50 "
-         "--batch-size 64 --threads 2 --latency-rounds 3 --latency-seconds 0 --out '" +
+         "--batch-size 64 --cutout 8 --threads 2 --latency-rounds 3 --latency-seconds 0 --out '" +
          out.string() + "'";
 }
 
@@ -107,6 +107,7 @@ TEST_CASE("cifar10_experiment: killed during training, resumed, every output san
   CHECK(r.find("PTQ int8")->method == "ptq");
   CHECK(r.find("QAT int8")->method == "qat");
   CHECK(r.config.at("epochs") == 3);
+  CHECK(r.config.at("cutout") == 8);
   CHECK(r.machine.contains("cpu"));
   REQUIRE(r.extras.contains("sensitivity"));
   CHECK(r.extras.at("sensitivity").size() == 7);
@@ -138,6 +139,7 @@ TEST_CASE("cifar10_experiment: bad input names the flag or file", "[experiments]
   };
   expect(" --epochs 0", "--epochs");
   expect(" --observer median", "--observer");
+  expect(" --cutout 33", "--cutout");
   expect(" --threads x", "--threads");
   expect(" --data-root /no/such/cifar --out '" + out.string() + "'", "/no/such/cifar");
   expect(" --data-root '" + kData.string() + "' --out /proc/no_such_dir", "--out");

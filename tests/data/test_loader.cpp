@@ -171,6 +171,50 @@ TEST_CASE("augment: reflect padding mirrors the image at its edge, as torch's 'r
   CHECK_THROWS_AS(apply_augmentation(img, out, too_far, px), ShapeError);
 }
 
+TEST_CASE("augment: cutout zeroes a square clipped at the border, centred anywhere",
+          "[data][augment]") {
+  const ImageSet s = indexed_images(2);
+  const PixelAffine px(Normalization::unit(), 3);
+  const auto img = s.images.slice(1);  // 6 x 5 x 3, no zero pixel
+  for (std::int64_t k = 0; k < img.numel(); ++k) REQUIRE(img[k] != 0);
+  for (const int cut : {3, 4}) {
+    const Augmentation aug{0, false, PadMode::zero, cut};
+    REQUIRE(aug.enabled());
+    std::set<std::pair<std::int64_t, std::int64_t>> centres;
+    Tensor<float> out(Shape{6, 5, 3});
+    for (int trial = 0; trial < 600; ++trial) {
+      Rng rng = Rng::derive(11, std::uint64_t(trial));
+      Rng replay = rng;
+      const AugmentDraw d = draw_augmentation(aug, replay, 6, 5);
+      augment_image(img, out, aug, px, rng);
+      REQUIRE(d.cut == cut);
+      centres.insert({d.cy, d.cx});
+      // The square [c - cut/2, c - cut/2 + cut) in each direction, clipped.
+      for (std::int64_t y = 0; y < 6; ++y)
+        for (std::int64_t x = 0; x < 5; ++x) {
+          const bool inside = y >= d.cy - cut / 2 && y < d.cy - cut / 2 + cut &&
+                              x >= d.cx - cut / 2 && x < d.cx - cut / 2 + cut;
+          for (std::int64_t c = 0; c < 3; ++c) {
+            INFO("cut " << cut << " centre " << d.cy << "," << d.cx << " at " << y << "," << x);
+            REQUIRE(out(y, x, c) == (inside ? 0.f : px(img(y, x, c), static_cast<std::size_t>(c))));
+          }
+        }
+    }
+    CHECK(centres.size() == 30);  // every pixel is a centre
+  }
+  // Cutout draws after the crop and flip, so those stay the same draws.
+  const Augmentation plain = Augmentation::cifar10_train(PadMode::reflect);
+  const Augmentation with_cut = Augmentation::cifar10_train(PadMode::reflect, 8);
+  for (int trial = 0; trial < 50; ++trial) {
+    Rng a = Rng::derive(5, std::uint64_t(trial)), b = a;
+    const AugmentDraw da = draw_augmentation(plain, a), db = draw_augmentation(with_cut, b, 32, 32);
+    CHECK((da.dy == db.dy && da.dx == db.dx && da.flip == db.flip && da.cut == 0 && db.cut == 8));
+  }
+  Rng rng(3);
+  CHECK_THROWS_AS(draw_augmentation(with_cut, rng), ShapeError);  // no image size given
+  CHECK_THROWS(draw_augmentation(Augmentation{0, false, PadMode::zero, -1}, rng, 6, 5));
+}
+
 TEST_CASE("loader: every sample once per epoch, partial last batch, drop_last", "[data][loader]") {
   auto ds = std::make_shared<ImageDataset>(indexed_images(23), Normalization::unit());
   for (int prefetch : {0, 2}) {
