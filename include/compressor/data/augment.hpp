@@ -91,10 +91,7 @@ inline void apply_cutout(TensorView<float> out, const AugmentDraw& d) {
   const std::int64_t x0 = std::max<std::int64_t>(0, d.cx - d.cut / 2);
   const std::int64_t x1 = std::min<std::int64_t>(w, d.cx - d.cut / 2 + d.cut);
   for (std::int64_t y = y0; y < y1; ++y)
-    for (std::int64_t x = x0; x < x1; ++x) {
-      float* o = out.data() + (y * w + x) * c;
-      for (std::int64_t k = 0; k < c; ++k) o[k] = 0.f;
-    }
+    std::fill_n(out.data() + (y * w + x0) * c, (x1 - x0) * c, 0.f);
 }
 
 /// Writes img (H, W, C) into out (H, W, C) as floats normalised by px,
@@ -119,21 +116,20 @@ inline void apply_augmentation(TensorView<const std::uint8_t> img, TensorView<fl
         for (std::int64_t k = 0; k < c; ++k) o[k] = px(s[k], static_cast<std::size_t>(k));
       }
     }
-    apply_cutout(out, d);
-    return;
-  }
-  const std::uint8_t* src = img.data();
-  float* dst = out.data();
-  for (std::int64_t y = 0; y < h; ++y) {
-    const std::int64_t sy = y + d.dy;
-    for (std::int64_t x = 0; x < w; ++x) {
-      const std::int64_t sx = (d.flip ? w - 1 - x : x) + d.dx;
-      float* o = dst + (y * w + x) * c;
-      if (sy < 0 || sy >= h || sx < 0 || sx >= w) {
-        for (std::int64_t k = 0; k < c; ++k) o[k] = px.bias[static_cast<std::size_t>(k)];
-      } else {
-        const std::uint8_t* s = src + (sy * w + sx) * c;
-        for (std::int64_t k = 0; k < c; ++k) o[k] = px(s[k], static_cast<std::size_t>(k));
+  } else {
+    const std::uint8_t* src = img.data();
+    float* dst = out.data();
+    for (std::int64_t y = 0; y < h; ++y) {
+      const std::int64_t sy = y + d.dy;
+      for (std::int64_t x = 0; x < w; ++x) {
+        const std::int64_t sx = (d.flip ? w - 1 - x : x) + d.dx;
+        float* o = dst + (y * w + x) * c;
+        if (sy < 0 || sy >= h || sx < 0 || sx >= w) {
+          for (std::int64_t k = 0; k < c; ++k) o[k] = px.bias[static_cast<std::size_t>(k)];
+        } else {
+          const std::uint8_t* s = src + (sy * w + sx) * c;
+          for (std::int64_t k = 0; k < c; ++k) o[k] = px(s[k], static_cast<std::size_t>(k));
+        }
       }
     }
   }
