@@ -68,9 +68,9 @@ struct GemmU8S8Tiles {
   /// broadcast, 1 product and 1 constant register = 13 of 16 ymm (5 rows fit
   /// but measured no faster: the loop runs at the multiply ports' rate).
   static constexpr int kMR = 4;
-  /// AVX2 widening (full grid): 4 accumulators per row (pair sums of 4
-  /// channels each) + 4 widened weight + 1 activation registers: 2 rows = 13.
-  static constexpr int kMRWiden = 2;
+  /// AVX2 widening (full grid): 4 rows x 2 ymm = 8 accumulators + 4 widened
+  /// weight, 2 widened activation registers and 1 constant = 15 of 16 ymm.
+  static constexpr int kMRWiden = 4;
   /// AVX-VNNI: 6 rows x 2 ymm = 12 accumulators + 2 weight + 1 broadcast = 15.
   static constexpr int kMRAvxVnni = 6;
   /// AVX-512 (VNNI and BW): 2 panels (2 zmm of weights) x 12 rows = 24

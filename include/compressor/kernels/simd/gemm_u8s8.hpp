@@ -32,7 +32,7 @@ namespace compressor::kernels {
 enum class GemmKernel : std::uint8_t {
   portable,     ///< scalar loops on the packed layout (Path::scalar)
   ymm_maddubs,  ///< AVX2 vpmaddubsw, narrow weights, 4 x 16
-  ymm_widen,    ///< AVX2 int16 vpmaddwd, any weights, 2 x 16
+  ymm_widen,    ///< AVX2 int16 vpmaddwd, any weights, 4 x 16
   ymm_vnni,     ///< AVX-VNNI vpdpbusd ymm, 6 x 16
   zmm_maddubs,  ///< AVX-512BW vpmaddubsw zmm, narrow weights, 12 x 32
   zmm_vnni,     ///< AVX512-VNNI vpdpbusd zmm, 12 x 32
@@ -45,7 +45,7 @@ constexpr std::string_view gemm_kernel_name(GemmKernel k) {
     case GemmKernel::ymm_maddubs:
       return "gemm_u8s8_4x16c4__avx2";
     case GemmKernel::ymm_widen:
-      return "gemm_u8s8_2x16c4_widen__avx2";
+      return "gemm_u8s8_4x16c4_widen__avx2";
     case GemmKernel::ymm_vnni:
       return "gemm_u8s8_6x16c4__avxvnni";
     case GemmKernel::zmm_maddubs:

@@ -2,7 +2,7 @@
 // and their fused epilogues, as target-attributed intrinsics (simd/target.hpp):
 //
 //   YmmMaddubsTile  AVX2, narrow weights: vpmaddubsw + vpmaddwd(ones) + vpaddd
-//   YmmWidenTile    AVX2, any weights: u8 -> int16, s8 -> int16, vpmaddwd + vpaddd
+//   YmmWidenTile    AVX2, any weights: u8, s8 -> int16 pairs by shifts, vpmaddwd + vpaddd
 //   YmmVnniTile     AVX-VNNI, any weights: vpdpbusd (ymm)
 //
 // The tiles share one driver (simd/gemm_u8s8.hpp). Per group of 4 k a tile
@@ -333,59 +333,55 @@ struct YmmVnniTile {
   }
 };
 
-/// AVX2, any weights (the full grid, where vpmaddubsw could saturate), as
-/// XNNPACK's widening kernels do it: activations zero-extended and weights
-/// sign-extended to int16, then vpmaddwd (two exact products per int32).
-/// Per k group the 64 weight bytes widen into 4 ymm of 4 channels x 4 k; a
-/// row's 4 activations widen into a16 = (a0 a1 a2 a3) x 4; vpmaddwd gives per
-/// channel two lanes (k0 + k1, k2 + k3), summed pairwise (vphaddd) at the end.
-/// As many multiplies per MAC as vpmaddubsw + vpmaddwd, but twice the
-/// accumulators (2 rows per tile) and 4 extensions per k group.
+/// AVX2, any weights (the full grid, where vpmaddubsw could saturate): u8
+/// activations and s8 weights widened to int16 and multiplied by vpmaddwd
+/// (two exact products per int32 lane), as XNNPACK's widening kernels do,
+/// but widened in place with shifts rather than vpmovzx/vpmovsx (lane-
+/// crossing shuffles: one port on Zen 3, and the first version of this
+/// kernel was bound by them at 1.8x the vpmaddubsw kernel's time).
+/// A lane of a k group holds the bytes (x0 x1 x2 x3) of one channel (weights)
+/// or the row's four activations broadcast (a0 a1 a2 a3). As int16 pairs:
+/// even (x0, x2) = (lane << 8) >> 8 (arithmetic for weights, `and 0xff` for
+/// activations), odd (x1, x3) = lane >> 8. vpmaddwd(a_even, w_even) +
+/// vpmaddwd(a_odd, w_odd) is the lane's 4-product sum, so each accumulator
+/// holds 8 channels as in the vpmaddubsw kernel: the same 2 multiplies per
+/// 32 MACs, 4 rows per tile, plus 2 shifts per row and 6 per k group.
 struct YmmWidenTile {
   static constexpr int kMR = GemmU8S8Tiles::kMRWiden;
   static constexpr int kNP = 1;
   template <class Epi>
   using Panel = YmmPanel<Epi>;
 
-  /// Lanes (k0 + k1, k2 + k3) of channels 0-3 in x and 4-7 in y -> 8 sums.
-  COMPRESSOR_TARGET_AVX2 static __m256i reduce(__m256i x, __m256i y) {
-    // vphaddd: x01 x23 y01 y23 | x45 x67 y45 y67 = channels 0 1 4 5 | 2 3 6 7
-    return _mm256_permute4x64_epi64(_mm256_hadd_epi32(x, y), 0xD8);
-  }
-
   template <int MR, int NP, class Epi>
   COMPRESSOR_TARGET_AVX2 static void run(std::int64_t kq, const std::uint8_t* const* a,
                                          const std::int8_t* w, std::int64_t /*panel_bytes*/,
                                          const YmmPanel<Epi>* pc, typename Epi::Out* c,
                                          std::int64_t ldc, int rows, int cols) {
-    // Four arrays of MR (not one of MR x 4): GCC keeps an array of more than
-    // ~136 bytes on the stack (its scalarization limit).
-    __m256i s0[MR], s1[MR], s2[MR], s3[MR];
-    COMPRESSOR_UNROLL
-    for (int r = 0; r < MR; ++r) s0[r] = s1[r] = s2[r] = s3[r] = _mm256_setzero_si256();
-    for (std::int64_t q = 0; q < kq; ++q) {
-      const __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w)));
-      const __m256i w1 =
-          _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 16)));
-      const __m256i w2 =
-          _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 32)));
-      const __m256i w3 =
-          _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 48)));
-      w += 64;
-      COMPRESSOR_UNROLL
-      for (int r = 0; r < MR; ++r) {
-        const __m256i a16 = _mm256_cvtepu8_epi16(_mm_set1_epi32(load4(a[r] + 4 * q)));
-        add_into(s0[r], _mm256_madd_epi16(a16, w0));
-        add_into(s1[r], _mm256_madd_epi16(a16, w1));
-        add_into(s2[r], _mm256_madd_epi16(a16, w2));
-        add_into(s3[r], _mm256_madd_epi16(a16, w3));
-      }
-    }
     __m256i acc0[MR], acc1[MR];
     COMPRESSOR_UNROLL
     for (int r = 0; r < MR; ++r) {
-      acc0[r] = _mm256_add_epi32(pc->init.c0, reduce(s0[r], s1[r]));
-      acc1[r] = _mm256_add_epi32(pc->init.c1, reduce(s2[r], s3[r]));
+      acc0[r] = pc->init.c0;
+      acc1[r] = pc->init.c1;
+    }
+    const __m256i low = _mm256_set1_epi16(0xff);
+    for (std::int64_t q = 0; q < kq; ++q) {
+      const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w));
+      const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32));
+      w += 64;
+      const __m256i we0 = _mm256_srai_epi16(_mm256_slli_epi16(x0, 8), 8);
+      const __m256i wo0 = _mm256_srai_epi16(x0, 8);
+      const __m256i we1 = _mm256_srai_epi16(_mm256_slli_epi16(x1, 8), 8);
+      const __m256i wo1 = _mm256_srai_epi16(x1, 8);
+      COMPRESSOR_UNROLL
+      for (int r = 0; r < MR; ++r) {
+        const __m256i av = _mm256_set1_epi32(load4(a[r] + 4 * q));
+        const __m256i ae = _mm256_and_si256(av, low);
+        const __m256i ao = _mm256_srli_epi16(av, 8);
+        add_into(acc0[r], _mm256_madd_epi16(ae, we0));
+        add_into(acc0[r], _mm256_madd_epi16(ao, wo0));
+        add_into(acc1[r], _mm256_madd_epi16(ae, we1));
+        add_into(acc1[r], _mm256_madd_epi16(ao, wo1));
+      }
     }
     pc->epi.template store<MR>(acc0, acc1, c, ldc, rows, cols);
   }
