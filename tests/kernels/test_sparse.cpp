@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -45,6 +47,11 @@ class SparseTester {
     seed_ = v;
     return *this;
   }
+  /// Positive weights only (with extreme: every weight the grid's maximum).
+  SparseTester& one_sign(bool v = true) {
+    one_sign_ = v;
+    return *this;
+  }
   SparseTester& extreme(bool v = true) {
     extreme_ = v;
     return *this;
@@ -85,11 +92,13 @@ class SparseTester {
       v = static_cast<std::uint8_t>(extreme_ ? (rng.below(2) ? 255 : 0) : rng.below(256));
     const int lo = k::weight_min(grid_), hi = k::weight_max(grid_);
     const auto span = static_cast<std::uint64_t>(hi - lo + 1);
-    for (auto& v : w)
+    for (auto& v : w) {
       v = rng.uniform() < sparsity_
               ? 0
               : static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? hi : lo)
                                                   : lo + int(rng.below(span)));
+      if (one_sign_) v = static_cast<std::int8_t>(std::abs(v));
+    }
     std::vector<std::int32_t> bias(static_cast<std::size_t>(n_));
     std::vector<float> mult(static_cast<std::size_t>(n_));
     for (auto& v : bias) v = static_cast<std::int32_t>(rng.below(20001)) - 10000;
@@ -174,7 +183,7 @@ class SparseTester {
   std::int64_t m_ = 1, n_ = 1, k_ = 1, ldx_ = 0, ldy_ = 0;
   double sparsity_ = 0.8;
   std::uint64_t seed_ = 1;
-  bool extreme_ = false;
+  bool extreme_ = false, one_sign_ = false;
   k::WeightGrid grid_ = k::WeightGrid::narrow;
 };
 
@@ -229,26 +238,103 @@ TEST_CASE("sparse_gemm_u8s8 on the full weight grid equals its reference bit for
   // the narrow halves at its largest, the int32 sums at the accumulator's.
   SparseTester().m(64).n(16).k(4608).sparsity(0.0).extreme().grid(full).test_u8s8();
   SparseTester().m(45).n(33).k(4608).sparsity(0.0).extreme().grid(full).seed(5).test_u8s8();
+  // One sign: no two large weights of a row may share a pair.
+  SparseTester().m(40).n(20).k(300).sparsity(0.3).extreme().one_sign().grid(full).test_u8s8();
+  SparseTester().m(40).n(20).k(300).sparsity(0.3).one_sign().grid(full).seed(9).test_u8s8();
   SparseTester().m(97).n(70).k(576).sparsity(0.9).grid(full).seed(3).test_u8s8();
 }
 
-TEST_CASE("SparseWeightsS8 splits full-grid weights into two narrow halves", "[kernels][sparse]") {
-  const std::vector<std::int8_t> w = {127, -127, 1, -1, 0, 64, -64, 3};
-  const k::SparseWeightsS8 s(w.data(), 1, 8, 8, k::WeightGrid::full);
-  REQUIRE(s.quad_weights_hi() != nullptr);
-  std::int8_t lo[8], hi[8];
-  std::memcpy(lo, s.quad_weights(), 8);
-  std::memcpy(hi, s.quad_weights_hi(), 8);
-  const std::int8_t nz[7] = {127, -127, 1, -1, 64, -64, 3};
-  for (int i = 0; i < 7; ++i) {
-    INFO("weight " << int(nz[i]));
-    CHECK(lo[i] + hi[i] == nz[i]);
-    CHECK((lo[i] >= -64 && lo[i] <= 64 && hi[i] >= -64 && hi[i] <= 64));
+namespace {
+
+/// The quads of row r of s as (k, weight) slots.
+std::vector<std::pair<std::int64_t, int>> quad_slots(const k::SparseWeightsS8& s, std::int64_t r) {
+  std::vector<std::pair<std::int64_t, int>> v;
+  for (std::int64_t q = s.quad_begin(r); q < s.quad_begin(r + 1); ++q) {
+    std::int8_t w[4];
+    std::memcpy(w, s.quad_weights() + q, 4);
+    for (int i = 0; i < 4; ++i)
+      v.emplace_back(std::int64_t{s.quad_offsets()[4 * q + i]} / k::SparseWeightsS8::kQuadStride,
+                     w[i]);
   }
-  CHECK(lo[7] == 0);  // padding slot of the second quad
-  CHECK(hi[7] == 0);
-  const std::vector<std::int8_t> narrow = {64, -64, 0, 1};
-  CHECK(k::SparseWeightsS8(narrow.data(), 1, 4, 4).quad_weights_hi() == nullptr);
+  return v;
+}
+
+/// Every quad pair of s fits an int16; the nonzero slots of each row are its
+/// nonzeros, each once; zero slots point at a k of the row. Returns the quads.
+std::int64_t check_quads(const std::vector<std::int8_t>& w, std::int64_t n, std::int64_t kk,
+                         k::WeightGrid grid) {
+  const k::SparseWeightsS8 s(w.data(), n, kk, kk, grid);
+  for (std::int64_t r = 0; r < n; ++r) {
+    INFO("row " << r);
+    const auto slots = quad_slots(s, r);
+    std::vector<std::pair<std::int64_t, int>> nz, want;
+    std::vector<bool> row_k(static_cast<std::size_t>(kk), false);
+    for (std::int64_t c = 0; c < kk; ++c)
+      if (const int v = w[static_cast<std::size_t>(r * kk + c)]; v != 0) {
+        want.emplace_back(c, v);
+        row_k[static_cast<std::size_t>(c)] = true;
+      }
+    for (std::size_t i = 0; i < slots.size(); i += 2) {
+      const int u = slots[i].second, v = slots[i + 1].second;
+      INFO("pair " << u << ", " << v);
+      CHECK(255 * (std::max(u, 0) + std::max(v, 0)) <= 32767);
+      CHECK(255 * (std::min(u, 0) + std::min(v, 0)) >= -32768);
+      CHECK(k::SparseWeightsS8::pair_fits_int16(u, v));
+    }
+    for (const auto& [c, v] : slots) {
+      CHECK(row_k[static_cast<std::size_t>(c)]);
+      if (v != 0) nz.emplace_back(c, v);
+    }
+    std::sort(nz.begin(), nz.end());
+    CHECK(nz == want);
+    if (grid == k::WeightGrid::narrow) {  // k order, padding only at the end
+      CHECK(s.quad_begin(r + 1) - s.quad_begin(r) == (std::int64_t(want.size()) + 3) / 4);
+      for (std::size_t i = 0; i < want.size(); ++i) CHECK(slots[i] == want[i]);
+    }
+  }
+  return s.quads();
+}
+
+}  // namespace
+
+TEST_CASE("SparseWeightsS8 pairs full-grid weights so no vpmaddubsw pair can saturate",
+          "[kernels][sparse]") {
+  const auto full = k::WeightGrid::full;
+  CHECK(k::SparseWeightsS8::pair_fits_int16(64, 64));
+  CHECK(k::SparseWeightsS8::pair_fits_int16(127, 1));
+  CHECK(k::SparseWeightsS8::pair_fits_int16(127, -127));
+  CHECK(k::SparseWeightsS8::pair_fits_int16(-127, -1));
+  CHECK_FALSE(k::SparseWeightsS8::pair_fits_int16(65, 64));
+  CHECK_FALSE(k::SparseWeightsS8::pair_fits_int16(127, 2));
+  CHECK_FALSE(k::SparseWeightsS8::pair_fits_int16(-127, -2));
+  // Opposite signs pair, same signs pair only up to 128 together.
+  CHECK(check_quads({127, -127, 1, -1, 0, 64, -64, 3}, 1, 8, full) == 2);
+  CHECK(check_quads({127, 127, 127, 127}, 1, 4, full) == 2);  // 4 alone
+  CHECK(check_quads({127, 127, 127, 1}, 1, 4, full) == 2);    // 127+1, 127, 127
+  CHECK(check_quads({65, 64, 64, 63}, 1, 4, full) == 1);      // 65+63, 64+64
+  CHECK(check_quads({-65, -64, -64, -63}, 1, 4, full) == 1);
+  CHECK(check_quads({100, -100, 90, -90, 80, 70}, 1, 6, full) == 2);  // 80 and 70 alone
+  CHECK(check_quads({0, 0, 0}, 1, 3, full) == 0);
+  // Random rows: uniform over the grid, one sign only, and what magnitude
+  // pruning leaves (|w| large, signs mixed).
+  Rng rng(11);
+  for (int trial = 0; trial < 40; ++trial) {
+    const std::int64_t n = 1 + std::int64_t(rng.below(5)), kk = 1 + std::int64_t(rng.below(300));
+    std::vector<std::int8_t> w(static_cast<std::size_t>(n * kk));
+    const int mode = trial % 3;
+    for (auto& v : w) {
+      if (rng.uniform() < 0.5) {
+        v = 0;
+        continue;
+      }
+      const int mag = mode == 2 ? 60 + int(rng.below(68)) : 1 + int(rng.below(127));
+      v = static_cast<std::int8_t>(mode == 1 || rng.below(2) ? mag : -mag);
+    }
+    INFO("trial " << trial << " mode " << mode);
+    check_quads(w, n, kk, full);
+    for (auto& v : w) v = static_cast<std::int8_t>(v / 2);  // now on the narrow grid
+    check_quads(w, n, kk, k::WeightGrid::narrow);
+  }
 }
 
 TEST_CASE("SparseWeightsS8 rejects weights outside the exact range", "[kernels][sparse]") {

@@ -8,16 +8,23 @@
 // weight 0) as 4 byte offsets k * 32 into the kernel's activation panel and
 // their 4 weights in one int32, so one vpbroadcastd and vpmaddubsw take them.
 // int8 weights must lie on the weight grid given at construction
-// (int8_traits.hpp). vpmaddubsw sums two products into an int16, exactly only
-// for weights of the narrow grid [-64, 64]; a full-grid row [-127, 127] is
-// kept as two narrow halves per quad, w = lo + hi with lo = floor(w / 2) in
-// [-64, 63] and hi = w - lo in [-63, 64], which the kernel multiplies
-// separately and adds in int32: exact, at twice the multiplies.
+// (int8_traits.hpp). vpmaddubsw sums the products of a quad's slots 0 and 1,
+// and of 2 and 3, into an int16: exact when the pair cannot saturate for any
+// activations in [0, 255] (pair_fits_int16). On the narrow grid [-64, 64]
+// every pair fits, and a row's quads take its nonzeros in k order. On the
+// full grid [-127, 127] a row's nonzeros are paired first (large positives
+// with large negatives, then same-sign weights whose magnitudes add up to at
+// most 128, the rest beside a zero-weight slot), the pairs in order of their
+// first k: exact with the same instructions per quad as the narrow grid, at
+// the cost of the padding slots (few when a row's signs are balanced).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "compressor/core/error.hpp"
@@ -70,14 +77,19 @@ class SparseWeights {
   const std::int32_t* row_sums() const { return sums_.data(); }
   /// Quads of row n are [quad_begin(n), quad_begin(n + 1)) (int8 only).
   std::int64_t quad_begin(std::int64_t n) const { return quad_ptr_[static_cast<std::size_t>(n)]; }
-  /// 4 byte offsets k * kQuadStride per quad.
+  /// 4 byte offsets k * kQuadStride per quad (a zero-weight slot repeats
+  /// another slot's k, so every offset is inside the panel).
   const std::uint32_t* quad_offsets() const { return quad_off_.data(); }
-  /// The 4 int8 weights of each quad, bytes in k order; on the full grid
-  /// their low halves floor(w / 2).
+  /// The 4 int8 weights of each quad (byte i: the weight of offset i).
   const std::int32_t* quad_weights() const { return quad_w_.data(); }
-  /// The full grid's high halves w - floor(w / 2) per quad; null on the narrow grid.
-  const std::int32_t* quad_weights_hi() const {
-    return grid_ == WeightGrid::full ? quad_hi_.data() : nullptr;
+  /// Quads of the whole matrix (>= nnz / 4).
+  std::int64_t quads() const { return static_cast<std::int64_t>(quad_w_.size()); }
+  /// Whether vpmaddubsw sums u * a0 + v * a1 into an int16 without saturating
+  /// for every pair of activations a0, a1 in [0, 255].
+  static constexpr bool pair_fits_int16(int u, int v) {
+    const int pos = std::max(u, 0) + std::max(v, 0), neg = std::max(-u, 0) + std::max(-v, 0);
+    return Int8Traits::kActivationMax * pos <= INT16_MAX &&
+           -Int8Traits::kActivationMax * neg >= INT16_MIN;
   }
   /// The grid the int8 weights lie on.
   WeightGrid grid() const { return grid_; }
@@ -98,38 +110,76 @@ class SparseWeights {
   std::vector<std::int32_t> sums_;
   std::vector<std::int64_t> quad_ptr_;
   std::vector<std::uint32_t> quad_off_;
-  std::vector<std::int32_t> quad_w_, quad_hi_;
+  std::vector<std::int32_t> quad_w_;
+
+  /// Quad slots of one row: pairs of nonzero indices (-1: a zero-weight slot).
+  using Pair = std::pair<std::int64_t, std::int64_t>;
+
+  /// The nonzeros [b, e) in pairs that fit an int16 (pair_fits_int16), few
+  /// of them beside a zero slot, ordered by their first k.
+  std::vector<Pair> pair_row(std::int64_t b, std::int64_t e) const {
+    auto val = [&](std::int64_t j) { return int(values_[static_cast<std::size_t>(j)]); };
+    auto mag = [&](std::int64_t j) { return std::abs(val(j)); };
+    std::vector<std::int64_t> pos, neg;
+    for (std::int64_t j = b; j < e; ++j) (val(j) > 0 ? pos : neg).push_back(j);
+    // Largest magnitudes first (ties: k order, as the indices are).
+    auto by_mag = [&](std::int64_t x, std::int64_t y) { return mag(x) > mag(y); };
+    std::stable_sort(pos.begin(), pos.end(), by_mag);
+    std::stable_sort(neg.begin(), neg.end(), by_mag);
+    std::vector<Pair> pairs;
+    // Opposite signs always fit: the largest of each sign together.
+    const std::size_t cross = std::min(pos.size(), neg.size());
+    for (std::size_t i = 0; i < cross; ++i) pairs.emplace_back(pos[i], neg[i]);
+    // The surplus sign's smallest weights: the largest that fits with the
+    // smallest left, else alone (the most pairs of a sum bound).
+    const auto& more = pos.size() > cross ? pos : neg;
+    std::size_t lo = more.size() - 1, hi = cross;  // more[hi] largest, more[lo] smallest
+    while (hi < more.size() && hi <= lo) {
+      if (hi < lo && pair_fits_int16(val(more[hi]), val(more[lo]))) {
+        pairs.emplace_back(more[hi], more[lo]);
+        --lo;
+      } else {
+        pairs.emplace_back(more[hi], -1);
+      }
+      ++hi;
+    }
+    for (auto& p : pairs)
+      if (p.second >= 0 && p.second < p.first) std::swap(p.first, p.second);
+    std::sort(pairs.begin(), pairs.end());
+    return pairs;
+  }
 
   void build_quads() {
     require<ShapeError>(k_ * kQuadStride <= INT32_MAX, "SparseWeights: K = ", k_, " is too large");
     quad_ptr_.reserve(static_cast<std::size_t>(n_ + 1));
     quad_ptr_.push_back(0);
+    std::vector<std::int64_t> slots;  // nonzero indices, -1 for a zero-weight slot
     for (std::int64_t r = 0; r < n_; ++r) {
       const std::int64_t b = row_begin(r), e = row_begin(r + 1);
-      for (std::int64_t j = b; j < e; j += 4) {
-        std::int8_t w[4] = {0, 0, 0, 0}, hi[4] = {0, 0, 0, 0};
-        for (std::int64_t i = 0; i < 4; ++i) {
-          // Padding slots repeat the quad's first k with weight 0.
-          const std::int64_t src = j + i < e ? j + i : j;
+      slots.clear();
+      if (grid_ == WeightGrid::full) {
+        for (const auto& [x, y] : pair_row(b, e)) {
+          slots.push_back(x);
+          slots.push_back(y);
+        }
+      } else {
+        for (std::int64_t j = b; j < e; ++j) slots.push_back(j);
+      }
+      while (slots.size() % 4 != 0) slots.push_back(-1);
+      for (std::size_t q = 0; q < slots.size(); q += 4) {
+        std::int8_t w[4] = {0, 0, 0, 0};
+        // A zero slot repeats the k of the quad's first nonzero slot.
+        std::int64_t first = slots[q];
+        for (std::size_t i = 0; i < 4 && first < 0; ++i) first = slots[q + i];
+        for (std::size_t i = 0; i < 4; ++i) {
+          const std::int64_t j = slots[q + i] >= 0 ? slots[q + i] : first;
           quad_off_.push_back(
-              static_cast<std::uint32_t>(cols_[static_cast<std::size_t>(src)] * kQuadStride));
-          if (j + i >= e) continue;
-          const int v = values_[static_cast<std::size_t>(j + i)];
-          if (grid_ == WeightGrid::full) {
-            const int lo = v >= 0 ? v / 2 : -((-v + 1) / 2);  // floor(v / 2)
-            w[i] = static_cast<std::int8_t>(lo);
-            hi[i] = static_cast<std::int8_t>(v - lo);
-          } else {
-            w[i] = static_cast<std::int8_t>(v);
-          }
+              static_cast<std::uint32_t>(cols_[static_cast<std::size_t>(j)] * kQuadStride));
+          if (slots[q + i] >= 0) w[i] = values_[static_cast<std::size_t>(j)];
         }
         std::int32_t packed;
         std::memcpy(&packed, w, 4);
         quad_w_.push_back(packed);
-        if (grid_ == WeightGrid::full) {
-          std::memcpy(&packed, hi, 4);
-          quad_hi_.push_back(packed);
-        }
       }
       quad_ptr_.push_back(static_cast<std::int64_t>(quad_w_.size()));
     }

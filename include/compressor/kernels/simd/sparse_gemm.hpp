@@ -12,8 +12,9 @@
 //                 of a row go by quads (SparseWeightsS8): the 4 panel rows of
 //                 a quad are interleaved with vpunpck{l,h}{bw,wd} into 4
 //                 bytes (k0..k3) per pixel, and one vpmaddubsw + vpmaddwd(ones)
-//                 + vpaddd per 8 pixels against the broadcast 4 weights;
-//                 full-grid weights as two narrow halves, twice that.
+//                 + vpaddd per 8 pixels against the broadcast 4 weights,
+//                 on either weight grid (full-grid quads hold only pairs
+//                 that cannot saturate, sparse_weights.hpp).
 // Each output is the same sum as the scalar reference (ref/sparse_gemm.hpp:
 // fp32 even / odd fma chains in CSR order, then their sum; int8 exact), so
 // every path matches it bit for bit. Results go to a per-channel tile and
@@ -323,14 +324,11 @@ COMPRESSOR_F32_AVX512 inline void sparse_block_f32_avx512(const float* X, std::i
 namespace detail_sparse {
 
 /// The 32 pixels' sums of one output channel's quads [q0, q1), on top of
-/// init: acc[i] holds pixels 4i..4i+3 and 16+4i..16+4i+3. With hi (the full
-/// grid), each quad's weights are w[q] + hi[q], two narrow halves multiplied
-/// separately (no int16 pair sum can saturate) and added in int32.
-template <bool kSplit>
+/// init: acc[i] holds pixels 4i..4i+3 and 16+4i..16+4i+3. Every pair of a
+/// quad's weights fits vpmaddubsw's int16 (SparseWeightsS8), on either grid.
 COMPRESSOR_F32_AVX2 inline void quad_dots(const std::uint8_t* panel, const std::uint32_t* off,
-                                          const std::int32_t* w, const std::int32_t* hi,
-                                          std::int64_t q0, std::int64_t q1, std::int32_t init,
-                                          __m256i acc[4]) {
+                                          const std::int32_t* w, std::int64_t q0, std::int64_t q1,
+                                          std::int32_t init, __m256i acc[4]) {
   __m256i a0 = _mm256_set1_epi32(init), a1 = a0, a2 = a0, a3 = a0;
   const __m256i ones = _mm256_set1_epi16(1);
   for (std::int64_t q = q0; q < q1; ++q) {
@@ -348,13 +346,6 @@ COMPRESSOR_F32_AVX2 inline void quad_dots(const std::uint8_t* panel, const std::
     a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(p1, wq), ones));
     a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(p2, wq), ones));
     a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(p3, wq), ones));
-    if constexpr (kSplit) {
-      const __m256i hq = _mm256_set1_epi32(hi[q]);
-      a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(p0, hq), ones));
-      a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(p1, hq), ones));
-      a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(p2, hq), ones));
-      a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(p3, hq), ones));
-    }
   }
   acc[0] = a0;
   acc[1] = a1;
@@ -407,14 +398,10 @@ COMPRESSOR_F32_AVX2 void sparse_block_u8s8_avx2(const std::uint8_t* X, std::int6
   if (pack) pack_panel_u8(X, ldx, rows, W.k(), panel);
   const std::uint32_t* off = W.quad_offsets();
   const std::int32_t* wq = W.quad_weights();
-  const std::int32_t* hq = W.quad_weights_hi();
   for (std::int64_t n = n0; n < n1; ++n) {
     __m256i acc[4];  // pixels 0-3 | 16-19, 4-7 | 20-23, 8-11 | 24-27, 12-15 | 28-31
     const std::int32_t init = (epi.bias ? epi.bias[n] : 0) - za * W.row_sums()[n];
-    if (hq != nullptr)
-      quad_dots<true>(panel, off, wq, hq, W.quad_begin(n), W.quad_begin(n + 1), init, acc);
-    else
-      quad_dots<false>(panel, off, wq, hq, W.quad_begin(n), W.quad_begin(n + 1), init, acc);
+    quad_dots(panel, off, wq, W.quad_begin(n), W.quad_begin(n + 1), init, acc);
     auto* t = tile + (n - n0) * kSparseBlock;
     if constexpr (std::is_same_v<Epi, RequantOut>) {
       // The dense epilogue's integer-domain form of the rule (see
