@@ -345,7 +345,8 @@ struct YmmVnniTile {
 /// activations), odd (x1, x3) = lane >> 8. vpmaddwd(a_even, w_even) +
 /// vpmaddwd(a_odd, w_odd) is the lane's 4-product sum, so each accumulator
 /// holds 8 channels as in the vpmaddubsw kernel: the same 2 multiplies per
-/// 32 MACs, 4 rows per tile, plus 2 shifts per row and 6 per k group.
+/// 32 MACs, 4 rows per tile, plus an and and a shift per row and 6 shifts
+/// per k group.
 struct YmmWidenTile {
   static constexpr int kMR = GemmU8S8Tiles::kMRWiden;
   static constexpr int kNP = 1;
