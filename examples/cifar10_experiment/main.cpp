@@ -51,6 +51,7 @@ struct Config {
   float label_smoothing = 0.1f;
   std::string pad_mode = "reflect";
   int cutout = 0;
+  double width = 1.0;  ///< CifarCnn channel multiplier
   int qat_epochs = 1;
   float qat_lr = 1e-3f;
   int qat_freeze_bn_epoch = 2, qat_freeze_observer_epoch = 3;
@@ -102,6 +103,11 @@ Config parse(int argc, char** argv) {
                  "colour, centred anywhere (0: no cutout)")
       ->capture_default_str()
       ->check(CLI::Range(0, 32));
+  app.add_option("--width", c.width,
+                 "channel multiplier of the CifarCnn's 64-128-256-512 conv channels, each "
+                 "rounded to a multiple of 16 (the int8 GEMM's panel)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.25, 4.0));
   app.add_option("--qat-epochs", c.qat_epochs, "QAT fine-tuning epochs (0: no QAT)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
@@ -169,6 +175,7 @@ Json config_json(const Config& c) {
           {"label_smoothing", c.label_smoothing},
           {"pad_mode", c.pad_mode},
           {"cutout", c.cutout},
+          {"width", c.width},
           {"qat_epochs", c.qat_epochs},
           {"qat_lr", c.qat_lr},
           {"qat_freeze_bn_epoch", c.qat_freeze_bn_epoch},
@@ -248,13 +255,43 @@ Cifar load_data(const Config& c) {
   return d;
 }
 
+/// The CifarCnn of --width: each conv's channels times width, rounded to a
+/// multiple of 16 (at least 16).
+nn::ChannelPlan cifar_plan(double width) {
+  nn::ChannelPlan p = models::CifarCnn::default_plan();
+  for (auto& [name, c] : p.channels)
+    if (name != "fc") c = std::max<std::int64_t>(16, std::llround(double(c) * width / 16.0) * 16);
+  return p;
+}
+
+/// "64-128-256-512": the conv channels of a plan.
+std::string conv_channels(const nn::ChannelPlan& p) {
+  std::string s;
+  for (const auto& [name, c] : p.channels)
+    if (name != "fc") s += (s.empty() ? "" : "-") + std::to_string(c);
+  return s;
+}
+
+/// Throws unless the network loaded from `path` has the conv channels of --width.
+void check_width(models::CifarCnn& net, double width, const fs::path& path) {
+  const std::string want = conv_channels(cifar_plan(width)),
+                    got = conv_channels(net.channel_plan());
+  require(got == want, path.string(), ": a CifarCnn with conv channels ", got, ", but --width ",
+          width, " asks for ", want, "; pass the --width it was trained with");
+}
+
 /// A CifarCnn checkpoint: built from its channel plan, or, for a file without
 /// one (written by PyTorch, say), the default CifarCnn with strict loading.
-std::unique_ptr<models::CifarCnn> load_cifar_cnn(const fs::path& path) {
-  if (io::SafetensorsFile::open(path).metadata_value(nn::ChannelPlan::kMetadataKey) != nullptr)
-    return io::load_model<models::CifarCnn>(path);
-  auto net = std::make_unique<models::CifarCnn>();
-  io::load_checkpoint(*net, path);
+/// Either must have the channels of --width.
+std::unique_ptr<models::CifarCnn> load_cifar_cnn(const fs::path& path, double width) {
+  std::unique_ptr<models::CifarCnn> net;
+  if (io::SafetensorsFile::open(path).metadata_value(nn::ChannelPlan::kMetadataKey) != nullptr) {
+    net = io::load_model<models::CifarCnn>(path);
+  } else {
+    net = std::make_unique<models::CifarCnn>(cifar_plan(width));
+    io::load_checkpoint(*net, path);
+  }
+  check_width(*net, width, path);
   return net;
 }
 
@@ -368,10 +405,10 @@ class Experiment {
     if (!c_.train_baseline) {
       require<IoError>(fs::exists(ckpt), "--no-train-baseline: ", ckpt.string(),
                        " does not exist; run with --train-baseline first");
-      net = load_cifar_cnn(ckpt);
+      net = load_cifar_cnn(ckpt, c_.width);
       std::printf("baseline: loaded %s\n", ckpt.c_str());
     } else if (done(kBaseline, ckpt)) {
-      net = io::load_model<models::CifarCnn>(ckpt);
+      net = load_cifar_cnn(ckpt, c_.width);
       std::printf("baseline: done in an earlier run (%s)\n", ckpt.c_str());
       return net;
     } else {
@@ -395,14 +432,14 @@ class Experiment {
 
   std::unique_ptr<models::CifarCnn> train_baseline(const fs::path& partial) {
     nn::init::manual_seed(c_.seed);
-    auto net = std::make_unique<models::CifarCnn>();
+    auto net = std::make_unique<models::CifarCnn>(cifar_plan(c_.width));
     int first = 1;
     if (dp_.agree(c_.resume && fs::exists(partial))) {
       io::SafetensorsFile f = io::SafetensorsFile::open(partial);
       const std::string* e = f.metadata_value("experiment.epoch");
       require<IoError>(e != nullptr, partial.string(), ": no experiment.epoch in its metadata");
       first = std::stoi(*e) + 1;
-      net = io::load_model<models::CifarCnn>(partial);
+      net = load_cifar_cnn(partial, c_.width);
       std::printf("resume: baseline training from epoch %d (%s; SGD momentum restarts)\n", first,
                   partial.c_str());
     }
@@ -427,9 +464,9 @@ class Experiment {
     fo.ranks = dp_.size();
     dp_.distribute_metrics(*net, fo);
     std::printf(
-        "baseline: CifarCnn, %lld parameters, %lld training images, %d epochs, %d threads\n",
-        static_cast<long long>(net->num_parameters()), static_cast<long long>(d_.train->size()),
-        c_.epochs, c_.threads);
+        "baseline: CifarCnn %s, %lld parameters, %lld training images, %d epochs, %d threads\n",
+        conv_channels(net->channel_plan()).c_str(), static_cast<long long>(net->num_parameters()),
+        static_cast<long long>(d_.train->size()), c_.epochs, c_.threads);
     for (int e = first; e <= c_.epochs; ++e) {
       net->train();
       const train::EpochReport r = trainer.train_epoch(*train, e, fo);

@@ -129,6 +129,31 @@ TEST_CASE("cifar10_experiment: killed during training, resumed, every output san
                                Catch::Matchers::Contains("QAT: done in an earlier run"));
 }
 
+TEST_CASE("cifar10_experiment: --width scales the channels, a baseline of another width is refused",
+          "[experiments]") {
+  const fs::path out = fresh_dir("width");
+  const Result r = shell(bin() + tiny_args(out) + " --width 0.5 --epochs 1 --qat-epochs 0",
+                         out.parent_path() / "width.log");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Catch::Matchers::Contains("CifarCnn 32-64-128-256"));
+  const report::Results res = report::read_results_json(out / "results.json");
+  CHECK(res.config.at("width") == 0.5);
+  const report::Row* base = res.find("fp32 baseline");
+  REQUIRE(base != nullptr);
+  // 3x3 convs 3-32-64-128-256, BatchNorm scale and shift, fc 256 -> 10 with bias.
+  const std::int64_t convs = 9 * (3 * 32 + 32 * 64 + 64 * 128 + 128 * 256);
+  CHECK(base->params_total == convs + 2 * (32 + 64 + 128 + 256) + 256 * 10 + 10);
+  // Reusing it at the default width names the flag and both channel plans.
+  const Result reuse = shell(bin() + tiny_args(out) + " --no-train-baseline --qat-epochs 0",
+                             out.parent_path() / "width_reuse.log");
+  INFO(reuse.output);
+  CHECK(reuse.status != 0);
+  CHECK_THAT(reuse.output, Catch::Matchers::Contains("--width") &&
+                               Catch::Matchers::Contains("32-64-128-256") &&
+                               Catch::Matchers::Contains("64-128-256-512"));
+}
+
 TEST_CASE("cifar10_experiment: bad input names the flag or file", "[experiments]") {
   const fs::path out = fresh_dir("bad");
   const auto expect = [&](const std::string& args, const std::string& needle) {
@@ -140,6 +165,7 @@ TEST_CASE("cifar10_experiment: bad input names the flag or file", "[experiments]
   expect(" --epochs 0", "--epochs");
   expect(" --observer median", "--observer");
   expect(" --cutout 33", "--cutout");
+  expect(" --width 0.1", "--width");
   expect(" --threads x", "--threads");
   expect(" --data-root /no/such/cifar --out '" + out.string() + "'", "/no/such/cifar");
   expect(" --data-root '" + kData.string() + "' --out /proc/no_such_dir", "--out");
