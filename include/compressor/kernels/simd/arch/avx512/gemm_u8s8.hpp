@@ -150,15 +150,23 @@ struct ZmmPanel {
   static_assert(kNP == 2, "ZmmPanel's initializer lists two panels");
 };
 
-/// Stores rows (<= MR) rows of NP panels.
+/// Stores rows (<= MR) rows of NP panels, from a copy of the accumulators:
+/// given the accumulator array itself, clang 14 keeps its memory image up to
+/// date inside the k loop (24 stores per 24 vpdpbusd in the 12 x 2 tile),
+/// the main part of its VNNI kernels' slowness (docs/performance.md). GCC
+/// compiles both forms alike.
 template <int MR, int NP, class Epi>
 COMPRESSOR_INLINE_AVX512 void store_tile(const __m512i (&acc)[NP][MR], const ZmmPanel<Epi>* pc,
                                          typename Epi::Out* c, std::int64_t ldc, int rows) {
+  __m512i out[NP][MR];
+  COMPRESSOR_UNROLL
+  for (int j = 0; j < NP; ++j) COMPRESSOR_UNROLL
+  for (int r = 0; r < MR; ++r) out[j][r] = acc[j][r];
   COMPRESSOR_UNROLL
   for (int r = 0; r < MR; ++r) {
     if (r >= rows) break;
     COMPRESSOR_UNROLL
-    for (int j = 0; j < NP; ++j) pc->epi[j].store(acc[j][r], c + r * ldc + 16 * j, pc->mask[j]);
+    for (int j = 0; j < NP; ++j) pc->epi[j].store(out[j][r], c + r * ldc + 16 * j, pc->mask[j]);
   }
 }
 
