@@ -9,6 +9,7 @@
 // finished stages and continues the baseline's training from its last epoch.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
