@@ -5,7 +5,8 @@ own figures: accuracy, file size and latency, in one run, same threads.
 
     /usr/bin/python3 tools/compare_quant_pytorch.py --checkpoint CKPT --data DIR
         [--ours build/release] [--calibration-size 512] [--observer histogram_mse]
-        [--test-size N] [--threads 1 2] [--min-time S] [--json out.json]
+        [--test-size N] [--threads 1 2] [--min-time S] [--calibration-sets K]
+        [--json out.json]
 
 CKPT is a CifarCnn checkpoint written by compressor (safetensors, PyTorch
 names and layouts: it loads with load_state_dict). DIR holds CIFAR-10 in its
@@ -32,6 +33,16 @@ checkpoint, data, calibration images and threads: cifar10_experiment
 --no-train-baseline (PTQ with --observer) for top-1, file size and
 batch-1 latency, and bench_quant_models for batch 128 (on every kernel path,
 the fastest kept and named).
+
+With --calibration-sets K > 1, PTQ's spread over calibration sets is measured
+too (top-1 only): set k is training images [k N, (k + 1) N) for N =
+--calibration-size; every engine's default qconfig and compressor's PTQ
+(cifar10_experiment --calibration-offset k N) calibrate on it and are scored on
+the test images. The printout ends with each model's mean and standard
+deviation over the sets and compressor's mean paired difference against each
+engine with its standard error: one test image is 0.01 point on the full test
+set, and a calibration set moves top-1 by about that much, so one set cannot
+say which PTQ is better.
 """
 import argparse
 import copy
@@ -132,7 +143,11 @@ def read_cifar(path, limit=None):
     return (x - mean) / std, labels
 
 
-def load_split(data_dir, train, limit=None):
+def load_split(data_dir, train, limit=None, offset=0):
+    """Images [offset, offset + limit) of a split (limit None: to the end)."""
+    if offset:
+        x, y = load_split(data_dir, train, None if limit is None else offset + limit)
+        return x[offset:], y[offset:]
     names = [f"data_batch_{i}.bin" for i in range(1, 6)] if train else ["test_batch.bin"]
     xs, ys, left = [], [], limit
     for name in names:
@@ -215,20 +230,12 @@ def pytorch_rows(state, calib, test, threads, min_time):
     rows.append({"name": "pytorch fp32 jit (frozen, optimize_for_inference)", "precision": "fp32",
                  "top1": top1(jit, *test), "file_bytes": saved_bytes(fp),
                  "latency_ms": latencies(jit, threads, min_time)})
-    for engine in [e for e in torch.backends.quantized.supported_engines if e != "none"]:
-        torch.backends.quantized.engine = engine
+    for engine in engines():
         default = tq.get_default_qconfig(engine)
         hist = tq.QConfig(activation=tq.HistogramObserver.with_args(reduce_range=default.activation().reduce_range),
                           weight=default.weight)
         for qname, qconfig in (("default", default), ("histogram", hist)):
-            m = copy.deepcopy(fp)
-            m.fuse()
-            m.qconfig = qconfig
-            tq.prepare(m, inplace=True)
-            with torch.no_grad():
-                for i in range(0, len(calib), 128):
-                    m(calib[i : i + 128])
-            tq.convert(m, inplace=True)
+            m = pytorch_int8(fp, engine, qconfig, calib)
             rows.append({"name": f"pytorch int8 {engine} ({qname} qconfig)", "precision": "int8",
                          "top1": top1(m, *test), "file_bytes": saved_bytes(m),
                          "latency_ms": latencies(m, threads, min_time)})
@@ -295,6 +302,74 @@ def our_rows(build, args):
     return list(rows.values())
 
 
+def pytorch_int8(fp, engine, qconfig, calib):
+    """fp fused, prepared with qconfig on engine, calibrated on calib, converted."""
+    torch.backends.quantized.engine = engine
+    m = copy.deepcopy(fp)
+    m.fuse()
+    m.qconfig = qconfig
+    tq.prepare(m, inplace=True)
+    with torch.no_grad():
+        for i in range(0, len(calib), 128):
+            m(calib[i : i + 128])
+    tq.convert(m, inplace=True)
+    return m
+
+
+def engines():
+    return [e for e in torch.backends.quantized.supported_engines if e != "none"]
+
+
+def our_ptq_top1(build, args, offset, threads):
+    """compressor's PTQ top-1 calibrated on training images [offset, offset + N)."""
+    exe = os.path.join(build, "examples", "cifar10_experiment", "cifar10_experiment")
+    with tempfile.TemporaryDirectory() as out:
+        shutil.copy(args.checkpoint, os.path.join(out, "baseline.safetensors"))
+        cmd = [exe, "--no-train-baseline", "--out", out, "--data-root", args.data, "--qat-epochs", "0",
+               "--sensitivity-size", "0", "--calibration-size", str(args.calibration_size),
+               "--calibration-offset", str(offset), "--observer", args.observer, "--threads", str(threads),
+               "--latency-rounds", "1", "--latency-seconds", "0"]
+        if args.test_size:
+            cmd += ["--test-size", str(args.test_size)]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(out, "results.json")) as f:
+            return next(r["top1"] for r in json.load(f)["rows"] if r["precision"] == "int8")
+
+
+def calibration_spread(state, test, args):
+    """{model: [top-1 per calibration set]} for every engine's default qconfig
+    and, with --ours, compressor's PTQ."""
+    fp = float_model(state)
+    torch.set_num_threads(max(args.threads))
+    sets = {}
+    for k in range(args.calibration_sets):
+        offset = k * args.calibration_size
+        calib, _ = load_split(args.data, train=True, limit=args.calibration_size, offset=offset)
+        for engine in engines():
+            m = pytorch_int8(fp, engine, tq.get_default_qconfig(engine), calib)
+            sets.setdefault(f"pytorch int8 {engine} (default qconfig)", []).append(top1(m, *test))
+        if args.ours:
+            sets.setdefault(f"compressor int8 PTQ ({args.observer})", []).append(
+                our_ptq_top1(args.ours, args, offset, max(args.threads)))
+        print(f"calibration set {k}: images [{offset}, {offset + args.calibration_size}): " +
+              ", ".join(f"{name} {v[-1]:.2f}" for name, v in sets.items()), flush=True)
+    return sets
+
+
+def print_spread(sets):
+    print(f"top-1 over {len(next(iter(sets.values())))} calibration sets: mean, standard deviation")
+    for name, v in sets.items():
+        print(f"  {name:58s} {statistics.mean(v):6.2f} {statistics.stdev(v):5.2f}")
+    ours = [n for n in sets if n.startswith("compressor")]
+    for o in ours:
+        for name, v in sets.items():
+            if name == o:
+                continue
+            d = [a - b for a, b in zip(sets[o], v)]
+            se = statistics.stdev(d) / len(d) ** 0.5
+            print(f"  compressor - {name}: {statistics.mean(d):+.3f} points (standard error {se:.3f})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True)
@@ -307,28 +382,49 @@ def main():
     ap.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per latency figure, at least")
+    ap.add_argument("--calibration-sets", type=int, default=1, metavar="K",
+                    help="also measure PTQ top-1 on K disjoint calibration sets of --calibration-size "
+                    "training images each (mean, spread, paired differences; default 1: no spread)")
+    ap.add_argument("--skip-latency", action="store_true",
+                    help="only the calibration-set spread: no latency rows (needs --calibration-sets > 1)")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.calibration_sets < 1:
+        ap.error(f"--calibration-sets {args.calibration_sets}: expected 1 or more")
+    if args.skip_latency and args.calibration_sets < 2:
+        ap.error("--skip-latency leaves nothing to measure without --calibration-sets 2 or more")
 
     if not os.path.exists(os.path.join(args.data, "test_batch.bin")):
         args.data = binary_from_image_folder(args.data)
-    state, _ = read_safetensors(args.checkpoint)
-    calib, _ = load_split(args.data, train=True, limit=args.calibration_size)
-    test = load_split(args.data, train=False, limit=args.test_size)
-    rows = pytorch_rows(state, calib, test, args.threads, args.min_time)
     if args.ours:
-        rows += our_rows(args.ours, args)
-
-    keys = [f"b{b}_t{t}" for t in args.threads for b in (1, 128)]
-    print(f"CifarCnn, {len(test[1])} test images, {args.calibration_size} calibration images; "
-          f"PyTorch {torch.__version__}; latency: median ms per forward")
-    print(f"{'model':58s} {'top1':>6s} {'MB':>6s} " + " ".join(f"{k:>9s}" for k in keys))
-    for r in rows:
-        lat = " ".join(f"{r['latency_ms'].get(k, float('nan')):9.2f}" for k in keys)
-        print(f"{r['name']:58s} {r['top1']:6.2f} {r['file_bytes'] / 1e6:6.2f} {lat}")
+        exe = os.path.join(args.ours, "examples", "cifar10_experiment", "cifar10_experiment")
+        if not os.access(exe, os.X_OK):
+            raise SystemExit(f"--ours {args.ours}: {exe} is missing (build it: cmake --build --preset release)")
+    state, _ = read_safetensors(args.checkpoint)
+    test = load_split(args.data, train=False, limit=args.test_size)
+    rows, sets = [], None
+    if not args.skip_latency:
+        calib, _ = load_split(args.data, train=True, limit=args.calibration_size)
+        rows = pytorch_rows(state, calib, test, args.threads, args.min_time)
+        if args.ours:
+            rows += our_rows(args.ours, args)
+        keys = [f"b{b}_t{t}" for t in args.threads for b in (1, 128)]
+        print(f"CifarCnn, {len(test[1])} test images, {args.calibration_size} calibration images; "
+              f"PyTorch {torch.__version__}; latency: median ms per forward")
+        print(f"{'model':58s} {'top1':>6s} {'MB':>6s} " + " ".join(f"{k:>9s}" for k in keys))
+        for r in rows:
+            lat = " ".join(f"{r['latency_ms'].get(k, float('nan')):9.2f}" for k in keys)
+            print(f"{r['name']:58s} {r['top1']:6.2f} {r['file_bytes'] / 1e6:6.2f} {lat}")
+    if args.calibration_sets > 1:
+        sets = calibration_spread(state, test, args)
+        print_spread(sets)
     if args.json:
+        result = {"torch": torch.__version__, "args": vars(args), "rows": rows}
+        if sets is not None:
+            result["calibration_sets"] = {
+                "offsets": [k * args.calibration_size for k in range(args.calibration_sets)], "top1": sets}
         with open(args.json + ".tmp", "w") as f:
-            json.dump({"torch": torch.__version__, "args": vars(args), "rows": rows}, f, indent=1)
+            json.dump(result, f, indent=1)
         os.replace(args.json + ".tmp", args.json)
 
 

@@ -57,6 +57,7 @@ struct Config {
   float qat_lr = 1e-3f;
   int qat_freeze_bn_epoch = 2, qat_freeze_observer_epoch = 3;
   std::int64_t calibration_size = 512;
+  std::int64_t calibration_offset = 0;
   std::string observer = "histogram_mse";
   std::string weight_grid = "full";
   std::int64_t train_size = 0, test_size = 0;  // 0: all
@@ -125,10 +126,16 @@ Config parse(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(2, 1000));
   app.add_option("--calibration-size", c.calibration_size,
-                 "PTQ calibration images: the first N training images, file order, no "
-                 "augmentation")
+                 "PTQ calibration images: N training images in file order from "
+                 "--calibration-offset (the first N by default), no augmentation")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
+  app.add_option("--calibration-offset", c.calibration_offset,
+                 "index of the first PTQ calibration image in the training set (another "
+                 "offset calibrates on other images, to measure PTQ's spread over "
+                 "calibration sets)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000000));
   app.add_option("--observer", c.observer, "PTQ activation observer")
       ->capture_default_str()
       ->check(CLI::IsMember(examples::observer_choices()));
@@ -182,6 +189,7 @@ Json config_json(const Config& c) {
           {"qat_freeze_bn_epoch", c.qat_freeze_bn_epoch},
           {"qat_freeze_observer_epoch", c.qat_freeze_observer_epoch},
           {"calibration_size", c.calibration_size},
+          {"calibration_offset", c.calibration_offset},
           {"observer", c.observer},
           {"weight_grid", c.weight_grid},
           {"train_size", c.train_size},
@@ -201,15 +209,16 @@ Json config_json(const Config& c) {
 
 namespace {
 
-/// The first n images of a set (all for n == 0 or n >= size).
-data::ImageSet first_images(data::ImageSet s, std::int64_t n) {
-  if (n <= 0 || n >= s.size()) return s;
+/// Images [offset, offset + n) of a set, cut at its end (n == 0: to the end).
+data::ImageSet image_range(data::ImageSet s, std::int64_t n, std::int64_t offset = 0) {
+  if (offset == 0 && (n <= 0 || n >= s.size())) return s;
+  n = n <= 0 ? s.size() - offset : std::min(n, s.size() - offset);
   data::ImageSet out;
   out.classes = s.classes;
   out.images = Tensor<std::uint8_t>(s.images.shape().with_dim0(n));
-  out.images.view().copy_from(s.images.narrow(0, n));
+  out.images.view().copy_from(s.images.narrow(offset, n));
   out.labels = Tensor<std::int32_t>(Shape{n});
-  out.labels.view().copy_from(s.labels.narrow(0, n));
+  out.labels.view().copy_from(s.labels.narrow(offset, n));
   return out;
 }
 
@@ -235,9 +244,9 @@ Cifar load_data(const Config& c) {
                       fs::exists(root / "cifar-10-batches-bin" / "test_batch.bin");
   if (binary) {
     d.train = std::make_shared<data::ImageSet>(
-        first_images(data::load_cifar10(root, data::CifarSplit::train), c.train_size));
+        image_range(data::load_cifar10(root, data::CifarSplit::train), c.train_size));
     d.test = std::make_shared<data::ImageSet>(
-        first_images(data::load_cifar10(root, data::CifarSplit::test), c.test_size));
+        image_range(data::load_cifar10(root, data::CifarSplit::test), c.test_size));
   } else {
     require<IoError>(fs::is_directory(root / "train") && fs::is_directory(root / "test"),
                      "--data-root ", root.string(),
@@ -491,16 +500,18 @@ class Experiment {
       std::printf("PTQ: done in an earlier run (%s)\n", file.c_str());
       return;
     }
-    auto calibration =
-        loader(std::make_shared<data::ImageSet>(first_images(*d_.train, c_.calibration_size)),
-               data::Augmentation::none(), false);
+    auto images = std::make_shared<data::ImageSet>(
+        image_range(*d_.train, c_.calibration_size, c_.calibration_offset));
+    const std::int64_t first = c_.calibration_offset, end = first + images->size();
+    auto calibration = loader(std::move(images), data::Augmentation::none(), false);
     quant::Prepared p =
         quant::prepare_ptq(net, {.observer = [this] { return quant::make_observer(c_.observer); },
                                  .grid = quant::weight_grid_from_string(c_.weight_grid)});
     const std::int64_t batches = quant::calibrate(p, *calibration);
     quant::Int8Model int8 = quant::convert(p);
-    std::printf("PTQ: calibrated on %lld batches (%s observer)\n%s",
-                static_cast<long long>(batches), c_.observer.c_str(), int8.summary().str().c_str());
+    std::printf("PTQ: calibrated on %lld batches of training images [%lld, %lld) (%s observer)\n%s",
+                static_cast<long long>(batches), static_cast<long long>(first),
+                static_cast<long long>(end), c_.observer.c_str(), int8.summary().str().c_str());
     quant::save_int8_model(int8, net.channel_plan(), file);
     const double acc = top1(int8);
     const examples::Latency lat =
@@ -508,7 +519,7 @@ class Experiment {
     results_.put(row_for(kPtq, "ptq", "int8", net, file, lat, acc, c_.threads));
     if (c_.sensitivity_size > 0) {
       auto subset =
-          loader(std::make_shared<data::ImageSet>(first_images(*d_.test, c_.sensitivity_size)),
+          loader(std::make_shared<data::ImageSet>(image_range(*d_.test, c_.sensitivity_size)),
                  data::Augmentation::none(), false);
       Json rows = Json::array();
       for (const auto& r :
@@ -610,6 +621,9 @@ int main(int argc, char** argv) {
           }
           dp.barrier();
           Cifar d = load_data(c);
+          require(c.calibration_offset < d.train->size(), "--calibration-offset ",
+                  c.calibration_offset, ": the training set has ", d.train->size(),
+                  " images (the offset must index one of them)");
           c.ranks = dp.size();
           std::printf("data: %s: %lld training, %lld test images; kernel path %s, %d threads\n",
                       d.source.c_str(), static_cast<long long>(d.train->size()),

@@ -132,13 +132,17 @@ TEST_CASE("cifar10_experiment: killed during training, resumed, every output san
 TEST_CASE("cifar10_experiment: --width scales the channels, a baseline of another width is refused",
           "[experiments]") {
   const fs::path out = fresh_dir("width");
-  const Result r = shell(bin() + tiny_args(out) + " --width 0.5 --epochs 1 --qat-epochs 0",
-                         out.parent_path() / "width.log");
+  // Also calibrates on other images than the first: 32 from image 200 (of 300).
+  const Result r = shell(
+      bin() + tiny_args(out) + " --width 0.5 --epochs 1 --qat-epochs 0 --calibration-offset 200",
+      out.parent_path() / "width.log");
   INFO(r.output);
   REQUIRE(r.status == 0);
-  CHECK_THAT(r.output, Catch::Matchers::Contains("CifarCnn 32-64-128-256"));
+  CHECK_THAT(r.output, Catch::Matchers::Contains("CifarCnn 32-64-128-256") &&
+                           Catch::Matchers::Contains("training images [200, 232)"));
   const report::Results res = report::read_results_json(out / "results.json");
   CHECK(res.config.at("width") == 0.5);
+  CHECK(res.config.at("calibration_offset") == 200);
   const report::Row* base = res.find("fp32 baseline");
   REQUIRE(base != nullptr);
   // 3x3 convs 3-32-64-128-256, BatchNorm scale and shift, fc 256 -> 10 with bias.
@@ -169,6 +173,9 @@ TEST_CASE("cifar10_experiment: bad input names the flag or file", "[experiments]
   expect(" --threads x", "--threads");
   expect(" --data-root /no/such/cifar --out '" + out.string() + "'", "/no/such/cifar");
   expect(" --data-root '" + kData.string() + "' --out /proc/no_such_dir", "--out");
+  expect(" --data-root '" + kData.string() + "' --train-size 300 --calibration-offset 300 --out '" +
+             out.string() + "'",
+         "--calibration-offset 300: the training set has 300 images");
   expect(" --data-root '" + kData.string() + "' --no-train-baseline --out '" + out.string() + "'",
          "baseline.safetensors");
   const Result help = shell(bin() + " --help", out.parent_path() / "help.log");
