@@ -356,10 +356,14 @@ def calibration_spread(state, test, args):
     return sets
 
 
-def print_spread(sets):
-    print(f"top-1 over {len(next(iter(sets.values())))} calibration sets: mean, standard deviation")
+def print_spread(sets, metric="top-1", better="higher"):
+    """Each model's mean and standard deviation over the calibration sets, and
+    compressor's mean paired difference against every other model with its
+    standard error (better: which sign of the difference favours compressor)."""
+    print(f"{metric} over {len(next(iter(sets.values())))} calibration sets: mean, standard deviation "
+          f"({better} is better)")
     for name, v in sets.items():
-        print(f"  {name:58s} {statistics.mean(v):6.2f} {statistics.stdev(v):5.2f}")
+        print(f"  {name:58s} {statistics.mean(v):7.3f} {statistics.stdev(v):6.3f}")
     ours = [n for n in sets if n.startswith("compressor")]
     for o in ours:
         for name, v in sets.items():
@@ -367,7 +371,7 @@ def print_spread(sets):
                 continue
             d = [a - b for a, b in zip(sets[o], v)]
             se = statistics.stdev(d) / len(d) ** 0.5
-            print(f"  compressor - {name}: {statistics.mean(d):+.3f} points (standard error {se:.3f})")
+            print(f"  compressor - {name}: {statistics.mean(d):+.3f} (standard error {se:.3f})")
 
 
 def main():

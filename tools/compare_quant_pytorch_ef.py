@@ -5,7 +5,8 @@ beside compressor's own figures: test MAE, file size and latency of one clip,
 in one run, same threads. The EF counterpart of compare_quant_pytorch.py.
 
     /usr/bin/python3 tools/compare_quant_pytorch_ef.py --run DIR --ours build/release
-        [--observer histogram_mse] [--threads 1 2] [--min-time S] [--json out.json]
+        [--observer histogram_mse] [--threads 1 2] [--min-time S]
+        [--calibration-sets K [--skip-latency]] [--json out.json]
 
 DIR is an ef_experiment --out folder: its baseline.safetensors (an
 EfRegressor checkpoint, torchvision names and PyTorch layouts) and its
@@ -37,6 +38,14 @@ narrow grid, which AVX2 machines run faster; the fastest kernel path per
 precision and thread count), PyTorch's
 fp32 eager and JIT and each engine's int8 (default qconfig, calibrated on 4
 random clips).
+
+With --calibration-sets K > 1, PTQ's spread over calibration sets is measured
+too (test MAE only): set k is the run's calibration clips taken from training
+clip k C on (C = calibration batches x batch size; ef_experiment
+--calibration-offset k C, which exports them); every engine's default qconfig
+and compressor's PTQ calibrate on the same clips. The printout ends with each
+model's mean and standard deviation over the sets and compressor's mean
+paired difference against each engine with its standard error.
 """
 import argparse
 import copy
@@ -53,7 +62,7 @@ import torch.ao.quantization as tq
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_quant_pytorch import fastest_model_times, median_ms, saved_bytes  # noqa: E402
+from compare_quant_pytorch import engines, fastest_model_times, median_ms, print_spread, saved_bytes  # noqa: E402
 from make_golden import read_safetensors  # noqa: E402
 
 
@@ -213,22 +222,14 @@ def pytorch_rows(fp, calib, test, batch, clip, threads, min_time, qconfigs=("def
     rows.append({"name": "pytorch fp32 jit (frozen, optimize_for_inference)", "precision": "fp32",
                  "mae": measured(jit), "file_bytes": saved_bytes(fp),
                  "latency_ms": clip_latencies(jit, clip, threads, min_time)})
-    for engine in [e for e in torch.backends.quantized.supported_engines if e != "none"]:
-        torch.backends.quantized.engine = engine
+    for engine in engines():
         default = tq.get_default_qconfig(engine)
         hist = tq.QConfig(activation=tq.HistogramObserver.with_args(reduce_range=default.activation().reduce_range),
                           weight=default.weight)
         for qname, qconfig in (("default", default), ("histogram", hist)):
             if qname not in qconfigs:
                 continue
-            m = copy.deepcopy(fp)
-            m.fuse()
-            m.qconfig = qconfig
-            tq.prepare(m, inplace=True)
-            with torch.no_grad():
-                for i in range(0, len(calib), batch):
-                    m(frames_of(calib[i : i + batch]))
-            tq.convert(m, inplace=True)
+            m = pytorch_int8(fp, engine, qconfig, calib, batch)
             rows.append({"name": f"pytorch int8 {engine} ({qname} qconfig)", "precision": "int8",
                          "mae": measured(m), "file_bytes": saved_bytes(m),
                          "latency_ms": clip_latencies(m, clip, threads, min_time)})
@@ -286,6 +287,65 @@ def our_rows(build, args, config, tensors_file):
     return list(rows.values()), list(full.values())
 
 
+def pytorch_int8(fp, engine, qconfig, calib, batch):
+    """fp fused, prepared with qconfig on engine, calibrated on the clips calib, converted."""
+    torch.backends.quantized.engine = engine
+    m = copy.deepcopy(fp)
+    m.fuse()
+    m.qconfig = qconfig
+    tq.prepare(m, inplace=True)
+    with torch.no_grad():
+        for i in range(0, len(calib), batch):
+            m(frames_of(calib[i : i + batch]))
+    tq.convert(m, inplace=True)
+    return m
+
+
+def our_ptq(build, args, config, offset, tensors_file):
+    """compressor's (fp32, PTQ int8) test MAE, PTQ calibrated from training clip
+    `offset` on, at the most threads; writes the calibration and test clips to
+    tensors_file."""
+    exe = os.path.join(build, "examples", "ef_experiment", "ef_experiment")
+    with tempfile.TemporaryDirectory() as out:
+        shutil.copy(os.path.join(args.run, "baseline.safetensors"), os.path.join(out, "baseline.safetensors"))
+        cmd = [exe, "--no-train-baseline", "--mode", "quantization", "--qat-epochs", "0",
+               "--threads", str(max(args.threads)), "--observer", args.observer, "--out", out,
+               "--calibration-offset", str(offset), "--export-tensors", tensors_file] + flags_of(config)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(out, "results.json")) as f:
+            rows = json.load(f)["rows"]
+        return tuple(next(r["mae"] for r in rows if r["method"] == m) for m in ("baseline", "ptq"))
+
+
+def check_port(pytorch_fp32, ours_fp32):
+    if abs(pytorch_fp32 - ours_fp32) > 1e-3 * max(1.0, ours_fp32):
+        raise SystemExit(f"the PyTorch port's fp32 MAE {pytorch_fp32:.5f} differs from ours {ours_fp32:.5f}: "
+                         "the two do not run the same network")
+
+
+def calibration_spread(build, args, config, fp, batch):
+    """{model: [test MAE per calibration set]}, every engine's default qconfig and ours."""
+    per_set = int(config["calibration_batches"]) * batch
+    torch.set_num_threads(max(args.threads))
+    sets = {}
+    for k in range(args.calibration_sets):
+        offset = k * per_set
+        with tempfile.TemporaryDirectory() as tmp:
+            tensors_file = os.path.join(tmp, "clips.safetensors")
+            ours_fp32, ours = our_ptq(build, args, config, offset, tensors_file)
+            tensors, _ = read_safetensors(tensors_file)
+        calib, test = tensors["calibration.clips"], (tensors["test.clips"], tensors["test.ef"])
+        if k == 0:
+            check_port(mae(fp, *test, batch), ours_fp32)
+        for engine in engines():
+            m = pytorch_int8(fp, engine, tq.get_default_qconfig(engine), calib, batch)
+            sets.setdefault(f"pytorch int8 {engine} (default qconfig)", []).append(mae(m, *test, batch))
+        sets.setdefault(f"compressor int8 PTQ ({args.observer})", []).append(ours)
+        print(f"calibration set {k}: {len(calib)} clips from training clip {offset}: " +
+              ", ".join(f"{name} {v[-1]:.3f}" for name, v in sets.items()), flush=True)
+    return sets
+
+
 def print_table(title, rows, keys, metric):
     print(title)
     print(f"{'model':58s} {metric:>7s} {'MB':>6s} " + " ".join(f"{k:>9s}" for k in keys))
@@ -306,42 +366,56 @@ def main():
                     "(ef_experiment --observer; default: its default, PyTorch's HistogramObserver rule)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per latency figure, at least")
+    ap.add_argument("--calibration-sets", type=int, default=1, metavar="K",
+                    help="also measure PTQ's test MAE on K disjoint calibration sets (mean, spread, paired "
+                    "differences; default 1: no spread)")
+    ap.add_argument("--skip-latency", action="store_true",
+                    help="only the calibration-set spread: no latency tables (needs --calibration-sets > 1)")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.calibration_sets < 1:
+        ap.error(f"--calibration-sets {args.calibration_sets}: expected 1 or more")
+    if args.skip_latency and args.calibration_sets < 2:
+        ap.error("--skip-latency leaves nothing to measure without --calibration-sets 2 or more")
 
     ckpt = os.path.join(args.run, "baseline.safetensors")
     with open(os.path.join(args.run, "results.json")) as f:
         config = json.load(f)["config"]
-    with tempfile.TemporaryDirectory() as tmp:
-        tensors_file = os.path.join(tmp, "clips.safetensors")
-        ours, ours_full = our_rows(args.ours, args, config, tensors_file)
-        tensors, _ = read_safetensors(tensors_file)
-    calib, test_clips, test_ef = tensors["calibration.clips"], tensors["test.clips"], tensors["test.ef"]
-    fp, pool = from_checkpoint(ckpt, test_clips.shape[1])
     batch = int(config["batch_size"])
-    rows = pytorch_rows(fp, calib, (test_clips, test_ef), batch, test_clips[:1], args.threads, args.min_time)
-    ours_fp32 = next(r["mae"] for r in ours if r["precision"] == "fp32")
-    if abs(rows[0]["mae"] - ours_fp32) > 1e-3 * max(1.0, ours_fp32):
-        raise SystemExit(f"the PyTorch port's fp32 MAE {rows[0]['mae']:.5f} differs from ours {ours_fp32:.5f}: "
-                         "the two do not run the same network")
-    rows += ours
+    fp, pool = from_checkpoint(ckpt, int(config["frames"]))
+    result = {"torch": torch.__version__, "args": vars(args), "config": config}
+    if not args.skip_latency:
+        with tempfile.TemporaryDirectory() as tmp:
+            tensors_file = os.path.join(tmp, "clips.safetensors")
+            ours, ours_full = our_rows(args.ours, args, config, tensors_file)
+            tensors, _ = read_safetensors(tensors_file)
+        calib, test_clips, test_ef = tensors["calibration.clips"], tensors["test.clips"], tensors["test.ef"]
+        rows = pytorch_rows(fp, calib, (test_clips, test_ef), batch, test_clips[:1], args.threads, args.min_time)
+        check_port(rows[0]["mae"], next(r["mae"] for r in ours if r["precision"] == "fp32"))
+        rows += ours
 
-    n, t, h = test_clips.shape[:3]
-    fullsize = full_size_model(8)
-    full_rows = pytorch_rows(fullsize, torch.randn(4, 8, 112, 112, 3), None, 1, torch.randn(1, 8, 112, 112, 3),
-                             args.threads, args.min_time, qconfigs=("default",)) + ours_full
+        n, t, h = test_clips.shape[:3]
+        fullsize = full_size_model(8)
+        full_rows = pytorch_rows(fullsize, torch.randn(4, 8, 112, 112, 3), None, 1,
+                                 torch.randn(1, 8, 112, 112, 3), args.threads, args.min_time,
+                                 qconfigs=("default",)) + ours_full
 
-    keys = [f"t{t_}" for t_ in args.threads]
-    print_table(f"EfRegressor of {args.run} ({pool} pooling, {t} frames of {h}x{h}), {n} test clips, "
-                f"{len(calib)} calibration clips; PyTorch {torch.__version__}; latency: median ms per clip",
-                rows, keys, "MAE")
-    print()
-    print_table("EfRegressor at full size (width 1, mean pooling), one clip of 8 frames of 112x112, random weights",
-                full_rows, keys, "MAE")
+        keys = [f"t{t_}" for t_ in args.threads]
+        print_table(f"EfRegressor of {args.run} ({pool} pooling, {t} frames of {h}x{h}), {n} test clips, "
+                    f"{len(calib)} calibration clips; PyTorch {torch.__version__}; latency: median ms per clip",
+                    rows, keys, "MAE")
+        print()
+        print_table("EfRegressor at full size (width 1, mean pooling), one clip of 8 frames of 112x112, "
+                    "random weights", full_rows, keys, "MAE")
+        result.update({"rows": rows, "full_size_rows": full_rows})
+    if args.calibration_sets > 1:
+        sets = calibration_spread(args.ours, args, config, fp, batch)
+        print_spread(sets, "test MAE", "lower")
+        per_set = int(config["calibration_batches"]) * batch
+        result["calibration_sets"] = {"offsets": [k * per_set for k in range(args.calibration_sets)], "mae": sets}
     if args.json:
         with open(args.json + ".tmp", "w") as f:
-            json.dump({"torch": torch.__version__, "args": vars(args), "config": config, "rows": rows,
-                       "full_size_rows": full_rows}, f, indent=1)
+            json.dump(result, f, indent=1)
         os.replace(args.json + ".tmp", args.json)
 
 

@@ -74,6 +74,7 @@ struct Config {
   std::vector<double> unstructured = {0.5, 0.8, 0.9}, structured = {0.3, 0.5, 0.7};
   std::int64_t round_to = 1;
   std::int64_t calibration_batches = 16;
+  std::int64_t calibration_offset = 0;
   std::string observer = "histogram_mse";
   std::string weight_grid = "full";
   int threads = 0;
@@ -161,9 +162,17 @@ Config parse(int argc, char** argv) {
   app.add_option("--round-to", c.round_to, "kept channels rounded up to a multiple of this")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{512}));
-  app.add_option("--calibration-batches", c.calibration_batches, "PTQ calibration batches")
+  app.add_option("--calibration-batches", c.calibration_batches,
+                 "PTQ calibration batches: training clips in file order from "
+                 "--calibration-offset, augmented as in training")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  app.add_option("--calibration-offset", c.calibration_offset,
+                 "index of the first PTQ calibration clip in the training split (another "
+                 "offset calibrates on other clips, to measure PTQ's spread over "
+                 "calibration sets)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{100000000}));
   app.add_option("--observer", c.observer, "PTQ activation observer")
       ->capture_default_str()
       ->check(CLI::IsMember(examples::observer_choices()));
@@ -227,6 +236,7 @@ Json config_json(const Config& c) {
           {"structured", c.structured},
           {"round_to", c.round_to},
           {"calibration_batches", c.calibration_batches},
+          {"calibration_offset", c.calibration_offset},
           {"observer", c.observer},
           {"weight_grid", c.weight_grid},
           {"threads", c.threads},
@@ -339,6 +349,9 @@ class Experiment {
             root.string(), ": need TRAIN, VAL and TEST clips, got ", train.size(), ", ",
             ds_->records(data::EchoSplit::val).size(), ", ",
             ds_->records(data::EchoSplit::test).size());
+    require(c_.calibration_offset < std::ssize(train), "--calibration-offset ",
+            c_.calibration_offset, ": the training split has ", train.size(),
+            " clips (the offset must index one of them)");
     double mean = 0, var = 0;
     for (const auto& r : train) mean += r.ef;
     mean /= static_cast<double>(train.size());
@@ -355,8 +368,8 @@ class Experiment {
   }
 
   /// --export-tensors: "calibration.clips" (what ptq() calibrates on: the
-  /// first --calibration-batches batches of the TRAIN loader, augmented as
-  /// in training, which the loader repeats exactly for a given seed),
+  /// first --calibration-batches batches of calibration_loader(), augmented
+  /// as in training, which the loader repeats exactly for a given seed),
   /// "test.clips" and "test.ef"; clips (N, T, H, W, 3), normalised.
   void export_tensors(const fs::path& file) const {
     auto gather = [](data::BatchSource& src, std::int64_t max_batches, bool targets) {
@@ -382,7 +395,7 @@ class Experiment {
       return out;
     };
     io::SafetensorsWriter w;
-    auto calibration = loader(data::EchoSplit::train, false);
+    auto calibration = calibration_loader();
     const auto calibration_clips = gather(*calibration, c_.calibration_batches, false).first;
     w.add("calibration.clips", calibration_clips);
     auto test = loader(data::EchoSplit::test, false);
@@ -409,6 +422,21 @@ class Experiment {
     lo.shuffle = shuffle;
     lo.seed = c_.seed;
     return ds_->loader(split, sharded ? dp_.shard(lo) : lo);
+  }
+  /// PTQ's calibration clips: the training split from --calibration-offset, in
+  /// file order, augmented as in training (the same clips on every run).
+  std::unique_ptr<data::BatchSource> calibration_loader() const {
+    if (c_.calibration_offset == 0) return loader(data::EchoSplit::train, false);
+    const auto train = ds_->dataset(data::EchoSplit::train);
+    data::LoaderOptions lo;
+    lo.batch_size = c_.batch_size;
+    lo.shuffle = false;
+    lo.seed = c_.seed;
+    lo.errors = ds_->options().errors;
+    return std::make_unique<data::DataLoader>(
+        std::make_shared<data::Subset>(train, c_.calibration_offset,
+                                       train->size() - c_.calibration_offset),
+        lo);
   }
   Shape clip_shape() const { return Shape{1, c_.frames, c_.size, c_.size, 3}; }
 
@@ -631,7 +659,7 @@ class Experiment {
       std::printf("%s: done in an earlier run\n", name.c_str());
       return;
     }
-    auto calibration = loader(data::EchoSplit::train, false);
+    auto calibration = calibration_loader();
     quant::Prepared p =
         quant::prepare_ptq(m, {.observer = [this] { return quant::make_observer(c_.observer); },
                                .grid = quant::weight_grid_from_string(c_.weight_grid)});

@@ -3,6 +3,7 @@
 // is present and sane, sparsity after fine-tuning equals the target, a run
 // killed after its baseline resumes, --export-tensors writes the clips, and
 // bad input stops naming the flag.
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -79,6 +80,28 @@ TEST_CASE("ef_experiment --mode all: a killed run resumes; every row sane", "[ex
     CHECK(sum > 0);  // normalised pixels, not zeros
     CHECK_THAT(gen.output, Catch::Matchers::Contains(std::to_string(test.dim(0)) + " test"));
   }
+  // --calibration-offset 4: other calibration clips (the finished stages are kept).
+  const std::string again = kBin +
+                            " --data-root synthetic_echo --frames 2 --size 32 --width 0.125 "
+                            "--epochs 1 --mode quantization --qat-epochs 0 --calibration-batches 1 "
+                            "--batch-size 4 --threads 2 --out gen_out --resume";
+  const Result offset =
+      shell(again + " --calibration-offset 4 --export-tensors gen_clips4.safetensors", "gen4.log");
+  INFO(offset.output);
+  REQUIRE(offset.status == 0);
+  {
+    const Tensor<float> calib0 = io::SafetensorsFile::open(kScratch / "gen_clips.safetensors")
+                                     .read<float>("calibration.clips");
+    const Tensor<float> calib4 = io::SafetensorsFile::open(kScratch / "gen_clips4.safetensors")
+                                     .read<float>("calibration.clips");
+    REQUIRE(calib4.shape() == calib0.shape());
+    CHECK_FALSE(std::equal(calib0.flat().begin(), calib0.flat().end(), calib4.flat().begin()));
+  }
+  const Result beyond = shell(again + " --calibration-offset 24", "gen_beyond.log");
+  INFO(beyond.output);
+  CHECK(beyond.status != 0);
+  CHECK_THAT(beyond.output,
+             Catch::Matchers::Contains("--calibration-offset 24: the training split"));
   fs::remove_all(kScratch / "tiny_echo");
   fs::rename(kScratch / "synthetic_echo", kScratch / "tiny_echo");
 

@@ -399,3 +399,34 @@ TEST_CASE("augment: a clip gets one shift and flip for all its frames", "[data][
       }
   }
 }
+
+TEST_CASE("subset: a loader over samples [begin, begin + count) of a data set", "[data][loader]") {
+  auto base = std::make_shared<FlakyDataset>(20, std::set<std::int64_t>{3});
+  auto sub = std::make_shared<Subset>(base, 12, 5);
+  CHECK(sub->size() == 5);
+  CHECK(sub->sample_shape() == base->sample_shape());
+  CHECK(sub->target_kind() == TargetKind::value);
+  LoaderOptions opt;
+  opt.batch_size = 2;
+  opt.shuffle = false;
+  DataLoader loader(sub, opt);
+  const auto epoch = whole_epoch(loader, 0);
+  REQUIRE(epoch.size() == 3);
+  std::vector<float> targets;
+  for (const auto& b : epoch)
+    for (std::int64_t k = 0; k < b.size(); ++k) {
+      targets.push_back(b.targets[k]);
+      CHECK(b.inputs.slice(k)[1] == b.targets[k] * 2);  // the base's sample, not another's
+    }
+  CHECK(targets == std::vector<float>{6.f, 6.5f, 7.f, 7.5f, 8.f});
+
+  // Errors name the base's sample; out-of-range subsets are refused.
+  Subset with_bad(base, 2, 3);
+  Tensor<float> out(base->sample_shape());
+  Rng rng(1);
+  CHECK_THROWS_WITH(with_bad.get(1, out.view(), rng), Contains("clip_3.avi"));
+  CHECK(with_bad.describe(1) == "sample 3");
+  CHECK_THROWS_WITH(Subset(base, 18, 3), Contains("[18, 21)") && Contains("20"));
+  CHECK_THROWS_WITH(Subset(base, -1, 2), Contains("Subset"));
+  CHECK_THROWS_WITH(with_bad.get(3, out.view(), rng), Contains("sample 3 of 3"));
+}

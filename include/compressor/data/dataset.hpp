@@ -4,8 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 
+#include "compressor/core/error.hpp"
 #include "compressor/core/rng.hpp"
 #include "compressor/core/shape.hpp"
 #include "compressor/core/tensor.hpp"
@@ -41,6 +44,32 @@ class Dataset {
 
   /// A name for sample i in messages (a file name, or "sample <i>").
   virtual std::string describe(std::int64_t i) const { return "sample " + std::to_string(i); }
+};
+
+/// Samples [begin, begin + count) of another data set, as a data set of its
+/// own: sample i is the base's sample begin + i (its file names the same in
+/// messages). The loader derives augmentation from the index it is given, so
+/// a sample's augmentation here differs from the one it gets in the base.
+class Subset final : public Dataset {
+ public:
+  Subset(std::shared_ptr<const Dataset> base, std::int64_t begin, std::int64_t count)
+      : base_(std::move(base)), begin_(begin), count_(count) {
+    require(base_ != nullptr, "Subset: null data set");
+    require(begin_ >= 0 && count_ >= 0 && begin_ + count_ <= base_->size(), "Subset: samples [",
+            begin_, ", ", begin_ + count_, ") are not within the data set's ", base_->size());
+  }
+  std::int64_t size() const override { return count_; }
+  Shape sample_shape() const override { return base_->sample_shape(); }
+  TargetKind target_kind() const override { return base_->target_kind(); }
+  Target get(std::int64_t i, TensorView<float> out, Rng& rng) const override {
+    require(i >= 0 && i < count_, "Subset: sample ", i, " of ", count_);
+    return base_->get(begin_ + i, out, rng);
+  }
+  std::string describe(std::int64_t i) const override { return base_->describe(begin_ + i); }
+
+ private:
+  std::shared_ptr<const Dataset> base_;
+  std::int64_t begin_, count_;
 };
 
 }  // namespace compressor::data
