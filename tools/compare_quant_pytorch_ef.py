@@ -310,7 +310,8 @@ def our_ptq(build, args, config, offset, tensors_file):
         shutil.copy(os.path.join(args.run, "baseline.safetensors"), os.path.join(out, "baseline.safetensors"))
         cmd = [exe, "--no-train-baseline", "--mode", "quantization", "--qat-epochs", "0",
                "--threads", str(max(args.threads)), "--observer", args.observer, "--out", out,
-               "--calibration-offset", str(offset), "--export-tensors", tensors_file] + flags_of(config)
+               "--calibration-offset", str(offset), "--export-tensors", tensors_file,
+               "--latency-rounds", "1", "--latency-seconds", "0"] + flags_of(config)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         with open(os.path.join(out, "results.json")) as f:
             rows = json.load(f)["rows"]
