@@ -5,7 +5,7 @@ own figures: accuracy, file size and latency, in one run, same threads.
 
     /usr/bin/python3 tools/compare_quant_pytorch.py --checkpoint CKPT --data DIR
         [--ours build/release] [--calibration-size 512] [--observer histogram_mse]
-        [--test-size N] [--threads 1 2] [--min-time S] [--calibration-sets K]
+        [--test-size N] [--threads 1 2] [--min-time S] [--calibration-sets K [--skip-latency]]
         [--json out.json]
 
 CKPT is a CifarCnn checkpoint written by compressor (safetensors, PyTorch
@@ -235,7 +235,7 @@ def pytorch_rows(state, calib, test, threads, min_time):
         hist = tq.QConfig(activation=tq.HistogramObserver.with_args(reduce_range=default.activation().reduce_range),
                           weight=default.weight)
         for qname, qconfig in (("default", default), ("histogram", hist)):
-            m = pytorch_int8(fp, engine, qconfig, calib)
+            m = pytorch_int8(fp, engine, qconfig, batches_of(calib, 128))
             rows.append({"name": f"pytorch int8 {engine} ({qname} qconfig)", "precision": "int8",
                          "top1": top1(m, *test), "file_bytes": saved_bytes(m),
                          "latency_ms": latencies(m, threads, min_time)})
@@ -302,18 +302,37 @@ def our_rows(build, args):
     return list(rows.values())
 
 
-def pytorch_int8(fp, engine, qconfig, calib):
-    """fp fused, prepared with qconfig on engine, calibrated on calib, converted."""
+def pytorch_int8(fp, engine, qconfig, batches):
+    """fp fused, prepared with qconfig on engine, calibrated on the input batches, converted."""
     torch.backends.quantized.engine = engine
     m = copy.deepcopy(fp)
     m.fuse()
     m.qconfig = qconfig
     tq.prepare(m, inplace=True)
     with torch.no_grad():
-        for i in range(0, len(calib), 128):
-            m(calib[i : i + 128])
+        for x in batches:
+            m(x)
     tq.convert(m, inplace=True)
     return m
+
+
+def batches_of(x, n):
+    return [x[i : i + n] for i in range(0, len(x), n)]
+
+
+def add_spread_args(ap, metric):
+    ap.add_argument("--calibration-sets", type=int, default=1, metavar="K",
+                    help=f"also measure PTQ's {metric} on K disjoint calibration sets (mean, spread, paired "
+                    "differences; default 1: no spread)")
+    ap.add_argument("--skip-latency", action="store_true",
+                    help="only the calibration-set spread: no latency rows (needs --calibration-sets > 1)")
+
+
+def check_spread_args(ap, args):
+    if args.calibration_sets < 1:
+        ap.error(f"--calibration-sets {args.calibration_sets}: expected 1 or more")
+    if args.skip_latency and args.calibration_sets < 2:
+        ap.error("--skip-latency leaves nothing to measure without --calibration-sets 2 or more")
 
 
 def engines():
@@ -346,7 +365,7 @@ def calibration_spread(state, test, args):
         offset = k * args.calibration_size
         calib, _ = load_split(args.data, train=True, limit=args.calibration_size, offset=offset)
         for engine in engines():
-            m = pytorch_int8(fp, engine, tq.get_default_qconfig(engine), calib)
+            m = pytorch_int8(fp, engine, tq.get_default_qconfig(engine), batches_of(calib, 128))
             sets.setdefault(f"pytorch int8 {engine} (default qconfig)", []).append(top1(m, *test))
         if args.ours:
             sets.setdefault(f"compressor int8 PTQ ({args.observer})", []).append(
@@ -386,17 +405,10 @@ def main():
     ap.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per latency figure, at least")
-    ap.add_argument("--calibration-sets", type=int, default=1, metavar="K",
-                    help="also measure PTQ top-1 on K disjoint calibration sets of --calibration-size "
-                    "training images each (mean, spread, paired differences; default 1: no spread)")
-    ap.add_argument("--skip-latency", action="store_true",
-                    help="only the calibration-set spread: no latency rows (needs --calibration-sets > 1)")
+    add_spread_args(ap, "top-1")
     ap.add_argument("--json")
     args = ap.parse_args()
-    if args.calibration_sets < 1:
-        ap.error(f"--calibration-sets {args.calibration_sets}: expected 1 or more")
-    if args.skip_latency and args.calibration_sets < 2:
-        ap.error("--skip-latency leaves nothing to measure without --calibration-sets 2 or more")
+    check_spread_args(ap, args)
 
     if not os.path.exists(os.path.join(args.data, "test_batch.bin")):
         args.data = binary_from_image_folder(args.data)

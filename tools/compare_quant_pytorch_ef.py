@@ -62,7 +62,8 @@ import torch.ao.quantization as tq
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_quant_pytorch import engines, fastest_model_times, median_ms, print_spread, saved_bytes  # noqa: E402
+from compare_quant_pytorch import (add_spread_args, batches_of, check_spread_args, engines,  # noqa: E402
+                                   fastest_model_times, median_ms, print_spread, pytorch_int8, saved_bytes)
 from make_golden import read_safetensors  # noqa: E402
 
 
@@ -229,7 +230,7 @@ def pytorch_rows(fp, calib, test, batch, clip, threads, min_time, qconfigs=("def
         for qname, qconfig in (("default", default), ("histogram", hist)):
             if qname not in qconfigs:
                 continue
-            m = pytorch_int8(fp, engine, qconfig, calib, batch)
+            m = int8_of(fp, engine, qconfig, calib, batch)
             rows.append({"name": f"pytorch int8 {engine} ({qname} qconfig)", "precision": "int8",
                          "mae": measured(m), "file_bytes": saved_bytes(m),
                          "latency_ms": clip_latencies(m, clip, threads, min_time)})
@@ -287,18 +288,9 @@ def our_rows(build, args, config, tensors_file):
     return list(rows.values()), list(full.values())
 
 
-def pytorch_int8(fp, engine, qconfig, calib, batch):
-    """fp fused, prepared with qconfig on engine, calibrated on the clips calib, converted."""
-    torch.backends.quantized.engine = engine
-    m = copy.deepcopy(fp)
-    m.fuse()
-    m.qconfig = qconfig
-    tq.prepare(m, inplace=True)
-    with torch.no_grad():
-        for i in range(0, len(calib), batch):
-            m(frames_of(calib[i : i + batch]))
-    tq.convert(m, inplace=True)
-    return m
+def int8_of(fp, engine, qconfig, calib, batch):
+    """fp quantized on engine with qconfig, calibrated on the clips calib."""
+    return pytorch_int8(fp, engine, qconfig, [frames_of(c) for c in batches_of(calib, batch)])
 
 
 def our_ptq(build, args, config, offset, tensors_file):
@@ -339,7 +331,7 @@ def calibration_spread(build, args, config, fp, batch):
         if k == 0:
             check_port(mae(fp, *test, batch), ours_fp32)
         for engine in engines():
-            m = pytorch_int8(fp, engine, tq.get_default_qconfig(engine), calib, batch)
+            m = int8_of(fp, engine, tq.get_default_qconfig(engine), calib, batch)
             sets.setdefault(f"pytorch int8 {engine} (default qconfig)", []).append(mae(m, *test, batch))
         sets.setdefault(f"compressor int8 PTQ ({args.observer})", []).append(ours)
         print(f"calibration set {k}: {len(calib)} clips from training clip {offset}: " +
@@ -367,17 +359,10 @@ def main():
                     "(ef_experiment --observer; default: its default, PyTorch's HistogramObserver rule)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per latency figure, at least")
-    ap.add_argument("--calibration-sets", type=int, default=1, metavar="K",
-                    help="also measure PTQ's test MAE on K disjoint calibration sets (mean, spread, paired "
-                    "differences; default 1: no spread)")
-    ap.add_argument("--skip-latency", action="store_true",
-                    help="only the calibration-set spread: no latency tables (needs --calibration-sets > 1)")
+    add_spread_args(ap, "test MAE")
     ap.add_argument("--json")
     args = ap.parse_args()
-    if args.calibration_sets < 1:
-        ap.error(f"--calibration-sets {args.calibration_sets}: expected 1 or more")
-    if args.skip_latency and args.calibration_sets < 2:
-        ap.error("--skip-latency leaves nothing to measure without --calibration-sets 2 or more")
+    check_spread_args(ap, args)
 
     ckpt = os.path.join(args.run, "baseline.safetensors")
     with open(os.path.join(args.run, "results.json")) as f:
