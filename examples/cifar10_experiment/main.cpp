@@ -26,6 +26,7 @@
 #include "compressor/data/image_folder.hpp"
 #include "compressor/data/loader.hpp"
 #include "compressor/io/checkpoint.hpp"
+#include "compressor/io/optimizer_state.hpp"
 #include "compressor/kernels/isa.hpp"
 #include "compressor/models/cifar_cnn.hpp"
 #include "compressor/prune/report.hpp"
@@ -290,16 +291,23 @@ void check_width(models::CifarCnn& net, double width, const fs::path& path) {
           width, " asks for ", want, "; pass the --width it was trained with");
 }
 
+/// Loading the weights of a training checkpoint skips its optimizer state.
+io::LoadOptions skip_optimizer_state() {
+  io::LoadOptions lo;
+  lo.ignore = {std::string(io::kOptimizerPrefix) + "*"};
+  return lo;
+}
+
 /// A CifarCnn checkpoint: built from its channel plan, or, for a file without
 /// one (written by PyTorch, say), the default CifarCnn with strict loading.
 /// Either must have the channels of --width.
 std::unique_ptr<models::CifarCnn> load_cifar_cnn(const fs::path& path, double width) {
   std::unique_ptr<models::CifarCnn> net;
   if (io::SafetensorsFile::open(path).metadata_value(nn::ChannelPlan::kMetadataKey) != nullptr) {
-    net = io::load_model<models::CifarCnn>(path);
+    net = io::load_model<models::CifarCnn>(path, skip_optimizer_state());
   } else {
     net = std::make_unique<models::CifarCnn>(cifar_plan(width));
-    io::load_checkpoint(*net, path);
+    io::load_checkpoint(*net, path, skip_optimizer_state());
   }
   check_width(*net, width, path);
   return net;
@@ -450,8 +458,6 @@ class Experiment {
       require<IoError>(e != nullptr, partial.string(), ": no experiment.epoch in its metadata");
       first = std::stoi(*e) + 1;
       net = load_cifar_cnn(partial, c_.width);
-      std::printf("resume: baseline training from epoch %d (%s; SGD momentum restarts)\n", first,
-                  partial.c_str());
     }
     dp_.broadcast(*net);  // identical replicas
     auto train = loader(d_.train, train_augmentation(), true, /*sharded=*/true);
@@ -461,6 +467,14 @@ class Experiment {
                           .nesterov = true,
                           .weight_decay = c_.weight_decay,
                           .decay_policy = train::DecayPolicy::weights_only});
+    if (first > 1) {
+      // Checkpoints written before optimizer state was saved resume without it.
+      io::SafetensorsFile f = io::SafetensorsFile::open(partial);
+      const bool exact = f.metadata_value("optimizer") != nullptr;
+      if (exact) io::load_optimizer_state(f, sgd);
+      std::printf("resume: baseline training from epoch %d (%s; %s)\n", first, partial.c_str(),
+                  exact ? "SGD state restored" : "no optimizer state in it: SGD momentum restarts");
+    }
     const std::int64_t per_epoch = train->num_batches();
     train::OneCycleLr sched(c_.lr, std::max<std::int64_t>(2, c_.epochs * per_epoch));
     examples::OffsetSchedule resumed(sched, (first - 1) * per_epoch);
@@ -488,7 +502,7 @@ class Experiment {
                   train::format_metrics(r.train).c_str(), train::format_metrics(t).c_str(),
                   r.samples_per_second);
       std::fflush(stdout);
-      io::save_checkpoint(*net, partial, {{"experiment.epoch", std::to_string(e)}});
+      io::save_training_checkpoint(*net, sgd, partial, {{"experiment.epoch", std::to_string(e)}});
     }
     return net;
   }

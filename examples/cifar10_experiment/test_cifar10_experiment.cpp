@@ -78,7 +78,8 @@ TEST_CASE("cifar10_experiment: killed during training, resumed, every output san
                                out.parent_path() / "resumed.log");
   INFO(resumed.output);
   REQUIRE(resumed.status == 0);
-  CHECK_THAT(resumed.output, Catch::Matchers::Contains("resume: baseline training from epoch"));
+  CHECK_THAT(resumed.output, Catch::Matchers::Contains("resume: baseline training from epoch") &&
+                                 Catch::Matchers::Contains("SGD state restored"));
   CHECK_FALSE(fs::exists(partial));
 
   const report::Results r = report::read_results_json(out / "results.json");

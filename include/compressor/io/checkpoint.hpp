@@ -422,12 +422,10 @@ inline void add_state(SafetensorsWriter& w, nn::Module& m, const std::string& pr
   }
 }
 
-/// Writes m's parameters and buffers to path atomically, with optional
-/// string metadata and, for a model with a channel plan, the plan (metadata
-/// key "compressor.channel_plan", unless metadata sets it); throws IoError
-/// naming path on failure.
-inline void save_checkpoint(nn::Module& m, const std::filesystem::path& path,
-                            const std::vector<std::pair<std::string, std::string>>& metadata = {}) {
+/// A writer holding what save_checkpoint writes (m's tensors, metadata and
+/// channel plan), for adding more before writing it.
+inline SafetensorsWriter checkpoint_writer(
+    nn::Module& m, const std::vector<std::pair<std::string, std::string>>& metadata = {}) {
   SafetensorsWriter w;
   bool has_plan = false;
   for (const auto& [k, v] : metadata) {
@@ -437,7 +435,16 @@ inline void save_checkpoint(nn::Module& m, const std::filesystem::path& path,
   if (auto* planned = nn::as<nn::PlannedModel>(m); planned && !has_plan)
     w.set_metadata(std::string(nn::ChannelPlan::kMetadataKey), planned->channel_plan().to_json());
   add_state(w, m);
-  w.write(path);
+  return w;
+}
+
+/// Writes m's parameters and buffers to path atomically, with optional
+/// string metadata and, for a model with a channel plan, the plan (metadata
+/// key "compressor.channel_plan", unless metadata sets it); throws IoError
+/// naming path on failure.
+inline void save_checkpoint(nn::Module& m, const std::filesystem::path& path,
+                            const std::vector<std::pair<std::string, std::string>>& metadata = {}) {
+  checkpoint_writer(m, metadata).write(path);
 }
 
 /// The channel plan stored in an open checkpoint; IoError if it has none.

@@ -112,6 +112,11 @@ class Optimizer {
   virtual bool set_momentum(float) { return false; }
   /// Optimizer steps taken (each parameter also counts its own: state()).
   std::int64_t steps() const { return steps_; }
+  /// Sets the step count, for restoring a saved state (io/optimizer_state.hpp).
+  void restore_steps(std::int64_t steps) {
+    require(steps >= 0, name(), ": a step count must be >= 0, got ", steps);
+    steps_ = steps;
+  }
   nn::Module& model() const { return *model_; }
 
   /// The parameters the next step() updates, bound now (throws as step() does).

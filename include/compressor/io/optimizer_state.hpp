@@ -1,0 +1,120 @@
+// Optimizer state in checkpoints: what an exact resume needs besides the
+// weights. A training checkpoint holds the model's tensors (checkpoint.hpp)
+// and, beside them, the optimizer's per-parameter state under
+// "optimizer.<parameter>.<key>":
+//
+//   momentum_buffer            SGD with momentum (once the parameter has stepped)
+//   exp_avg, exp_avg_sq        Adam / AdamW (likewise)
+//   steps                      int64, shape (1): the parameter's own update count
+//
+// and the metadata "optimizer" (its name(), e.g. "sgd") and "optimizer.steps"
+// (Optimizer::steps()). State tensors have the parameter's in-memory shape
+// and layout (a conv weight's OHWI), not PyTorch's: they are for resuming
+// here, not for torch.optim. load_checkpoint() of the model alone rejects
+// them as unexpected unless told to skip them: LoadOptions::ignore =
+// {"optimizer.*"} (save_training_checkpoint / load_training_checkpoint do both).
+//
+//   io::save_training_checkpoint(model, sgd, "run/partial.safetensors", {{"epoch", "3"}});
+//   ...
+//   io::load_training_checkpoint(model, sgd, "run/partial.safetensors");
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "compressor/io/checkpoint.hpp"
+#include "compressor/io/safetensors.hpp"
+#include "compressor/train/optimizer.hpp"
+
+namespace compressor::io {
+
+inline constexpr const char* kOptimizerPrefix = "optimizer.";
+
+/// Adds opt's state (see the top of this file) to w.
+inline void add_optimizer_state(SafetensorsWriter& w, train::Optimizer& opt) {
+  w.set_metadata("optimizer", std::string(opt.name()));
+  w.set_metadata("optimizer.steps", std::to_string(opt.steps()));
+  for (const nn::ParameterRef& p : opt.parameters()) {
+    const train::ParamState* s = opt.state(p.name);
+    const std::string base = kOptimizerPrefix + p.name + ".";
+    Tensor<std::int64_t> steps(Shape{1});
+    steps[0] = s->steps;
+    w.add(base + "steps", steps);
+    if (!s->momentum_buffer.empty()) w.add(base + "momentum_buffer", s->momentum_buffer);
+    if (!s->exp_avg.empty()) w.add(base + "exp_avg", s->exp_avg);
+    if (!s->exp_avg_sq.empty()) w.add(base + "exp_avg_sq", s->exp_avg_sq);
+  }
+}
+
+/// Restores opt's state from f, written by add_optimizer_state for an
+/// optimizer of the same kind over parameters of the same names and shapes.
+/// Throws IoError naming the file and what does not fit (another optimizer,
+/// a parameter without state, a state of another shape); on error opt keeps
+/// the state it had.
+inline void load_optimizer_state(SafetensorsFile& f, train::Optimizer& opt) {
+  const std::string* kind = f.metadata_value("optimizer");
+  const std::string* steps = f.metadata_value("optimizer.steps");
+  require<IoError>(kind != nullptr && steps != nullptr, f.source(),
+                   ": no optimizer state (metadata 'optimizer' and 'optimizer.steps')");
+  require<IoError>(*kind == opt.name(), f.source(), ": optimizer state of '", *kind,
+                   "', but the optimizer is '", opt.name(), "'");
+  std::int64_t total = 0;
+  try {
+    std::size_t used = 0;
+    total = std::stoll(*steps, &used);
+    require<IoError>(used == steps->size() && total >= 0, "");
+  } catch (const std::exception&) {
+    throw IoError(compressor::detail::concat(f.source(), ": metadata 'optimizer.steps' is '",
+                                             *steps, "', not a step count"));
+  }
+  // Read everything first, so that a bad file changes nothing.
+  std::vector<std::pair<std::string, train::ParamState>> read;
+  for (const nn::ParameterRef& p : opt.parameters()) {
+    const std::string base = kOptimizerPrefix + p.name + ".";
+    require<IoError>(f.contains(base + "steps"), f.source(), ": no optimizer state for parameter '",
+                     p.name, "' (tensor '", base, "steps')");
+    train::ParamState s;
+    s.shape = p.value->shape();
+    const Tensor<std::int64_t> n = f.read<std::int64_t>(base + "steps");
+    require<IoError>(n.numel() == 1 && n[0] >= 0, f.source(), ": '", base,
+                     "steps' must hold one count >= 0");
+    s.steps = n[0];
+    for (auto [key, dst] :
+         {std::pair{"momentum_buffer", &s.momentum_buffer}, std::pair{"exp_avg", &s.exp_avg},
+          std::pair{"exp_avg_sq", &s.exp_avg_sq}}) {
+      if (!f.contains(base + key)) continue;
+      *dst = f.read<float>(base + key);
+      require<IoError>(dst->shape() == s.shape, f.source(), ": '", base, key, "' has shape ",
+                       dst->shape().str(), ", but parameter '", p.name, "' has shape ",
+                       s.shape.str());
+    }
+    read.emplace_back(p.name, std::move(s));
+  }
+  for (auto& [name, s] : read) *opt.mutable_state(name) = std::move(s);
+  opt.restore_steps(total);
+}
+
+/// Writes m's tensors (save_checkpoint) and opt's state to path, atomically.
+inline void save_training_checkpoint(
+    nn::Module& m, train::Optimizer& opt, const std::filesystem::path& path,
+    const std::vector<std::pair<std::string, std::string>>& metadata = {}) {
+  SafetensorsWriter w = checkpoint_writer(m, metadata);
+  add_optimizer_state(w, opt);
+  w.write(path);
+}
+
+/// Loads m's tensors and opt's state from a save_training_checkpoint file.
+inline LoadReport load_training_checkpoint(nn::Module& m, train::Optimizer& opt,
+                                           const std::filesystem::path& path) {
+  SafetensorsFile f = SafetensorsFile::open(path);
+  LoadOptions lo;
+  lo.ignore = {std::string(kOptimizerPrefix) + "*"};
+  LoadReport r = load_checkpoint(m, f, lo);
+  load_optimizer_state(f, opt);
+  return r;
+}
+
+}  // namespace compressor::io
