@@ -265,6 +265,20 @@ def fastest_model_times(bench, model, precisions, threads, min_time):
     return best
 
 
+def run_ours(exe, args, out, threads, extra=()):
+    """cifar10_experiment --no-train-baseline (PTQ, no QAT) on a copy of the checkpoint
+    in the folder out; returns its results.json rows."""
+    shutil.copy(args.checkpoint, os.path.join(out, "baseline.safetensors"))
+    cmd = [exe, "--no-train-baseline", "--out", out, "--data-root", args.data, "--qat-epochs", "0",
+           "--sensitivity-size", "0", "--calibration-size", str(args.calibration_size),
+           "--observer", args.observer, "--threads", str(threads), *extra]
+    if args.test_size:
+        cmd += ["--test-size", str(args.test_size)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(out, "results.json")) as f:
+        return json.load(f)["rows"]
+
+
 def our_rows(build, args):
     """compressor's PTQ of the same checkpoint on the same images: cifar10_experiment
     (--no-train-baseline: the checkpoint is its baseline) per thread count for top-1,
@@ -279,16 +293,7 @@ def our_rows(build, args):
         for t in args.threads:
             out = os.path.join(tmp, f"t{t}")
             os.makedirs(out)
-            shutil.copy(args.checkpoint, os.path.join(out, "baseline.safetensors"))
-            cmd = [exe, "--no-train-baseline", "--out", out, "--data-root", args.data, "--qat-epochs", "0",
-                   "--sensitivity-size", "0", "--calibration-size", str(args.calibration_size),
-                   "--observer", args.observer, "--threads", str(t)]
-            if args.test_size:
-                cmd += ["--test-size", str(args.test_size)]
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-            with open(os.path.join(out, "results.json")) as f:
-                result = json.load(f)
-            for r in result["rows"]:
+            for r in run_ours(exe, args, out, t):
                 key = "compressor " + (f"int8 PTQ ({args.observer})" if r["precision"] == "int8" else "fp32 deploy")
                 row = rows.setdefault(key, {"name": f"{key}, {r['kernel_path']}", "precision": r["precision"],
                                             "top1": r["top1"], "file_bytes": r["file_bytes"], "latency_ms": {}})
@@ -343,16 +348,9 @@ def our_ptq_top1(build, args, offset, threads):
     """compressor's PTQ top-1 calibrated on training images [offset, offset + N)."""
     exe = os.path.join(build, "examples", "cifar10_experiment", "cifar10_experiment")
     with tempfile.TemporaryDirectory() as out:
-        shutil.copy(args.checkpoint, os.path.join(out, "baseline.safetensors"))
-        cmd = [exe, "--no-train-baseline", "--out", out, "--data-root", args.data, "--qat-epochs", "0",
-               "--sensitivity-size", "0", "--calibration-size", str(args.calibration_size),
-               "--calibration-offset", str(offset), "--observer", args.observer, "--threads", str(threads),
-               "--latency-rounds", "1", "--latency-seconds", "0"]
-        if args.test_size:
-            cmd += ["--test-size", str(args.test_size)]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        with open(os.path.join(out, "results.json")) as f:
-            return next(r["top1"] for r in json.load(f)["rows"] if r["precision"] == "int8")
+        rows = run_ours(exe, args, out, threads,
+                        ("--calibration-offset", str(offset), "--latency-rounds", "1", "--latency-seconds", "0"))
+        return next(r["top1"] for r in rows if r["precision"] == "int8")
 
 
 def calibration_spread(state, test, args):

@@ -248,6 +248,18 @@ def flags_of(config):
     return flags
 
 
+def run_ours(exe, args, config, out, threads, extra=()):
+    """ef_experiment --no-train-baseline --mode quantization (PTQ, no QAT) with the run's
+    data and PTQ flags on a copy of its checkpoint in the folder out; returns its
+    results.json rows."""
+    shutil.copy(os.path.join(args.run, "baseline.safetensors"), os.path.join(out, "baseline.safetensors"))
+    cmd = [exe, "--no-train-baseline", "--mode", "quantization", "--qat-epochs", "0", "--threads", str(threads),
+           "--observer", args.observer, "--out", out, *extra] + flags_of(config)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(out, "results.json")) as f:
+        return json.load(f)["rows"]
+
+
 def our_rows(build, args, config, tensors_file):
     exe = os.path.join(build, "examples", "ef_experiment", "ef_experiment")
     bench = os.path.join(build, "benchmarks", "quant", "bench_quant_models")
@@ -259,15 +271,8 @@ def our_rows(build, args, config, tensors_file):
         for t in args.threads:
             out = os.path.join(tmp, f"t{t}")
             os.makedirs(out)
-            shutil.copy(os.path.join(args.run, "baseline.safetensors"), os.path.join(out, "baseline.safetensors"))
-            cmd = [exe, "--no-train-baseline", "--mode", "quantization", "--qat-epochs", "0", "--threads", str(t),
-                   "--observer", args.observer, "--out", out] + flags_of(config)
-            if not os.path.exists(tensors_file):
-                cmd += ["--export-tensors", tensors_file]
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-            with open(os.path.join(out, "results.json")) as f:
-                result = json.load(f)
-            for r in result["rows"]:
+            export = () if os.path.exists(tensors_file) else ("--export-tensors", tensors_file)
+            for r in run_ours(exe, args, config, out, t, export):
                 if r["method"] not in ("baseline", "ptq"):
                     continue
                 key = "compressor " + ("int8 PTQ" if r["precision"] == "int8" else "fp32 deploy")
@@ -299,14 +304,9 @@ def our_ptq(build, args, config, offset, tensors_file):
     tensors_file."""
     exe = os.path.join(build, "examples", "ef_experiment", "ef_experiment")
     with tempfile.TemporaryDirectory() as out:
-        shutil.copy(os.path.join(args.run, "baseline.safetensors"), os.path.join(out, "baseline.safetensors"))
-        cmd = [exe, "--no-train-baseline", "--mode", "quantization", "--qat-epochs", "0",
-               "--threads", str(max(args.threads)), "--observer", args.observer, "--out", out,
-               "--calibration-offset", str(offset), "--export-tensors", tensors_file,
-               "--latency-rounds", "1", "--latency-seconds", "0"] + flags_of(config)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        with open(os.path.join(out, "results.json")) as f:
-            rows = json.load(f)["rows"]
+        rows = run_ours(exe, args, config, out, max(args.threads),
+                        ("--calibration-offset", str(offset), "--export-tensors", tensors_file,
+                         "--latency-rounds", "1", "--latency-seconds", "0"))
         return tuple(next(r["mae"] for r in rows if r["method"] == m) for m in ("baseline", "ptq"))
 
 
