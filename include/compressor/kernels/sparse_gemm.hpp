@@ -10,9 +10,10 @@
 // blocks alone would leave threads idle (sparse_units()); scratch in
 // SparseScratch (grown once, reused).
 // The path is kernel_path()'s: fp32 runs its AVX-512 block kernel on avx512
-// and avx512_vnni, the AVX2 one on avx2 and avx_vnni; int8 runs the AVX2 one
-// on every SIMD path; scalar runs the references. Every path equals the
-// reference bit for bit (simd/sparse_gemm.hpp).
+// and avx512_vnni, the AVX2 one on avx2 and avx_vnni; int8 runs its zmm
+// vpdpbusd kernel on 64-row blocks on avx512_vnni, its ymm vpdpbusd kernel on
+// avx_vnni and the AVX2 one on avx2 and avx512; scalar runs the references.
+// Every path equals the reference bit for bit (simd/sparse_gemm.hpp).
 #pragma once
 
 #include <cstdint>
@@ -55,7 +56,7 @@ class SparseScratch {
 };
 
 namespace detail {
-inline constexpr std::int64_t kSparseRows = 32;  // = simd::kSparseBlock
+inline constexpr std::int64_t kSparseRows = 32;  // = simd::kSparseBlock (64 on zmm int8)
 
 inline std::size_t align64(std::size_t n) {
   return (n + 63) / 64 * 64;
@@ -69,8 +70,8 @@ inline void check_sparse_args(const char* what, std::int64_t M, std::int64_t ldx
 }
 
 /// The work units of an M x N sparse product on `threads` threads: its
-/// 32-row blocks, each cut into `chunks` ranges of `chunk` output channels
-/// (the last range shorter). A unit's cost hardly depends on its rows (the
+/// blocks of `block_rows` (32, or 64 for the zmm int8 kernel), each cut into `chunks` ranges of
+/// `chunk` output channels (the last range shorter). A unit's cost hardly depends on its rows (the
 /// kernels always compute 32), so the blocks alone load the threads evenly
 /// when they are a multiple of the thread count or many (3 or more per
 /// thread: the last round is a small part). Otherwise (ResNet-18's last
@@ -81,9 +82,10 @@ struct SparseUnits {
   std::int64_t blocks = 0, chunks = 1, chunk = 0;
 };
 
-inline SparseUnits sparse_units(std::int64_t M, std::int64_t N, int threads) {
+inline SparseUnits sparse_units(std::int64_t M, std::int64_t N, int threads,
+                                std::int64_t block_rows = kSparseRows) {
   SparseUnits u;
-  u.blocks = (M + kSparseRows - 1) / kSparseRows;
+  u.blocks = (M + block_rows - 1) / block_rows;
   u.chunk = N;
   if (threads > 1 && u.blocks % threads != 0 && u.blocks < 3 * threads && N >= 16) {
     u.chunk = ((N + threads - 1) / threads + 7) / 8 * 8;
@@ -97,17 +99,17 @@ inline SparseUnits sparse_units(std::int64_t M, std::int64_t N, int threads) {
 /// does not hold these rows yet. Threaded.
 template <class Unit>
 void for_sparse_units(std::int64_t M, std::int64_t N, SparseScratch& scratch, std::size_t bytes,
-                      Unit unit) {
+                      Unit unit, std::int64_t block_rows = kSparseRows) {
   // Called from inside a parallel region, parallel_units runs inline on this
   // caller's own scratch: buffer 0.
   const bool nested = in_parallel();
   const int threads = nested ? 1 : num_threads();
-  const SparseUnits u = sparse_units(M, N, threads);
+  const SparseUnits u = sparse_units(M, N, threads, block_rows);
   scratch.reserve(threads, bytes);
   parallel_units(u.blocks * u.chunks, [&](std::int64_t i) {
     const int t = nested ? 0 : thread_index();
-    const std::int64_t b = i / u.chunks, m = b * kSparseRows, n0 = i % u.chunks * u.chunk;
-    unit(m, static_cast<int>(std::min(kSparseRows, M - m)), n0, std::min(N, n0 + u.chunk),
+    const std::int64_t b = i / u.chunks, m = b * block_rows, n0 = i % u.chunks * u.chunk;
+    unit(m, static_cast<int>(std::min(block_rows, M - m)), n0, std::min(N, n0 + u.chunk),
          scratch.repack(t, b), scratch.thread_buffer(t));
   });
 }
@@ -151,17 +153,23 @@ void sparse_gemm_u8s8(std::int64_t M, const std::uint8_t* X, std::int64_t ldx,
   require(x_zero_point >= 0 && x_zero_point <= 255, "sparse_gemm_u8s8: activation zero point ",
           x_zero_point, " is outside [0, 255]");
 #if COMPRESSOR_X86
-  if (path_has_avx2(kernel_path())) {
+  const Path path = kernel_path();
+  if (path_has_avx2(path)) {
     using Out = typename Epi::Out;
-    const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * 32));
-    const std::size_t tile = static_cast<std::size_t>(W.n() * 32) * sizeof(Out);
-    detail::for_sparse_units(M, W.n(), scratch, panel + tile,
-                             [&](std::int64_t m, int rows, std::int64_t n0, std::int64_t n1,
-                                 bool pack, std::uint8_t* buf) {
-                               simd::sparse_block_u8s8_avx2(
-                                   X + m * ldx, ldx, rows, x_zero_point, W, epi, Y + m * ldy, ldy,
-                                   buf, reinterpret_cast<Out*>(buf + panel), n0, n1, pack);
-                             });
+    const bool zmm = path == Path::avx512_vnni;
+    const std::int64_t rows = zmm ? simd::kSparseBlockZmm : simd::kSparseBlock;
+    const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * rows));
+    const std::size_t tile = static_cast<std::size_t>(W.n() * rows) * sizeof(Out);
+    auto* kernel = zmm                      ? &simd::sparse_block_u8s8_avx512_vnni<Epi>
+                   : path == Path::avx_vnni ? &simd::sparse_block_u8s8_avx_vnni<Epi>
+                                            : &simd::sparse_block_u8s8_avx2<Epi>;
+    detail::for_sparse_units(
+        M, W.n(), scratch, panel + tile,
+        [&](std::int64_t m, int r, std::int64_t n0, std::int64_t n1, bool pack, std::uint8_t* buf) {
+          kernel(X + m * ldx, ldx, r, x_zero_point, W, epi, Y + m * ldy, ldy, buf,
+                 reinterpret_cast<Out*>(buf + panel), n0, n1, pack);
+        },
+        rows);
     return;
   }
 #endif

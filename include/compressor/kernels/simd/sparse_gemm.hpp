@@ -8,17 +8,21 @@
 //                 the FMA latency);
 //  fp32, AVX-512: 2 x vfmadd231ps (zmm) per nonzero, the same even / odd sets,
 //                 two output channels at a time (8 independent chains);
-//  int8, AVX2 (every SIMD path): uint8 panel (32 bytes per k); the nonzeros
+//  int8, AVX2 (avx2 and avx512): uint8 panel (32 bytes per k); the nonzeros
 //                 of a row go by quads (SparseWeightsS8): the 4 panel rows of
 //                 a quad are interleaved with vpunpck{l,h}{bw,wd} into 4
 //                 bytes (k0..k3) per pixel, and one vpmaddubsw + vpmaddwd(ones)
 //                 + vpaddd per 8 pixels against the broadcast 4 weights,
 //                 on either weight grid (full-grid quads hold only pairs
-//                 that cannot saturate, sparse_weights.hpp).
+//                 that cannot saturate, sparse_weights.hpp);
+//  int8, AVX-VNNI: the same with one vpdpbusd (ymm) per 8 pixels;
+//  int8, AVX512-VNNI: blocks of 64 pixels (a 64-byte panel row per k), the
+//                 same interleave on zmm and one vpdpbusd per 16 pixels:
+//                 a quarter of the AVX2 kernel's instructions per product.
 // Each output is the same sum as the scalar reference (ref/sparse_gemm.hpp:
 // fp32 even / odd fma chains in CSR order, then their sum; int8 exact), so
 // every path matches it bit for bit. Results go to a per-channel tile and
-// are transposed back to the rows.
+// are transposed back to the rows (32 pixels at a time).
 #pragma once
 
 #include <algorithm>
@@ -27,7 +31,10 @@
 #include <type_traits>
 
 #include "compressor/kernels/epilogue.hpp"
+#include "compressor/kernels/simd/arch/avx2/gemm_u8s8.hpp"
+#include "compressor/kernels/simd/arch/avx512/gemm_u8s8.hpp"
 #include "compressor/kernels/simd/sgemm.hpp"
+#include "compressor/kernels/simd/target.hpp"
 #include "compressor/kernels/sparse_weights.hpp"
 
 namespace compressor::kernels::simd {
@@ -64,11 +71,13 @@ COMPRESSOR_F32_AVX2 inline void pack_panel_f32(const float* X, std::int64_t ldx,
       panel[k * kSparseBlock + p] = p < rows ? X[p * ldx + k] : 0.f;
 }
 
-/// tile (N x 32, one row per channel) -> Y (rows x N), for 4-byte T: 8 x 8
-/// transposes, the last rows % 8 pixels through a scratch 8 x 8.
+/// tile (N rows of `stride` elements, one per channel; pixels 0..rows-1 of
+/// each, rows <= 32) -> Y (rows x N), for 4-byte T: 8 x 8 transposes, the
+/// last rows % 8 pixels through a scratch 8 x 8.
 template <class T>
 COMPRESSOR_F32_AVX2 inline void store_tile_32(const T* tile, std::int64_t N, int rows, T* Y,
-                                              std::int64_t ldy) {
+                                              std::int64_t ldy,
+                                              std::int64_t stride = kSparseBlock) {
   static_assert(sizeof(T) == 4);
   const auto* src = reinterpret_cast<const float*>(tile);
   auto* dst = reinterpret_cast<float*>(Y);
@@ -76,16 +85,16 @@ COMPRESSOR_F32_AVX2 inline void store_tile_32(const T* tile, std::int64_t N, int
   for (; n + 8 <= N; n += 8) {
     int p = 0;
     for (; p + 8 <= rows; p += 8)
-      transpose8x8(src + n * kSparseBlock + p, kSparseBlock, dst + p * ldy + n, ldy);
+      transpose8x8(src + n * stride + p, stride, dst + p * ldy + n, ldy);
     if (p < rows) {
       alignas(32) float t[8 * 8];
-      transpose8x8(src + n * kSparseBlock + p, kSparseBlock, t, 8);
+      transpose8x8(src + n * stride + p, stride, t, 8);
       for (int q = p; q < rows; ++q)
         std::memcpy(dst + q * ldy + n, t + (q - p) * 8, 8 * sizeof(float));
     }
   }
   for (int p = 0; p < rows; ++p)
-    for (std::int64_t c = n; c < N; ++c) Y[p * ldy + c] = tile[c * kSparseBlock + p];
+    for (std::int64_t c = n; c < N; ++c) Y[p * ldy + c] = tile[c * stride + p];
 }
 
 /// Transposes two 16 x 16 byte blocks at once, one per 128-bit lane: in, r[i]
@@ -112,11 +121,13 @@ COMPRESSOR_F32_AVX2 inline void transpose16x16_lanes(__m256i r[16]) {
   }
 }
 
-/// panel[k * 32 + p] = X[p, k] for p < rows, 0 for the rest (uint8), by
+/// panel[k * stride + p] = X[p, k] for p < 32, 0 for p >= rows (uint8), by
 /// 16 x 16 byte transposes, two per register (k 0-15 and 16-31 of 16
 /// pixels: measured faster than pixels 0-15 and 16-31 of 32 k values).
+/// stride: 32, or 64 for one half of the zmm kernel's 64-pixel panel.
 COMPRESSOR_F32_AVX2 inline void pack_panel_u8(const std::uint8_t* X, std::int64_t ldx, int rows,
-                                              std::int64_t K, std::uint8_t* panel) {
+                                              std::int64_t K, std::uint8_t* panel,
+                                              std::int64_t stride = kSparseBlock) {
   alignas(32) std::uint8_t tmp[kSparseBlock][32];  // a partial chunk, zero-padded
   for (std::int64_t k0 = 0; k0 < K; k0 += 32) {
     const int width = static_cast<int>(std::min<std::int64_t>(32, K - k0));
@@ -135,10 +146,10 @@ COMPRESSOR_F32_AVX2 inline void pack_panel_u8(const std::uint8_t* X, std::int64_
         r[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + (16 * half + i) * ls));
       transpose16x16_lanes(r);  // r[j]: k0 + j | k0 + 16 + j, 16 pixels each
       for (int j = 0; j < 16; ++j) {
-        std::uint8_t* d = panel + (k0 + j) * kSparseBlock + 16 * half;
+        std::uint8_t* d = panel + (k0 + j) * stride + 16 * half;
         if (j < width) _mm_store_si128(reinterpret_cast<__m128i*>(d), _mm256_castsi256_si128(r[j]));
         if (16 + j < width)
-          _mm_store_si128(reinterpret_cast<__m128i*>(d + 16 * kSparseBlock),
+          _mm_store_si128(reinterpret_cast<__m128i*>(d + 16 * stride),
                           _mm256_extracti128_si256(r[j], 1));
       }
     }
@@ -326,9 +337,9 @@ namespace detail_sparse {
 /// The 32 pixels' sums of one output channel's quads [q0, q1), on top of
 /// init: acc[i] holds pixels 4i..4i+3 and 16+4i..16+4i+3. Every pair of a
 /// quad's weights fits vpmaddubsw's int16 (SparseWeightsS8), on either grid.
-COMPRESSOR_F32_AVX2 inline void quad_dots(const std::uint8_t* panel, const std::uint32_t* off,
-                                          const std::int32_t* w, std::int64_t q0, std::int64_t q1,
-                                          std::int32_t init, __m256i acc[4]) {
+COMPRESSOR_INLINE_AVX2 void quad_dots(const std::uint8_t* panel, const std::uint32_t* off,
+                                      const std::int32_t* w, std::int64_t q0, std::int64_t q1,
+                                      std::int32_t init, __m256i acc[4]) {
   __m256i a0 = _mm256_set1_epi32(init), a1 = a0, a2 = a0, a3 = a0;
   const __m256i ones = _mm256_set1_epi16(1);
   for (std::int64_t q = q0; q < q1; ++q) {
@@ -353,16 +364,43 @@ COMPRESSOR_F32_AVX2 inline void quad_dots(const std::uint8_t* panel, const std::
   acc[3] = a3;
 }
 
+/// quad_dots with AVX-VNNI: one vpdpbusd per 8 pixels (the 4 products of a
+/// quad summed straight into int32: exact on either grid).
+COMPRESSOR_INLINE_AVX_VNNI void quad_dots_vnni(const std::uint8_t* panel, const std::uint32_t* off,
+                                               const std::int32_t* w, std::int64_t q0,
+                                               std::int64_t q1, std::int32_t init, __m256i acc[4]) {
+  __m256i a0 = _mm256_set1_epi32(init), a1 = a0, a2 = a0, a3 = a0;
+  for (std::int64_t q = q0; q < q1; ++q) {
+    const std::uint32_t* o = off + 4 * q;
+    const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[0]));
+    const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[1]));
+    const __m256i x2 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[2]));
+    const __m256i x3 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[3]));
+    const __m256i wq = _mm256_set1_epi32(w[q]);
+    const __m256i t0 = _mm256_unpacklo_epi8(x0, x1), t1 = _mm256_unpackhi_epi8(x0, x1);
+    const __m256i t2 = _mm256_unpacklo_epi8(x2, x3), t3 = _mm256_unpackhi_epi8(x2, x3);
+    ymm::dpbusd(a0, _mm256_unpacklo_epi16(t0, t2), wq);
+    ymm::dpbusd(a1, _mm256_unpackhi_epi16(t0, t2), wq);
+    ymm::dpbusd(a2, _mm256_unpacklo_epi16(t1, t3), wq);
+    ymm::dpbusd(a3, _mm256_unpackhi_epi16(t1, t3), wq);
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
 /// tile (rows of 32 bytes, one per channel, pixels in order) -> Y: channels
-/// [0, N) of pixel rows [0, rows).
+/// [0, N) of pixel rows [0, rows), rows <= 32; stride: bytes per tile row.
 COMPRESSOR_F32_AVX2 inline void store_tile_u8(const std::uint8_t* tile, std::int64_t N, int rows,
-                                              std::uint8_t* Y, std::int64_t ldy) {
+                                              std::uint8_t* Y, std::int64_t ldy,
+                                              std::int64_t stride = kSparseBlock) {
   for (std::int64_t n0 = 0; n0 < N; n0 += 16) {
     const int cols = static_cast<int>(std::min<std::int64_t>(16, N - n0));
     __m256i r[16];
     for (int i = 0; i < 16; ++i)
       r[i] = _mm256_load_si256(
-          reinterpret_cast<const __m256i*>(tile + (n0 + std::min(i, cols - 1)) * kSparseBlock));
+          reinterpret_cast<const __m256i*>(tile + (n0 + std::min(i, cols - 1)) * stride));
     transpose16x16_lanes(r);  // r[j]: pixel j | pixel 16 + j, 16 channels each
     alignas(32) std::uint8_t t[32];
     for (int j = 0; j < 16; ++j)
@@ -381,66 +419,297 @@ COMPRESSOR_F32_AVX2 inline void store_tile_u8(const std::uint8_t* tile, std::int
   }
 }
 
+/// Channel n's 32 sums (quad_dots' layout) through the epilogue into its
+/// tile row t (pixels in order).
+template <GemmEpilogue Epi>
+COMPRESSOR_INLINE_AVX2 void epilogue_32(const __m256i acc[4], const Epi& epi, std::int64_t n,
+                                        typename Epi::Out* t) {
+  if constexpr (std::is_same_v<Epi, RequantOut>) {
+    // The dense epilogue's integer-domain form of the rule (see
+    // simd/gemm_u8s8.hpp): round (vcvtps2dq, to nearest even), saturating
+    // packs, + zp, byte clamp. min(65536, v) keeps a NaN v (vminps returns
+    // its second operand), which converts to INT32_MIN and ends at qmin.
+    const __m256 m = _mm256_set1_ps(epi.multiplier[n]), cap = _mm256_set1_ps(65536.f);
+    __m256i q[4];
+    for (int i = 0; i < 4; ++i)
+      q[i] = _mm256_cvtps_epi32(_mm256_min_ps(cap, _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i]), m)));
+    const __m256i zp = _mm256_set1_epi16(static_cast<std::int16_t>(epi.zero_point));
+    const __m256i lo = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zp);  // 0-7 | 16-23
+    const __m256i hi = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp);  // 8-15 | 24-31
+    const __m256i b = _mm256_packus_epi16(lo, hi);                             // 0-31 in order
+    const __m256i qmin = _mm256_set1_epi8(static_cast<char>(epi.qmin));
+    const __m256i qmax = _mm256_set1_epi8(static_cast<char>(epi.qmax));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t),
+                       _mm256_min_epu8(_mm256_max_epu8(b, qmin), qmax));
+  } else {
+    // Pixels in order: 0-7, 8-15, 16-23, 24-31.
+    const __m256i v[4] = {_mm256_permute2x128_si256(acc[0], acc[1], 0x20),
+                          _mm256_permute2x128_si256(acc[2], acc[3], 0x20),
+                          _mm256_permute2x128_si256(acc[0], acc[1], 0x31),
+                          _mm256_permute2x128_si256(acc[2], acc[3], 0x31)};
+    for (int i = 0; i < 4; ++i) {
+      if constexpr (std::is_same_v<Epi, Int32Out>) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(t + 8 * i), v[i]);
+      } else {
+        __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(v[i]), _mm256_set1_ps(epi.scale[n]));
+        if (epi.relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+        _mm256_store_ps(t + 8 * i, y);
+      }
+    }
+  }
+}
+
+/// The tile of channels [0, N) (rows of `stride` Out, rows <= 32 pixels) -> Y.
+template <GemmEpilogue Epi>
+COMPRESSOR_F32_AVX2 inline void store_tile(const typename Epi::Out* tile, std::int64_t N, int rows,
+                                           typename Epi::Out* Y, std::int64_t ldy,
+                                           std::int64_t stride) {
+  if constexpr (std::is_same_v<Epi, RequantOut>)
+    store_tile_u8(tile, N, rows, Y, ldy, stride);
+  else
+    store_tile_32(tile, N, rows, Y, ldy, stride);
+}
+
+/// The zero-point-corrected start of channel n's sums: bias - za * sum_k w.
+template <GemmEpilogue Epi>
+inline std::int32_t sum_init(const Epi& epi, std::int32_t za, const SparseWeightsS8& W,
+                             std::int64_t n) {
+  return (epi.bias ? epi.bias[n] : 0) - za * W.row_sums()[n];
+}
+
 }  // namespace detail_sparse
 
-/// One int8 unit on the AVX2 instructions (every SIMD path): output
+/// One int8 unit on the AVX2 instructions (avx2 and avx512): output
 /// channels [n0, n1) of Y rows [0, rows); panel: K*32 bytes, tile:
 /// (n1 - n0)*32 Epi::Out of scratch (both 64-byte aligned); pack = false:
 /// panel holds these X rows already (from the caller's last unit).
 template <GemmEpilogue Epi>
-COMPRESSOR_F32_AVX2 void sparse_block_u8s8_avx2(const std::uint8_t* X, std::int64_t ldx, int rows,
-                                                std::int32_t za, const SparseWeightsS8& W,
-                                                const Epi& epi, typename Epi::Out* Y,
-                                                std::int64_t ldy, std::uint8_t* panel,
-                                                typename Epi::Out* tile, std::int64_t n0,
-                                                std::int64_t n1, bool pack) {
+COMPRESSOR_TARGET_AVX2 void sparse_block_u8s8_avx2(const std::uint8_t* X, std::int64_t ldx,
+                                                   int rows, std::int32_t za,
+                                                   const SparseWeightsS8& W, const Epi& epi,
+                                                   typename Epi::Out* Y, std::int64_t ldy,
+                                                   std::uint8_t* panel, typename Epi::Out* tile,
+                                                   std::int64_t n0, std::int64_t n1, bool pack) {
   using namespace detail_sparse;
   if (pack) pack_panel_u8(X, ldx, rows, W.k(), panel);
-  const std::uint32_t* off = W.quad_offsets();
-  const std::int32_t* wq = W.quad_weights();
   for (std::int64_t n = n0; n < n1; ++n) {
     __m256i acc[4];  // pixels 0-3 | 16-19, 4-7 | 20-23, 8-11 | 24-27, 12-15 | 28-31
-    const std::int32_t init = (epi.bias ? epi.bias[n] : 0) - za * W.row_sums()[n];
-    quad_dots(panel, off, wq, W.quad_begin(n), W.quad_begin(n + 1), init, acc);
-    auto* t = tile + (n - n0) * kSparseBlock;
-    if constexpr (std::is_same_v<Epi, RequantOut>) {
-      // The dense epilogue's integer-domain form of the rule (see
-      // simd/gemm_u8s8.hpp): round (vcvtps2dq, to nearest even), saturating
-      // packs, + zp, byte clamp. min(65536, v) keeps a NaN v (vminps returns
-      // its second operand), which converts to INT32_MIN and ends at qmin.
-      const __m256 m = _mm256_set1_ps(epi.multiplier[n]), cap = _mm256_set1_ps(65536.f);
-      __m256i q[4];
-      for (int i = 0; i < 4; ++i)
-        q[i] = _mm256_cvtps_epi32(_mm256_min_ps(cap, _mm256_mul_ps(_mm256_cvtepi32_ps(acc[i]), m)));
-      const __m256i zp = _mm256_set1_epi16(static_cast<std::int16_t>(epi.zero_point));
-      const __m256i lo = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zp);  // 0-7 | 16-23
-      const __m256i hi = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp);  // 8-15 | 24-31
-      const __m256i b = _mm256_packus_epi16(lo, hi);                             // 0-31 in order
-      const __m256i qmin = _mm256_set1_epi8(static_cast<char>(epi.qmin));
-      const __m256i qmax = _mm256_set1_epi8(static_cast<char>(epi.qmax));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(t),
-                         _mm256_min_epu8(_mm256_max_epu8(b, qmin), qmax));
-    } else {
-      // Pixels in order: 0-7, 8-15, 16-23, 24-31.
-      const __m256i v[4] = {_mm256_permute2x128_si256(acc[0], acc[1], 0x20),
-                            _mm256_permute2x128_si256(acc[2], acc[3], 0x20),
-                            _mm256_permute2x128_si256(acc[0], acc[1], 0x31),
-                            _mm256_permute2x128_si256(acc[2], acc[3], 0x31)};
-      for (int i = 0; i < 4; ++i) {
-        if constexpr (std::is_same_v<Epi, Int32Out>) {
-          _mm256_store_si256(reinterpret_cast<__m256i*>(t + 8 * i), v[i]);
-        } else {
-          __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(v[i]), _mm256_set1_ps(epi.scale[n]));
-          if (epi.relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
-          _mm256_store_ps(t + 8 * i, y);
+    quad_dots(panel, W.quad_offsets(), W.quad_weights(), W.quad_begin(n), W.quad_begin(n + 1),
+              sum_init(epi, za, W, n), acc);
+    epilogue_32(acc, epi, n, tile + (n - n0) * kSparseBlock);
+  }
+  store_tile<Epi>(tile, n1 - n0, rows, Y + n0, ldy, kSparseBlock);
+}
+
+/// sparse_block_u8s8_avx2 with AVX-VNNI's vpdpbusd (ymm, 32-pixel blocks).
+template <GemmEpilogue Epi>
+COMPRESSOR_TARGET_AVX_VNNI void sparse_block_u8s8_avx_vnni(
+    const std::uint8_t* X, std::int64_t ldx, int rows, std::int32_t za, const SparseWeightsS8& W,
+    const Epi& epi, typename Epi::Out* Y, std::int64_t ldy, std::uint8_t* panel,
+    typename Epi::Out* tile, std::int64_t n0, std::int64_t n1, bool pack) {
+  using namespace detail_sparse;
+  if (pack) pack_panel_u8(X, ldx, rows, W.k(), panel);
+  for (std::int64_t n = n0; n < n1; ++n) {
+    __m256i acc[4];
+    quad_dots_vnni(panel, W.quad_offsets(), W.quad_weights(), W.quad_begin(n), W.quad_begin(n + 1),
+                   sum_init(epi, za, W, n), acc);
+    epilogue_32(acc, epi, n, tile + (n - n0) * kSparseBlock);
+  }
+  store_tile<Epi>(tile, n1 - n0, rows, Y + n0, ldy, kSparseBlock);
+}
+
+/// Pixels per block of the AVX512-VNNI int8 kernel: one zmm per panel row.
+inline constexpr int kSparseBlockZmm = 64;
+
+namespace detail_sparse {
+
+/// The 64 pixels' sums of one channel's quads [q0, q1) on top of init, with
+/// zmm vpdpbusd on the 64-byte panel rows (quad offsets are k * 32: doubled):
+/// acc[i]'s 128-bit lane L holds pixels 16L+4i..16L+4i+3.
+COMPRESSOR_INLINE_AVX512_VNNI void quad_dots_zmm(const std::uint8_t* panel,
+                                                 const std::uint32_t* off, const std::int32_t* w,
+                                                 std::int64_t q0, std::int64_t q1,
+                                                 std::int32_t init, __m512i acc[4]) {
+  static_assert(kSparseBlockZmm == 2 * SparseWeightsS8::kQuadStride);
+  __m512i a0 = _mm512_set1_epi32(init), a1 = a0, a2 = a0, a3 = a0;
+  for (std::int64_t q = q0; q < q1; ++q) {
+    const std::uint32_t* o = off + 4 * q;
+    const __m512i x0 = _mm512_load_si512(panel + 2 * std::size_t{o[0]});
+    const __m512i x1 = _mm512_load_si512(panel + 2 * std::size_t{o[1]});
+    const __m512i x2 = _mm512_load_si512(panel + 2 * std::size_t{o[2]});
+    const __m512i x3 = _mm512_load_si512(panel + 2 * std::size_t{o[3]});
+    const __m512i wq = _mm512_set1_epi32(w[q]);
+    const __m512i t0 = _mm512_unpacklo_epi8(x0, x1), t1 = _mm512_unpackhi_epi8(x0, x1);
+    const __m512i t2 = _mm512_unpacklo_epi8(x2, x3), t3 = _mm512_unpackhi_epi8(x2, x3);
+    zmm::dpbusd(a0, _mm512_unpacklo_epi16(t0, t2), wq);
+    zmm::dpbusd(a1, _mm512_unpackhi_epi16(t0, t2), wq);
+    zmm::dpbusd(a2, _mm512_unpacklo_epi16(t1, t3), wq);
+    zmm::dpbusd(a3, _mm512_unpackhi_epi16(t1, t3), wq);
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+/// transpose16x16_lanes on zmm: four 16 x 16 byte blocks at once, one per
+/// 128-bit lane. (All-lanes maskz forms where GCC 12 warns about the plain
+/// intrinsics' undefined pass-through; the same instructions.)
+COMPRESSOR_INLINE_AVX512 void transpose16x16_lanes_zmm(__m512i r[16]) {
+  constexpr auto m16 = static_cast<__mmask16>(0xFFFF);
+  constexpr auto m8 = static_cast<__mmask8>(0xFF);
+  __m512i t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int h = 0; h < 2; ++h) {
+      r[4 * i + 2 * h] = _mm512_unpacklo_epi16(t[4 * i + h], t[4 * i + 2 + h]);
+      r[4 * i + 2 * h + 1] = _mm512_unpackhi_epi16(t[4 * i + h], t[4 * i + 2 + h]);
+    }
+  for (int i = 0; i < 2; ++i)
+    for (int c = 0; c < 4; ++c) {
+      t[8 * i + 2 * c] = _mm512_maskz_unpacklo_epi32(m16, r[8 * i + c], r[8 * i + 4 + c]);
+      t[8 * i + 2 * c + 1] = _mm512_maskz_unpackhi_epi32(m16, r[8 * i + c], r[8 * i + 4 + c]);
+    }
+  for (int c = 0; c < 8; ++c) {
+    r[2 * c] = _mm512_maskz_unpacklo_epi64(m8, t[c], t[8 + c]);
+    r[2 * c + 1] = _mm512_maskz_unpackhi_epi64(m8, t[c], t[8 + c]);
+  }
+}
+
+/// 128-bit lane l of v (the all-lanes maskz form: GCC 12 warns about the
+/// undefined pass-through of _mm512_extracti32x4_epi32 and of
+/// _mm512_castsi512_si128).
+COMPRESSOR_INLINE_AVX512 __m128i extract_lane(__m512i v, int l) {
+  constexpr auto m4 = static_cast<__mmask8>(0xF);
+  switch (l) {
+    case 0:
+      return _mm512_maskz_extracti32x4_epi32(m4, v, 0);
+    case 1:
+      return _mm512_maskz_extracti32x4_epi32(m4, v, 1);
+    case 2:
+      return _mm512_maskz_extracti32x4_epi32(m4, v, 2);
+    default:
+      return _mm512_maskz_extracti32x4_epi32(m4, v, 3);
+  }
+}
+
+/// The zmm kernel's panel: panel[k * 64 + p] = X[p, k] for p < rows, 0 for
+/// the rest. Per 16 pixels and 64 k, one zmm transpose of four 16 x 16
+/// blocks (half the shuffles per byte of pack_panel_u8's ymm ones).
+COMPRESSOR_INLINE_AVX512 void pack_panel_u8_zmm(const std::uint8_t* X, std::int64_t ldx, int rows,
+                                                std::int64_t K, std::uint8_t* panel) {
+  alignas(64) std::uint8_t tmp[16][64];  // a partial chunk, zero-padded
+  for (std::int64_t k0 = 0; k0 < K; k0 += 64) {
+    const int width = static_cast<int>(std::min<std::int64_t>(64, K - k0));
+    for (int p0 = 0; p0 < kSparseBlockZmm; p0 += 16) {
+      if (p0 >= rows) {  // no pixels left: zeros
+        for (int j = 0; j < width; ++j)
+          _mm_store_si128(reinterpret_cast<__m128i*>(panel + (k0 + j) * kSparseBlockZmm + p0),
+                          _mm_setzero_si128());
+        continue;
+      }
+      const std::uint8_t* src = X + p0 * ldx + k0;
+      std::int64_t ls = ldx;
+      if (width < 64 || rows - p0 < 16) {
+        std::memset(tmp, 0, sizeof(tmp));
+        for (int p = p0; p < std::min(rows, p0 + 16); ++p)
+          std::memcpy(tmp[p - p0], X + p * ldx + k0, static_cast<std::size_t>(width));
+        src = tmp[0];
+        ls = 64;
+      }
+      __m512i r[16];
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(src + i * ls);
+      transpose16x16_lanes_zmm(r);  // r[j], lane L: k0 + 16L + j, 16 pixels
+      if (width == 64) {            // the common case, without the width tests
+        for (int j = 0; j < 16; ++j) {
+          std::uint8_t* d = panel + (k0 + j) * kSparseBlockZmm + p0;
+          for (int l = 0; l < 4; ++l)
+            _mm_store_si128(reinterpret_cast<__m128i*>(d + 16 * l * kSparseBlockZmm),
+                            extract_lane(r[j], l));
         }
+        continue;
+      }
+      for (int j = 0; j < 16; ++j) {
+        std::uint8_t* d = panel + (k0 + j) * kSparseBlockZmm + p0;
+        for (int l = 0; l < 4; ++l)
+          if (16 * l + j < width)
+            _mm_store_si128(reinterpret_cast<__m128i*>(d + 16 * l * kSparseBlockZmm),
+                            extract_lane(r[j], l));
       }
     }
   }
-  if constexpr (std::is_same_v<Epi, RequantOut>)
-    store_tile_u8(tile, n1 - n0, rows, Y + n0, ldy);
-  else
-    store_tile_32(tile, n1 - n0, rows, Y + n0, ldy);
+}
+
+/// epilogue_32 for 64 pixels (quad_dots_zmm's layout) into tile row t.
+template <GemmEpilogue Epi>
+COMPRESSOR_INLINE_AVX512 void epilogue_64(const __m512i acc[4], const Epi& epi, std::int64_t n,
+                                          typename Epi::Out* t) {
+  if constexpr (std::is_same_v<Epi, RequantOut>) {
+    // epilogue_32's steps on zmm (vpacks* work within 128-bit lanes, so
+    // lane L ends up holding pixels 16L..16L+15 in order).
+    const __m512 m = _mm512_set1_ps(epi.multiplier[n]), cap = _mm512_set1_ps(65536.f);
+    __m512i q[4];
+    for (int i = 0; i < 4; ++i)
+      q[i] = zmm::cvt_epi32(zmm::min_ps(cap, _mm512_mul_ps(zmm::cvt_ps(acc[i]), m)));
+    const __m512i zp = _mm512_set1_epi16(static_cast<std::int16_t>(epi.zero_point));
+    const __m512i lo = _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zp);
+    const __m512i hi = _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zp);
+    const __m512i b = _mm512_packus_epi16(lo, hi);
+    const __m512i qmin = _mm512_set1_epi8(static_cast<char>(epi.qmin));
+    const __m512i qmax = _mm512_set1_epi8(static_cast<char>(epi.qmax));
+    _mm512_store_si512(t, _mm512_min_epu8(_mm512_max_epu8(b, qmin), qmax));
+  } else {
+    // A 4 x 4 transpose of 128-bit lanes: v[j] = lane j of acc[0..3] =
+    // pixels 16j..16j+15 in order.
+    // (The all-lanes maskz form: GCC 12 warns about the plain intrinsic's
+    // undefined pass-through, as for zmm::max_ps.)
+    constexpr auto all = static_cast<__mmask16>(0xFFFF);
+    const __m512i s0 = _mm512_maskz_shuffle_i32x4(all, acc[0], acc[1], 0x44);  // a0 a1 b0 b1
+    const __m512i s1 = _mm512_maskz_shuffle_i32x4(all, acc[0], acc[1], 0xEE);  // a2 a3 b2 b3
+    const __m512i s2 = _mm512_maskz_shuffle_i32x4(all, acc[2], acc[3], 0x44);  // c0 c1 d0 d1
+    const __m512i s3 = _mm512_maskz_shuffle_i32x4(all, acc[2], acc[3], 0xEE);  // c2 c3 d2 d3
+    const __m512i v[4] = {_mm512_maskz_shuffle_i32x4(all, s0, s2, 0x88),
+                          _mm512_maskz_shuffle_i32x4(all, s0, s2, 0xDD),
+                          _mm512_maskz_shuffle_i32x4(all, s1, s3, 0x88),
+                          _mm512_maskz_shuffle_i32x4(all, s1, s3, 0xDD)};
+    for (int i = 0; i < 4; ++i) {
+      if constexpr (std::is_same_v<Epi, Int32Out>) {
+        _mm512_store_si512(t + 16 * i, v[i]);
+      } else {
+        __m512 y = _mm512_mul_ps(zmm::cvt_ps(v[i]), _mm512_set1_ps(epi.scale[n]));
+        if (epi.relu) y = zmm::max_ps(y, _mm512_setzero_ps());
+        _mm512_store_ps(t + 16 * i, y);
+      }
+    }
+  }
+}
+
+}  // namespace detail_sparse
+
+/// One int8 unit of the avx512_vnni path: sparse_block_u8s8_avx2 on blocks
+/// of 64 pixels with zmm vpdpbusd; panel: K*64 bytes, tile: (n1 - n0)*64
+/// Epi::Out (both 64-byte aligned). The tile is stored back as two 32-pixel
+/// halves.
+template <GemmEpilogue Epi>
+COMPRESSOR_TARGET_AVX512_VNNI void sparse_block_u8s8_avx512_vnni(
+    const std::uint8_t* X, std::int64_t ldx, int rows, std::int32_t za, const SparseWeightsS8& W,
+    const Epi& epi, typename Epi::Out* Y, std::int64_t ldy, std::uint8_t* panel,
+    typename Epi::Out* tile, std::int64_t n0, std::int64_t n1, bool pack) {
+  using namespace detail_sparse;
+  constexpr int half = kSparseBlock;
+  if (pack) pack_panel_u8_zmm(X, ldx, rows, W.k(), panel);
+  for (std::int64_t n = n0; n < n1; ++n) {
+    __m512i acc[4];
+    quad_dots_zmm(panel, W.quad_offsets(), W.quad_weights(), W.quad_begin(n), W.quad_begin(n + 1),
+                  sum_init(epi, za, W, n), acc);
+    epilogue_64(acc, epi, n, tile + (n - n0) * kSparseBlockZmm);
+  }
+  for (int h = 0; h < 2 && rows > h * half; ++h)
+    store_tile<Epi>(tile + h * half, n1 - n0, std::min(rows - h * half, half),
+                    Y + n0 + h * half * ldy, ldy, kSparseBlockZmm);
 }
 
 #endif  // COMPRESSOR_X86
