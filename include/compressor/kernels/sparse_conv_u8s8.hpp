@@ -11,7 +11,8 @@
 // the same weights, on every ISA path. 1x1 stride-1 unpadded convolutions
 // (and linear layers) multiply the input itself; every other geometry
 // unfolds it with the dense conv's im2col_u8 (padding taps = the input zero
-// point) into a scratch matrix of K bytes per row first.
+// point), one block of the kernel's pixels at a time, by the thread that
+// multiplies it (sparse_gemm_u8s8_blocks).
 #pragma once
 
 #include <cstdint>
@@ -20,7 +21,6 @@
 
 #include "compressor/core/aligned_buffer.hpp"
 #include "compressor/core/tensor.hpp"
-#include "compressor/core/threading.hpp"
 #include "compressor/kernels/conv_geometry.hpp"
 #include "compressor/kernels/conv_u8s8_common.hpp"
 #include "compressor/kernels/im2col.hpp"
@@ -32,9 +32,8 @@ namespace compressor::kernels {
 
 /// Caller-owned scratch of SparseConvU8S8 (one per concurrent caller).
 struct SparseConvScratch {
-  AlignedBuffer<std::uint8_t> cols;  // im2col matrix, K bytes per row
-  AlignedBuffer<float> channel;      // per-channel multipliers / scales
-  SparseScratch gemm;                // the sparse kernel's panels and tiles
+  AlignedBuffer<float> channel;  // per-channel multipliers / scales
+  SparseScratch gemm;            // the sparse kernel's panels, tiles and unfolded pixel blocks
 };
 
 class SparseConvU8S8 : public detail::ConvU8S8Common<SparseConvU8S8, SparseConvScratch> {
@@ -70,15 +69,17 @@ class SparseConvU8S8 : public detail::ConvU8S8Common<SparseConvU8S8, SparseConvS
       sparse_gemm_u8s8(M, x.data(), g_.in_c, zx, w_, epi, y, g_.out_c, s.gemm);
       return;
     }
-    const std::int64_t K = g_.k();
-    s.cols.reserve_discard(static_cast<std::size_t>(M * K));
-    std::uint8_t* cols = s.cols.data();
-    const std::int64_t OW = g_.out_w(W);
-    parallel_for(M / OW, [&](std::int64_t b, std::int64_t e) {
-      im2col_u8(g_, H, W, x.data(), static_cast<std::uint8_t>(zx), b * OW, e * OW,
-                cols + b * OW * K, K);
-    });
-    sparse_gemm_u8s8(M, cols, K, zx, w_, epi, y, g_.out_c, s.gemm);
+    // Each block of pixels is unfolded by the thread that packs it, into its
+    // own buffer, where it is still in cache for the panel transpose.
+    const std::uint8_t* in = x.data();
+    const auto pad = static_cast<std::uint8_t>(zx);
+    sparse_gemm_u8s8_blocks(
+        M,
+        [&](std::int64_t m, std::int64_t rows, std::uint8_t* buf) {
+          im2col_u8(g_, H, W, in, pad, m, m + rows, buf, g_.k());
+          return static_cast<const std::uint8_t*>(buf);
+        },
+        zx, w_, epi, y, g_.out_c, s.gemm);
   }
 
   SparseWeightsS8 w_;

@@ -145,36 +145,72 @@ inline void sparse_gemm_f32(std::int64_t M, const float* X, std::int64_t ldx,
   ref::sparse_gemm_f32(M, X, ldx, W, bias, relu, Y, ldy);
 }
 
+namespace detail {
+/// sparse_gemm_u8s8 on the rows rows_of(m, rows, buffer) returns per block
+/// (row stride ldx); buffer: `buffer_row_bytes` per row of the block, per
+/// thread (0: rows_of never writes it).
+template <GemmEpilogue Epi, class RowsOf>
+void sparse_u8s8_by_blocks(std::int64_t M, RowsOf& rows_of, std::int64_t ldx,
+                           std::int64_t buffer_row_bytes, std::int32_t x_zero_point,
+                           const SparseWeightsS8& W, const Epi& epi, typename Epi::Out* Y,
+                           std::int64_t ldy, SparseScratch& scratch) {
+  check_sparse_args("sparse_gemm_u8s8", M, ldx, ldy, W.k(), W.n());
+  require(x_zero_point >= 0 && x_zero_point <= 255, "sparse_gemm_u8s8: activation zero point ",
+          x_zero_point, " is outside [0, 255]");
+  using Out = typename Epi::Out;
+#if COMPRESSOR_X86
+  const Path path = kernel_path();
+  if (path_has_avx2(path)) {
+    const bool zmm = path == Path::avx512_vnni;
+    const std::int64_t block = zmm ? simd::kSparseBlockZmm : simd::kSparseBlock;
+    const std::size_t panel = align64(static_cast<std::size_t>(W.k() * block));
+    const std::size_t tile = align64(static_cast<std::size_t>(W.n() * block) * sizeof(Out));
+    auto* kernel = zmm                      ? &simd::sparse_block_u8s8_avx512_vnni<Epi>
+                   : path == Path::avx_vnni ? &simd::sparse_block_u8s8_avx_vnni<Epi>
+                                            : &simd::sparse_block_u8s8_avx2<Epi>;
+    for_sparse_units(
+        M, W.n(), scratch, panel + tile + static_cast<std::size_t>(buffer_row_bytes * block),
+        [&](std::int64_t m, int r, std::int64_t n0, std::int64_t n1, bool pack, std::uint8_t* buf) {
+          // The rows are read only to pack the panel.
+          const std::uint8_t* x = pack ? rows_of(m, std::int64_t{r}, buf + panel + tile) : nullptr;
+          kernel(x, ldx, r, x_zero_point, W, epi, Y + m * ldy, ldy, buf,
+                 reinterpret_cast<Out*>(buf + panel), n0, n1, pack);
+        },
+        block);
+    return;
+  }
+#endif
+  // The reference, block by block (it computes each row on its own).
+  scratch.reserve(1, static_cast<std::size_t>(buffer_row_bytes * kSparseRows));
+  for (std::int64_t m = 0; m < M; m += kSparseRows) {
+    const std::int64_t r = std::min(kSparseRows, M - m);
+    ref::sparse_gemm_u8s8(r, rows_of(m, r, scratch.thread_buffer(0)), ldx, x_zero_point, W, epi,
+                          Y + m * ldy, ldy);
+  }
+}
+}  // namespace detail
+
 template <GemmEpilogue Epi>
 void sparse_gemm_u8s8(std::int64_t M, const std::uint8_t* X, std::int64_t ldx,
                       std::int32_t x_zero_point, const SparseWeightsS8& W, const Epi& epi,
                       typename Epi::Out* Y, std::int64_t ldy, SparseScratch& scratch) {
-  detail::check_sparse_args("sparse_gemm_u8s8", M, ldx, ldy, W.k(), W.n());
-  require(x_zero_point >= 0 && x_zero_point <= 255, "sparse_gemm_u8s8: activation zero point ",
-          x_zero_point, " is outside [0, 255]");
-#if COMPRESSOR_X86
-  const Path path = kernel_path();
-  if (path_has_avx2(path)) {
-    using Out = typename Epi::Out;
-    const bool zmm = path == Path::avx512_vnni;
-    const std::int64_t rows = zmm ? simd::kSparseBlockZmm : simd::kSparseBlock;
-    const std::size_t panel = detail::align64(static_cast<std::size_t>(W.k() * rows));
-    const std::size_t tile = static_cast<std::size_t>(W.n() * rows) * sizeof(Out);
-    auto* kernel = zmm                      ? &simd::sparse_block_u8s8_avx512_vnni<Epi>
-                   : path == Path::avx_vnni ? &simd::sparse_block_u8s8_avx_vnni<Epi>
-                                            : &simd::sparse_block_u8s8_avx2<Epi>;
-    detail::for_sparse_units(
-        M, W.n(), scratch, panel + tile,
-        [&](std::int64_t m, int r, std::int64_t n0, std::int64_t n1, bool pack, std::uint8_t* buf) {
-          kernel(X + m * ldx, ldx, r, x_zero_point, W, epi, Y + m * ldy, ldy, buf,
-                 reinterpret_cast<Out*>(buf + panel), n0, n1, pack);
-        },
-        rows);
-    return;
-  }
-#endif
-  (void)scratch;
-  ref::sparse_gemm_u8s8(M, X, ldx, x_zero_point, W, epi, Y, ldy);
+  auto rows_of = [X, ldx](std::int64_t m, std::int64_t, std::uint8_t*) { return X + m * ldx; };
+  detail::sparse_u8s8_by_blocks(M, rows_of, ldx, 0, x_zero_point, W, epi, Y, ldy, scratch);
+}
+
+/// sparse_gemm_u8s8 on rows that a callback provides one block at a time, so
+/// that X need not exist as a whole: rows_of(m, rows, buffer) writes rows
+/// [m, m + rows) of X, K = W.k() bytes each, into `buffer` (row stride K;
+/// room for the kernel's block of up to 64 rows, one buffer per thread) and
+/// returns buffer. The sparse conv unfolds each block of pixels there
+/// (im2col_u8), where it is still in cache when the panel is packed, instead
+/// of the whole im2col matrix first. rows_of is called from the worker
+/// threads, for different blocks at once.
+template <GemmEpilogue Epi, class RowsOf>
+void sparse_gemm_u8s8_blocks(std::int64_t M, RowsOf&& rows_of, std::int32_t x_zero_point,
+                             const SparseWeightsS8& W, const Epi& epi, typename Epi::Out* Y,
+                             std::int64_t ldy, SparseScratch& scratch) {
+  detail::sparse_u8s8_by_blocks(M, rows_of, W.k(), W.k(), x_zero_point, W, epi, Y, ldy, scratch);
 }
 
 }  // namespace compressor::kernels
