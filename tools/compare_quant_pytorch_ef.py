@@ -6,7 +6,7 @@ in one run, same threads. The EF counterpart of compare_quant_pytorch.py.
 
     /usr/bin/python3 tools/compare_quant_pytorch_ef.py --run DIR --ours build/release
         [--observer histogram_mse] [--threads 1 2] [--min-time S]
-        [--calibration-sets K [--skip-latency]] [--json out.json]
+        [--full-size-rounds R] [--calibration-sets K [--skip-latency]] [--json out.json]
 
 DIR is an ef_experiment --out folder: its baseline.safetensors (an
 EfRegressor checkpoint, torchvision names and PyTorch layouts) and its
@@ -37,7 +37,11 @@ does not depend on the values) on both sides: ours from bench_quant_models
 narrow grid, which AVX2 machines run faster; the fastest kernel path per
 precision and thread count), PyTorch's
 fp32 eager and JIT and each engine's int8 (default qconfig, calibrated on 4
-random clips).
+random clips). With --full-size-rounds R the table is measured R times,
+PyTorch's rows and ours alternating (the shared VM's speed drifts over
+minutes, and the two sides are timed minutes apart), and shows each cell's
+median; our int8 time over PyTorch's fastest int8 engine's follows, per
+round and its median.
 
 With --calibration-sets K > 1, PTQ's spread over calibration sets is measured
 too (test MAE only): set k is the run's calibration clips taken from training
@@ -53,6 +57,7 @@ import json
 import os
 import shutil
 import subprocess
+import statistics
 import sys
 import tempfile
 import warnings
@@ -263,7 +268,7 @@ def run_ours(exe, args, config, out, threads, extra=()):
 def our_rows(build, args, config, tensors_file):
     exe = os.path.join(build, "examples", "ef_experiment", "ef_experiment")
     bench = os.path.join(build, "benchmarks", "quant", "bench_quant_models")
-    for f in (exe, bench):
+    for f in (exe, bench):  # (the bench: our_full_size_rows)
         if not os.access(f, os.X_OK):
             raise SystemExit(f"--ours {build}: {f} is missing (build it: cmake --build --preset release)")
     rows = {}
@@ -280,6 +285,13 @@ def our_rows(build, args, config, tensors_file):
                                             "precision": r["precision"], "mae": r["mae"],
                                             "file_bytes": r["file_bytes"], "latency_ms": {}})
                 row["latency_ms"][f"t{t}"] = r["latency_ms_median"]
+    return list(rows.values())
+
+
+def our_full_size_rows(build, args):
+    """bench_quant_models' full-size EF clip, fp32 and int8 (both grids), on
+    the fastest path of each."""
+    bench = os.path.join(build, "benchmarks", "quant", "bench_quant_models")
     best = fastest_model_times(bench, "ef_clip", ("int8", "int8_narrow", "fp32"), args.threads, 2 * args.min_time)
     full = {}
     names = {"fp32": "fp32 deploy", "int8": "int8 PTQ", "int8_narrow": "int8 PTQ, narrow grid"}
@@ -290,7 +302,33 @@ def our_rows(build, args, config, tensors_file):
         row["path"][f"t{t}"] = path
     for row in full.values():
         row["name"] += ", " + "/".join(sorted(set(row["path"].values())))
-    return list(rows.values()), list(full.values())
+    return list(full.values())
+
+
+def full_size_rounds(build, args):
+    """The full-size rows of both frameworks, measured args.full_size_rounds
+    times, PyTorch's and ours alternating (the VM's speed drifts over
+    minutes). Returns the rows with the median of each cell over the rounds
+    (each cell's rounds under "rounds_ms"), and per round the ratio of our
+    int8 time to PyTorch's fastest int8 engine's."""
+    fullsize = full_size_model(8)
+    calib, clip = torch.randn(4, 8, 112, 112, 3), torch.randn(1, 8, 112, 112, 3)
+    rounds = []
+    for _ in range(args.full_size_rounds):
+        rounds.append(pytorch_rows(fullsize, calib, None, 1, clip, args.threads, args.min_time,
+                                   qconfigs=("default",)) + our_full_size_rows(build, args))
+    rows = []
+    for i, row in enumerate(rounds[0]):
+        per_cell = {k: [r[i]["latency_ms"][k] for r in rounds] for k in row["latency_ms"]}
+        rows.append({**row, "latency_ms": {k: statistics.median(v) for k, v in per_cell.items()},
+                     "rounds_ms": per_cell})
+    ratios = {}
+    for k in rounds[0][0]["latency_ms"]:
+        for r in rounds:
+            theirs = min(x["latency_ms"][k] for x in r if x["name"].startswith("pytorch int8"))
+            ours = next(x["latency_ms"][k] for x in r if x["name"].startswith("compressor int8 PTQ,"))
+            ratios.setdefault(k, []).append(ours / theirs)
+    return rows, ratios
 
 
 def int8_of(fp, engine, qconfig, calib, batch):
@@ -359,10 +397,14 @@ def main():
                     "(ef_experiment --observer; default: its default, PyTorch's HistogramObserver rule)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per latency figure, at least")
+    ap.add_argument("--full-size-rounds", type=int, default=1, metavar="R",
+                    help="measure the full-size rows R times, PyTorch and ours alternating; report medians")
     add_spread_args(ap, "test MAE")
     ap.add_argument("--json")
     args = ap.parse_args()
     check_spread_args(ap, args)
+    if args.full_size_rounds < 1:
+        ap.error(f"--full-size-rounds must be at least 1, got {args.full_size_rounds}")
 
     ckpt = os.path.join(args.run, "baseline.safetensors")
     with open(os.path.join(args.run, "results.json")) as f:
@@ -373,7 +415,7 @@ def main():
     if not args.skip_latency:
         with tempfile.TemporaryDirectory() as tmp:
             tensors_file = os.path.join(tmp, "clips.safetensors")
-            ours, ours_full = our_rows(args.ours, args, config, tensors_file)
+            ours = our_rows(args.ours, args, config, tensors_file)
             tensors, _ = read_safetensors(tensors_file)
         calib, test_clips, test_ef = tensors["calibration.clips"], tensors["test.clips"], tensors["test.ef"]
         rows = pytorch_rows(fp, calib, (test_clips, test_ef), batch, test_clips[:1], args.threads, args.min_time)
@@ -381,10 +423,7 @@ def main():
         rows += ours
 
         n, t, h = test_clips.shape[:3]
-        fullsize = full_size_model(8)
-        full_rows = pytorch_rows(fullsize, torch.randn(4, 8, 112, 112, 3), None, 1,
-                                 torch.randn(1, 8, 112, 112, 3), args.threads, args.min_time,
-                                 qconfigs=("default",)) + ours_full
+        full_rows, ratios = full_size_rounds(args.ours, args)
 
         keys = [f"t{t_}" for t_ in args.threads]
         print_table(f"EfRegressor of {args.run} ({pool} pooling, {t} frames of {h}x{h}), {n} test clips, "
@@ -392,8 +431,12 @@ def main():
                     rows, keys, "MAE")
         print()
         print_table("EfRegressor at full size (width 1, mean pooling), one clip of 8 frames of 112x112, "
-                    "random weights", full_rows, keys, "MAE")
-        result.update({"rows": rows, "full_size_rows": full_rows})
+                    f"random weights; median of {args.full_size_rounds} alternating round(s)",
+                    full_rows, keys, "MAE")
+        for k, v in ratios.items():
+            print(f"our int8 / PyTorch's fastest int8, {k}: per round " + ", ".join(f"{x:.2f}" for x in v) +
+                  f"; median {statistics.median(v):.2f}")
+        result.update({"rows": rows, "full_size_rows": full_rows, "full_size_ratio_int8": ratios})
     if args.calibration_sets > 1:
         sets = calibration_spread(args.ours, args, config, fp, batch)
         print_spread(sets, "test MAE", "lower")
