@@ -14,7 +14,9 @@ pkgs=(
 )
 for arg in "$@"; do
   case "$arg" in
-    --with-torch) pkgs+=(python3-torch python3-torchvision python3-numpy) ;;
+    # OpenBLAS: Debian's PyTorch calls the system libblas.so.3, netlib's
+    # reference BLAS unless this is installed (docs/performance.md).
+    --with-torch) pkgs+=(python3-torch python3-torchvision python3-numpy libopenblas0-pthread) ;;
     --with-onednn) pkgs+=(libdnnl-dev ocl-icd-opencl-dev opencl-c-headers) ;;  # dnnl-config.cmake needs OpenCL
     *) echo "install_deps.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
