@@ -1,7 +1,9 @@
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -373,6 +375,53 @@ TEST_CASE("sparse kernels give the same result with 1, 2 and 3 threads", "[kerne
       SparseTester().m(m).n(n).k(72).sparsity(0.7).seed(7).test_f32();
       SparseTester().m(m).n(n).k(72).sparsity(0.7).seed(7).test_u8s8();
       SparseTester().m(m).n(n).k(72).sparsity(0.7).seed(7).grid(k::WeightGrid::full).test_u8s8();
+    }
+  }
+  set_num_threads(saved);
+}
+
+TEST_CASE("sparse_gemm_u8s8_blocks equals sparse_gemm_u8s8 and asks for whole blocks",
+          "[kernels][sparse]") {
+  // The rows come from a callback, one block at a time, copied into the
+  // kernel's buffer (as the sparse conv unfolds them there).
+  Rng rng(21);
+  const int saved = num_threads();
+  for (const auto& [M, K, N] : {std::tuple<std::int64_t, std::int64_t, std::int64_t>{200, 72, 40},
+                                {16, 300, 19},
+                                {65, 64, 33},
+                                {129, 9, 70}}) {
+    std::vector<std::uint8_t> x(static_cast<std::size_t>(M * K));
+    std::vector<std::int8_t> w(static_cast<std::size_t>(N * K));
+    for (auto& v : x) v = static_cast<std::uint8_t>(rng.below(256));
+    for (auto& v : w)
+      v = rng.uniform() < 0.8 ? 0 : static_cast<std::int8_t>(int(rng.below(255)) - 127);
+    const k::SparseWeightsS8 sw(w.data(), N, K, K, k::WeightGrid::full);
+    const k::Int32Out epi{};
+    for (int t : {1, 2, 3}) {
+      set_num_threads(t);
+      for (const k::Path p : k::supported_paths()) {
+        const k::ScopedKernelPath on(p);
+        INFO("path " << k::path_name(p) << ", " << t << " threads, M=" << M << " K=" << K
+                     << " N=" << N);
+        std::vector<std::int32_t> want(static_cast<std::size_t>(M * N), 7),
+            got(static_cast<std::size_t>(M * N), 7);
+        k::SparseScratch s;
+        k::sparse_gemm_u8s8(M, x.data(), K, 131, sw, epi, want.data(), N, s);
+        std::atomic<bool> aligned{true};
+        std::atomic<std::int64_t> rows_asked{0};
+        k::sparse_gemm_u8s8_blocks(
+            M,
+            [&](std::int64_t m, std::int64_t rows, std::uint8_t* buf) {
+              if (m % 32 != 0 || rows < 1 || rows > 64 || m + rows > M) aligned = false;
+              rows_asked += rows;
+              std::memcpy(buf, x.data() + m * K, static_cast<std::size_t>(rows * K));
+              return static_cast<const std::uint8_t*>(buf);
+            },
+            131, sw, epi, got.data(), N, s);
+        CHECK(got == want);
+        CHECK(aligned);
+        CHECK(rows_asked >= M);  // every row at least once (a block cut over threads: more)
+      }
     }
   }
   set_num_threads(saved);

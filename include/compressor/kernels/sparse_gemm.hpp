@@ -70,9 +70,10 @@ inline void check_sparse_args(const char* what, std::int64_t M, std::int64_t ldx
 }
 
 /// The work units of an M x N sparse product on `threads` threads: its
-/// blocks of `block_rows` (32, or 64 for the zmm int8 kernel), each cut into `chunks` ranges of
-/// `chunk` output channels (the last range shorter). A unit's cost hardly depends on its rows (the
-/// kernels always compute 32), so the blocks alone load the threads evenly
+/// blocks of `block_rows` (32, or 64 for the zmm int8 kernel), each cut into
+/// `chunks` ranges of `chunk` output channels (the last range shorter). A
+/// unit's cost hardly depends on its rows (the kernels always compute a
+/// whole block), so the blocks alone load the threads evenly
 /// when they are a multiple of the thread count or many (3 or more per
 /// thread: the last round is a small part). Otherwise (ResNet-18's last
 /// stage on one 112x112 frame: 4x4 pixels, one block) each block is cut into
