@@ -334,6 +334,22 @@ COMPRESSOR_F32_AVX512 inline void sparse_block_f32_avx512(const float* X, std::i
 
 namespace detail_sparse {
 
+/// A quad's 4 panel rows (byte offsets o[0..3]) interleaved into 4 bytes
+/// (k0..k3) per pixel: p[i] holds pixels 4i..4i+3 and 16+4i..16+4i+3.
+COMPRESSOR_INLINE_AVX2 void interleave_quad(const std::uint8_t* panel, const std::uint32_t* o,
+                                            __m256i p[4]) {
+  const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[0]));
+  const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[1]));
+  const __m256i x2 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[2]));
+  const __m256i x3 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[3]));
+  const __m256i t0 = _mm256_unpacklo_epi8(x0, x1), t1 = _mm256_unpackhi_epi8(x0, x1);
+  const __m256i t2 = _mm256_unpacklo_epi8(x2, x3), t3 = _mm256_unpackhi_epi8(x2, x3);
+  p[0] = _mm256_unpacklo_epi16(t0, t2);
+  p[1] = _mm256_unpackhi_epi16(t0, t2);
+  p[2] = _mm256_unpacklo_epi16(t1, t3);
+  p[3] = _mm256_unpackhi_epi16(t1, t3);
+}
+
 /// The 32 pixels' sums of one output channel's quads [q0, q1), on top of
 /// init: acc[i] holds pixels 4i..4i+3 and 16+4i..16+4i+3. Every pair of a
 /// quad's weights fits vpmaddubsw's int16 (SparseWeightsS8), on either grid.
@@ -343,20 +359,13 @@ COMPRESSOR_INLINE_AVX2 void quad_dots(const std::uint8_t* panel, const std::uint
   __m256i a0 = _mm256_set1_epi32(init), a1 = a0, a2 = a0, a3 = a0;
   const __m256i ones = _mm256_set1_epi16(1);
   for (std::int64_t q = q0; q < q1; ++q) {
-    const std::uint32_t* o = off + 4 * q;
-    const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[0]));
-    const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[1]));
-    const __m256i x2 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[2]));
-    const __m256i x3 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[3]));
+    __m256i p[4];
+    interleave_quad(panel, off + 4 * q, p);
     const __m256i wq = _mm256_set1_epi32(w[q]);
-    const __m256i t0 = _mm256_unpacklo_epi8(x0, x1), t1 = _mm256_unpackhi_epi8(x0, x1);
-    const __m256i t2 = _mm256_unpacklo_epi8(x2, x3), t3 = _mm256_unpackhi_epi8(x2, x3);
-    const __m256i p0 = _mm256_unpacklo_epi16(t0, t2), p1 = _mm256_unpackhi_epi16(t0, t2);
-    const __m256i p2 = _mm256_unpacklo_epi16(t1, t3), p3 = _mm256_unpackhi_epi16(t1, t3);
-    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(p0, wq), ones));
-    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(p1, wq), ones));
-    a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(p2, wq), ones));
-    a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(p3, wq), ones));
+    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(p[0], wq), ones));
+    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(p[1], wq), ones));
+    a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(p[2], wq), ones));
+    a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(p[3], wq), ones));
   }
   acc[0] = a0;
   acc[1] = a1;
@@ -371,18 +380,13 @@ COMPRESSOR_INLINE_AVX_VNNI void quad_dots_vnni(const std::uint8_t* panel, const 
                                                std::int64_t q1, std::int32_t init, __m256i acc[4]) {
   __m256i a0 = _mm256_set1_epi32(init), a1 = a0, a2 = a0, a3 = a0;
   for (std::int64_t q = q0; q < q1; ++q) {
-    const std::uint32_t* o = off + 4 * q;
-    const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[0]));
-    const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[1]));
-    const __m256i x2 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[2]));
-    const __m256i x3 = _mm256_load_si256(reinterpret_cast<const __m256i*>(panel + o[3]));
+    __m256i p[4];
+    interleave_quad(panel, off + 4 * q, p);
     const __m256i wq = _mm256_set1_epi32(w[q]);
-    const __m256i t0 = _mm256_unpacklo_epi8(x0, x1), t1 = _mm256_unpackhi_epi8(x0, x1);
-    const __m256i t2 = _mm256_unpacklo_epi8(x2, x3), t3 = _mm256_unpackhi_epi8(x2, x3);
-    ymm::dpbusd(a0, _mm256_unpacklo_epi16(t0, t2), wq);
-    ymm::dpbusd(a1, _mm256_unpackhi_epi16(t0, t2), wq);
-    ymm::dpbusd(a2, _mm256_unpacklo_epi16(t1, t3), wq);
-    ymm::dpbusd(a3, _mm256_unpackhi_epi16(t1, t3), wq);
+    ymm::dpbusd(a0, p[0], wq);
+    ymm::dpbusd(a1, p[1], wq);
+    ymm::dpbusd(a2, p[2], wq);
+    ymm::dpbusd(a3, p[3], wq);
   }
   acc[0] = a0;
   acc[1] = a1;
