@@ -3,7 +3,6 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <cstring>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -386,10 +385,12 @@ TEST_CASE("sparse_gemm_u8s8_blocks equals sparse_gemm_u8s8 and asks for whole bl
   // kernel's buffer (as the sparse conv unfolds them there).
   Rng rng(21);
   const int saved = num_threads();
-  for (const auto& [M, K, N] : {std::tuple<std::int64_t, std::int64_t, std::int64_t>{200, 72, 40},
-                                {16, 300, 19},
-                                {65, 64, 33},
-                                {129, 9, 70}}) {
+  struct Shape3 {
+    std::int64_t m, k, n;
+  };
+  for (const Shape3& c : {Shape3{200, 72, 40}, {16, 300, 19}, {65, 64, 33}, {129, 9, 70}}) {
+    // (Named copies: clang 14's lambdas cannot capture structured bindings.)
+    const std::int64_t M = c.m, K = c.k, N = c.n;
     std::vector<std::uint8_t> x(static_cast<std::size_t>(M * K));
     std::vector<std::int8_t> w(static_cast<std::size_t>(N * K));
     for (auto& v : x) v = static_cast<std::uint8_t>(rng.below(256));

@@ -18,7 +18,7 @@
 //  int8, AVX-VNNI: the same with one vpdpbusd (ymm) per 8 pixels;
 //  int8, AVX512-VNNI: blocks of 64 pixels (a 64-byte panel row per k), the
 //                 same interleave on zmm and one vpdpbusd per 16 pixels:
-//                 a quarter of the AVX2 kernel's instructions per product.
+//                 about a third of the AVX2 kernel's instructions per product.
 // Each output is the same sum as the scalar reference (ref/sparse_gemm.hpp:
 // fp32 even / odd fma chains in CSR order, then their sum; int8 exact), so
 // every path matches it bit for bit. Results go to a per-channel tile and
@@ -124,7 +124,8 @@ COMPRESSOR_F32_AVX2 inline void transpose16x16_lanes(__m256i r[16]) {
 /// panel[k * stride + p] = X[p, k] for p < 32, 0 for p >= rows (uint8), by
 /// 16 x 16 byte transposes, two per register (k 0-15 and 16-31 of 16
 /// pixels: measured faster than pixels 0-15 and 16-31 of 32 k values).
-/// stride: 32, or 64 for one half of the zmm kernel's 64-pixel panel.
+/// stride: bytes per panel row (the kernels use 32; a wider panel's
+/// 32-pixel half would take its own row length).
 COMPRESSOR_F32_AVX2 inline void pack_panel_u8(const std::uint8_t* X, std::int64_t ldx, int rows,
                                               std::int64_t K, std::uint8_t* panel,
                                               std::int64_t stride = kSparseBlock) {
