@@ -121,14 +121,11 @@ COMPRESSOR_F32_AVX2 inline void transpose16x16_lanes(__m256i r[16]) {
   }
 }
 
-/// panel[k * stride + p] = X[p, k] for p < 32, 0 for p >= rows (uint8), by
+/// panel[k * 32 + p] = X[p, k] for p < rows, 0 for the rest (uint8), by
 /// 16 x 16 byte transposes, two per register (k 0-15 and 16-31 of 16
 /// pixels: measured faster than pixels 0-15 and 16-31 of 32 k values).
-/// stride: bytes per panel row (the kernels use 32; a wider panel's
-/// 32-pixel half would take its own row length).
 COMPRESSOR_F32_AVX2 inline void pack_panel_u8(const std::uint8_t* X, std::int64_t ldx, int rows,
-                                              std::int64_t K, std::uint8_t* panel,
-                                              std::int64_t stride = kSparseBlock) {
+                                              std::int64_t K, std::uint8_t* panel) {
   alignas(32) std::uint8_t tmp[kSparseBlock][32];  // a partial chunk, zero-padded
   for (std::int64_t k0 = 0; k0 < K; k0 += 32) {
     const int width = static_cast<int>(std::min<std::int64_t>(32, K - k0));
@@ -147,10 +144,10 @@ COMPRESSOR_F32_AVX2 inline void pack_panel_u8(const std::uint8_t* X, std::int64_
         r[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + (16 * half + i) * ls));
       transpose16x16_lanes(r);  // r[j]: k0 + j | k0 + 16 + j, 16 pixels each
       for (int j = 0; j < 16; ++j) {
-        std::uint8_t* d = panel + (k0 + j) * stride + 16 * half;
+        std::uint8_t* d = panel + (k0 + j) * kSparseBlock + 16 * half;
         if (j < width) _mm_store_si128(reinterpret_cast<__m128i*>(d), _mm256_castsi256_si128(r[j]));
         if (16 + j < width)
-          _mm_store_si128(reinterpret_cast<__m128i*>(d + 16 * stride),
+          _mm_store_si128(reinterpret_cast<__m128i*>(d + 16 * kSparseBlock),
                           _mm256_extracti128_si256(r[j], 1));
       }
     }
