@@ -105,6 +105,12 @@ TEST_CASE("a 90%-sparse ResNet18 finalizes, saves small and loads back", "[prune
   CHECK(deploy->find("layer1.0.conv1")->type_name() == "SparseConv2d");
   const Tensor<float> sparse_out(deploy->forward(x));
   CHECK(rel_to_max(sparse_out, masked_out) < 1e-5);
+  // The sparse layers still count as layers with output channels: the
+  // plan lists them as before, and layer4.1.conv2 gives the feature width.
+  auto& sparse_net = dynamic_cast<models::ResNet18&>(*deploy);
+  CHECK(deploy->find("layer4.1.conv2")->type_name() == "SparseConv2d");
+  CHECK(sparse_net.num_features() == net.num_features());
+  CHECK(sparse_net.channel_plan().to_json() == net.channel_plan().to_json());
 
   // The report sees the same parameters, nonzeros and MACs.
   const auto after = prune::report(*deploy, in);

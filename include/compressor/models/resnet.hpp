@@ -84,8 +84,8 @@ class ResNet18 : public nn::Sequential, public nn::PlannedModel {
   /// Width of the feature vector before fc (512 at width 1): the output
   /// channels of the last block.
   std::int64_t num_features() const {
-    return require_capability<nn::WeightedLayer>(*find("layer4.1.conv2"), "a layer with weights",
-                                                 "layer4.1.conv2")
+    return require_capability<nn::ChannelProducer>(*find("layer4.1.conv2"), "a layer with weights",
+                                                   "layer4.1.conv2")
         .out_channels();
   }
 

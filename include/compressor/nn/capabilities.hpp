@@ -31,12 +31,19 @@ struct KernelGeometry {
   std::int64_t kh = 1, kw = 1, stride = 1, padding = 0;
 };
 
+/// A layer whose output channels are its own: one with dense weights
+/// (WeightedLayer) or a sparse deploy-time layer (prune::SparseLayer). A
+/// model's channel plan lists every such layer.
+class ChannelProducer {
+ public:
+  virtual ~ChannelProducer() = default;
+  virtual std::int64_t out_channels() const = 0;
+};
+
 /// A layer y = W * x (+ b) with output channels along one weight axis and
 /// input channels along another.
-class WeightedLayer {
+class WeightedLayer : public ChannelProducer {
  public:
-  virtual ~WeightedLayer() = default;
-
   virtual Tensor<float>& weight() = 0;
   virtual bool has_bias() const = 0;
   /// The bias (shape (out_channels)); empty when has_bias() is false.
@@ -45,7 +52,6 @@ class WeightedLayer {
   virtual void enable_bias() = 0;
 
   virtual std::int64_t in_channels() const = 0;
-  virtual std::int64_t out_channels() const = 0;
   /// Weight axis of the output channels (0 for both OHWI and (out, in)).
   virtual int out_axis() const { return 0; }
   /// Weight axis of the input channels: 3 for OHWI conv weights, 1 for Linear.
@@ -164,12 +170,12 @@ inline void gather_axis(const Tensor<float>& src, int axis, std::span<const std:
                   dst.data() + (o * k + j) * inner);
 }
 
-/// The output channels of every layer with weights under m, by qualified
-/// name, in visit order (a ChannelPlan's "channels").
+/// The output channels of every layer with weights (dense or sparse) under
+/// m, by qualified name, in visit order (a ChannelPlan's "channels").
 inline std::vector<std::pair<std::string, std::int64_t>> weighted_channels(Module& m) {
   std::vector<std::pair<std::string, std::int64_t>> out;
   m.visit([&](const std::string& name, Module& l) {
-    if (const auto* w = as<WeightedLayer>(l)) out.emplace_back(name, w->out_channels());
+    if (const auto* w = as<ChannelProducer>(l)) out.emplace_back(name, w->out_channels());
   });
   return out;
 }

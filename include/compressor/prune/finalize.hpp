@@ -136,9 +136,8 @@ inline std::vector<std::string> sparse_layer_names(nn::Module& model) {
   return names;
 }
 
-/// Saves model with its sparse layers in the sparse format (see the top).
-/// The channel plan (of a PlannedModel) lists the sparse layers too: they are
-/// no WeightedLayer, so the model's own plan misses them.
+/// Saves model with its sparse layers in the sparse format (see the top),
+/// and the channel plan of a PlannedModel (which lists the sparse layers).
 inline void save_sparse_model(nn::Module& model, const std::filesystem::path& path) {
   io::json::Array names;
   std::vector<std::pair<std::string, std::string>> meta;
@@ -153,9 +152,8 @@ inline void save_sparse_model(nn::Module& model, const std::filesystem::path& pa
   });
   if (!has_normalization) meta.emplace_back(std::string(kBatchnormsFoldedKey), "true");
   if (auto* planned = nn::as<nn::PlannedModel>(model)) {
-    nn::ChannelPlan plan = planned->channel_plan();
-    for (const auto& n : sparse) plan.set(n, nn::as<SparseLayer>(*model.find(n))->out_channels());
-    meta.emplace_back(std::string(nn::ChannelPlan::kMetadataKey), plan.to_json());
+    meta.emplace_back(std::string(nn::ChannelPlan::kMetadataKey),
+                      planned->channel_plan().to_json());
   }
   io::save_checkpoint(model, path, meta);
 }

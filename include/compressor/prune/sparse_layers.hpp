@@ -32,12 +32,10 @@
 namespace compressor::prune {
 
 /// What a sparse deploy-time layer can say about itself (reports, loading).
-class SparseLayer {
+class SparseLayer : public nn::ChannelProducer {
  public:
-  virtual ~SparseLayer() = default;
   /// The weight's shape as the dense layer had it (OHWI or (out, in)).
   virtual Shape dense_shape() const = 0;
-  virtual std::int64_t out_channels() const = 0;
   virtual std::int64_t nnz() const = 0;
   /// The dense weight (zeros included), for checks and reports.
   virtual Tensor<float> dense_weight() const = 0;
