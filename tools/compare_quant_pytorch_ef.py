@@ -338,14 +338,18 @@ def int8_of(fp, engine, qconfig, calib, batch):
 
 def our_ptq(build, args, config, offset, tensors_file):
     """compressor's (fp32, PTQ int8) test MAE, PTQ calibrated from training clip
-    `offset` on, at the most threads; writes the calibration and test clips to
+    `offset` on, at the most threads, and the range rule --observer auto chose
+    (None for another observer); writes the calibration and test clips to
     tensors_file."""
     exe = os.path.join(build, "examples", "ef_experiment", "ef_experiment")
     with tempfile.TemporaryDirectory() as out:
         rows = run_ours(exe, args, config, out, max(args.threads),
                         ("--calibration-offset", str(offset), "--export-tensors", tensors_file,
                          "--latency-rounds", "1", "--latency-seconds", "0"))
-        return tuple(next(r["mae"] for r in rows if r["method"] == m) for m in ("baseline", "ptq"))
+        with open(os.path.join(out, "results.json")) as f:
+            rule = json.load(f).get("extras", {}).get("ptq_range_rule", {}).get("PTQ int8")
+        fp32, ptq = (next(r["mae"] for r in rows if r["method"] == m) for m in ("baseline", "ptq"))
+        return fp32, ptq, rule
 
 
 def check_port(pytorch_fp32, ours_fp32):
@@ -363,7 +367,7 @@ def calibration_spread(build, args, config, fp, batch):
         offset = k * per_set
         with tempfile.TemporaryDirectory() as tmp:
             tensors_file = os.path.join(tmp, "clips.safetensors")
-            ours_fp32, ours = our_ptq(build, args, config, offset, tensors_file)
+            ours_fp32, ours, rule = our_ptq(build, args, config, offset, tensors_file)
             tensors, _ = read_safetensors(tensors_file)
         calib, test = tensors["calibration.clips"], (tensors["test.clips"], tensors["test.ef"])
         if k == 0:
@@ -372,8 +376,11 @@ def calibration_spread(build, args, config, fp, batch):
             m = int8_of(fp, engine, tq.get_default_qconfig(engine), calib, batch)
             sets.setdefault(f"pytorch int8 {engine} (default qconfig)", []).append(mae(m, *test, batch))
         sets.setdefault(f"compressor int8 PTQ ({args.observer})", []).append(ours)
+        chosen = "" if rule is None else (
+            f"; our range rule by validation MAE: {rule['chosen']} (" +
+            ", ".join(f"{r} {v:.3f}" for r, v in rule["val_mae"].items()) + ")")
         print(f"calibration set {k}: {len(calib)} clips from training clip {offset}: " +
-              ", ".join(f"{name} {v[-1]:.3f}" for name, v in sets.items()), flush=True)
+              ", ".join(f"{name} {v[-1]:.3f}" for name, v in sets.items()) + chosen, flush=True)
     return sets
 
 

@@ -47,6 +47,7 @@
 #include "compressor/models/ef_regressor.hpp"
 #include "compressor/prune.hpp"
 #include "compressor/prune/finalize_int8.hpp"
+#include "compressor/quant/choose_rule.hpp"
 #include "compressor/quant/convert.hpp"
 #include "compressor/quant/int8_io.hpp"
 #include "compressor/quant/observers.hpp"
@@ -173,9 +174,14 @@ Config parse(int argc, char** argv) {
                  "calibration sets)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{100000000}));
-  app.add_option("--observer", c.observer, "PTQ activation observer")
+  auto ptq_observers = examples::observer_choices();
+  ptq_observers.emplace_back("auto");
+  app.add_option("--observer", c.observer,
+                 "PTQ activation observer; auto: one histogram calibration, then the range rule "
+                 "(mse, kl, minmax, percentile) whose int8 model has the lowest MAE on the "
+                 "validation split")
       ->capture_default_str()
-      ->check(CLI::IsMember(examples::observer_choices()));
+      ->check(CLI::IsMember(ptq_observers));
   app.add_option("--weight-grid", c.weight_grid,
                  "int8 weight grid of PTQ and QAT: full [-127, 127] or narrow [-64, 64] "
                  "(fastest on AVX2 / AVX-512 without VNNI)")
@@ -447,6 +453,24 @@ class Experiment {
     auto test = loader(data::EchoSplit::test, false);
     return train::evaluate(m, mse_, train::Task::regression, *test);
   }
+  /// --observer auto: the range rule of p's histograms whose int8 model has
+  /// the lowest validation MAE (the test split stays unseen); recorded in
+  /// results.json's "ptq_range_rule".
+  void choose_range_rule(quant::Prepared& p, const std::string& name) {
+    auto val = loader(data::EchoSplit::val, false);
+    const quant::RangeRuleChoice c = quant::choose_range_rule(p, [&](quant::Int8Model& int8) {
+      return train::evaluate(int8, mse_, train::Task::regression, *val).mae;
+    });
+    Json trials = Json::object();
+    std::printf("%s: validation MAE per range rule:", name.c_str());
+    for (const auto& t : c.trials) {
+      trials[std::string(quant::to_string(t.rule))] = t.score;
+      std::printf(" %s %.3f", std::string(quant::to_string(t.rule)).c_str(), t.score);
+    }
+    std::printf(" -> %s\n", std::string(quant::to_string(c.best)).c_str());
+    results_.extras()["ptq_range_rule"][name] = {{"chosen", std::string(quant::to_string(c.best))},
+                                                 {"val_mae", trials}};
+  }
   template <class F>
   examples::Latency latency(F&& forward) {
     const Tensor<float> x(clip_shape(), 0.1f);
@@ -660,10 +684,13 @@ class Experiment {
       return;
     }
     auto calibration = calibration_loader();
+    const bool choose = c_.observer == "auto";
+    const std::string observer = choose ? "histogram_mse" : c_.observer;
     quant::Prepared p =
-        quant::prepare_ptq(m, {.observer = [this] { return quant::make_observer(c_.observer); },
+        quant::prepare_ptq(m, {.observer = [&observer] { return quant::make_observer(observer); },
                                .grid = quant::weight_grid_from_string(c_.weight_grid)});
     quant::calibrate(p, *calibration, c_.calibration_batches);
+    if (choose) choose_range_rule(p, name);
     quant::Int8Model int8 = quant::convert(p);
     if (sparse_int8) {
       const auto decisions = prune::finalize_sparse(int8, zero_masks(m), clip_shape());

@@ -102,6 +102,35 @@ TEST_CASE("ef_experiment --mode all: a killed run resumes; every row sane", "[ex
   CHECK(beyond.status != 0);
   CHECK_THAT(beyond.output,
              Catch::Matchers::Contains("--calibration-offset 24: the training split"));
+  // --observer auto on the same baseline: the range rule with the lowest
+  // validation MAE, every rule's MAE recorded.
+  fs::remove_all(kScratch / "auto_out");
+  fs::create_directories(kScratch / "auto_out");
+  fs::copy_file(kScratch / "gen_out" / "baseline.safetensors",
+                kScratch / "auto_out" / "baseline.safetensors");
+  const Result chosen = shell(kBin +
+                                  " --data-root synthetic_echo --frames 2 --size 32 --width 0.125 "
+                                  "--mode quantization --qat-epochs 0 --calibration-batches 1 "
+                                  "--batch-size 4 --threads 2 --out auto_out --no-train-baseline "
+                                  "--observer auto",
+                              "auto.log");
+  INFO(chosen.output);
+  REQUIRE(chosen.status == 0);
+  CHECK_THAT(chosen.output, Catch::Matchers::Contains("validation MAE per range rule: mse "));
+  {
+    const auto r = report::read_results_json(kScratch / "auto_out" / "results.json");
+    const auto& rule = r.extras.at("ptq_range_rule").at("PTQ int8");
+    const auto& mae = rule.at("val_mae");
+    REQUIRE(mae.size() == 4);
+    double best = 1e300;
+    for (const char* k : {"mse", "kl", "minmax", "percentile"}) {
+      REQUIRE(mae.contains(k));
+      best = std::min(best, mae.at(k).get<double>());
+    }
+    const std::string name = rule.at("chosen").get<std::string>();
+    CHECK(mae.at(name).get<double>() == best);
+    CHECK(r.find("PTQ int8") != nullptr);
+  }
   fs::remove_all(kScratch / "tiny_echo");
   fs::rename(kScratch / "synthetic_echo", kScratch / "tiny_echo");
 

@@ -3,10 +3,12 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <compressor/models.hpp>
+#include <compressor/quant/choose_rule.hpp>
 #include <compressor/quant/convert.hpp>
 #include <compressor/quant/equalize.hpp>
 #include <compressor/quant/int8_io.hpp>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -160,6 +162,84 @@ TEST_CASE("Bias correction lowers the mean per-channel output error of the int8 
   const double corrected = run(true);
   INFO("mean |per-channel output bias|: " << plain << " without, " << corrected << " with");
   CHECK(corrected < 0.7 * plain);
+}
+
+TEST_CASE("A range rule chosen by a score after one calibration", "[quant][observers][rule]") {
+  Rng rng(35);
+  nn::init::manual_seed(16);
+  CifarCnn net(compressor::testing::narrow_cifar_plan(4));
+  randomize_batchnorms(net, rng);
+  net.eval();
+  RandomBatches calib(Shape{8, 32, 32, 3}, 3, 600, -0.5f, 1.5f);
+  const Tensor<float> x = RandomBatches(Shape{4, 32, 32, 3}, 1, 700).batch(0);
+  quant::Prepared p =
+      quant::prepare_ptq(net, {.observer = [] { return quant::make_observer("histogram_mse"); }});
+  quant::calibrate(p, calib);
+  const auto hs = quant::histogram_observers(p);
+  // Every activation point but the output (a MinMaxObserver by default).
+  CHECK(hs.size() == p.points.size() - 1);
+
+  // What convert() gives for each rule, and the same from observers made
+  // with that rule and calibrated on the same batches.
+  std::vector<Tensor<float>> outputs;
+  for (const auto rule : quant::kRangeRules) {
+    quant::set_range_rule(p, rule);
+    outputs.emplace_back(quant::convert(p).forward(x));
+    const std::string name = rule == quant::HistogramMethod::minmax       ? "minmax"
+                             : rule == quant::HistogramMethod::percentile ? "histogram"
+                             : rule == quant::HistogramMethod::mse        ? "histogram_mse"
+                                                                          : "histogram_kl";
+    quant::Prepared fresh =
+        quant::prepare_ptq(net, {.observer = [name] { return quant::make_observer(name); }});
+    quant::calibrate(fresh, calib);
+    INFO("rule " << quant::to_string(rule));
+    CHECK(compressor::testing::bit_equal(quant::convert(fresh).forward(x), outputs.back()));
+  }
+  // The rules differ on these activations (else the choice would be moot).
+  CHECK_FALSE(compressor::testing::bit_equal(outputs[0], outputs[2]));
+
+  // Scores by call order: the second rule (kl) and the fourth tie for the
+  // lowest; the earlier wins and p is left on it.
+  const std::vector<double> scores = {3.0, 1.0, 2.0, 1.0};
+  std::size_t call = 0;
+  const auto choice = quant::choose_range_rule(p, [&](const quant::Int8Model& m) {
+    CHECK(m.summary().points.size() == p.points.size());
+    return scores.at(call++);
+  });
+  CHECK(call == 4);
+  REQUIRE(choice.trials.size() == 4);
+  for (std::size_t i = 0; i < 4; ++i) {
+    CHECK(choice.trials[i].rule == quant::kRangeRules[i]);
+    CHECK(choice.trials[i].score == scores[i]);
+  }
+  CHECK(choice.best == quant::HistogramMethod::kl);
+  for (const auto& [name, h] : quant::histogram_observers(p))
+    CHECK(h->method() == quant::HistogramMethod::kl);
+  CHECK(compressor::testing::bit_equal(quant::convert(p).forward(x), outputs[1]));
+
+  // A chosen subset of rules.
+  const quant::HistogramMethod two[] = {quant::HistogramMethod::minmax,
+                                        quant::HistogramMethod::percentile};
+  CHECK(quant::choose_range_rule(
+            p, [](const quant::Int8Model&) { return 0.0; }, two)
+            .best == quant::HistogramMethod::minmax);
+
+  // Bad input: no candidates, a NaN score, no histogram observer.
+  CHECK_THROWS_WITH(quant::choose_range_rule(
+                        p, [](const quant::Int8Model&) { return 0.0; },
+                        std::span<const quant::HistogramMethod>{}),
+                    Catch::Contains("no candidate"));
+  CHECK_THROWS_WITH(
+      quant::choose_range_rule(
+          p, [](const quant::Int8Model&) { return std::numeric_limits<double>::quiet_NaN(); }),
+      Catch::Contains("'mse'") && Catch::Contains("not finite"));
+  quant::Prepared plain = quant::prepare_ptq(net, test_config());
+  quant::calibrate(plain, calib);
+  CHECK_THROWS_WITH(quant::choose_range_rule(plain, [](const quant::Int8Model&) { return 0.0; }),
+                    Catch::Contains("no HistogramObserver"));
+  // kl needs enough bins.
+  quant::HistogramObserver small(64);
+  CHECK_THROWS_WITH(small.set_method(quant::HistogramMethod::kl), Catch::Contains("bins"));
 }
 
 TEST_CASE("Bias correction: the corrected float model differs only in its biases",

@@ -35,6 +35,7 @@ enum class HistogramMethod : std::uint8_t {
   percentile,  ///< [(100 - p)-th, p-th] percentiles
   mse,         ///< least expected squared uint8 quantization error
   kl,          ///< TensorRT's entropy calibration (least KL divergence)
+  minmax,      ///< the observed extremes, as MinMaxObserver (no clipping)
 };
 
 inline std::string_view to_string(HistogramMethod m) {
@@ -45,6 +46,8 @@ inline std::string_view to_string(HistogramMethod m) {
       return "mse";
     case HistogramMethod::kl:
       return "kl";
+    case HistogramMethod::minmax:
+      return "minmax";
   }
   return "?";
 }
@@ -73,6 +76,14 @@ class HistogramObserver : public ExtremaObserver {
 
   std::int64_t bins() const { return bins_; }
   HistogramMethod method() const { return method_; }
+  /// Changes the rule range() applies to the same counts (the counts do not
+  /// depend on it): one calibration serves every rule (quant/choose_rule.hpp).
+  void set_method(HistogramMethod m) {
+    require(m != HistogramMethod::kl || bins_ >= kKlLevels,
+            "HistogramObserver: the kl method needs at least ", kKlLevels, " bins, this one has ",
+            bins_);
+    method_ = m;
+  }
   double percentile() const { return percentile_; }
 
   /// The counts with the observed extremes. Throws before the first tensor.
@@ -111,6 +122,8 @@ class HistogramObserver : public ExtremaObserver {
         return histogram_mse_range(h);
       case HistogramMethod::kl:
         return histogram_kl_range(h);
+      case HistogramMethod::minmax:
+        return observed_range();
     }
     throw ValueError("HistogramObserver: unknown method");
   }
