@@ -5,7 +5,7 @@ beside compressor's own figures: test MAE, file size and latency of one clip,
 in one run, same threads. The EF counterpart of compare_quant_pytorch.py.
 
     /usr/bin/python3 tools/compare_quant_pytorch_ef.py --run DIR --ours build/release
-        [--observer histogram_mse] [--threads 1 2] [--min-time S]
+        [--observer auto] [--threads 1 2] [--min-time S]
         [--full-size-rounds R] [--calibration-sets K [--skip-latency]] [--json out.json]
 
 DIR is an ef_experiment --out folder: its baseline.safetensors (an
@@ -400,8 +400,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, help="an ef_experiment --out folder (baseline.safetensors, results.json)")
     ap.add_argument("--ours", required=True, metavar="BUILD", help="compressor's release build folder")
-    ap.add_argument("--observer", default="histogram_mse", help="our PTQ's activation observer "
-                    "(ef_experiment --observer; default: its default, PyTorch's HistogramObserver rule)")
+    ap.add_argument("--observer", default="auto", help="our PTQ's activation observer "
+                    "(ef_experiment --observer; default: its default, auto: the histogram range rule "
+                    "chosen on the validation split)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per latency figure, at least")
     ap.add_argument("--full-size-rounds", type=int, default=1, metavar="R",

@@ -151,6 +151,7 @@ void int8_layer_args(benchmark::internal::Benchmark* b) {
     for (const auto& shape : {std::array<int, 4>{1, 28, 64, 64},
                               {1, 14, 128, 128},
                               {1, 7, 256, 256},
+                              {1, 4, 512, 512},
                               {32, 16, 64, 128}})
       for (int full : {1, 0})
         for (int sparse : {0, 1})

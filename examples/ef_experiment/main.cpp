@@ -76,7 +76,7 @@ struct Config {
   std::int64_t round_to = 1;
   std::int64_t calibration_batches = 16;
   std::int64_t calibration_offset = 0;
-  std::string observer = "histogram_mse";
+  std::string observer = "auto";
   std::string weight_grid = "full";
   int threads = 0;
   std::uint64_t seed = 1;
