@@ -152,6 +152,7 @@ void int8_layer_args(benchmark::internal::Benchmark* b) {
                               {1, 14, 128, 128},
                               {1, 7, 256, 256},
                               {1, 4, 512, 512},
+                              {1, 4, 128, 512},
                               {32, 16, 64, 128}})
       for (int full : {1, 0})
         for (int sparse : {0, 1})

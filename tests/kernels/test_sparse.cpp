@@ -222,6 +222,14 @@ TEST_CASE("sparse_gemm_u8s8 equals its reference bit for bit", "[kernels][sparse
   SparseTester().m(45).n(33).k(4608).sparsity(0.0).extreme().test_u8s8();
   for (double sp : {0.5, 0.8, 0.9, 0.95})
     SparseTester().m(97).n(70).k(576).sparsity(sp).seed(3).test_u8s8();
+  // Blocks of at most 16 rows (the k-group kernel on avx512_vnni): a whole
+  // small layer, a last block of 16 and of 1 row, K past a multiple of 64
+  // and of 4, the accumulator at its extremes.
+  SparseTester().m(16).n(33).k(4608).sparsity(0.0).extreme().test_u8s8();
+  SparseTester().m(16).n(40).k(4610).sparsity(0.9).seed(5).test_u8s8();
+  SparseTester().m(80).n(70).k(577).sparsity(0.9).seed(6).test_u8s8();
+  SparseTester().m(129).n(24).k(131).sparsity(0.5).seed(7).test_u8s8();
+  SparseTester().m(7).n(24).k(67).ldx(70).ldy(30).test_u8s8();
 }
 
 TEST_CASE("sparse_gemm_u8s8 on the full weight grid equals its reference bit for bit",
@@ -238,6 +246,8 @@ TEST_CASE("sparse_gemm_u8s8 on the full weight grid equals its reference bit for
   // Both ends of the grid and of the activations: every int16 pair sum of
   // the narrow halves at its largest, the int32 sums at the accumulator's.
   SparseTester().m(64).n(16).k(4608).sparsity(0.0).extreme().grid(full).test_u8s8();
+  SparseTester().m(16).n(16).k(4608).sparsity(0.0).extreme().grid(full).test_u8s8();
+  SparseTester().m(80).n(33).k(577).sparsity(0.9).grid(full).seed(8).test_u8s8();
   SparseTester().m(45).n(33).k(4608).sparsity(0.0).extreme().grid(full).seed(5).test_u8s8();
   // One sign: no two large weights of a row may share a pair.
   SparseTester().m(40).n(20).k(300).sparsity(0.3).extreme().one_sign().grid(full).test_u8s8();
@@ -449,6 +459,36 @@ TEST_CASE("sparse_units cuts few row blocks into ranges of output channels", "[k
   check(16, 19, 2, 1, 2, 16);
   check(16, 12, 2, 1, 1, 12);     // too few channels to cut
   check(3136, 64, 2, 98, 1, 64);  // many blocks
+}
+
+TEST_CASE("SparseWeightsS8 groups each row's nonzeros by 4 consecutive k", "[kernels][sparse]") {
+  // Row 0: groups 0 (k 1, 3) and 2 (k 9); row 1: none; row 2: group 0 and
+  // the last group, past K = 10 (k 8 only).
+  const std::vector<std::int8_t> w = {
+      0, 3, 0, -4, 0, 0, 0, 0, 0, 7,  // row 0
+      0, 0, 0, 0,  0, 0, 0, 0, 0, 0,  // row 1
+      5, 0, 0, -1, 0, 0, 0, 0, 9, 0,  // row 2
+  };
+  const k::SparseWeightsS8 s(w.data(), 3, 10, 10);
+  REQUIRE(s.groups() == 4);
+  CHECK(s.group_begin(0) == 0);
+  CHECK(s.group_begin(1) == 2);
+  CHECK(s.group_begin(2) == 2);
+  CHECK(s.group_begin(3) == 4);
+  auto bytes = [&](std::int64_t j) {
+    std::int8_t b[4];
+    std::memcpy(b, s.group_weights() + j, 4);
+    return std::vector<int>{b[0], b[1], b[2], b[3]};
+  };
+  const std::int64_t g = k::SparseWeightsS8::kGroupStride;
+  CHECK(s.group_offsets()[0] == 0);
+  CHECK(bytes(0) == std::vector<int>{0, 3, 0, -4});
+  CHECK(s.group_offsets()[1] == 2 * g);
+  CHECK(bytes(1) == std::vector<int>{0, 7, 0, 0});
+  CHECK(s.group_offsets()[2] == 0);
+  CHECK(bytes(2) == std::vector<int>{5, 0, 0, -1});
+  CHECK(s.group_offsets()[3] == 2 * g);
+  CHECK(bytes(3) == std::vector<int>{9, 0, 0, 0});
 }
 
 TEST_CASE("SparseWeights keeps exactly the nonzeros", "[kernels][sparse]") {

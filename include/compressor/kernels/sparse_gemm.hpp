@@ -169,13 +169,18 @@ void sparse_u8s8_by_blocks(std::int64_t M, RowsOf& rows_of, std::int64_t ldx,
     auto* kernel = zmm                      ? &simd::sparse_block_u8s8_avx512_vnni<Epi>
                    : path == Path::avx_vnni ? &simd::sparse_block_u8s8_avx_vnni<Epi>
                                             : &simd::sparse_block_u8s8_avx2<Epi>;
+    // A block of at most 16 rows (a whole small layer, or the last block)
+    // goes by k-groups on zmm (its panel, ceil(K / 4) * 64 bytes, fits in
+    // the K * 64 of the quads' panel).
+    auto* small = zmm ? &simd::sparse_block16_u8s8_avx512_vnni<Epi> : nullptr;
     for_sparse_units(
         M, W.n(), scratch, panel + tile + static_cast<std::size_t>(buffer_row_bytes * block),
         [&](std::int64_t m, int r, std::int64_t n0, std::int64_t n1, bool pack, std::uint8_t* buf) {
           // The rows are read only to pack the panel.
           const std::uint8_t* x = pack ? rows_of(m, std::int64_t{r}, buf + panel + tile) : nullptr;
-          kernel(x, ldx, r, x_zero_point, W, epi, Y + m * ldy, ldy, buf,
-                 reinterpret_cast<Out*>(buf + panel), n0, n1, pack);
+          (small != nullptr && r <= simd::kSparseBlockSmall ? small : kernel)(
+              x, ldx, r, x_zero_point, W, epi, Y + m * ldy, ldy, buf,
+              reinterpret_cast<Out*>(buf + panel), n0, n1, pack);
         },
         block);
     return;

@@ -17,6 +17,13 @@
 // most 128, the rest beside a zero-weight slot), the pairs in order of their
 // first k: exact with the same instructions per quad as the narrow grid, at
 // the cost of the padding slots (few when a row's signs are balanced).
+//
+// It also keeps each row's nonzeros by k-groups, the unit of the VNNI
+// kernel for blocks of at most 16 pixels: the groups of 4 consecutive k
+// (k / 4) that hold a nonzero of the row, each as a byte offset group * 64
+// into that kernel's panel (16 pixels x 4 bytes per group) and the group's
+// 4 weights (zeros included) in one int32. vpdpbusd sums a group's 4
+// products exactly on either grid; the groups do not depend on the pairing.
 #pragma once
 
 #include <algorithm>
@@ -84,6 +91,17 @@ class SparseWeights {
   const std::int32_t* quad_weights() const { return quad_w_.data(); }
   /// Quads of the whole matrix (>= nnz / 4).
   std::int64_t quads() const { return static_cast<std::int64_t>(quad_w_.size()); }
+  /// k-groups of row n are [group_begin(n), group_begin(n + 1)) (int8 only),
+  /// ascending.
+  std::int64_t group_begin(std::int64_t n) const { return group_ptr_[static_cast<std::size_t>(n)]; }
+  /// Byte offset (k / 4) * kGroupStride of each k-group.
+  const std::uint32_t* group_offsets() const { return group_off_.data(); }
+  /// The 4 int8 weights of each k-group (byte i: k = 4 * group + i; 0 past K).
+  const std::int32_t* group_weights() const { return group_w_.data(); }
+  /// k-groups of the whole matrix (between nnz / 4 and nnz).
+  std::int64_t groups() const { return static_cast<std::int64_t>(group_w_.size()); }
+  /// Bytes per k-group of the small-block kernel's panel: 16 pixels x 4 k.
+  static constexpr std::int64_t kGroupStride = 64;
   /// Whether vpmaddubsw sums u * a0 + v * a1 into an int16 without saturating
   /// for every pair of activations a0, a1 in [0, 255].
   static constexpr bool pair_fits_int16(int u, int v) {
@@ -111,6 +129,9 @@ class SparseWeights {
   std::vector<std::int64_t> quad_ptr_;
   std::vector<std::uint32_t> quad_off_;
   std::vector<std::int32_t> quad_w_;
+  std::vector<std::int64_t> group_ptr_;
+  std::vector<std::uint32_t> group_off_;
+  std::vector<std::int32_t> group_w_;
 
   /// Quad slots of one row: pairs of nonzero indices (-1: a zero-weight slot).
   using Pair = std::pair<std::int64_t, std::int64_t>;
@@ -182,6 +203,27 @@ class SparseWeights {
         quad_w_.push_back(packed);
       }
       quad_ptr_.push_back(static_cast<std::int64_t>(quad_w_.size()));
+    }
+    build_groups();
+  }
+
+  void build_groups() {
+    require<ShapeError>((k_ + 3) / 4 * kGroupStride <= INT32_MAX, "SparseWeights: K = ", k_,
+                        " is too large");
+    group_ptr_.reserve(static_cast<std::size_t>(n_ + 1));
+    group_ptr_.push_back(0);
+    for (std::int64_t r = 0; r < n_; ++r) {
+      for (std::int64_t j = row_begin(r), e = row_begin(r + 1); j < e;) {
+        const std::int64_t g = cols_[static_cast<std::size_t>(j)] / 4;
+        std::int8_t w[4] = {0, 0, 0, 0};
+        for (; j < e && cols_[static_cast<std::size_t>(j)] / 4 == g; ++j)
+          w[cols_[static_cast<std::size_t>(j)] % 4] = values_[static_cast<std::size_t>(j)];
+        std::int32_t packed;
+        std::memcpy(&packed, w, 4);
+        group_off_.push_back(static_cast<std::uint32_t>(g * kGroupStride));
+        group_w_.push_back(packed);
+      }
+      group_ptr_.push_back(static_cast<std::int64_t>(group_w_.size()));
     }
   }
 };

@@ -525,6 +525,24 @@ inline constexpr int kSparseBlockZmm = 64;
 
 namespace detail_sparse {
 
+/// One quad of quad_dots_zmm into the accumulators s[0..3].
+COMPRESSOR_INLINE_AVX512_VNNI void quad_step_zmm(const std::uint8_t* panel,
+                                                 const std::uint32_t* off, const std::int32_t* w,
+                                                 std::int64_t q, __m512i* s) {
+  const std::uint32_t* o = off + 4 * q;
+  const __m512i x0 = _mm512_load_si512(panel + 2 * std::size_t{o[0]});
+  const __m512i x1 = _mm512_load_si512(panel + 2 * std::size_t{o[1]});
+  const __m512i x2 = _mm512_load_si512(panel + 2 * std::size_t{o[2]});
+  const __m512i x3 = _mm512_load_si512(panel + 2 * std::size_t{o[3]});
+  const __m512i wq = _mm512_set1_epi32(w[q]);
+  const __m512i t0 = _mm512_unpacklo_epi8(x0, x1), t1 = _mm512_unpackhi_epi8(x0, x1);
+  const __m512i t2 = _mm512_unpacklo_epi8(x2, x3), t3 = _mm512_unpackhi_epi8(x2, x3);
+  zmm::dpbusd(s[0], _mm512_unpacklo_epi16(t0, t2), wq);
+  zmm::dpbusd(s[1], _mm512_unpackhi_epi16(t0, t2), wq);
+  zmm::dpbusd(s[2], _mm512_unpacklo_epi16(t1, t3), wq);
+  zmm::dpbusd(s[3], _mm512_unpackhi_epi16(t1, t3), wq);
+}
+
 /// The 64 pixels' sums of one channel's quads [q0, q1) on top of init, with
 /// zmm vpdpbusd on the 64-byte panel rows (quad offsets are k * 32: doubled):
 /// acc[i]'s 128-bit lane L holds pixels 16L+4i..16L+4i+3.
@@ -533,25 +551,17 @@ COMPRESSOR_INLINE_AVX512_VNNI void quad_dots_zmm(const std::uint8_t* panel,
                                                  std::int64_t q0, std::int64_t q1,
                                                  std::int32_t init, __m512i acc[4]) {
   static_assert(kSparseBlockZmm == 2 * SparseWeightsS8::kQuadStride);
-  __m512i a0 = _mm512_set1_epi32(init), a1 = a0, a2 = a0, a3 = a0;
-  for (std::int64_t q = q0; q < q1; ++q) {
-    const std::uint32_t* o = off + 4 * q;
-    const __m512i x0 = _mm512_load_si512(panel + 2 * std::size_t{o[0]});
-    const __m512i x1 = _mm512_load_si512(panel + 2 * std::size_t{o[1]});
-    const __m512i x2 = _mm512_load_si512(panel + 2 * std::size_t{o[2]});
-    const __m512i x3 = _mm512_load_si512(panel + 2 * std::size_t{o[3]});
-    const __m512i wq = _mm512_set1_epi32(w[q]);
-    const __m512i t0 = _mm512_unpacklo_epi8(x0, x1), t1 = _mm512_unpackhi_epi8(x0, x1);
-    const __m512i t2 = _mm512_unpacklo_epi8(x2, x3), t3 = _mm512_unpackhi_epi8(x2, x3);
-    zmm::dpbusd(a0, _mm512_unpacklo_epi16(t0, t2), wq);
-    zmm::dpbusd(a1, _mm512_unpackhi_epi16(t0, t2), wq);
-    zmm::dpbusd(a2, _mm512_unpacklo_epi16(t1, t3), wq);
-    zmm::dpbusd(a3, _mm512_unpackhi_epi16(t1, t3), wq);
+  // Even and odd quads into two accumulator sets: eight vpdpbusd chains.
+  __m512i a[8];
+  a[0] = a[1] = a[2] = a[3] = _mm512_set1_epi32(init);
+  a[4] = a[5] = a[6] = a[7] = _mm512_setzero_si512();
+  std::int64_t q = q0;
+  for (; q + 2 <= q1; q += 2) {
+    quad_step_zmm(panel, off, w, q, a);
+    quad_step_zmm(panel, off, w, q + 1, a + 4);
   }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
+  if (q < q1) quad_step_zmm(panel, off, w, q, a);
+  for (int i = 0; i < 4; ++i) acc[i] = _mm512_add_epi32(a[i], a[i + 4]);
 }
 
 /// transpose16x16_lanes on zmm: four 16 x 16 byte blocks at once, one per
@@ -712,6 +722,133 @@ COMPRESSOR_TARGET_AVX512_VNNI void sparse_block_u8s8_avx512_vnni(
   for (int h = 0; h < 2 && rows > h * half; ++h)
     store_tile<Epi>(tile + h * half, n1 - n0, std::min(rows - h * half, half),
                     Y + n0 + h * half * ldy, ldy, kSparseBlockZmm);
+}
+
+/// Pixels per block of the small-block kernel (blocks of at most 16 rows on
+/// the avx512_vnni path: one frame's 4 x 4 last stage, the tail of a 28 x 28
+/// one).
+inline constexpr int kSparseBlockSmall = 16;
+
+namespace detail_sparse {
+
+/// The small-block kernel's panel: the 4 bytes X[p, 4g..4g+3] of pixel p
+/// at panel[g * 64 + 4p] (zero past K and for p >= rows), so one aligned
+/// zmm load gives a k-group's 4 activations for all 16 pixels. Per 16
+/// groups, a 16 x 16 transpose of int32 lanes.
+COMPRESSOR_INLINE_AVX512 void pack_groups_u8_zmm(const std::uint8_t* X, std::int64_t ldx, int rows,
+                                                 std::int64_t K, std::uint8_t* panel) {
+  constexpr auto m16 = static_cast<__mmask16>(0xFFFF);
+  constexpr auto m8 = static_cast<__mmask8>(0xFF);
+  constexpr std::int64_t stride = SparseWeightsS8::kGroupStride;
+  const std::int64_t G = (K + 3) / 4;
+  alignas(64) std::uint8_t tmp[kSparseBlockSmall][64];  // a partial chunk, zero-padded
+  for (std::int64_t g0 = 0; g0 < G; g0 += 16) {
+    const std::int64_t k0 = 4 * g0, width = std::min<std::int64_t>(64, K - k0);
+    const int groups = static_cast<int>(std::min<std::int64_t>(16, G - g0));
+    __m512i r[16];
+    if (width == 64) {
+      for (int p = 0; p < 16; ++p)
+        r[p] = p < rows ? _mm512_loadu_si512(X + p * ldx + k0) : _mm512_setzero_si512();
+    } else {
+      std::memset(tmp, 0, sizeof(tmp));
+      for (int p = 0; p < rows; ++p)
+        std::memcpy(tmp[p], X + p * ldx + k0, static_cast<std::size_t>(width));
+      for (int p = 0; p < 16; ++p) r[p] = _mm512_load_si512(tmp[p]);
+    }
+    // r[p] lane L: pixel p's groups 4L..4L+3. Within lanes, 4 x 4 blocks.
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+      t[2 * i] = _mm512_maskz_unpacklo_epi32(m16, r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_maskz_unpackhi_epi32(m16, r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      u[4 * i] = _mm512_maskz_unpacklo_epi64(m8, t[4 * i], t[4 * i + 2]);
+      u[4 * i + 1] = _mm512_maskz_unpackhi_epi64(m8, t[4 * i], t[4 * i + 2]);
+      u[4 * i + 2] = _mm512_maskz_unpacklo_epi64(m8, t[4 * i + 1], t[4 * i + 3]);
+      u[4 * i + 3] = _mm512_maskz_unpackhi_epi64(m8, t[4 * i + 1], t[4 * i + 3]);
+    }
+    // u[4i + c] lane L: group 4L + c of pixels 4i..4i+3. A 4 x 4 transpose
+    // of lanes puts group 4L + c of all 16 pixels in one vector.
+    for (int c = 0; c < 4; ++c) {
+      const __m512i s0 = _mm512_maskz_shuffle_i32x4(m16, u[c], u[4 + c], 0x44);
+      const __m512i s1 = _mm512_maskz_shuffle_i32x4(m16, u[c], u[4 + c], 0xEE);
+      const __m512i s2 = _mm512_maskz_shuffle_i32x4(m16, u[8 + c], u[12 + c], 0x44);
+      const __m512i s3 = _mm512_maskz_shuffle_i32x4(m16, u[8 + c], u[12 + c], 0xEE);
+      const __m512i v[4] = {_mm512_maskz_shuffle_i32x4(m16, s0, s2, 0x88),
+                            _mm512_maskz_shuffle_i32x4(m16, s0, s2, 0xDD),
+                            _mm512_maskz_shuffle_i32x4(m16, s1, s3, 0x88),
+                            _mm512_maskz_shuffle_i32x4(m16, s1, s3, 0xDD)};
+      for (int l = 0; l < 4; ++l)
+        if (4 * l + c < groups) _mm512_store_si512(panel + (g0 + 4 * l + c) * stride, v[l]);
+    }
+  }
+}
+
+/// The epilogue of 16 pixels' sums (in order) into tile row t.
+template <GemmEpilogue Epi>
+COMPRESSOR_INLINE_AVX512 void epilogue_16(__m512i acc, const Epi& epi, std::int64_t n,
+                                          typename Epi::Out* t) {
+  if constexpr (std::is_same_v<Epi, RequantOut>) {
+    // epilogue_32's rule: round, saturate to int16, + zp saturating, to
+    // uint8 saturating, byte clamp.
+    const __m512 m = _mm512_set1_ps(epi.multiplier[n]), cap = _mm512_set1_ps(65536.f);
+    const __m512i q = zmm::cvt_epi32(zmm::min_ps(cap, _mm512_mul_ps(zmm::cvt_ps(acc), m)));
+    const __m256i h =
+        _mm256_adds_epi16(_mm512_maskz_cvtsepi32_epi16(static_cast<__mmask16>(0xFFFF), q),
+                          _mm256_set1_epi16(static_cast<std::int16_t>(epi.zero_point)));
+    const __m256i b = _mm256_permute4x64_epi64(_mm256_packus_epi16(h, h), 0x08);
+    const __m128i qmin = _mm_set1_epi8(static_cast<char>(epi.qmin));
+    const __m128i qmax = _mm_set1_epi8(static_cast<char>(epi.qmax));
+    _mm_store_si128(reinterpret_cast<__m128i*>(t),
+                    _mm_min_epu8(_mm_max_epu8(_mm256_castsi256_si128(b), qmin), qmax));
+  } else if constexpr (std::is_same_v<Epi, Int32Out>) {
+    _mm512_store_si512(t, acc);
+  } else {
+    __m512 y = _mm512_mul_ps(zmm::cvt_ps(acc), _mm512_set1_ps(epi.scale[n]));
+    if (epi.relu) y = zmm::max_ps(y, _mm512_setzero_ps());
+    _mm512_store_ps(t, y);
+  }
+}
+
+}  // namespace detail_sparse
+
+/// One int8 unit of the avx512_vnni path on a block of at most 16 pixels,
+/// by k-groups (SparseWeightsS8): per nonzero group of a channel, one zmm
+/// load of the panel and one vpdpbusd against the group's broadcast
+/// weights, for all 16 pixels; no interleave. At 90% sparsity a third of
+/// the groups hold a nonzero: fewer instructions than the quads' 16 per
+/// quad for 16 pixels, and a panel of K * 16 bytes. panel: ceil(K / 4) * 64
+/// bytes, tile: (n1 - n0) * 32 Epi::Out (both 64-byte aligned).
+template <GemmEpilogue Epi>
+COMPRESSOR_TARGET_AVX512_VNNI void sparse_block16_u8s8_avx512_vnni(
+    const std::uint8_t* X, std::int64_t ldx, int rows, std::int32_t za, const SparseWeightsS8& W,
+    const Epi& epi, typename Epi::Out* Y, std::int64_t ldy, std::uint8_t* panel,
+    typename Epi::Out* tile, std::int64_t n0, std::int64_t n1, bool pack) {
+  using namespace detail_sparse;
+  if (pack) pack_groups_u8_zmm(X, ldx, rows, W.k(), panel);
+  const std::uint32_t* off = W.group_offsets();
+  const std::int32_t* w = W.group_weights();
+  for (std::int64_t n = n0; n < n1; ++n) {
+    // Eight chains: the vpdpbusd latency (four: 1.4x the time on Zen 5;
+    // sixteen: no faster than eight).
+    constexpr int C = 8;
+    __m512i a[C];
+    a[0] = _mm512_set1_epi32(sum_init(epi, za, W, n));
+    for (int i = 1; i < C; ++i) a[i] = _mm512_setzero_si512();
+    std::int64_t j = W.group_begin(n);
+    const std::int64_t e = W.group_begin(n + 1);
+    for (; j + C <= e; j += C) {
+      COMPRESSOR_UNROLL
+      for (int i = 0; i < C; ++i)
+        zmm::dpbusd(a[i], _mm512_load_si512(panel + off[j + i]), _mm512_set1_epi32(w[j + i]));
+    }
+    for (; j < e; ++j)
+      zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), _mm512_set1_epi32(w[j]));
+    for (int i = 1; i < C; ++i) a[0] = _mm512_add_epi32(a[0], a[i]);
+    const __m512i acc = a[0];
+    epilogue_16(acc, epi, n, tile + (n - n0) * kSparseBlock);
+  }
+  store_tile<Epi>(tile, n1 - n0, rows, Y + n0, ldy, kSparseBlock);
 }
 
 #endif  // COMPRESSOR_X86
