@@ -18,7 +18,12 @@
 //  int8, AVX-VNNI: the same with one vpdpbusd (ymm) per 8 pixels;
 //  int8, AVX512-VNNI: blocks of 64 pixels (a 64-byte panel row per k), the
 //                 same interleave on zmm and one vpdpbusd per 16 pixels:
-//                 about a third of the AVX2 kernel's instructions per product.
+//                 about a third of the AVX2 kernel's instructions per product;
+//                 a block of at most 16 pixels (one frame's 4 x 4 layers, a
+//                 last block) goes by k-groups instead: the panel holds
+//                 each pixel's 4 bytes of every group of 4 consecutive k, and
+//                 one zmm load + one vpdpbusd per group that holds a nonzero
+//                 of the channel cover all 16 pixels, with no interleave.
 // Each output is the same sum as the scalar reference (ref/sparse_gemm.hpp:
 // fp32 even / odd fma chains in CSR order, then their sum; int8 exact), so
 // every path matches it bit for bit. Results go to a per-channel tile and
