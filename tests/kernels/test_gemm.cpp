@@ -130,7 +130,7 @@ TEST_CASE("gemm_u8s8 picks a vpmaddubsw kernel only for weights on the narrow gr
   CHECK(k::gemm_kernel(k::Path::avx2, small_full) == k::GemmKernel::ymm_maddubs);
   CHECK(k::gemm_kernel(k::Path::avx2, full) == k::GemmKernel::ymm_widen);
   CHECK(k::gemm_kernel(k::Path::avx512, narrow) == k::GemmKernel::zmm_maddubs);
-  CHECK(k::gemm_kernel(k::Path::avx512, full) == k::GemmKernel::ymm_widen);
+  CHECK(k::gemm_kernel(k::Path::avx512, full) == k::GemmKernel::zmm_widen);
   CHECK(k::gemm_kernel(k::Path::avx_vnni, full) == k::GemmKernel::ymm_vnni);
   CHECK(k::gemm_kernel(k::Path::avx512_vnni, full) == k::GemmKernel::zmm_vnni);
   CHECK(k::gemm_kernel(k::Path::scalar, full) == k::GemmKernel::portable);

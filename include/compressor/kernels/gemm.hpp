@@ -83,6 +83,9 @@ void gemm_u8s8_range(GemmKernel kernel, std::int64_t m0, std::int64_t m1, std::i
     case GemmKernel::zmm_vnni:
       g::gemm_block_zmm_vnni(args, m0, m1, p0, p1, tail);
       break;
+    case GemmKernel::zmm_widen:
+      g::gemm_block_zmm_widen(args, m0, m1, p0, p1, tail);
+      break;
     case GemmKernel::portable:
       break;
   }

@@ -19,8 +19,8 @@ namespace compressor::kernels {
 /// saturation can happen (65 would give 33150 > 32767).
 /// full [-127, 127]: the whole int8 range but -128 (symmetric). vpdpbusd (the
 /// VNNI paths) adds the u8*s8 products straight into int32 and is exact; the
-/// AVX2 / AVX-512BW paths run these weights through a widening kernel
-/// (sign-extend to int16, vpmaddwd), slower but exact.
+/// AVX2 / AVX-512BW paths run these weights through widening kernels (ymm and
+/// zmm: sign-extend to int16, vpmaddwd), slower but exact.
 /// Every path computes both grids bit-identically (the scalar one included),
 /// so a model quantized once runs the same on every machine.
 enum class WeightGrid : std::uint8_t { narrow, full };
@@ -79,6 +79,10 @@ struct GemmU8S8Tiles {
   /// are amortized over 2 vpdpbusd.
   static constexpr int kMRZmm = 12;
   static constexpr int kPanelsZmm = 2;
+  /// AVX-512BW widening (full grid): 2 panels x 8 rows = 16 accumulators + 4
+  /// widened weight, 3 activation (broadcast, even, odd), 1 constant and 2
+  /// product registers = 26 of 32 zmm (12 rows would need 34).
+  static constexpr int kMRZmmWiden = 8;
   /// Bytes of A rows per row block: the block stays in L2 (a quarter of
   /// Zen3's 512 KiB) while each weight panel, in L1, sweeps it.
   static constexpr std::int64_t kL2ActivationBytes = 128 * 1024;

@@ -36,6 +36,7 @@ enum class GemmKernel : std::uint8_t {
   ymm_vnni,     ///< AVX-VNNI vpdpbusd ymm, 6 x 16
   zmm_maddubs,  ///< AVX-512BW vpmaddubsw zmm, narrow weights, 12 x 32
   zmm_vnni,     ///< AVX512-VNNI vpdpbusd zmm, 12 x 32
+  zmm_widen,    ///< AVX-512BW int16 vpmaddwd zmm, any weights, 8 x 32
 };
 
 constexpr std::string_view gemm_kernel_name(GemmKernel k) {
@@ -52,13 +53,14 @@ constexpr std::string_view gemm_kernel_name(GemmKernel k) {
       return "gemm_u8s8_12x32c4__avx512bw";
     case GemmKernel::zmm_vnni:
       return "gemm_u8s8_12x32c4__avx512vnni";
+    case GemmKernel::zmm_widen:
+      return "gemm_u8s8_8x32c4_widen__avx512bw";
   }
   return "?";
 }
 
 /// The kernel `path` runs for weights B. Full-grid weights on the paths
-/// without VNNI take the AVX2 widening kernel (on avx512 too: there is no
-/// zmm widening kernel).
+/// without VNNI take a widening kernel (ymm on avx2, zmm on avx512).
 inline GemmKernel gemm_kernel(Path path, const PackedWeightsU8S8& B) {
   const bool narrow = B.fits_narrow();
   switch (path) {
@@ -69,7 +71,7 @@ inline GemmKernel gemm_kernel(Path path, const PackedWeightsU8S8& B) {
     case Path::avx_vnni:
       return GemmKernel::ymm_vnni;
     case Path::avx512:
-      return narrow ? GemmKernel::zmm_maddubs : GemmKernel::ymm_widen;
+      return narrow ? GemmKernel::zmm_maddubs : GemmKernel::zmm_widen;
     case Path::avx512_vnni:
       return GemmKernel::zmm_vnni;
   }
@@ -89,6 +91,8 @@ constexpr int gemm_kernel_rows(GemmKernel k) {
     case GemmKernel::zmm_maddubs:
     case GemmKernel::zmm_vnni:
       return GemmU8S8Tiles::kMRZmm;
+    case GemmKernel::zmm_widen:
+      return GemmU8S8Tiles::kMRZmmWiden;
   }
   return GemmU8S8Tiles::kMR;
 }
@@ -210,6 +214,13 @@ COMPRESSOR_TARGET_AVX512_VNNI COMPRESSOR_FLATTEN void gemm_block_zmm_vnni(
     const GemmArgs<Epi, Rows>& g, std::int64_t m0, std::int64_t m1, std::int64_t p0,
     std::int64_t p1, std::uint8_t* tail) {
   gemm_sweep<zmm::ZmmVnniTile>(g, m0, m1, p0, p1, tail);
+}
+
+template <class Epi, class Rows>
+COMPRESSOR_TARGET_AVX512 COMPRESSOR_FLATTEN void gemm_block_zmm_widen(
+    const GemmArgs<Epi, Rows>& g, std::int64_t m0, std::int64_t m1, std::int64_t p0,
+    std::int64_t p1, std::uint8_t* tail) {
+  gemm_sweep<zmm::ZmmWidenTile>(g, m0, m1, p0, p1, tail);
 }
 
 #undef COMPRESSOR_FLATTEN

@@ -3,6 +3,8 @@
 //
 //   ZmmVnniTile     AVX512-VNNI, any weights: vpdpbusd (zmm)
 //   ZmmMaddubsTile  AVX-512BW, narrow weights: vpmaddubsw + vpmaddwd(ones) + vpaddd
+//   ZmmWidenTile    AVX-512BW, any weights: u8, s8 -> int16 pairs by shifts,
+//                   vpmaddwd + vpaddd (the zmm form of ymm::YmmWidenTile)
 //
 // A packed k group of a panel (16 channels x 4 k) is exactly one zmm. Per k
 // group a tile loads one zmm per panel, then per row broadcasts 4
@@ -47,6 +49,18 @@ COMPRESSOR_INLINE_AVX512_VNNI void dpbusd(__m512i& acc, __m512i a, __m512i w) {
   acc = t;
 #else
   acc = _mm512_dpbusd_epi32(acc, a, w);
+#endif
+}
+
+/// acc += p (vpaddd) in acc's register: see ymm::add_into (GCC 12 otherwise
+/// adds into p's register and copies the sum back). Clang needs no help.
+COMPRESSOR_INLINE_AVX512 void add_into(__m512i& acc, __m512i p) {
+#if defined(__GNUC__) && !defined(__clang__)
+  __m512i t = acc;  // (an array element as the asm operand would keep the array in memory)
+  asm("vpaddd %1, %0, %0" : "+v"(t) : "v"(p));
+  acc = t;
+#else
+  acc = _mm512_add_epi32(acc, p);
 #endif
 }
 
@@ -233,6 +247,53 @@ struct ZmmMaddubsTile {
           __m512i p = _mm512_madd_epi16(_mm512_maddubs_epi16(av, wv[j]), ones);
           schedule_barrier(p);
           acc[j][r] = _mm512_add_epi32(acc[j][r], p);
+        }
+      }
+    }
+    store_tile<MR, NP, Epi>(acc, pc, c, ldc, rows);
+  }
+};
+
+/// AVX-512BW without VNNI, any weights (the full grid): each k group's
+/// bytes widened to int16 pairs, even k (0, 2) and odd k (1, 3) apart:
+/// weights by shifts (sign-extended), activations by a mask and a shift
+/// (zero-extended); vpmaddwd of each pair sums two exact products into an
+/// int32 lane (|product| <= 255 * 127), so no saturation on any grid.
+/// The widened weights are made once per k group and serve MR rows
+/// (GemmU8S8Tiles::kMRZmmWiden).
+struct ZmmWidenTile {
+  static constexpr int kMR = GemmU8S8Tiles::kMRZmmWiden;
+  static constexpr int kNP = GemmU8S8Tiles::kPanelsZmm;
+  template <class Epi>
+  using Panel = ZmmPanel<Epi>;
+
+  template <int MR, int NP, class Epi>
+  COMPRESSOR_TARGET_AVX512 static void run(std::int64_t kq, const std::uint8_t* const* a,
+                                           const std::int8_t* w, std::int64_t panel_bytes,
+                                           const ZmmPanel<Epi>* pc, typename Epi::Out* c,
+                                           std::int64_t ldc, int rows, int /*cols*/) {
+    __m512i acc[NP][MR];
+    COMPRESSOR_UNROLL
+    for (int j = 0; j < NP; ++j) COMPRESSOR_UNROLL
+    for (int r = 0; r < MR; ++r) acc[j][r] = pc->init[j];
+    const __m512i low = _mm512_set1_epi16(0xff);
+    for (std::int64_t q = 0; q < kq; ++q) {
+      __m512i we[NP], wo[NP];
+      COMPRESSOR_UNROLL
+      for (int j = 0; j < NP; ++j) {
+        const __m512i x = _mm512_load_si512(w + j * panel_bytes + 64 * q);
+        we[j] = _mm512_srai_epi16(_mm512_slli_epi16(x, 8), 8);
+        wo[j] = _mm512_srai_epi16(x, 8);
+      }
+      COMPRESSOR_UNROLL
+      for (int r = 0; r < MR; ++r) {
+        const __m512i av = _mm512_set1_epi32(load4(a[r] + 4 * q));
+        const __m512i ae = _mm512_and_si512(av, low);
+        const __m512i ao = _mm512_srli_epi16(av, 8);
+        COMPRESSOR_UNROLL
+        for (int j = 0; j < NP; ++j) {
+          add_into(acc[j][r], _mm512_madd_epi16(ae, we[j]));
+          add_into(acc[j][r], _mm512_madd_epi16(ao, wo[j]));
         }
       }
     }
