@@ -86,9 +86,11 @@ TEST_CASE("conv_u8s8 on the full weight grid equals the reference on every path"
   }
 }
 
-TEST_CASE("conv_u8s8 is the same with 1 and 2 threads", "[kernels][conv]") {
+TEST_CASE("conv_u8s8 is the same with 1, 2 and 3 threads", "[kernels][conv]") {
+  // Each thread unfolds its units of rows into a block of its own (3
+  // threads on 2 cores: more blocks than cores).
   const int saved = compressor::num_threads();
-  for (int threads : {1, 2}) {
+  for (int threads : {1, 2, 3}) {
     compressor::set_num_threads(threads);
     ConvTester().input(2, 14, 14, 32).output_channels(40).kernel(3).pad(1).stride(2).test_exact();
     ConvTester().input(1, 4, 4, 64).output_channels(100).kernel(3).pad(1).test_exact();
