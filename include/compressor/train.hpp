@@ -2,6 +2,7 @@
 #pragma once
 
 #include "compressor/train/bn_recalibration.hpp"
+#include "compressor/train/fidelity.hpp"
 #include "compressor/train/metrics.hpp"
 #include "compressor/train/optimizer.hpp"
 #include "compressor/train/progress.hpp"
