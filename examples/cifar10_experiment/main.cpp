@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/data_parallel.hpp"
@@ -60,6 +61,7 @@ struct Config {
   std::int64_t calibration_size = 512;
   std::int64_t calibration_offset = 0;
   std::string observer = "histogram_mse";
+  bool cle = false, bias_correction = false;
   std::string weight_grid = "full";
   std::int64_t train_size = 0, test_size = 0;  // 0: all
   std::int64_t sensitivity_size = 1000;
@@ -140,6 +142,11 @@ Config parse(int argc, char** argv) {
   app.add_option("--observer", c.observer, "PTQ activation observer")
       ->capture_default_str()
       ->check(CLI::IsMember(examples::observer_choices()));
+  app.add_flag("--cle", c.cle, "PTQ: cross-layer equalization after BN folding")
+      ->capture_default_str();
+  app.add_flag("--bias-correction", c.bias_correction,
+               "PTQ: empirical bias correction on the calibration images")
+      ->capture_default_str();
   app.add_option("--weight-grid", c.weight_grid,
                  "int8 weight grid of PTQ and QAT: full [-127, 127] or narrow [-64, 64] "
                  "(fastest on AVX2 / AVX-512 without VNNI)")
@@ -192,6 +199,8 @@ Json config_json(const Config& c) {
           {"calibration_size", c.calibration_size},
           {"calibration_offset", c.calibration_offset},
           {"observer", c.observer},
+          {"cle", c.cle},
+          {"bias_correction", c.bias_correction},
           {"weight_grid", c.weight_grid},
           {"train_size", c.train_size},
           {"test_size", c.test_size},
@@ -402,6 +411,18 @@ class Experiment {
     auto test = loader(d_.test, data::Augmentation::none(), false);
     return train::evaluate(m, plain_, train::Task::classification, *test).accuracy;
   }
+  /// Adds an int8 row's fidelity to the fp32 baseline on the test images:
+  /// "fp32_agreement" (% of images whose top-1 class is the baseline's) and
+  /// "kl_to_fp32" (mean KL divergence of the class probabilities, nats). The
+  /// baseline's outputs are computed once.
+  train::Fidelity add_fidelity(report::Row& row, models::CifarCnn& net, quant::Int8Model& int8) {
+    auto test = loader(d_.test, data::Augmentation::none(), false);
+    if (!test_reference_) test_reference_.emplace(net, *test);
+    const train::Fidelity f = test_reference_->measure(int8, *test);
+    row.metrics.emplace_back("fp32_agreement", 100 * f.agreement);
+    row.metrics.emplace_back("kl_to_fp32", f.mean_kl);
+    return f;
+  }
   template <class F>
   examples::Latency latency(F&& forward) {
     const Tensor<float> x(Shape{1, 32, 32, 3}, 0.1f);
@@ -520,7 +541,9 @@ class Experiment {
     auto calibration = loader(std::move(images), data::Augmentation::none(), false);
     quant::Prepared p =
         quant::prepare_ptq(net, {.observer = [this] { return quant::make_observer(c_.observer); },
-                                 .grid = quant::weight_grid_from_string(c_.weight_grid)});
+                                 .grid = quant::weight_grid_from_string(c_.weight_grid),
+                                 .cross_layer_equalization = c_.cle,
+                                 .bias_correction = c_.bias_correction});
     const std::int64_t batches = quant::calibrate(p, *calibration);
     quant::Int8Model int8 = quant::convert(p);
     std::printf("PTQ: calibrated on %lld batches of training images [%lld, %lld) (%s observer)\n%s",
@@ -530,7 +553,9 @@ class Experiment {
     const double acc = top1(int8);
     const examples::Latency lat =
         latency([&](TensorView<const float> x) { return int8.forward(x); });
-    results_.put(row_for(kPtq, "ptq", "int8", net, file, lat, acc, c_.threads));
+    report::Row row = row_for(kPtq, "ptq", "int8", net, file, lat, acc, c_.threads);
+    const train::Fidelity f = add_fidelity(row, net, int8);
+    results_.put(std::move(row));
     if (c_.sensitivity_size > 0) {
       auto subset =
           loader(std::make_shared<data::ImageSet>(image_range(*d_.test, c_.sensitivity_size)),
@@ -542,7 +567,10 @@ class Experiment {
       results_.extras()["sensitivity"] = rows;
     }
     save();
-    std::printf("PTQ: test top-1 %.2f%%, %.3f ms per image at batch 1\n", 100 * acc, lat.median_ms);
+    std::printf(
+        "PTQ: test top-1 %.2f%% (the fp32 model's class on %.2f%% of test images, KL %.3g), "
+        "%.3f ms per image at batch 1\n",
+        100 * acc, 100 * f.agreement, f.mean_kl, lat.median_ms);
   }
 
   void qat(models::CifarCnn& net) {
@@ -587,7 +615,9 @@ class Experiment {
     const double acc = top1(int8);
     const examples::Latency lat =
         latency([&](TensorView<const float> x) { return int8.forward(x); });
-    results_.put(row_for(kQat, "qat", "int8", net, file, lat, acc, c_.threads));
+    report::Row row = row_for(kQat, "qat", "int8", net, file, lat, acc, c_.threads);
+    add_fidelity(row, net, int8);
+    results_.put(std::move(row));
     save();
     std::printf("QAT: test top-1 %.2f%%, %.3f ms per image at batch 1\n", 100 * acc, lat.median_ms);
   }
@@ -616,6 +646,7 @@ class Experiment {
   fs::path out_;
   examples::ResultsFile results_;
   nn::SoftmaxCrossEntropy plain_;
+  std::optional<train::OutputFidelity> test_reference_;  ///< the baseline on the test images
 };
 
 }  // namespace

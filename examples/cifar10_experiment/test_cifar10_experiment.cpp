@@ -103,6 +103,11 @@ TEST_CASE("cifar10_experiment: killed during training, resumed, every output san
     CHECK(top1 <= 100);
     if (row.precision == "int8") {
       CHECK(row.file_bytes < base->file_bytes * 26 / 100);
+      // Fidelity to the fp32 baseline on the test images.
+      const double agreement = row.metric("fp32_agreement").value_or(-1);
+      CHECK(agreement >= 0);
+      CHECK(agreement <= 100);
+      CHECK(row.metric("kl_to_fp32").value_or(-1) >= 0);
     }
   }
   CHECK(r.find("PTQ int8")->method == "ptq");
@@ -133,10 +138,12 @@ TEST_CASE("cifar10_experiment: killed during training, resumed, every output san
 TEST_CASE("cifar10_experiment: --width scales the channels, a baseline of another width is refused",
           "[experiments]") {
   const fs::path out = fresh_dir("width");
-  // Also calibrates on other images than the first: 32 from image 200 (of 300).
-  const Result r = shell(
-      bin() + tiny_args(out) + " --width 0.5 --epochs 1 --qat-epochs 0 --calibration-offset 200",
-      out.parent_path() / "width.log");
+  // Also calibrates on other images than the first: 32 from image 200 (of
+  // 300), with both PTQ helpers.
+  const Result r = shell(bin() + tiny_args(out) +
+                             " --width 0.5 --epochs 1 --qat-epochs 0 --calibration-offset 200 "
+                             "--cle --bias-correction",
+                         out.parent_path() / "width.log");
   INFO(r.output);
   REQUIRE(r.status == 0);
   CHECK_THAT(r.output, Catch::Matchers::Contains("CifarCnn 32-64-128-256") &&
@@ -144,6 +151,8 @@ TEST_CASE("cifar10_experiment: --width scales the channels, a baseline of anothe
   const report::Results res = report::read_results_json(out / "results.json");
   CHECK(res.config.at("width") == 0.5);
   CHECK(res.config.at("calibration_offset") == 200);
+  CHECK(res.config.at("cle") == true);
+  CHECK(res.config.at("bias_correction") == true);
   const report::Row* base = res.find("fp32 baseline");
   REQUIRE(base != nullptr);
   // 3x3 convs 3-32-64-128-256, BatchNorm scale and shift, fc 256 -> 10 with bias.
