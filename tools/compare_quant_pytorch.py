@@ -172,6 +172,21 @@ def top1(model, x, y, batch=500):
     return 100.0 * correct / len(y)
 
 
+def log_probs(model, x, batch=500):
+    """The model's log-softmax rows over x, in float64."""
+    with torch.no_grad():
+        return torch.cat([torch.log_softmax(model(x[i : i + batch]).double(), 1)
+                          for i in range(0, len(x), batch)])
+
+
+def fidelity(logp, logq):
+    """(% of images whose top-1 class under q is p's, mean KL(p || q) in nats):
+    what cifar10_experiment records as fp32_agreement and kl_to_fp32."""
+    agree = 100.0 * (logp.argmax(1) == logq.argmax(1)).double().mean().item()
+    kl = (logp.exp() * (logp - logq)).sum(1).mean().item()
+    return agree, kl
+
+
 def saved_bytes(model):
     """Bytes of torch.save(state_dict) (the frozen TorchScript model's weights are
     constants that its file does not hold as such: its rows report the eager file)."""
@@ -346,32 +361,42 @@ def engines():
     return [e for e in torch.backends.quantized.supported_engines if e != "none"]
 
 
-def our_ptq_top1(build, args, offset, threads):
-    """compressor's PTQ top-1 calibrated on training images [offset, offset + N)."""
+def our_ptq(build, args, offset, threads):
+    """compressor's PTQ calibrated on training images [offset, offset + N): its
+    results.json row (top1, fp32_agreement, kl_to_fp32)."""
     exe = os.path.join(build, "examples", "cifar10_experiment", "cifar10_experiment")
     with tempfile.TemporaryDirectory() as out:
         rows = run_ours(exe, args, out, threads,
                         ("--calibration-offset", str(offset), "--latency-rounds", "1", "--latency-seconds", "0"))
-        return next(r["top1"] for r in rows if r["precision"] == "int8")
+        return next(r for r in rows if r["precision"] == "int8")
 
 
 def calibration_spread(state, test, args):
-    """{model: [top-1 per calibration set]} for every engine's default qconfig
-    and, with --ours, compressor's PTQ."""
+    """Per calibration set, for every engine's default qconfig and, with --ours,
+    compressor's PTQ: {"top1" | "fp32_agreement" | "kl_to_fp32": {model: [value
+    per set]}}. Fidelity is against each framework's own fp32 model of the same
+    weights on the test images."""
     fp = float_model(state)
     torch.set_num_threads(max(args.threads))
-    sets = {}
+    logp = log_probs(fp, test[0])
+    sets = {"top1": {}, "fp32_agreement": {}, "kl_to_fp32": {}}
     for k in range(args.calibration_sets):
         offset = k * args.calibration_size
         calib, _ = load_split(args.data, train=True, limit=args.calibration_size, offset=offset)
         for engine in engines():
             m = pytorch_int8(fp, engine, tq.get_default_qconfig(engine), batches_of(calib, 128))
-            sets.setdefault(f"pytorch int8 {engine} (default qconfig)", []).append(top1(m, *test))
+            name = f"pytorch int8 {engine} (default qconfig)"
+            agree, kl = fidelity(logp, log_probs(m, test[0]))
+            for key, v in (("top1", top1(m, *test)), ("fp32_agreement", agree), ("kl_to_fp32", kl)):
+                sets[key].setdefault(name, []).append(v)
         if args.ours:
-            sets.setdefault(f"compressor int8 PTQ ({args.observer})", []).append(
-                our_ptq_top1(args.ours, args, offset, max(args.threads)))
+            r = our_ptq(args.ours, args, offset, max(args.threads))
+            for key in sets:
+                sets[key].setdefault(f"compressor int8 PTQ ({args.observer})", []).append(r[key])
         print(f"calibration set {k}: images [{offset}, {offset + args.calibration_size}): " +
-              ", ".join(f"{name} {v[-1]:.2f}" for name, v in sets.items()), flush=True)
+              ", ".join(f"{name} {v[-1]:.2f} (agrees {sets['fp32_agreement'][name][-1]:.2f}%, "
+                        f"KL {sets['kl_to_fp32'][name][-1]:.2e})" for name, v in sets["top1"].items()),
+              flush=True)
     return sets
 
 
@@ -382,7 +407,7 @@ def print_spread(sets, metric="top-1", better="higher"):
     print(f"{metric} over {len(next(iter(sets.values())))} calibration sets: mean, standard deviation "
           f"({better} is better)")
     for name, v in sets.items():
-        print(f"  {name:58s} {statistics.mean(v):7.3f} {statistics.stdev(v):6.3f}")
+        print(f"  {name:58s} {statistics.mean(v):9.5g} {statistics.stdev(v):9.3g}")
     ours = [n for n in sets if n.startswith("compressor")]
     for o in ours:
         for name, v in sets.items():
@@ -390,7 +415,7 @@ def print_spread(sets, metric="top-1", better="higher"):
                 continue
             d = [a - b for a, b in zip(sets[o], v)]
             se = statistics.stdev(d) / len(d) ** 0.5
-            print(f"  compressor - {name}: {statistics.mean(d):+.3f} (standard error {se:.3f})")
+            print(f"  compressor - {name}: {statistics.mean(d):+.4g} (standard error {se:.3g})")
 
 
 def main():
@@ -433,12 +458,14 @@ def main():
             print(f"{r['name']:58s} {r['top1']:6.2f} {r['file_bytes'] / 1e6:6.2f} {lat}")
     if args.calibration_sets > 1:
         sets = calibration_spread(state, test, args)
-        print_spread(sets)
+        print_spread(sets["top1"])
+        print_spread(sets["fp32_agreement"], "top-1 agreement with fp32 (%)")
+        print_spread(sets["kl_to_fp32"], "KL divergence from fp32 (nats)", "lower")
     if args.json:
         result = {"torch": torch.__version__, "args": vars(args), "rows": rows}
         if sets is not None:
             result["calibration_sets"] = {
-                "offsets": [k * args.calibration_size for k in range(args.calibration_sets)], "top1": sets}
+                "offsets": [k * args.calibration_size for k in range(args.calibration_sets)], **sets}
         with open(args.json + ".tmp", "w") as f:
             json.dump(result, f, indent=1)
         os.replace(args.json + ".tmp", args.json)
