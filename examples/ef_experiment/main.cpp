@@ -15,7 +15,7 @@
 //
 // The defaults are the quick configuration of the README demo (synthetic
 // data, a quarter-width ResNet-18 on 16 frames of 64x64); --full is the
-// reference design (full width, 8 frames of 112x112, longer training).
+// full configuration (full width, 16 frames of 112x112, longer training).
 //
 // Under `mpirun -np N` (built with MPI) every training stage runs
 // data-parallel: --batch-size is the global batch, each rank trains on its
@@ -101,7 +101,7 @@ Config parse(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"pruning", "quantization", "all"}));
   app.add_flag("--full", c.full,
-               "the reference design: ResNet-18 at full width on 8 frames of 112x112, 30 "
+               "the full configuration: ResNet-18 at full width on 16 frames of 112x112, 20 "
                "epochs, 4 fine-tuning epochs (overrides --width, --frames, --size, --epochs, "
                "--finetune-epochs, --batch-size)");
   app.add_option("--generate", c.generate, "clips of the synthetic set")
@@ -209,9 +209,9 @@ Config parse(int argc, char** argv) {
   }
   if (c.full) {
     c.width = 1.0;
-    c.frames = 8;
+    c.frames = 16;
     c.size = 112;
-    c.epochs = 30;
+    c.epochs = 20;
     c.finetune_epochs = 4;
     c.batch_size = 8;
   }
@@ -301,15 +301,23 @@ class Experiment {
     if (!c_.export_tensors.empty() && dp_.lead()) export_tensors(c_.export_tensors);
     auto base = baseline();
     const bool pruning = c_.mode != "quantization", quant = c_.mode != "pruning";
-    std::unique_ptr<models::EfRegressor> structured_half, unstructured_half;
+    // The first ratio of each kind goes on to PTQ (prune -> quantize).
+    std::unique_ptr<models::EfRegressor> structured_first, unstructured_first;
+    double structured_ratio = 0, unstructured_ratio = 0;
     if (pruning) {
       for (double r : c_.unstructured) {
         auto m = unstructured(*base, r);
-        if (m && !unstructured_half) unstructured_half = std::move(m);
+        if (m && !unstructured_first) {
+          unstructured_first = std::move(m);
+          unstructured_ratio = r;
+        }
       }
       for (double r : c_.structured) {
         auto m = structured(*base, r);
-        if (m && !structured_half) structured_half = std::move(m);
+        if (m && !structured_first) {
+          structured_first = std::move(m);
+          structured_ratio = r;
+        }
       }
     }
     if (quant) {
@@ -318,9 +326,11 @@ class Experiment {
     }
     if (!dp_.lead()) return 0;  // the other ranks only train
     if (pruning && quant) {
-      if (structured_half) ptq(*structured_half, "structured+PTQ int8", "structured+ptq");
-      if (unstructured_half)
-        ptq(*unstructured_half, "unstructured+PTQ int8", "unstructured+ptq", true);
+      if (structured_first)
+        ptq(*structured_first, "structured+PTQ int8", "structured+ptq", structured_ratio);
+      if (unstructured_first)
+        ptq(*unstructured_first, "unstructured+PTQ int8", "unstructured+ptq", unstructured_ratio,
+            true);
     }
     const Tensor<float> clip(clip_shape(), 0.1f);
     results_.remeasure_latencies<models::EfRegressor>(clip, c_.latency);
@@ -672,11 +682,12 @@ class Experiment {
     return m;
   }
 
-  /// PTQ of m; with sparse_int8 (an unstructured-pruned m), its pruned
-  /// layers go on the sparse int8 kernel where a timing probe finds it faster
-  /// (prune::finalize_sparse), and the file stores those sparse.
+  /// PTQ of m, pruned at prune_ratio if set; with sparse_int8 (an
+  /// unstructured-pruned m), its pruned layers go on the sparse int8 kernel
+  /// where a timing probe finds it faster (prune::finalize_sparse), and the
+  /// file stores those sparse.
   void ptq(models::EfRegressor& m, const std::string& name, const std::string& method,
-           bool sparse_int8 = false) {
+           std::optional<double> prune_ratio = std::nullopt, bool sparse_int8 = false) {
     if (!dp_.lead()) return;  // no training: rank 0 alone
     const fs::path file = out_ / (method + ".int8.safetensors");
     if (results_.done(name, file)) {
@@ -710,6 +721,7 @@ class Experiment {
     }
     quant::save_int8_model(int8, m.channel_plan(), file);
     report::Row r = sized_row(name, method, "int8", m, file);
+    r.prune_ratio = prune_ratio;
     finish_row(r, test_metrics(int8),
                latency([&](TensorView<const float> x) { return int8.forward(x); }));
   }

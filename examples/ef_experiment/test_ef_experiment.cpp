@@ -183,7 +183,11 @@ TEST_CASE("ef_experiment --mode all: a killed run resumes; every row sane", "[ex
       CHECK(row.sparsity_after_finetune.value() == Approx(*row.prune_ratio).margin(0.001));
     }
     if (row.method == "structured") CHECK(row.macs < base->macs);
+    // Each pruned row, prune -> quantize too, says how much was pruned.
+    if (row.method.find("structured") != std::string::npos) CHECK(row.prune_ratio.has_value());
   }
+  CHECK(r.find("structured+PTQ int8")->prune_ratio == r.find("structured 0.5")->prune_ratio);
+  CHECK(r.find("unstructured+PTQ int8")->prune_ratio == r.find("unstructured 0.5")->prune_ratio);
   CHECK(r.find("unstructured 0.9")->params_nonzero < base->params_nonzero / 2);
   CHECK(r.extras.at("layer_sparsity").size() == 2);
   // Every model's latency from the final pass over the reloaded files.
