@@ -11,7 +11,7 @@
 # to generate the data the first time); docs/experiments.md has the figures.
 #
 #   bash tools/demo.sh                   # the README's demo command
-#   bash tools/demo.sh --full            # the full configuration (ResNet-18, 8x112x112)
+#   bash tools/demo.sh --full            # the full configuration (ResNet-18, 16x112x112)
 #   bash tools/demo.sh --help            # extra arguments go to ef_experiment
 set -euo pipefail
 cd "$(dirname "$0")/.."
