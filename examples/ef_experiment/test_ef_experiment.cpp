@@ -12,8 +12,11 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
+#include "compressor/io/checkpoint.hpp"
 #include "compressor/io/safetensors.hpp"
+#include "compressor/models/cifar_cnn.hpp"
 #include "compressor/report/results.hpp"
 
 namespace fs = std::filesystem;
@@ -219,4 +222,63 @@ TEST_CASE("ef_experiment: bad input names the flag or file", "[experiments]") {
   CHECK(help.status == 0);
   CHECK_THAT(help.output,
              Catch::Matchers::Contains("--finetune-epochs") && Catch::Matchers::Contains("--full"));
+}
+
+TEST_CASE("ef_experiment: an empty list, a missing split, another model's checkpoint",
+          "[experiments]") {
+  // A set of its own: the first case renames the generated one.
+  const Result gen =
+      shell(kBin +
+                " --data-root '' --generate 24 --frames 2 --size 32 --width 0.125 "
+                "--epochs 1 --mode quantization --qat-epochs 0 "
+                "--calibration-batches 1 --batch-size 4 --threads 2 --out bad_gen_out",
+            "bad_gen.log");
+  INFO(gen.output);
+  REQUIRE(gen.status == 0);
+  const fs::path set = kScratch / "synthetic_echo";
+  REQUIRE(fs::exists(set / "FileList.csv"));
+  const auto expect = [&](const std::string& args, const std::vector<std::string>& needles) {
+    const Result r = shell(kBin + args, "bad.log");
+    INFO(args << "\n" << r.output);
+    CHECK(r.status != 0);
+    for (const auto& n : needles) CHECK_THAT(r.output, Catch::Matchers::Contains(n));
+    CHECK_THAT(r.output, !Catch::Matchers::Contains("epoch 1/"));  // before any training
+  };
+  const std::string small =
+      " --frames 2 --size 32 --width 0.125 --batch-size 4 --epochs 1 --threads 2";
+
+  // FileList.csv with its header and no rows.
+  const fs::path header_only = kScratch / "bad_header_only";
+  fs::remove_all(header_only);
+  fs::create_directories(header_only / "Videos");
+  std::string header;
+  {
+    std::ifstream in(set / "FileList.csv");
+    std::getline(in, header);
+    std::ofstream(header_only / "FileList.csv") << header << "\n";
+  }
+  expect(" --data-root bad_header_only --out bad_out" + small,
+         {"bad_header_only", "need TRAIN, VAL and TEST clips, got 0, 0, 0"});
+
+  // No TEST clips: the list without its TEST rows, the same videos.
+  const fs::path no_test = kScratch / "bad_no_test";
+  fs::remove_all(no_test);
+  fs::create_directories(no_test);
+  fs::create_directory_symlink(fs::absolute(set / "Videos"), no_test / "Videos");
+  {
+    std::ifstream in(set / "FileList.csv");
+    std::ofstream outf(no_test / "FileList.csv");
+    for (std::string l; std::getline(in, l);)
+      if (l.find(",TEST") == std::string::npos) outf << l << "\n";
+  }
+  expect(" --data-root bad_no_test --out bad_out" + small, {"bad_no_test", "TEST", ", 0"});
+
+  // --no-train-baseline on a folder whose baseline is a CifarCnn's.
+  const fs::path other = kScratch / "bad_other_model";
+  fs::remove_all(other);
+  fs::create_directories(other);
+  models::CifarCnn cnn;
+  io::save_checkpoint(cnn, other / "baseline.safetensors");
+  expect(" --data-root synthetic_echo --no-train-baseline --out bad_other_model" + small,
+         {"baseline.safetensors", "'CifarCnn', not 'EfRegressor'"});
 }

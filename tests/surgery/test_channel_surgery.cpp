@@ -258,8 +258,9 @@ TEST_CASE("channel plans round-trip through JSON and checkpoints", "[surgery][pl
   loaded->eval();
   CHECK(bit_equal(loaded->forward(x), net.forward(x)));
   // Another model type from the same file: the plan says which model it is.
-  CHECK_THROWS_WITH(io::load_model<ResNet18>(path),
-                    Catch::Contains("channel plan is for model 'CifarCnn', not 'ResNet'"));
+  CHECK_THROWS_WITH(
+      io::load_model<ResNet18>(path),
+      Catch::Contains(path.string() + ": channel plan is for model 'CifarCnn', not 'ResNet'"));
 }
 
 TEST_CASE("bad channel plans give errors naming the layer", "[surgery][plan]") {

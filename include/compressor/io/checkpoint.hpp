@@ -460,14 +460,20 @@ inline nn::ChannelPlan read_channel_plan(const SafetensorsFile& file) {
 
 /// Builds an M from the channel plan in the checkpoint at path and loads the
 /// checkpoint into it: one call for a pruned model. Throws IoError if the file
-/// has no plan, ValueError naming the layer if the plan does not fit M, and
-/// the load_checkpoint errors otherwise.
+/// has no plan, ValueError naming the file and the layer if the plan does not
+/// fit M (another model's file, say), and the load_checkpoint errors
+/// otherwise.
 template <class M>
 requires std::derived_from<M, nn::Module> && std::constructible_from<M, const nn::ChannelPlan&>
     std::unique_ptr<M> load_model(const std::filesystem::path& path, const LoadOptions& opt = {}) {
   SafetensorsFile file = SafetensorsFile::open(path);
   const nn::ChannelPlan plan = read_channel_plan(file);
-  auto model = std::make_unique<M>(plan);
+  std::unique_ptr<M> model;
+  try {
+    model = std::make_unique<M>(plan);
+  } catch (const ValueError& e) {
+    throw ValueError(compressor::detail::concat(file.source(), ": ", e.what()));
+  }
   load_checkpoint(*model, file, opt);
   return model;
 }
