@@ -102,8 +102,9 @@ Config parse(int argc, char** argv) {
       ->check(CLI::IsMember({"pruning", "quantization", "all"}));
   app.add_flag("--full", c.full,
                "the full configuration: ResNet-18 at full width on 16 frames of 112x112, 20 "
-               "epochs, 4 fine-tuning epochs (overrides --width, --frames, --size, --epochs, "
-               "--finetune-epochs, --batch-size)");
+               "epochs, 4 fine-tuning epochs, batch 8 (the defaults of --width, --frames, "
+               "--size, --epochs, --finetune-epochs, --batch-size; given on the command line, "
+               "they still apply)");
   app.add_option("--generate", c.generate, "clips of the synthetic set")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{8}, int64_t{1000000}));
@@ -207,13 +208,16 @@ Config parse(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::exit(app.exit(e));
   }
-  if (c.full) {
-    c.width = 1.0;
-    c.frames = 16;
-    c.size = 112;
-    c.epochs = 20;
-    c.finetune_epochs = 4;
-    c.batch_size = 8;
+  if (c.full) {  // its values, except where the command line gives one
+    const auto set = [&app](const char* flag, auto& field, auto value) {
+      if (app.count(flag) == 0) field = value;
+    };
+    set("--width", c.width, 1.0);
+    set("--frames", c.frames, std::int64_t{16});
+    set("--size", c.size, std::int64_t{112});
+    set("--epochs", c.epochs, 20);
+    set("--finetune-epochs", c.finetune_epochs, 4);
+    set("--batch-size", c.batch_size, std::int64_t{8});
   }
   return c;
 }

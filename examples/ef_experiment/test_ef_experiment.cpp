@@ -281,4 +281,21 @@ TEST_CASE("ef_experiment: an empty list, a missing split, another model's checkp
   io::save_checkpoint(cnn, other / "baseline.safetensors");
   expect(" --data-root synthetic_echo --no-train-baseline --out bad_other_model" + small,
          {"baseline.safetensors", "'CifarCnn', not 'EfRegressor'"});
+
+  // --full sets the defaults; what the command line gives still applies.
+  const Result full = shell(kBin +
+                                " --data-root synthetic_echo --full --frames 2 --size 32 "
+                                "--width 0.125 --batch-size 4 --epochs 1 --mode quantization "
+                                "--qat-epochs 0 --calibration-batches 1 --threads 2 "
+                                "--latency-rounds 1 --latency-seconds 0 --out full_override",
+                            "full_override.log");
+  INFO(full.output);
+  REQUIRE(full.status == 0);
+  const report::Results fr = report::read_results_json(kScratch / "full_override" / "results.json");
+  CHECK(fr.config.at("full") == true);
+  CHECK(fr.config.at("frames") == 2);
+  CHECK(fr.config.at("size") == 32);
+  CHECK(fr.config.at("width") == 0.125);
+  CHECK(fr.config.at("epochs") == 1);
+  CHECK(fr.config.at("finetune_epochs") == 4);  // not given: --full's
 }
