@@ -1,7 +1,8 @@
 // Optimizer state in training checkpoints (io/optimizer_state.hpp): a run
 // saved midway and resumed into a fresh model and optimizer ends with the
 // very same weights as an uninterrupted one; without the state it does not;
-// files that do not fit the optimizer are refused, changing nothing.
+// files that do not fit the optimizer are refused, changing nothing; fit()
+// from FitOptions::first_epoch continues a killed run exactly.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -9,7 +10,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "compressor/data/image_dataset.hpp"
+#include "compressor/data/loader.hpp"
 #include "compressor/io/optimizer_state.hpp"
 #include "compressor/nn.hpp"
 #include "compressor/train.hpp"
@@ -174,4 +179,85 @@ TEST_CASE("optimizer state: files that do not fit are refused and change nothing
   io::load_optimizer_state(f, target);
   CHECK(target.steps() == 2);
   CHECK_FALSE(unchanged());
+}
+
+TEST_CASE("fit from FitOptions::first_epoch resumes a killed run exactly", "[train][io]") {
+  // Shuffled, augmented batches and a warm-up + cosine schedule: the resumed
+  // epochs see the same data in the same order at the same learning rates.
+  Rng rng(11);
+  data::ImageSet set;
+  set.images = Tensor<std::uint8_t>(Shape{20, 8, 8, 3});
+  for (auto& v : set.images.flat()) v = static_cast<std::uint8_t>(rng.below(256));
+  set.labels = Tensor<std::int32_t>(Shape{20});
+  for (auto& l : set.labels.flat()) l = static_cast<std::int32_t>(rng.below(3));
+  set.classes = {"a", "b", "c"};
+  auto images = std::make_shared<const data::ImageSet>(std::move(set));
+  data::Augmentation aug;
+  aug.pad = 2;
+  aug.hflip = true;
+  const auto file = test_dir("fit_resume") / "partial.safetensors";
+  struct Killed {};
+
+  // Runs `epochs` epochs from first_epoch (restoring `file` first when > 1);
+  // with kill_after, saves `file` after that epoch and stops as if killed.
+  const auto run = [&](int first_epoch, int kill_after) {
+    auto net = make_small_net();
+    Adam adam(*net, AdamOptions{.lr = 1e-2f, .weight_decay = 1e-3f});
+    if (first_epoch > 1) io::load_training_checkpoint(*net, adam, file);
+    data::LoaderOptions lo;
+    lo.batch_size = 6;  // 4 batches, the last one short
+    lo.seed = 5;
+    data::DataLoader loader(
+        std::make_shared<data::ImageDataset>(images, data::Normalization::unit(), aug), lo);
+    CosineLr sched(1e-2f, 3 * loader.num_batches(), 2);
+    nn::SoftmaxCrossEntropy ce;
+    Trainer trainer(*net, ce, adam, Task::classification, &sched);
+    FitOptions fo;
+    fo.epochs = 3;
+    fo.first_epoch = first_epoch;
+    fo.log = nullptr;
+    std::vector<int> epochs_run;
+    fo.after_epoch = [&](const EpochReport& r) {
+      epochs_run.push_back(r.epoch);
+      if (r.epoch == kill_after) {
+        io::save_training_checkpoint(*net, adam, file);
+        throw Killed{};
+      }
+    };
+    try {
+      trainer.fit(loader, nullptr, fo);
+    } catch (const Killed&) {
+    }
+    CHECK(trainer.global_step() == epochs_run.back() * loader.num_batches());
+    return std::make_pair(std::move(net), epochs_run);
+  };
+  const auto whole = run(1, 0);
+  CHECK(whole.second == std::vector<int>{1, 2, 3});
+  for (const int killed_after : {1, 2}) {
+    INFO("killed after epoch " << killed_after);
+    CHECK(run(1, killed_after).second.back() == killed_after);
+    const auto resumed = run(killed_after + 1, 0);
+    CHECK(resumed.second.front() == killed_after + 1);
+    CHECK(resumed.second.back() == 3);
+    CHECK(same_parameter_values(*whole.first, *resumed.first));
+  }
+  // Resuming at the wrong epoch is another run.
+  run(1, 1);
+  const auto skipped = run(3, 0);  // epoch 1's end, resumed at epoch 3
+  CHECK_FALSE(same_parameter_values(*whole.first, *skipped.first));
+
+  auto net = make_small_net();
+  Adam adam(*net, AdamOptions{});
+  nn::SoftmaxCrossEntropy ce;
+  Trainer trainer(*net, ce, adam, Task::classification);
+  data::DataLoader loader(
+      std::make_shared<data::ImageDataset>(images, data::Normalization::unit(), aug), {});
+  FitOptions fo;
+  fo.epochs = 3;
+  for (const int bad : {0, 5}) {
+    fo.first_epoch = bad;
+    CHECK_THROWS_WITH(trainer.fit(loader, nullptr, fo),
+                      Contains("FitOptions::first_epoch must be in [1, epochs + 1] = [1, 4], got " +
+                               std::to_string(bad)));
+  }
 }

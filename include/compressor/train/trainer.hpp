@@ -36,8 +36,22 @@
 
 namespace compressor::train {
 
+struct EpochReport;
+
 struct FitOptions {
   int epochs = 1;
+  /// Resuming an interrupted run: fit() starts at this (1-based) epoch, the
+  /// earlier ones counting as done. On a trainer that has not stepped yet,
+  /// fit() first counts their steps (first_epoch - 1 times train's
+  /// num_batches()) as taken, so that the schedule continues where the
+  /// interrupted run stopped; the caller restores the weights and the
+  /// optimizer state (io/optimizer_state.hpp). Each epoch's data order
+  /// depends only on the loader's seed and the epoch, so the resumed run is
+  /// the uninterrupted one.
+  int first_epoch = 1;
+  /// Called after each epoch of fit() (after its validation), e.g. to save a
+  /// training checkpoint that a later fit() resumes from with first_epoch.
+  std::function<void(const EpochReport&)> after_epoch;
   std::ostream* log = &std::cerr;  ///< progress and epoch lines; nullptr for silence
   double progress_interval = 2.0;  ///< seconds between progress lines
   /// Called once after every optimizer step of fit()/train_epoch(), after the
@@ -250,16 +264,20 @@ class Trainer {
   /// loss. Kept by reference.
   void set_eval_loss(nn::Loss* loss) { eval_loss_ = loss; }
 
-  /// Trains o.epochs epochs in training mode (validating on val after each
-  /// when given); each module gets its own mode back when fit() returns or
-  /// throws. Data-parallel with o.reduce_metrics: every rank passes its
-  /// shard of the validation set as val (or every rank none).
+  /// Trains epochs o.first_epoch..o.epochs in training mode (validating on
+  /// val after each when given, then calling o.after_epoch); each module gets its own mode back
+  /// when fit() returns or throws. Data-parallel with o.reduce_metrics: every rank passes its shard
+  /// of the validation set as val (or every rank none).
   std::vector<EpochReport> fit(data::BatchSource& train, data::BatchSource* val,
                                const FitOptions& o) {
+    require(o.first_epoch >= 1 && o.first_epoch <= o.epochs + 1,
+            "FitOptions::first_epoch must be in [1, epochs + 1] = [1, ", o.epochs + 1, "], got ",
+            o.first_epoch);
+    if (step_ == 0) step_ = static_cast<std::int64_t>(o.first_epoch - 1) * train.num_batches();
     const ModeGuard modes(model_);
     model_.train();
     std::vector<EpochReport> reports;
-    for (int e = 1; e <= o.epochs; ++e) {
+    for (int e = o.first_epoch; e <= o.epochs; ++e) {
       if (o.before_epoch) o.before_epoch(e);
       EpochReport rep = train_epoch(train, e, o);
       if (val) {
@@ -274,6 +292,7 @@ class Trainer {
         if (rep.val) *o.log << " | val " << format_metrics(*rep.val);
         *o.log << '\n';
       }
+      if (o.after_epoch) o.after_epoch(rep);
       reports.push_back(rep);
     }
     return reports;
