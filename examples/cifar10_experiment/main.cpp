@@ -472,14 +472,6 @@ class Experiment {
   std::unique_ptr<models::CifarCnn> train_baseline(const fs::path& partial) {
     nn::init::manual_seed(c_.seed);
     auto net = std::make_unique<models::CifarCnn>(cifar_plan(c_.width));
-    int first = 1;
-    if (dp_.agree(c_.resume && fs::exists(partial))) {
-      io::SafetensorsFile f = io::SafetensorsFile::open(partial);
-      const std::string* e = f.metadata_value("experiment.epoch");
-      require<IoError>(e != nullptr, partial.string(), ": no experiment.epoch in its metadata");
-      first = std::stoi(*e) + 1;
-      net = load_cifar_cnn(partial, c_.width);
-    }
     dp_.broadcast(*net);  // identical replicas
     auto train = loader(d_.train, train_augmentation(), true, /*sharded=*/true);
     nn::SoftmaxCrossEntropy smoothed(c_.label_smoothing);
@@ -488,11 +480,11 @@ class Experiment {
                           .nesterov = true,
                           .weight_decay = c_.weight_decay,
                           .decay_policy = train::DecayPolicy::weights_only});
-    if (first > 1) {
-      // Checkpoints written before optimizer state was saved resume without it.
-      io::SafetensorsFile f = io::SafetensorsFile::open(partial);
-      const bool exact = f.metadata_value("optimizer") != nullptr;
-      if (exact) io::load_optimizer_state(f, sgd);
+    const examples::EpochCheckpoint checkpoint(partial, "baseline", c_.epochs);
+    int first = 1;
+    if (dp_.agree(c_.resume && fs::exists(partial))) {
+      bool exact = false;  // every rank restores from the same file
+      first = checkpoint.restore(*net, sgd, &exact);
       std::printf("resume: baseline training from epoch %d (%s; %s)\n", first, partial.c_str(),
                   exact ? "SGD state restored" : "no optimizer state in it: SGD momentum restarts");
     }
@@ -523,7 +515,7 @@ class Experiment {
                   train::format_metrics(r.train).c_str(), train::format_metrics(t).c_str(),
                   r.samples_per_second);
       std::fflush(stdout);
-      io::save_training_checkpoint(*net, sgd, partial, {{"experiment.epoch", std::to_string(e)}});
+      checkpoint.save(*net, sgd, e);
     }
     return net;
   }

@@ -7,9 +7,11 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -17,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compressor/core/error.hpp"
@@ -24,6 +27,7 @@
 #include "compressor/core/threading.hpp"
 #include "compressor/io/atomic_file.hpp"
 #include "compressor/io/checkpoint.hpp"
+#include "compressor/io/optimizer_state.hpp"
 #include "compressor/kernels/isa.hpp"
 #include "compressor/prune/finalize.hpp"
 #include "compressor/quant/convert.hpp"
@@ -102,6 +106,89 @@ inline void require_writable_dir(const fs::path& dir, const char* flag) {
   }
   fs::remove(probe, ec);
 }
+
+/// A training stage's checkpoint, written (atomically) after every epoch, so
+/// that --resume continues an interrupted stage at its next epoch with the
+/// weights, optimizer state and schedule position it had (an exact resume:
+/// the data order depends only on the seed and the epoch). Its metadata
+/// names the stage and its epoch count: a file of another stage or another
+/// --epochs is refused, naming the file, rather than continued on another
+/// schedule. The stage removes it once its own model file is saved.
+///
+/// Tests of --resume: the environment variable
+/// COMPRESSOR_TEST_KILL_AFTER_EPOCH="STAGE:EPOCH" kills the process (SIGKILL,
+/// as kill -9) right after that stage's checkpoint of that epoch is written.
+class EpochCheckpoint {
+ public:
+  EpochCheckpoint(fs::path file, std::string stage, int epochs)
+      : file_(std::move(file)), stage_(std::move(stage)), epochs_(epochs) {}
+  const fs::path& file() const { return file_; }
+
+  /// Restores m and opt from the file (which must exist) and returns the
+  /// first epoch still to train, in [2, epochs + 1]. A file written before
+  /// checkpoints held the optimizer state (CIFAR baselines of earlier
+  /// versions) restores the weights alone; *exact tells which.
+  int restore(compressor::nn::Module& m, compressor::train::Optimizer& opt, bool* exact) const {
+    compressor::io::SafetensorsFile f = compressor::io::SafetensorsFile::open(file_);
+    const std::string* epoch = f.metadata_value(kEpoch);
+    require<IoError>(epoch != nullptr, file_.string(), ": no ", kEpoch, " in its metadata");
+    const int done = parse_int(*epoch, kEpoch);
+    if (const std::string* stage = f.metadata_value(kStage))
+      require<IoError>(*stage == stage_, file_.string(), ": a checkpoint of stage '", *stage,
+                       "', not of '", stage_, "'");
+    if (const std::string* epochs = f.metadata_value(kEpochs))
+      require<IoError>(parse_int(*epochs, kEpochs) == epochs_, file_.string(), ": epoch ", done,
+                       " of ", *epochs, ", but this run trains ", stage_, " for ", epochs_,
+                       " epochs; run with the same options to resume it, or delete the file to "
+                       "train the stage afresh");
+    require<IoError>(done >= 1 && done <= epochs_, file_.string(), ": ", kEpoch, " ", done,
+                     " is outside [1, ", epochs_, "]");
+    compressor::io::LoadOptions lo;
+    lo.ignore = {std::string(compressor::io::kOptimizerPrefix) + "*"};
+    compressor::io::load_checkpoint(m, f, lo);
+    *exact = f.metadata_value("optimizer") != nullptr;
+    if (*exact) compressor::io::load_optimizer_state(f, opt);
+    return done + 1;
+  }
+
+  /// Saves m and opt as of the end of `epoch` (1-based).
+  void save(compressor::nn::Module& m, compressor::train::Optimizer& opt, int epoch) const {
+    compressor::io::save_training_checkpoint(
+        m, opt, file_,
+        {{kStage, stage_}, {kEpoch, std::to_string(epoch)}, {kEpochs, std::to_string(epochs_)}});
+    if (const char* kill = std::getenv("COMPRESSOR_TEST_KILL_AFTER_EPOCH");
+        kill != nullptr && stage_ + ":" + std::to_string(epoch) == kill) {
+      std::printf("%s: killed after epoch %d (COMPRESSOR_TEST_KILL_AFTER_EPOCH)\n", stage_.c_str(),
+                  epoch);
+      std::fflush(stdout);
+      std::raise(SIGKILL);
+    }
+  }
+
+  void remove() const { fs::remove(file_); }
+
+ private:
+  static constexpr const char* kStage = "experiment.stage";
+  static constexpr const char* kEpoch = "experiment.epoch";
+  static constexpr const char* kEpochs = "experiment.epochs";
+
+  int parse_int(const std::string& v, const char* key) const {
+    std::size_t used = 0;
+    int x = 0;
+    try {
+      x = std::stoi(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    require<IoError>(used == v.size() && used > 0, file_.string(), ": ", key, " '", v,
+                     "' is not an integer");
+    return x;
+  }
+
+  fs::path file_;
+  std::string stage_;
+  int epochs_;
+};
 
 inline std::int64_t file_bytes(const fs::path& p) {
   return static_cast<std::int64_t>(fs::file_size(p));

@@ -11,7 +11,8 @@
 // Every model is measured (test MAE, RMSE, R2 in EF points; parameters,
 // sparsity before and after fine-tuning, MACs, file size, batch-1 latency per
 // clip) beside the mean predictor, and written to results.json, results.csv
-// and report.html in --out, stage by stage; --resume keeps finished stages.
+// and report.html in --out, stage by stage; --resume keeps finished stages
+// and continues an interrupted training stage from its last finished epoch.
 //
 // The defaults are the quick configuration of the README demo (synthetic
 // data, a quarter-width ResNet-18 on 16 frames of 64x64); --full is the
@@ -524,14 +525,17 @@ class Experiment {
   /// lr, on standardised EF targets (the baseline from scratch: its head
   /// starts at the mean) or on EF itself (fine-tuning a model that predicts
   /// EF: Adam's steps do not depend on the loss scale); hook(trainer, opt)
-  /// may attach pruning masks.
+  /// may attach pruning masks. With `resumable`, a checkpoint is written
+  /// after every epoch (examples::EpochCheckpoint, partial(stage)) and
+  /// --resume continues from it; the stage removes it once saved.
   /// Data-parallel (several ranks): every rank starts from rank 0's model,
   /// trains on its share of each batch and validates on its share of the
   /// validation set with rank 0's BatchNorm statistics (in eval mode, where
   /// QAT's observers do not observe); the epoch lines give every rank's
   /// metrics.
   void fit(nn::Module& model, int epochs, float lr, const std::string& stage, bool standardized,
-           const std::function<void(train::Trainer&, train::Optimizer&)>& hook = {}) {
+           const std::function<void(train::Trainer&, train::Optimizer&)>& hook = {},
+           bool resumable = true) {
     if (epochs <= 0) return;
     dp_.broadcast(model);
     auto train = loader(data::EchoSplit::train, true, /*sharded=*/true);
@@ -553,8 +557,24 @@ class Experiment {
     fo.progress_interval = 15;
     fo.ranks = dp_.size();
     dp_.distribute_metrics(model, fo);
+    const examples::EpochCheckpoint partial(partial_file(stage), stage, epochs);
+    if (resumable && dp_.agree(c_.resume && fs::exists(partial.file()))) {
+      bool exact = false;  // every rank restores from the same file
+      fo.first_epoch = partial.restore(model, opt, &exact);
+      std::printf("resume: %s from epoch %d of %d (%s)\n", stage.c_str(), fo.first_epoch, epochs,
+                  partial.file().c_str());
+    }
+    if (resumable && dp_.lead())
+      fo.after_epoch = [&](const train::EpochReport& r) { partial.save(model, opt, r.epoch); };
     std::printf("%s: %d epoch(s) from lr %g\n", stage.c_str(), epochs, static_cast<double>(lr));
     trainer.fit(train_z, &val_z, fo);
+  }
+  /// The per-epoch checkpoint of a stage's training: "baseline.partial.safetensors",
+  /// "structured_0.5.partial.safetensors".
+  fs::path partial_file(const std::string& stage) const {
+    std::string s = stage;
+    std::replace(s.begin(), s.end(), ' ', '_');
+    return out_ / (s + ".partial.safetensors");
   }
 
   static std::unique_ptr<models::EfRegressor> copy_of(const models::EfRegressor& m) {
@@ -590,7 +610,10 @@ class Experiment {
                   c_.threads);
       fit(*m, c_.epochs, c_.lr, "baseline", true);
       m->fold_output_affine(std_ef_, mean_ef_);  // predicts EF from here on
-      if (dp_.lead()) io::save_checkpoint(*m, ckpt);
+      if (dp_.lead()) {
+        io::save_checkpoint(*m, ckpt);
+        fs::remove(partial_file("baseline"));
+      }
     }
     if (!dp_.lead()) return m;
     mean_predictor();
@@ -652,6 +675,7 @@ class Experiment {
     for (const auto& lm : masks.layers()) layers[lm.layer] = lm.sparsity();
     results_.extras()["layer_sparsity"][name] = layers;
     io::save_checkpoint(*m, masked_file);  // dense, masked: what QAT/PTQ start from
+    fs::remove(partial_file(name));
     const train::Metrics metrics = test_metrics(*m);
     auto deploy = quant::fp32_deploy_model(*m);
     prune::finalize_sparse(*deploy, masks, clip_shape());
@@ -678,6 +702,7 @@ class Experiment {
     fit(*m, c_.finetune_epochs, c_.finetune_lr, name, false);
     if (!dp_.lead()) return m;
     io::save_checkpoint(*m, file);
+    fs::remove(partial_file(name));
     const auto deploy = quant::fp32_deploy_model(*m);
     report::Row r = sized_row(name, "structured", "fp32", *m, file);
     r.prune_ratio = ratio;
@@ -743,7 +768,9 @@ class Experiment {
     // The baseline's statistics, not one epoch's of small augmented batches.
     if (c_.qat_freeze_bn) quant::freeze_batchnorm_stats(*p.model);
     dp_.synchronize_observers(*p.model);  // ranges over all ranks' clips
-    fit(*p.model, c_.qat_epochs, c_.qat_lr, name, false);
+    // Not resumable within the stage: the fake-quant modules' state is more
+    // than a training checkpoint holds; a killed QAT stage starts again.
+    fit(*p.model, c_.qat_epochs, c_.qat_lr, name, false, {}, /*resumable=*/false);
     dp_.synchronize_observers(*p.model, false);  // rank 0 alone runs it from here
     if (!dp_.lead()) return;
     quant::Int8Model int8 = quant::convert_qat(p);

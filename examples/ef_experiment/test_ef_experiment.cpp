@@ -1,8 +1,9 @@
 // ef_experiment end to end on a tiny synthetic set (24 clips of 2 frames of
 // 32x32, a 1/8-width ResNet-18, one epoch per stage): every row of --mode all
 // is present and sane, sparsity after fine-tuning equals the target, a run
-// killed after its baseline resumes, --export-tensors writes the clips, and
-// bad input stops naming the flag.
+// killed after its baseline resumes, a run killed mid-stage resumes at its
+// next epoch with the very same result, --export-tensors writes the clips,
+// and bad input stops naming the flag.
 #include <algorithm>
 #include <catch2/catch.hpp>
 
@@ -298,4 +299,94 @@ TEST_CASE("ef_experiment: an empty list, a missing split, another model's checkp
   CHECK(fr.config.at("width") == 0.125);
   CHECK(fr.config.at("epochs") == 1);
   CHECK(fr.config.at("finetune_epochs") == 4);  // not given: --full's
+}
+
+namespace {
+/// Whether two model files hold the same tensors, byte for byte.
+bool same_tensors(const fs::path& a, const fs::path& b) {
+  io::SafetensorsFile fa = io::SafetensorsFile::open(a), fb = io::SafetensorsFile::open(b);
+  if (fa.tensors().size() != fb.tensors().size()) return false;
+  for (const io::TensorInfo& t : fa.tensors()) {
+    const io::TensorInfo* u = fb.find(t.name);
+    if (u == nullptr || u->dims != t.dims || u->dtype_name != t.dtype_name ||
+        u->nbytes() != t.nbytes())
+      return false;
+    std::vector<char> x(t.nbytes()), y(t.nbytes());
+    fa.read_bytes(t, x.data());
+    fb.read_bytes(*u, y.data());
+    if (x != y) return false;
+  }
+  return true;
+}
+}  // namespace
+
+TEST_CASE("ef_experiment: a run killed mid-stage resumes at its next epoch, exactly",
+          "[experiments]") {
+  const Result gen =
+      shell(kBin +
+                " --data-root '' --generate 24 --frames 2 --size 32 --width 0.125 "
+                "--epochs 1 --mode quantization --qat-epochs 0 "
+                "--calibration-batches 1 --batch-size 4 --threads 2 --out bad_gen_out",
+            "resume_gen.log");
+  INFO(gen.output);
+  REQUIRE(gen.status == 0);
+  const std::string run = kBin +
+                          " --data-root synthetic_echo --frames 2 --size 32 --width 0.125 "
+                          "--batch-size 4 --finetune-epochs 2 --mode pruning --unstructured 0.5 "
+                          "--structured 0.5 --threads 2 --latency-rounds 1 --latency-seconds 0";
+  const fs::path ref = kScratch / "epoch_ref", out = kScratch / "epoch_resumed";
+  fs::remove_all(ref);
+  fs::remove_all(out);
+  const Result whole = shell(run + " --epochs 3 --out epoch_ref", "epoch_ref.log");
+  INFO(whole.output);
+  REQUIRE(whole.status == 0);
+
+  const auto killed_after = [&](const std::string& point, const std::string& args) {
+    return shell("COMPRESSOR_TEST_KILL_AFTER_EPOCH='" + point + "' " + run + args,
+                 "epoch_killed.log");
+  };
+  const Result k1 = killed_after("baseline:1", " --epochs 3 --out epoch_resumed");
+  INFO(k1.output);
+  CHECK(k1.status != 0);
+  REQUIRE(fs::exists(out / "baseline.partial.safetensors"));
+  CHECK_FALSE(fs::exists(out / "baseline.safetensors"));
+
+  // Another --epochs: refused, naming the file, before any training.
+  const Result other = shell(run + " --epochs 4 --out epoch_resumed --resume", "epoch_other.log");
+  INFO(other.output);
+  CHECK(other.status != 0);
+  CHECK_THAT(other.output,
+             Catch::Matchers::Contains("baseline.partial.safetensors: epoch 1 of 3, but this "
+                                       "run trains baseline for 4 epochs"));
+  CHECK_THAT(other.output, !Catch::Matchers::Contains("epoch 2/4"));
+
+  const Result k2 = killed_after("unstructured 0.5:1", " --epochs 3 --out epoch_resumed --resume");
+  INFO(k2.output);
+  CHECK(k2.status != 0);
+  CHECK_THAT(k2.output, Catch::Matchers::Contains("resume: baseline from epoch 2 of 3"));
+  CHECK_THAT(k2.output, !Catch::Matchers::Contains("epoch 1/3"));
+  CHECK_FALSE(fs::exists(out / "baseline.partial.safetensors"));
+  REQUIRE(fs::exists(out / "unstructured_0.5.partial.safetensors"));
+
+  const Result last = shell(run + " --epochs 3 --out epoch_resumed --resume", "epoch_last.log");
+  INFO(last.output);
+  REQUIRE(last.status == 0);
+  CHECK_THAT(last.output, Catch::Matchers::Contains("baseline: done in an earlier run"));
+  CHECK_THAT(last.output, Catch::Matchers::Contains("resume: unstructured 0.5 from epoch 2 of 2"));
+  // The interrupted run trained the very same models as the uninterrupted one.
+  for (const char* f :
+       {"baseline.safetensors", "unstructured_0.5.safetensors", "structured_0.5.safetensors"}) {
+    INFO(f);
+    CHECK(same_tensors(ref / f, out / f));
+  }
+  const report::Results a = report::read_results_json(ref / "results.json");
+  const report::Results b = report::read_results_json(out / "results.json");
+  for (const char* name : {"fp32 baseline", "unstructured 0.5", "structured 0.5"}) {
+    INFO(name);
+    REQUIRE(a.find(name) != nullptr);
+    REQUIRE(b.find(name) != nullptr);
+    CHECK(a.find(name)->metric("mae") == b.find(name)->metric("mae"));
+  }
+  for (const auto& e : fs::directory_iterator(out))
+    CHECK(e.path().filename().string().find(".partial.") == std::string::npos);
 }
