@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <ostream>
 #include <span>
 #include <string>
 
@@ -74,6 +75,12 @@ class Shape {
   std::array<std::int64_t, kMaxRank> dims_{};
   int rank_ = 0;
 };
+
+/// Streams str(). A Shape given to require() itself is formatted only when
+/// the check fails; shape.str() there would build the string on every call.
+inline std::ostream& operator<<(std::ostream& os, const Shape& s) {
+  return os << s.str();
+}
 
 /// Throws ShapeError naming both shapes unless they are equal.
 inline void check_same_shape(const Shape& got, const Shape& expected, std::string_view what) {

@@ -60,8 +60,8 @@ class TensorAccess {
 
   /// Row-major (rows x cols) Eigen map of the whole tensor; rows*cols == numel.
   MatrixMap matrix(std::int64_t rows, std::int64_t cols) const {
-    require<ShapeError>(rows * cols == numel(), "cannot view tensor of shape ",
-                        self().shape().str(), " as a ", rows, "x", cols, " matrix");
+    require<ShapeError>(rows * cols == numel(), "cannot view tensor of shape ", self().shape(),
+                        " as a ", rows, "x", cols, " matrix");
     return MatrixMap(ptr(), rows, cols);
   }
   /// (dim0 x rest) matrix: e.g. (N*H*W x C) needs a reshape first.
@@ -73,15 +73,15 @@ class TensorAccess {
 
   /// A view with another shape of the same number of elements.
   TensorView<T> reshape(const Shape& s) const {
-    require<ShapeError>(s.numel() == numel(), "cannot reshape tensor of shape ",
-                        self().shape().str(), " to ", s.str(), " (element counts differ)");
+    require<ShapeError>(s.numel() == numel(), "cannot reshape tensor of shape ", self().shape(),
+                        " to ", s, " (element counts differ)");
     return TensorView<T>(ptr(), s);
   }
   /// Element i along dimension 0, as a view of rank-1.
   TensorView<T> slice(std::int64_t i) const {
     const Shape& s = self().shape();
     require<ShapeError>(s.rank() >= 1 && i >= 0 && i < s[0], "slice index ", i,
-                        " out of range for shape ", s.str());
+                        " out of range for shape ", s);
     const std::int64_t stride = s[0] ? s.numel() / s[0] : 0;
     return TensorView<T>(ptr() + i * stride, Shape(s.dims().subspan(1)));
   }
@@ -89,8 +89,7 @@ class TensorAccess {
   TensorView<T> narrow(std::int64_t begin, std::int64_t count) const {
     const Shape& s = self().shape();
     require<ShapeError>(s.rank() >= 1 && begin >= 0 && count >= 0 && begin + count <= s[0],
-                        "narrow [", begin, ", ", begin + count, ") out of range for shape ",
-                        s.str());
+                        "narrow [", begin, ", ", begin + count, ") out of range for shape ", s);
     const std::int64_t stride = s[0] ? s.numel() / s[0] : 0;
     return TensorView<T>(ptr() + begin * stride, s.with_dim0(count));
   }
@@ -151,7 +150,7 @@ class Tensor {
   /// Tensor of the given shape holding a copy of values (size must match).
   static Tensor from(const Shape& shape, std::span<const T> values) {
     require<ShapeError>(static_cast<std::int64_t>(values.size()) == shape.numel(),
-                        "Tensor::from: ", values.size(), " values for shape ", shape.str());
+                        "Tensor::from: ", values.size(), " values for shape ", shape);
     Tensor t(shape);
     std::copy(values.begin(), values.end(), t.data());
     return t;

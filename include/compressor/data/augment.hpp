@@ -101,12 +101,12 @@ inline void apply_augmentation(TensorView<const std::uint8_t> img, TensorView<fl
                                const AugmentDraw& d, const PixelAffine& px) {
   check_same_shape(out.shape(), img.shape(), "augment_image output");
   require<ShapeError>(img.rank() == 3, "augment_image: expected an (H, W, C) image, got ",
-                      img.shape().str());
+                      img.shape());
   const std::int64_t h = img.dim(0), w = img.dim(1), c = img.dim(2);
   if (d.pad_mode == PadMode::reflect) {
     require<ShapeError>(std::abs(d.dy) < h && std::abs(d.dx) < w, "augment_image: reflect ",
                         "padding by (", d.dy, ", ", d.dx, ") needs an image larger than that, got ",
-                        img.shape().str());
+                        img.shape());
     for (std::int64_t y = 0; y < h; ++y) {
       const std::int64_t sy = reflect_index(y + d.dy, h);
       for (std::int64_t x = 0; x < w; ++x) {
@@ -141,7 +141,7 @@ inline void apply_augmentation(TensorView<const std::uint8_t> img, TensorView<fl
 inline void augment_image(TensorView<const std::uint8_t> img, TensorView<float> out,
                           const Augmentation& aug, const PixelAffine& px, Rng& rng) {
   require<ShapeError>(img.rank() == 3, "augment_image: expected an (H, W, C) image, got ",
-                      img.shape().str());
+                      img.shape());
   apply_augmentation(img, out, draw_augmentation(aug, rng, img.dim(0), img.dim(1)), px);
 }
 
@@ -150,7 +150,7 @@ inline void augment_clip(TensorView<const std::uint8_t> clip, TensorView<float> 
                          const Augmentation& aug, const PixelAffine& px, Rng& rng) {
   check_same_shape(out.shape(), clip.shape(), "augment_clip output");
   require<ShapeError>(clip.rank() == 4, "augment_clip: expected a (T, H, W, C) clip, got ",
-                      clip.shape().str());
+                      clip.shape());
   const AugmentDraw d = draw_augmentation(aug, rng, clip.dim(1), clip.dim(2));
   for (std::int64_t t = 0; t < clip.dim(0); ++t)
     apply_augmentation(clip.slice(t), out.slice(t), d, px);

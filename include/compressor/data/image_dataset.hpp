@@ -46,7 +46,7 @@ class ImageDataset final : public Dataset {
                                       const Normalization& norm) {
     require(set != nullptr, "ImageDataset: null image set");
     require<ShapeError>(set->images.rank() == 4, "ImageDataset: images must be (N, H, W, C), got ",
-                        set->images.shape().str());
+                        set->images.shape());
     return norm;
   }
 

@@ -39,8 +39,8 @@ inline ImageSet concat(const std::vector<ImageSet>& parts) {
   for (const auto& p : parts) {
     require<ShapeError>(p.images.rank() == 4 && p.height() == first.height() &&
                             p.width() == first.width() && p.channels() == first.channels(),
-                        "concat: image shape ", p.images.shape().str(), " does not match ",
-                        first.images.shape().str());
+                        "concat: image shape ", p.images.shape(), " does not match ",
+                        first.images.shape());
     require(p.classes == first.classes, "concat: image sets have different classes");
     n += p.size();
   }

@@ -71,7 +71,7 @@ class DataLoader final : public BatchSource {
     require(opt_.prefetch >= 0, "DataLoader: prefetch must be >= 0, got ", opt_.prefetch);
     require(opt_.threads >= 1, "DataLoader: threads must be >= 1, got ", opt_.threads);
     require<ShapeError>(ds_->sample_shape().rank() < Shape::kMaxRank, "DataLoader: sample shape ",
-                        ds_->sample_shape().str(), " leaves no room for the batch dimension");
+                        ds_->sample_shape(), " leaves no room for the batch dimension");
     require(opt_.world_size >= 1, "DataLoader: world_size must be >= 1, got ", opt_.world_size);
     require(opt_.rank >= 0 && opt_.rank < opt_.world_size, "DataLoader: rank must be in [0, ",
             opt_.world_size, "), got ", opt_.rank);

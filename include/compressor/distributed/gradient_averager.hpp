@@ -207,8 +207,7 @@ class GradientAverager {
     params_ = std::move(rev);
     for (const auto& p : params_)
       require<ShapeError>(p.grad->shape() == p.value->shape(), "GradientAverager: gradient of '",
-                          p.name, "' has shape ", p.grad->shape().str(), ", not ",
-                          p.value->shape().str());
+                          p.name, "' has shape ", p.grad->shape(), ", not ", p.value->shape());
     if (same && !buckets_.empty()) return;
     comm_.require_same(structure_fingerprint(model_),
                        "the model's structure (names and shapes of parameters and buffers)");

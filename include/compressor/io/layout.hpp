@@ -30,7 +30,7 @@ void permute_channels(const T* src, T* dst, std::int64_t a, std::int64_t c, std:
 template <TensorElement T>
 Tensor<std::remove_const_t<T>> to_channels_last(TensorView<T> x) {
   require<ShapeError>(x.rank() == 4, "to_channels_last: expected a rank-4 tensor, got shape ",
-                      x.shape().str());
+                      x.shape());
   Tensor<std::remove_const_t<T>> y(Shape{x.dim(0), x.dim(2), x.dim(3), x.dim(1)});
   detail::permute_channels(x.data(), y.data(), x.dim(0), x.dim(1), x.dim(2) * x.dim(3), true);
   return y;
@@ -40,7 +40,7 @@ Tensor<std::remove_const_t<T>> to_channels_last(TensorView<T> x) {
 template <TensorElement T>
 Tensor<std::remove_const_t<T>> to_channels_first(TensorView<T> x) {
   require<ShapeError>(x.rank() == 4, "to_channels_first: expected a rank-4 tensor, got shape ",
-                      x.shape().str());
+                      x.shape());
   Tensor<std::remove_const_t<T>> y(Shape{x.dim(0), x.dim(3), x.dim(1), x.dim(2)});
   detail::permute_channels(x.data(), y.data(), x.dim(0), x.dim(3), x.dim(1) * x.dim(2), false);
   return y;
@@ -48,7 +48,7 @@ Tensor<std::remove_const_t<T>> to_channels_first(TensorView<T> x) {
 
 /// The shape a channels-last (A, H, W, C) tensor has channels-first: (A, C, H, W).
 inline Shape channels_first_shape(const Shape& s) {
-  require<ShapeError>(s.rank() == 4, "channels_first_shape: expected rank 4, got ", s.str());
+  require<ShapeError>(s.rank() == 4, "channels_first_shape: expected rank 4, got ", s);
   return Shape{s[0], s[3], s[1], s[2]};
 }
 

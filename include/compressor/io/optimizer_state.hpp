@@ -88,8 +88,7 @@ inline void load_optimizer_state(SafetensorsFile& f, train::Optimizer& opt) {
       if (!f.contains(base + key)) continue;
       *dst = f.read<float>(base + key);
       require<IoError>(dst->shape() == s.shape, f.source(), ": '", base, key, "' has shape ",
-                       dst->shape().str(), ", but parameter '", p.name, "' has shape ",
-                       s.shape.str());
+                       dst->shape(), ", but parameter '", p.name, "' has shape ", s.shape);
     }
     read.emplace_back(p.name, std::move(s));
   }

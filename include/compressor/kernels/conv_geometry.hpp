@@ -39,8 +39,8 @@ struct ConvGeometry {
   Shape output_shape(const Shape& in) const {
     require<ShapeError>(
         in.rank() == 4 && in[3] == in_c && in[1] + 2 * pad_h >= kh && in[2] + 2 * pad_w >= kw,
-        "conv: input shape ", in.str(), " is not NHWC with C = ", in_c, " and H, W >= ", kh, "x",
-        kw, " after padding");
+        "conv: input shape ", in, " is not NHWC with C = ", in_c, " and H, W >= ", kh, "x", kw,
+        " after padding");
     return Shape{in[0], out_h(in[1]), out_w(in[2]), out_c};
   }
 };

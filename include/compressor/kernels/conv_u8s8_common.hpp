@@ -57,13 +57,13 @@ class ConvU8S8Common {
   ConvU8S8Common(TensorView<const std::int8_t> weights, std::span<const float> weight_scales,
                  std::span<const std::int32_t> bias, std::int64_t stride, std::int64_t pad) {
     require<ShapeError>(weights.rank() == 4, Derived::kName,
-                        ": weights must be OHWI (rank 4), got ", weights.shape().str());
+                        ": weights must be OHWI (rank 4), got ", weights.shape());
     g_ = ConvGeometry{
         weights.dim(3), weights.dim(0), weights.dim(1), weights.dim(2), stride, stride, pad, pad};
     g_.validate();
     require<ShapeError>(static_cast<std::int64_t>(weight_scales.size()) == g_.out_c &&
                             (bias.empty() || static_cast<std::int64_t>(bias.size()) == g_.out_c),
-                        Derived::kName, ": weights ", weights.shape().str(), " need ", g_.out_c,
+                        Derived::kName, ": weights ", weights.shape(), " need ", g_.out_c,
                         " weight scales and 0 or ", g_.out_c, " biases, got ", weight_scales.size(),
                         " and ", bias.size());
     w_scales_.assign(weight_scales.begin(), weight_scales.end());

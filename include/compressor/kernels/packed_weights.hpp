@@ -39,7 +39,7 @@ class PackedWeightsU8S8 {
                              WeightGrid grid = WeightGrid::narrow) {
     require<ShapeError>(w.rank() >= 2 && w.dim(0) > 0,
                         "PackedWeightsU8S8: weights must have shape (N, ...) with N > 0, got ",
-                        w.shape().str());
+                        w.shape());
     const std::int64_t n = w.dim(0);
     pack(w.data(), n, w.numel() / n, w.numel() / n, grid);
   }

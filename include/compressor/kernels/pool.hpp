@@ -25,7 +25,7 @@ inline Shape max_pool_output_shape(const Shape& in, std::int64_t k, std::int64_t
   require(k > 0 && stride > 0 && pad >= 0 && 2 * pad <= k, "max_pool_u8: bad window ", k,
           " stride ", stride, " pad ", pad);
   require<ShapeError>(in.rank() == 4 && in[1] + 2 * pad >= k && in[2] + 2 * pad >= k,
-                      "max_pool_u8: input shape ", in.str(), " is not NHWC with H, W >= ", k,
+                      "max_pool_u8: input shape ", in, " is not NHWC with H, W >= ", k,
                       " after padding");
   return Shape{in[0], (in[1] + 2 * pad - k) / stride + 1, (in[2] + 2 * pad - k) / stride + 1,
                in[3]};
@@ -61,7 +61,7 @@ inline void max_pool_u8(TensorView<const std::uint8_t> x, TensorView<std::uint8_
 inline void global_avg_pool_u8(TensorView<const std::uint8_t> x, QuantParams qx,
                                TensorView<std::uint8_t> y, QuantParams qy) {
   require<ShapeError>(x.rank() == 4 && x.dim(1) * x.dim(2) > 0, "global_avg_pool_u8: input shape ",
-                      x.shape().str(), " is not NHWC with H*W > 0");
+                      x.shape(), " is not NHWC with H*W > 0");
   check_same_shape(y.shape(), Shape{x.dim(0), x.dim(3)}, "global_avg_pool_u8 output");
   require(qx.scale > 0.f && qy.scale > 0.f && qx.zero_point >= 0 && qx.zero_point <= 255 &&
               qy.zero_point >= 0 && qy.zero_point <= 255,
@@ -92,8 +92,8 @@ inline void global_avg_pool_u8(TensorView<const std::uint8_t> x, QuantParams qx,
 /// s_x / s_y). Scalar loops the compiler vectorises over F; threaded over clips.
 inline void temporal_pool_u8(TensorView<const std::uint8_t> x, QuantParams qx, bool max_min,
                              TensorView<std::uint8_t> y, QuantParams qy) {
-  require<ShapeError>(x.rank() == 3 && x.dim(1) > 0, "temporal_pool_u8: input shape ",
-                      x.shape().str(), " is not (N, T, F) with T > 0");
+  require<ShapeError>(x.rank() == 3 && x.dim(1) > 0, "temporal_pool_u8: input shape ", x.shape(),
+                      " is not (N, T, F) with T > 0");
   const std::int64_t N = x.dim(0), T = x.dim(1), F = x.dim(2), OF = max_min ? 3 * F : F;
   check_same_shape(y.shape(), Shape{N, OF}, "temporal_pool_u8 output");
   require(qx.scale > 0.f && qy.scale > 0.f && qx.zero_point >= 0 && qx.zero_point <= 255 &&

@@ -129,7 +129,7 @@ class EfRegressor : public nn::Module, public nn::PlannedModel {
     in_shape_ = x.shape();
     n_ = x.dim(0);
     t_ = x.dim(1);
-    require<ShapeError>(n_ > 0 && t_ > 0, "EfRegressor: empty clip batch ", x.shape().str());
+    require<ShapeError>(n_ > 0 && t_ > 0, "EfRegressor: empty clip batch ", x.shape());
     const auto frames = x.reshape(Shape{n_ * t_, x.dim(2), x.dim(3), x.dim(4)});
     const auto f = backbone().forward(frames);  // (N*T, F)
     return head().forward(pool().forward(f.reshape(Shape{n_, t_, f.dim(1)})));

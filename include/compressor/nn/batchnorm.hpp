@@ -129,7 +129,7 @@ class BatchNorm2d : public Module, public Normalization {
       rows_ = static_cast<double>(rows);
       global_rows_ = n;
       require(n > 1, "BatchNorm2d: training needs more than one value per channel, got input ",
-              x.shape().str(), reducer_ ? " (on all replicas together)" : "");
+              x.shape(), reducer_ ? " (on all replicas together)" : "");
       num_batches_tracked_[0] += 1;
       const double m =
           momentum_ > 0.f ? momentum_ : 1.0 / static_cast<double>(num_batches_tracked_[0]);

@@ -52,7 +52,7 @@ inline const quant::QuantizedWeights& int8_weights_holding(const quant::Int8Mode
           " (a float island, or a mask of another model)");
   require<ShapeError>(w->weight.numel() == mask.size(), "finalize_sparse: the mask of '",
                       mask.layer, "' has ", mask.size(), " elements, its int8 weight ",
-                      w->weight.shape().str(), " has ", w->weight.numel());
+                      w->weight.shape(), " has ", w->weight.numel());
   for (std::int64_t i = 0; i < mask.size(); ++i)
     require(mask.keep[static_cast<std::size_t>(i)] != 0 || w->weight[i] == 0,
             "finalize_sparse: the int8 weights of '", mask.layer,

@@ -44,7 +44,7 @@ namespace detail {
 /// x[i] = 0 where keep[i] == 0.
 inline void mask_tensor(const LayerMask& m, Tensor<float>& x, std::string_view what) {
   require<ShapeError>(x.shape() == m.shape, "mask of '", m.layer, "': the ", what, " has shape ",
-                      x.shape().str(), ", the mask ", m.shape.str(),
+                      x.shape(), ", the mask ", m.shape,
                       " (was the layer reshaped by channel pruning after masking?)");
   float* p = x.data();
   const std::uint8_t* k = m.keep.data();
@@ -59,8 +59,7 @@ class MaskSet {
   void add(LayerMask m) {
     require(find(m.layer) == nullptr, "MaskSet: layer '", m.layer, "' masked twice");
     require<ShapeError>(static_cast<std::int64_t>(m.keep.size()) == m.shape.numel(), "MaskSet: '",
-                        m.layer, "': ", m.keep.size(), " flags for a weight of shape ",
-                        m.shape.str());
+                        m.layer, "': ", m.keep.size(), " flags for a weight of shape ", m.shape);
     m.pruned = 0;
     for (const auto k : m.keep) m.pruned += k == 0 ? 1 : 0;
     layers_.push_back(std::move(m));

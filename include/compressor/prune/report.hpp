@@ -111,7 +111,7 @@ inline std::vector<LayerShape> output_shapes(nn::Module& model, const Shape& inp
   std::vector<LayerShape> out;
   for (const auto& [name, h] : hooks) {
     require(h->shape.rank() > 0, "output_shapes: '", name, "' did not run in the forward pass of ",
-            "the ", model.type_name(), " on ", input.str());
+            "the ", model.type_name(), " on ", input);
     out.push_back({name, h->shape});
   }
   return out;

@@ -87,7 +87,7 @@ class SparseWeighted : public nn::Module, public SparseLayer {
   /// for loading), or, given `dense`, that weight's nonzeros.
   SparseWeighted(const Shape& shape, bool bias, std::int64_t nnz) : shape_(shape), has_bias_(bias) {
     require(shape.rank() >= 2 && shape[0] > 0 && nnz >= 0 && nnz <= shape.numel(),
-            "sparse layer: bad weight shape ", shape.str(), " or nonzero count ", nnz);
+            "sparse layer: bad weight shape ", shape, " or nonzero count ", nnz);
     values_ = Tensor<float>(Shape{nnz}, 0.f);
     indices_ = Tensor<std::int32_t>(Shape{nnz}, 0);
     row_ptr_ = Tensor<std::int64_t>(Shape{shape[0] + 1}, 0);
@@ -167,7 +167,7 @@ class SparseConv2d : public SparseWeighted {
   const nn::Conv2dOptions& options() const { return opt_; }
 
   static nn::Conv2dOptions options_of(nn::WeightedLayer& w) {
-    require(w.weight().rank() == 4, "SparseConv2d: the layer's weight ", w.weight().shape().str(),
+    require(w.weight().rank() == 4, "SparseConv2d: the layer's weight ", w.weight().shape(),
             " is not an OHWI conv weight");
     const auto k = w.kernel();
     require(k.kh == k.kw, "SparseConv2d: only square kernels, got ", k.kh, "x", k.kw);
@@ -203,8 +203,8 @@ class SparseLinear : public SparseWeighted {
   explicit SparseLinear(nn::WeightedLayer& dense)
       : SparseLinear(dense.in_channels(), dense.out_channels(), dense.has_bias(),
                      count_nonzero(dense)) {
-    require(dense.weight().rank() == 2, "SparseLinear: the layer's weight ",
-            dense.weight().shape().str(), " is not an (out, in) matrix");
+    require(dense.weight().rank() == 2, "SparseLinear: the layer's weight ", dense.weight().shape(),
+            " is not an (out, in) matrix");
     take(dense);
   }
   SparseLinear(std::int64_t in, std::int64_t out, bool bias, std::int64_t nnz)

@@ -87,7 +87,7 @@ inline MaskSet unstructured_masks(nn::Module& model, const UnstructuredOptions& 
     const LayerMask* prev = previous ? previous->find(name) : nullptr;
     require<ShapeError>(prev == nullptr || prev->shape == w.shape(), "unstructured pruning: '",
                         name, "': the previous mask has shape ", prev ? prev->shape.str() : "",
-                        ", the weight ", w.shape().str());
+                        ", the weight ", w.shape());
     spans.emplace_back(static_cast<std::int64_t>(scores.size()), w.shape());
     for (std::int64_t i = 0; i < w.numel(); ++i) {
       const float v = w.data()[i];

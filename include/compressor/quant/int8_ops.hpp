@@ -90,7 +90,7 @@ class Int8WeightedOp : public Int8Op {
   /// (true) or the dense one (false), dropping the other form.
   void set_sparse(const QuantizedWeights& w, bool sparse) {
     require<ShapeError>(w.weight.rank() == 4 && w.weight.dim(0) == out_c_, "int8 layer '", point_,
-                        "': weights ", w.weight.shape().str(), " are not the op's (", out_c_,
+                        "': weights ", w.weight.shape(), " are not the op's (", out_c_,
                         " output channels)");
     const std::int64_t params = 4 * static_cast<std::int64_t>(w.scales.size() + w.bias.size());
     if (sparse) {
@@ -169,7 +169,7 @@ class Int8Linear : public Int8WeightedOp {
 
   QView forward(const QView& x, const PointTrace* trace) override {
     require<ShapeError>(x.data.rank() == 2, "int8 linear '", point_, "': expected (N, K), got ",
-                        x.data.shape().str());
+                        x.data.shape());
     remember(x);
     const std::int64_t n = x.data.dim(0), k = x.data.dim(1);
     y_.data.resize(Shape{n, out_c_});
@@ -202,7 +202,7 @@ class Int8GlobalAvgPool : public Int8Op {
   std::string_view kind() const override { return "avg_pool"; }
   QView forward(const QView& x, const PointTrace* trace) override {
     require<ShapeError>(x.data.rank() == 4, "int8 average pool '", point_, "': expected NHWC, got ",
-                        x.data.shape().str());
+                        x.data.shape());
     y_.data.resize(Shape{x.data.dim(0), x.data.dim(3)});
     kernels::global_avg_pool_u8(x.data, x.q, y_.data, y_.q);
     return emit(point_, y_, trace);
@@ -320,8 +320,7 @@ class Int8ClipModel : public Int8Op {
   }
   QView forward(const QView& x, const PointTrace* trace) override {
     require<ShapeError>(x.data.rank() == 5,
-                        "int8 EfRegressor: expected clips (N, T, H, W, C), got ",
-                        x.data.shape().str());
+                        "int8 EfRegressor: expected clips (N, T, H, W, C), got ", x.data.shape());
     const std::int64_t n = x.data.dim(0), t = x.data.dim(1);
     const QView frames{x.data.reshape(Shape{n * t, x.data.dim(2), x.data.dim(3), x.data.dim(4)}),
                        x.q};

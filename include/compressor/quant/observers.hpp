@@ -130,13 +130,13 @@ inline std::unique_ptr<Observer> make_observer(std::string_view name) {
 /// non-finite weight, naming the channel.
 inline std::vector<Range> per_channel_range(TensorView<const float> w) {
   require<ShapeError>(w.rank() >= 1 && w.dim(0) > 0, "per_channel_range: weight of shape ",
-                      w.shape().str());
+                      w.shape());
   const std::int64_t c = w.dim(0), per = w.numel() / c;
   std::vector<Range> out(static_cast<std::size_t>(c));
   for (std::int64_t o = 0; o < c; ++o) {
     const MinMax m = scan_min_max(w.data() + o * per, per);
     require(m.finite, "per_channel_range: non-finite weight in output channel ", o,
-            " of a weight of shape ", w.shape().str());
+            " of a weight of shape ", w.shape());
     out[static_cast<std::size_t>(o)] = per > 0 ? Range{m.min, m.max} : Range{};
   }
   return out;

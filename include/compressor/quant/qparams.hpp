@@ -95,8 +95,7 @@ inline float fake_quantize_activation(float x, QuantParams q) {
 /// `channels` rows of a weight whose output channels are its first axis.
 /// An all-zero channel gets kMinScale (its weights quantize to 0).
 inline std::vector<float> weight_scales(TensorView<const float> w, WeightGrid grid) {
-  require<ShapeError>(w.rank() >= 1 && w.dim(0) > 0, "weight_scales: weight of shape ",
-                      w.shape().str());
+  require<ShapeError>(w.rank() >= 1 && w.dim(0) > 0, "weight_scales: weight of shape ", w.shape());
   const std::int64_t c = w.dim(0), per = w.numel() / c;
   const double qmax = weight_qmax(grid);
   std::vector<float> s(static_cast<std::size_t>(c));
@@ -123,7 +122,7 @@ inline std::int8_t quantize_weight(float w, float scale, WeightGrid grid) {
 inline Tensor<std::int8_t> quantize_weights(TensorView<const float> w,
                                             std::span<const float> scales, WeightGrid grid) {
   require<ShapeError>(w.rank() >= 1 && w.dim(0) > 0, "quantize_weights: weight of shape ",
-                      w.shape().str());
+                      w.shape());
   const std::int64_t c = w.dim(0), per = w.numel() / c;
   require<ShapeError>(static_cast<std::int64_t>(scales.size()) == c,
                       "quantize_weights: ", scales.size(), " scales for ", c, " output channels");

@@ -80,7 +80,7 @@ class OutputFidelity {
       if (batch.size() == 0) continue;  // a sharded loader's empty share
       const auto out = model.forward(batch.inputs.view());
       require(out.rank() == 2 && out.dim(0) == batch.size(), "OutputFidelity: the model gave ",
-              out.shape().str(), " for a batch of ", batch.size(), " images");
+              out.shape(), " for a batch of ", batch.size(), " images");
       if (classes_ == 0) classes_ = out.dim(1);
       require(out.dim(1) == classes_, "OutputFidelity: ", out.dim(1), " classes, expected ",
               classes_);
