@@ -113,7 +113,7 @@ inline void require_writable_dir(const fs::path& dir, const char* flag) {
 /// the data order depends only on the seed and the epoch). Its metadata
 /// names the stage and its epoch count: a file of another stage or another
 /// --epochs is refused, naming the file, rather than continued on another
-/// schedule. The stage removes it once its own model file is saved.
+/// schedule. The stage deletes it once its own model file is saved.
 ///
 /// Tests of --resume: the environment variable
 /// COMPRESSOR_TEST_KILL_AFTER_EPOCH="STAGE:EPOCH" kills the process (SIGKILL,
@@ -164,8 +164,6 @@ class EpochCheckpoint {
       std::raise(SIGKILL);
     }
   }
-
-  void remove() const { fs::remove(file_); }
 
  private:
   static constexpr const char* kStage = "experiment.stage";

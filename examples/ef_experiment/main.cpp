@@ -526,7 +526,7 @@ class Experiment {
   /// starts at the mean) or on EF itself (fine-tuning a model that predicts
   /// EF: Adam's steps do not depend on the loss scale); hook(trainer, opt)
   /// may attach pruning masks. With `resumable`, a checkpoint is written
-  /// after every epoch (examples::EpochCheckpoint, partial(stage)) and
+  /// after every epoch (examples::EpochCheckpoint, partial_file(stage)) and
   /// --resume continues from it; the stage removes it once saved.
   /// Data-parallel (several ranks): every rank starts from rank 0's model,
   /// trains on its share of each batch and validates on its share of the
