@@ -4,7 +4,9 @@
 // fp32 GEMM (kernels::sgemm, its best path) and, when installed, oneDNN's
 // int8 matmul primitive (weights reordered once, oneDNN's default ISA) on the
 // same shapes in the same run, plus this machine's measured peaks for every
-// instruction stream (in the JSON context and as peak/... entries).
+// instruction stream (in the JSON context and as peak/... entries); and the
+// uint8 max pools of both networks (max_pool_u8@<path>/<pool>/b<N>/t<T>,
+// GB/s of input read).
 //
 //   bench_int8 [--paths=avx2,avx512_vnni] [google benchmark flags]
 //
@@ -24,6 +26,7 @@
 #include "compressor/kernels/conv_u8s8.hpp"
 #include "compressor/kernels/gemm.hpp"
 #include "compressor/kernels/isa.hpp"
+#include "compressor/kernels/pool.hpp"
 #include "compressor/kernels/sgemm.hpp"
 #include "conv_shapes.hpp"
 #include "peak_probe.hpp"
@@ -218,6 +221,53 @@ void register_shapes(const std::vector<Path>& paths, const std::vector<ConvShape
       }
 }
 
+/// An NHWC uint8 max pool of the networks: input H x W x C, k x k window.
+struct PoolShape {
+  const char* name;
+  std::int64_t h, w, c, k, stride, pad;
+};
+
+void bm_max_pool(benchmark::State& st, Path path, PoolShape s, std::int64_t batch, int threads) {
+  kernels::ScopedKernelPath scope(path);
+  set_num_threads(threads);
+  Rng rng(4);
+  Tensor<std::uint8_t> x(Shape{batch, s.h, s.w, s.c});
+  auto xv = bench::random_u8(static_cast<std::size_t>(x.numel()), rng);
+  std::copy(xv.begin(), xv.end(), x.data());
+  Tensor<std::uint8_t> y(kernels::max_pool_output_shape(x.shape(), s.k, s.stride, s.pad));
+  for (auto _ : st) {
+    kernels::max_pool_u8(x.view(), y.view(), s.k, s.stride, s.pad);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  st.counters["GBps"] = benchmark::Counter(static_cast<double>(x.numel()) * 1e-9,
+                                           benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void register_pools(const std::vector<Path>& paths) {
+  const PoolShape pools[] = {{"resnet18.maxpool", 56, 56, 64, 3, 2, 1},
+                             {"cifarcnn.pool1", 32, 32, 64, 2, 2, 0},
+                             {"cifarcnn.pool3", 8, 8, 256, 2, 2, 0}};
+  std::vector<Path> all = paths;
+  all.insert(all.begin(), Path::scalar);
+  for (const PoolShape& s : pools)
+    for (std::int64_t b : {1, 8})
+      for (int t : {1, 2})
+        for (Path p : all) {
+          std::string name = "max_pool_u8@";  // (GCC 12: "@" + std::string trips -Wrestrict)
+          name += kernels::path_name(p);
+          name += '/';
+          name += s.name;
+          name += "/b";
+          name += std::to_string(b);
+          name += "/t";
+          name += std::to_string(t);
+          benchmark::RegisterBenchmark(name.c_str(), bm_max_pool, p, s, b, t)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
+}
+
 /// --paths=a,b,c (removed from argv), or every supported path but scalar.
 std::vector<Path> take_paths(int& argc, char** argv) {
   std::vector<Path> paths;
@@ -289,6 +339,7 @@ int main(int argc, char** argv) {
   register_shapes(paths, bench::resnet18_112(), {1, 8});
   register_shapes(paths, bench::cifarcnn_32(), {1, 128});
   bench::register_sparse();
+  register_pools(paths);
   register_peaks("end");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

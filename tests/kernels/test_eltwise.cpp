@@ -135,8 +135,12 @@ TEST_CASE("max_pool_u8 equals the reference", "[kernels][pool]") {
   EACH_PATH();
   Rng rng(10);
   for (std::int64_t c : {1, 3, 31, 32, 33, 64, 100})
-    for (auto [kk, s, p] :
-         {std::array<std::int64_t, 3>{2, 2, 0}, {3, 2, 1}, {3, 1, 1}, {2, 1, 0}, {3, 3, 0}})
+    for (auto [kk, s, p] : {std::array<std::int64_t, 3>{2, 2, 0},
+                            {3, 2, 1},
+                            {3, 1, 1},
+                            {2, 1, 0},
+                            {3, 3, 0},
+                            {9, 1, 4}})  // 9 x 9: more taps than the register path takes
       for (bool extreme : {false, true}) {
         auto x = random_u8(Shape{2, 9, 7, c}, rng, extreme);
         Tensor<std::uint8_t> got(k::max_pool_output_shape(x.shape(), kk, s, p));

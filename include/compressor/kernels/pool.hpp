@@ -46,6 +46,23 @@ inline void max_pool_u8(TensorView<const std::uint8_t> x, TensorView<std::uint8_
         const std::int64_t j0 = std::max<std::int64_t>(0, ow * stride - pad);
         const std::int64_t j1 = std::min(W, ow * stride - pad + k);
         std::uint8_t* out = y.data() + (row * OW + ow) * C;
+        // The window's taps inside the input; the max of them, in registers.
+        constexpr std::int64_t kMaxTaps = 64;
+        const std::uint8_t* taps[kMaxTaps];
+        const std::int64_t nt = std::max<std::int64_t>(0, (i1 - i0) * (j1 - j0));
+        if (nt >= 1 && nt <= kMaxTaps) {
+          int t = 0;
+          for (std::int64_t i = i0; i < i1; ++i)
+            for (std::int64_t j = j0; j < j1; ++j) taps[t++] = x.data() + ((n * H + i) * W + j) * C;
+          std::int64_t c = vector ? simd::max_taps_u8_avx2(t, taps, C, out) : 0;
+          for (; c < C; ++c) {
+            std::uint8_t m = taps[0][c];
+            for (int u = 1; u < t; ++u) m = std::max(m, taps[u][c]);
+            out[c] = m;
+          }
+          continue;
+        }
+        // A window of more taps (or none: 0, as the reference).
         std::memset(out, 0, static_cast<std::size_t>(C));
         for (std::int64_t i = i0; i < i1; ++i)
           for (std::int64_t j = j0; j < j1; ++j) {

@@ -108,6 +108,20 @@ COMPRESSOR_TARGET_AVX2 inline std::int64_t max_u8_avx2(std::int64_t C, const std
   return c;
 }
 
+/// y[c] = the max over taps of t[i][c] (taps >= 1), for channels [0,
+/// 32*floor(C/32)); returns how many channels it did.
+COMPRESSOR_TARGET_AVX2 inline std::int64_t max_taps_u8_avx2(int taps, const std::uint8_t* const* t,
+                                                            std::int64_t C, std::uint8_t* y) {
+  std::int64_t c = 0;
+  for (; c + 32 <= C; c += 32) {
+    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t[0] + c));
+    for (int i = 1; i < taps; ++i)
+      v = _mm256_max_epu8(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t[i] + c)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + c), v);
+  }
+  return c;
+}
+
 /// Channel sums over HW pixels (row stride C) of channels [0, 8*floor(C/8)),
 /// then requantized: y[c] = requantize(sum - HW*zx, m, zy).
 COMPRESSOR_TARGET_AVX2 inline std::int64_t avg_pool_u8_avx2(std::int64_t HW, std::int64_t C,
