@@ -113,9 +113,13 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
     // Few rows: every thread needs all of them. Unfold threaded over output
     // rows (OW pixels each), then split the GEMM over weight panels.
     const std::int64_t OW = g_.out_w(W);
-    parallel_for(M / OW, [&](std::int64_t b, std::int64_t e) {
-      im2col_u8(g_, H, W, x.data(), zp, b * OW, e * OW, cols + b * OW * ld, ld);
-    });
+    // (At least ~32 KB of rows per thread: less costs more to start.)
+    parallel_for(
+        M / OW,
+        [&](std::int64_t b, std::int64_t e) {
+          im2col_u8(g_, H, W, x.data(), zp, b * OW, e * OW, cols + b * OW * ld, ld);
+        },
+        std::max<std::int64_t>(1, (std::int64_t{1} << 15) / std::max<std::int64_t>(1, OW * ld)));
     gemm_u8s8(M, cols, ld, zx, packed_, epi, y, g_.out_c, /*a_padded=*/true);
   }
 

@@ -37,42 +37,50 @@ inline void max_pool_u8(TensorView<const std::uint8_t> x, TensorView<std::uint8_
                    "max_pool_u8 output");
   const std::int64_t H = x.dim(1), W = x.dim(2), C = x.dim(3), OH = y.dim(1), OW = y.dim(2);
   const bool vector = path_has_avx2(kernel_path());
-  parallel_for(x.dim(0) * OH, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t row = b; row < e; ++row) {
-      const std::int64_t n = row / OH, oh = row % OH;
-      const std::int64_t i0 = std::max<std::int64_t>(0, oh * stride - pad);
-      const std::int64_t i1 = std::min(H, oh * stride - pad + k);
-      for (std::int64_t ow = 0; ow < OW; ++ow) {
-        const std::int64_t j0 = std::max<std::int64_t>(0, ow * stride - pad);
-        const std::int64_t j1 = std::min(W, ow * stride - pad + k);
-        std::uint8_t* out = y.data() + (row * OW + ow) * C;
-        // The window's taps inside the input; the max of them, in registers.
-        constexpr std::int64_t kMaxTaps = 64;
-        const std::uint8_t* taps[kMaxTaps];
-        const std::int64_t nt = std::max<std::int64_t>(0, (i1 - i0) * (j1 - j0));
-        if (nt >= 1 && nt <= kMaxTaps) {
-          int t = 0;
-          for (std::int64_t i = i0; i < i1; ++i)
-            for (std::int64_t j = j0; j < j1; ++j) taps[t++] = x.data() + ((n * H + i) * W + j) * C;
-          std::int64_t c = vector ? simd::max_taps_u8_avx2(t, taps, C, out) : 0;
-          for (; c < C; ++c) {
-            std::uint8_t m = taps[0][c];
-            for (int u = 1; u < t; ++u) m = std::max(m, taps[u][c]);
-            out[c] = m;
+  // At least ~64 KB of window reads per thread: a smaller share costs more
+  // in starting the threads than it saves (a batch-1 CifarCnn pool ran
+  // slower on 2 threads than on 1).
+  const std::int64_t row_bytes = std::max<std::int64_t>(1, OW * C * k * k);
+  parallel_for(
+      x.dim(0) * OH,
+      [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t row = b; row < e; ++row) {
+          const std::int64_t n = row / OH, oh = row % OH;
+          const std::int64_t i0 = std::max<std::int64_t>(0, oh * stride - pad);
+          const std::int64_t i1 = std::min(H, oh * stride - pad + k);
+          for (std::int64_t ow = 0; ow < OW; ++ow) {
+            const std::int64_t j0 = std::max<std::int64_t>(0, ow * stride - pad);
+            const std::int64_t j1 = std::min(W, ow * stride - pad + k);
+            std::uint8_t* out = y.data() + (row * OW + ow) * C;
+            // The window's taps inside the input; the max of them, in registers.
+            constexpr std::int64_t kMaxTaps = 64;
+            const std::uint8_t* taps[kMaxTaps];
+            const std::int64_t nt = std::max<std::int64_t>(0, (i1 - i0) * (j1 - j0));
+            if (nt >= 1 && nt <= kMaxTaps) {
+              int t = 0;
+              for (std::int64_t i = i0; i < i1; ++i)
+                for (std::int64_t j = j0; j < j1; ++j)
+                  taps[t++] = x.data() + ((n * H + i) * W + j) * C;
+              std::int64_t c = vector ? simd::max_taps_u8_avx2(t, taps, C, out) : 0;
+              for (; c < C; ++c) {
+                std::uint8_t m = taps[0][c];
+                for (int u = 1; u < t; ++u) m = std::max(m, taps[u][c]);
+                out[c] = m;
+              }
+              continue;
+            }
+            // A window of more taps (or none: 0, as the reference).
+            std::memset(out, 0, static_cast<std::size_t>(C));
+            for (std::int64_t i = i0; i < i1; ++i)
+              for (std::int64_t j = j0; j < j1; ++j) {
+                const std::uint8_t* in = x.data() + ((n * H + i) * W + j) * C;
+                std::int64_t c = vector ? simd::max_u8_avx2(C, in, out) : 0;
+                for (; c < C; ++c) out[c] = std::max(out[c], in[c]);
+              }
           }
-          continue;
         }
-        // A window of more taps (or none: 0, as the reference).
-        std::memset(out, 0, static_cast<std::size_t>(C));
-        for (std::int64_t i = i0; i < i1; ++i)
-          for (std::int64_t j = j0; j < j1; ++j) {
-            const std::uint8_t* in = x.data() + ((n * H + i) * W + j) * C;
-            std::int64_t c = vector ? simd::max_u8_avx2(C, in, out) : 0;
-            for (; c < C; ++c) out[c] = std::max(out[c], in[c]);
-          }
-      }
-    }
-  });
+      },
+      std::max<std::int64_t>(1, (std::int64_t{1} << 16) / row_bytes));
 }
 
 inline void global_avg_pool_u8(TensorView<const std::uint8_t> x, QuantParams qx,
