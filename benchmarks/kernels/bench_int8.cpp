@@ -46,13 +46,19 @@ std::string bench_name(const std::string& impl, const ConvShape& s, std::int64_t
   return impl + "/" + s.name + "/b" + std::to_string(batch) + "/t" + std::to_string(threads);
 }
 
+/// A uint8 NHWC input of random bytes.
+Tensor<std::uint8_t> random_input(const Shape& shape, Rng& rng) {
+  Tensor<std::uint8_t> x(shape);
+  const auto v = bench::random_u8(static_cast<std::size_t>(x.numel()), rng);
+  std::copy(v.begin(), v.end(), x.data());
+  return x;
+}
+
 void bm_conv_int8(benchmark::State& st, Path path, ConvShape s, std::int64_t batch, int threads) {
   kernels::ScopedKernelPath scope(path);
   set_num_threads(threads);
   Rng rng(1);
-  Tensor<std::uint8_t> x(Shape{batch, s.h, s.w, s.c});
-  auto xv = bench::random_u8(static_cast<std::size_t>(x.numel()), rng);
-  std::copy(xv.begin(), xv.end(), x.data());
+  const Tensor<std::uint8_t> x = random_input(Shape{batch, s.h, s.w, s.c}, rng);
   Tensor<std::int8_t> w(Shape{s.o, s.k, s.k, s.c});
   auto wv = bench::random_s8(static_cast<std::size_t>(w.numel()), rng);
   std::copy(wv.begin(), wv.end(), w.data());
@@ -231,9 +237,7 @@ void bm_max_pool(benchmark::State& st, Path path, PoolShape s, std::int64_t batc
   kernels::ScopedKernelPath scope(path);
   set_num_threads(threads);
   Rng rng(4);
-  Tensor<std::uint8_t> x(Shape{batch, s.h, s.w, s.c});
-  auto xv = bench::random_u8(static_cast<std::size_t>(x.numel()), rng);
-  std::copy(xv.begin(), xv.end(), x.data());
+  const Tensor<std::uint8_t> x = random_input(Shape{batch, s.h, s.w, s.c}, rng);
   Tensor<std::uint8_t> y(kernels::max_pool_output_shape(x.shape(), s.k, s.stride, s.pad));
   for (auto _ : st) {
     kernels::max_pool_u8(x.view(), y.view(), s.k, s.stride, s.pad);

@@ -48,6 +48,17 @@ Result shell(const std::string& cmd, const std::string& log_name) {
 }
 
 const std::string kBin = std::string("'") + EF_EXPERIMENT_BIN + "'";
+
+/// Makes the synthetic set (24 clips of 2 frames of 32x32) in the scratch
+/// folder, if it is not there, by a short run of its own (the first case
+/// renames the set it makes).
+Result generate_synthetic_set(const std::string& log_name) {
+  return shell(kBin +
+                   " --data-root '' --generate 24 --frames 2 --size 32 --width 0.125 "
+                   "--epochs 1 --mode quantization --qat-epochs 0 "
+                   "--calibration-batches 1 --batch-size 4 --threads 2 --out bad_gen_out",
+               log_name);
+}
 const std::string kTiny =
     " --data-root tiny_echo --frames 2 --size 32 --width 0.125 --batch-size 4 --epochs 1 "
     "--finetune-epochs 1 --qat-epochs 1 --unstructured 0.5 0.9 --structured 0.5 "
@@ -228,12 +239,7 @@ TEST_CASE("ef_experiment: bad input names the flag or file", "[experiments]") {
 TEST_CASE("ef_experiment: an empty list, a missing split, another model's checkpoint",
           "[experiments]") {
   // A set of its own: the first case renames the generated one.
-  const Result gen =
-      shell(kBin +
-                " --data-root '' --generate 24 --frames 2 --size 32 --width 0.125 "
-                "--epochs 1 --mode quantization --qat-epochs 0 "
-                "--calibration-batches 1 --batch-size 4 --threads 2 --out bad_gen_out",
-            "bad_gen.log");
+  const Result gen = generate_synthetic_set("bad_gen.log");
   INFO(gen.output);
   REQUIRE(gen.status == 0);
   const fs::path set = kScratch / "synthetic_echo";
@@ -322,12 +328,7 @@ bool same_tensors(const fs::path& a, const fs::path& b) {
 
 TEST_CASE("ef_experiment: a run killed mid-stage resumes at its next epoch, exactly",
           "[experiments]") {
-  const Result gen =
-      shell(kBin +
-                " --data-root '' --generate 24 --frames 2 --size 32 --width 0.125 "
-                "--epochs 1 --mode quantization --qat-epochs 0 "
-                "--calibration-batches 1 --batch-size 4 --threads 2 --out bad_gen_out",
-            "resume_gen.log");
+  const Result gen = generate_synthetic_set("resume_gen.log");
   INFO(gen.output);
   REQUIRE(gen.status == 0);
   const std::string run = kBin +
