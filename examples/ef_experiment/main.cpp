@@ -102,7 +102,7 @@ Config parse(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"pruning", "quantization", "all"}));
   app.add_flag("--full", c.full,
-               "the full configuration: ResNet-18 at full width on 16 frames of 112x112, 20 "
+               "the full configuration: ResNet-18 at full width on 16 frames of 112x112, 30 "
                "epochs, 4 fine-tuning epochs, batch 8 (the defaults of --width, --frames, "
                "--size, --epochs, --finetune-epochs, --batch-size; given on the command line, "
                "they still apply)");
@@ -216,7 +216,7 @@ Config parse(int argc, char** argv) {
     set("--width", c.width, 1.0);
     set("--frames", c.frames, std::int64_t{16});
     set("--size", c.size, std::int64_t{112});
-    set("--epochs", c.epochs, 20);
+    set("--epochs", c.epochs, 30);
     set("--finetune-epochs", c.finetune_epochs, 4);
     set("--batch-size", c.batch_size, std::int64_t{8});
   }
