@@ -140,7 +140,7 @@ TEST_CASE("max_pool_u8 equals the reference", "[kernels][pool]") {
                             {3, 1, 1},
                             {2, 1, 0},
                             {3, 3, 0},
-                            {9, 1, 4}})  // 9 x 9: more taps than the register path takes
+                            {9, 1, 4}})  // 9 x 9: 81 taps, more than one batch of 64
       for (bool extreme : {false, true}) {
         auto x = random_u8(Shape{2, 9, 7, c}, rng, extreme);
         Tensor<std::uint8_t> got(k::max_pool_output_shape(x.shape(), kk, s, p));

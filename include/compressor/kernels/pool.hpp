@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 #include "compressor/core/tensor.hpp"
 #include "compressor/core/threading.hpp"
@@ -18,6 +17,19 @@
 #include "compressor/kernels/simd/eltwise_u8.hpp"
 
 namespace compressor::kernels {
+
+namespace detail {
+/// out[c] = the max over t[0..taps) of t[i][c] (taps >= 1; t[0] may be out).
+inline void max_of_taps(const std::uint8_t* const* t, int taps, std::int64_t C, std::uint8_t* out,
+                        bool vector) {
+  std::int64_t c = vector ? simd::max_taps_u8_avx2(taps, t, C, out) : 0;
+  for (; c < C; ++c) {
+    std::uint8_t m = t[0][c];
+    for (int u = 1; u < taps; ++u) m = std::max(m, t[u][c]);
+    out[c] = m;
+  }
+}
+}  // namespace detail
 
 /// Output shape of a k x k max pool over an NHWC input.
 inline Shape max_pool_output_shape(const Shape& in, std::int64_t k, std::int64_t stride,
@@ -44,6 +56,11 @@ inline void max_pool_u8(TensorView<const std::uint8_t> x, TensorView<std::uint8_
   parallel_for(
       x.dim(0) * OH,
       [&](std::int64_t b, std::int64_t e) {
+        // The window's taps inside the input (never none: 2 * pad <= k), up
+        // to kMaxTaps at a time; a larger window carries its running max in
+        // `out` as the next batch's first tap.
+        constexpr int kMaxTaps = 64;
+        const std::uint8_t* taps[kMaxTaps];
         for (std::int64_t row = b; row < e; ++row) {
           const std::int64_t n = row / OH, oh = row % OH;
           const std::int64_t i0 = std::max<std::int64_t>(0, oh * stride - pad);
@@ -52,31 +69,17 @@ inline void max_pool_u8(TensorView<const std::uint8_t> x, TensorView<std::uint8_
             const std::int64_t j0 = std::max<std::int64_t>(0, ow * stride - pad);
             const std::int64_t j1 = std::min(W, ow * stride - pad + k);
             std::uint8_t* out = y.data() + (row * OW + ow) * C;
-            // The window's taps inside the input; the max of them, in registers.
-            constexpr std::int64_t kMaxTaps = 64;
-            const std::uint8_t* taps[kMaxTaps];
-            const std::int64_t nt = std::max<std::int64_t>(0, (i1 - i0) * (j1 - j0));
-            if (nt >= 1 && nt <= kMaxTaps) {
-              int t = 0;
-              for (std::int64_t i = i0; i < i1; ++i)
-                for (std::int64_t j = j0; j < j1; ++j)
-                  taps[t++] = x.data() + ((n * H + i) * W + j) * C;
-              std::int64_t c = vector ? simd::max_taps_u8_avx2(t, taps, C, out) : 0;
-              for (; c < C; ++c) {
-                std::uint8_t m = taps[0][c];
-                for (int u = 1; u < t; ++u) m = std::max(m, taps[u][c]);
-                out[c] = m;
-              }
-              continue;
-            }
-            // A window of more taps (or none: 0, as the reference).
-            std::memset(out, 0, static_cast<std::size_t>(C));
+            int t = 0;
             for (std::int64_t i = i0; i < i1; ++i)
               for (std::int64_t j = j0; j < j1; ++j) {
-                const std::uint8_t* in = x.data() + ((n * H + i) * W + j) * C;
-                std::int64_t c = vector ? simd::max_u8_avx2(C, in, out) : 0;
-                for (; c < C; ++c) out[c] = std::max(out[c], in[c]);
+                if (t == kMaxTaps) {
+                  detail::max_of_taps(taps, t, C, out, vector);
+                  t = 0;
+                  taps[t++] = out;
+                }
+                taps[t++] = x.data() + ((n * H + i) * W + j) * C;
               }
+            detail::max_of_taps(taps, t, C, out, vector);
           }
         }
       },

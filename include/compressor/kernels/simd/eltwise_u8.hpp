@@ -96,20 +96,8 @@ COMPRESSOR_TARGET_AVX2 inline std::int64_t add_u8_avx2(std::int64_t n, const std
   return i;
 }
 
-/// y[c] = max(y[c], x[c]) over C channels, 32 at a time.
-COMPRESSOR_TARGET_AVX2 inline std::int64_t max_u8_avx2(std::int64_t C, const std::uint8_t* x,
-                                                       std::uint8_t* y) {
-  std::int64_t c = 0;
-  for (; c + 32 <= C; c += 32) {
-    const __m256i v = _mm256_max_epu8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + c)),
-                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + c)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + c), v);
-  }
-  return c;
-}
-
-/// y[c] = the max over taps of t[i][c] (taps >= 1), for channels [0,
-/// 32*floor(C/32)); returns how many channels it did.
+/// y[c] = the max over taps of t[i][c] (taps >= 1; t[0] may be y), for
+/// channels [0, 32*floor(C/32)); returns how many channels it did.
 COMPRESSOR_TARGET_AVX2 inline std::int64_t max_taps_u8_avx2(int taps, const std::uint8_t* const* t,
                                                             std::int64_t C, std::uint8_t* y) {
   std::int64_t c = 0;
