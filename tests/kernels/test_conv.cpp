@@ -41,6 +41,7 @@ TEST_CASE("conv_u8s8 1x1 strided (pixels read in place) equals the reference", "
   // unfold; strides 2 and 3, odd sizes, edge tiles, 1 and 2 threads, and
   // more rows than one L2 row block.
   const int saved = compressor::num_threads();
+  const k::ScopedThreadGrain split_all(1);  // small shapes threaded too
   std::uint64_t seed = 100;
   for (int threads : {1, 2}) {
     compressor::set_num_threads(threads);
@@ -90,6 +91,7 @@ TEST_CASE("conv_u8s8 is the same with 1, 2 and 3 threads", "[kernels][conv]") {
   // Each thread unfolds its units of rows into a block of its own (3
   // threads on 2 cores: more blocks than cores).
   const int saved = compressor::num_threads();
+  const k::ScopedThreadGrain split_all(1);  // small shapes threaded too
   for (int threads : {1, 2, 3}) {
     compressor::set_num_threads(threads);
     ConvTester().input(2, 14, 14, 32).output_channels(40).kernel(3).pad(1).stride(2).test_exact();

@@ -58,12 +58,30 @@ TEST_CASE("gemm_u8s8 with unpadded rows (lda == K, K % 4 != 0) reads nothing pas
 
 TEST_CASE("gemm_u8s8 is the same on 1, 2 and 3 threads (row and panel splits)", "[kernels][gemm]") {
   const int saved = compressor::num_threads();
+  const k::ScopedThreadGrain split_all(1);  // small shapes threaded too
   for (int threads : {1, 2, 3}) {
     compressor::set_num_threads(threads);
     GemmTester().m(3).n(200).k(70).seed(5).test_requant();   // splits weight panels
     GemmTester().m(301).n(20).k(50).seed(6).test_requant();  // splits rows, several units
     GemmTester().m(2000).n(33).k(147).seed(7).test_s32();    // units of whole row blocks
   }
+  compressor::set_num_threads(saved);
+}
+
+TEST_CASE("small int8 kernel calls run on fewer threads", "[kernels][gemm]") {
+  const int saved = compressor::num_threads();
+  compressor::set_num_threads(3);
+  const std::int64_t g = k::detail::kMinMacsPerThread;
+  CHECK(k::detail::threads_for_macs(0) == 1);
+  CHECK(k::detail::threads_for_macs(2 * g - 1) == 1);
+  CHECK(k::detail::threads_for_macs(2 * g) == 2);
+  CHECK(k::detail::threads_for_macs(100 * g) == 3);
+  {
+    const k::ScopedThreadGrain split_all(1);
+    CHECK(k::detail::threads_for_macs(2) == 2);
+    CHECK(k::detail::threads_for_macs(0) == 1);
+  }
+  CHECK(k::detail::threads_for_macs(2) == 1);  // the grain is back
   compressor::set_num_threads(saved);
 }
 

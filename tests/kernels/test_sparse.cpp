@@ -367,6 +367,7 @@ TEST_CASE("SparseWeightsS8 rejects weights outside the exact range", "[kernels][
 
 TEST_CASE("sparse kernels give the same result with 1, 2 and 3 threads", "[kernels][sparse]") {
   const int saved = num_threads();
+  const k::ScopedThreadGrain split_all(1);  // small shapes threaded too
   for (int t : {1, 2, 3}) {
     set_num_threads(t);
     INFO(t << " threads");
@@ -395,6 +396,7 @@ TEST_CASE("sparse_gemm_u8s8_blocks equals sparse_gemm_u8s8 and asks for whole bl
   // kernel's buffer (as the sparse conv unfolds them there).
   Rng rng(21);
   const int saved = num_threads();
+  const k::ScopedThreadGrain split_all(1);  // small shapes threaded too
   struct Shape3 {
     std::int64_t m, k, n;
   };

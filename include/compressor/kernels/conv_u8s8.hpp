@@ -96,16 +96,21 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
       const std::int64_t rows = detail::gemm_unit_rows(M, packed_, kernel);
       const std::int64_t units = (M + rows - 1) / rows;
       const bool nested = in_parallel();  // then parallel_units runs inline
-      const std::int64_t slots = nested ? 1 : std::min<std::int64_t>(num_threads(), units);
+      const std::int64_t threads = detail::threads_for_macs(M * ld * g_.out_c);
+      const std::int64_t slots = nested ? 1 : std::min(threads, units);
       s.cols.reserve_discard(static_cast<std::size_t>(slots * rows * ld));
       std::uint8_t* cols = s.cols.data();
-      detail::parallel_units(units, [&](std::int64_t u) {
-        const std::int64_t m = u * rows, me = std::min(M, m + rows);
-        std::uint8_t* block = cols + (nested ? 0 : thread_index()) * rows * ld;
-        im2col_u8(g_, H, W, x.data(), zp, m, me, block, ld);
-        detail::gemm_u8s8_range(kernel, 0, me - m, 0, packed_.panels(), StridedRowsU8{block, ld},
-                                zx, packed_, epi, y + m * g_.out_c, g_.out_c, me - m);
-      });
+      detail::parallel_units(
+          units,
+          [&](std::int64_t u) {
+            const std::int64_t m = u * rows, me = std::min(M, m + rows);
+            std::uint8_t* block = cols + (nested ? 0 : thread_index()) * rows * ld;
+            im2col_u8(g_, H, W, x.data(), zp, m, me, block, ld);
+            detail::gemm_u8s8_range(kernel, 0, me - m, 0, packed_.panels(),
+                                    StridedRowsU8{block, ld}, zx, packed_, epi, y + m * g_.out_c,
+                                    g_.out_c, me - m);
+          },
+          threads);
       return;
     }
     s.cols.reserve_discard(static_cast<std::size_t>(M * ld));

@@ -130,24 +130,29 @@ void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeights
   if (M == 0) return;
   const GemmKernel kernel = gemm_kernel(kernel_path(), B);
   const std::int64_t panels = B.panels();
+  const std::int64_t threads = threads_for_macs(M * B.k_padded() * B.n());
   if (gemm_splits_rows(M, B)) {
     const std::int64_t rows = gemm_unit_rows(M, B, kernel);
-    parallel_units((M + rows - 1) / rows, [&](std::int64_t u) {
-      gemm_u8s8_range(kernel, u * rows, std::min(M, (u + 1) * rows), 0, panels, A, za, B, epi, C,
-                      ldc, m_whole);
-    });
+    parallel_units((M + rows - 1) / rows,
+                   [&](std::int64_t u) {
+                     gemm_u8s8_range(kernel, u * rows, std::min(M, (u + 1) * rows), 0, panels, A,
+                                     za, B, epi, C, ldc, m_whole);
+                   },
+                   threads);
   } else {
     // Contiguous groups of panels, ~2 per thread: threads writing
     // neighbouring panels of the same rows of C share a cache line at every
     // boundary (always so for uint8 C, for int32 C when it is not 64-byte
     // aligned; one panel per unit measured 1.6x slower on ResNet-18's layer3
     // downsample at batch 1, 2 threads, with C 16 bytes off a line).
-    const std::int64_t threads = in_parallel() ? 1 : num_threads();
-    const std::int64_t per = std::max<std::int64_t>(1, panels / (2 * threads));
-    parallel_units((panels + per - 1) / per, [&](std::int64_t u) {
-      gemm_u8s8_range(kernel, 0, M, u * per, std::min(panels, (u + 1) * per), A, za, B, epi, C, ldc,
-                      m_whole);
-    });
+    const std::int64_t per =
+        std::max<std::int64_t>(1, panels / (2 * (in_parallel() ? 1 : threads)));
+    parallel_units((panels + per - 1) / per,
+                   [&](std::int64_t u) {
+                     gemm_u8s8_range(kernel, 0, M, u * per, std::min(panels, (u + 1) * per), A, za,
+                                     B, epi, C, ldc, m_whole);
+                   },
+                   threads);
   }
 }
 

@@ -17,12 +17,35 @@
 
 namespace compressor::kernels::detail {
 
-/// Runs fn(i) for every i in [0, n), on up to num_threads() threads; inline
-/// when one thread is asked for or when already inside a parallel region.
+/// Multiply-adds a kernel call gives each thread at least: a smaller call
+/// runs on fewer threads. Starting a thread costs a few microseconds, and a
+/// layer split over two cores leaves its output in both, where the next
+/// layer fetches half of it from the other core. Measured on the 2-core Zen 5
+/// VM (docs/performance.md, "Small layers on one thread"): the int8 convs of
+/// a CifarCnn pruned to half its channels, 4.7 M multiply-adds each at batch
+/// 1, ran 1.0-1.5x slower on 2 threads than on 1 inside the model.
+inline constexpr std::int64_t kMinMacsPerThread = std::int64_t{4} << 20;
+
+/// The grain threads_for_macs uses: kMinMacsPerThread unless a
+/// ScopedThreadGrain says otherwise.
+inline std::int64_t& min_macs_per_thread() {
+  static std::int64_t grain = kMinMacsPerThread;
+  return grain;
+}
+
+/// Threads worth giving a kernel call of `macs` multiply-adds (computed,
+/// zeros included): between 1 and num_threads().
+inline std::int64_t threads_for_macs(std::int64_t macs) {
+  return std::clamp<std::int64_t>(macs / min_macs_per_thread(), 1, num_threads());
+}
+
+/// Runs fn(i) for every i in [0, n), on up to min(num_threads(),
+/// max_threads) threads; inline when one thread is asked for or when already
+/// inside a parallel region.
 template <class Fn>
-void parallel_units(std::int64_t n, Fn&& fn) {
+void parallel_units(std::int64_t n, Fn&& fn, std::int64_t max_threads = INT64_MAX) {
   if (n <= 0) return;
-  const auto threads = static_cast<int>(std::min<std::int64_t>(num_threads(), n));
+  const auto threads = static_cast<int>(std::min({std::int64_t{num_threads()}, max_threads, n}));
   if (threads <= 1 || in_parallel()) {
     for (std::int64_t i = 0; i < n; ++i) fn(i);
     return;
@@ -49,3 +72,23 @@ void parallel_units(std::int64_t n, Fn&& fn) {
 }
 
 }  // namespace compressor::kernels::detail
+
+namespace compressor::kernels {
+
+/// Sets the multiply-adds per thread below which the int8 kernels use fewer
+/// threads (detail::kMinMacsPerThread) for its lifetime; not thread-safe.
+/// Tests set 1, so that small shapes take the threaded code too.
+class ScopedThreadGrain {
+ public:
+  explicit ScopedThreadGrain(std::int64_t macs_per_thread) : saved_(detail::min_macs_per_thread()) {
+    detail::min_macs_per_thread() = std::max<std::int64_t>(1, macs_per_thread);
+  }
+  ~ScopedThreadGrain() { detail::min_macs_per_thread() = saved_; }
+  ScopedThreadGrain(const ScopedThreadGrain&) = delete;
+  ScopedThreadGrain& operator=(const ScopedThreadGrain&) = delete;
+
+ private:
+  std::int64_t saved_;
+};
+
+}  // namespace compressor::kernels
