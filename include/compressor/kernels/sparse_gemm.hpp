@@ -72,7 +72,8 @@ inline void check_sparse_args(const char* what, std::int64_t M, std::int64_t ldx
 /// The time of one multiply-add of the int8 sparse kernels in dense-GEMM
 /// multiply-adds, for threads_for_macs: ResNet-18's 28 x 28 x 64 -> 64 conv
 /// at one frame, 90% sparse, computes 3.1 M products in 41 us on 1 thread
-/// (avx512_vnni, Zen 5), the dense conv 28.9 M in 72 us: 5.6x.
+/// (avx512_vnni, Zen 5), the dense conv 28.9 M in 72 us: 5.6x. 4 is what
+/// the sweep of docs/performance.md ("Small layers on one thread") chose.
 inline constexpr std::int64_t kSparseMacCost = 4;
 
 /// The work units of an M x N sparse product on `threads` threads: its
