@@ -84,7 +84,9 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
     }
     const std::int64_t ld = packed_.k_padded();
     const auto zp = static_cast<std::uint8_t>(zx);
-    if (detail::gemm_splits_rows(M, packed_)) {
+    const GemmKernel kernel = gemm_kernel(kernel_path(), packed_);
+    const std::int64_t threads = detail::gemm_threads(M, packed_);
+    if (detail::gemm_splits_rows(M, packed_, kernel, threads)) {
       // Each unit of rows (at most an L2 row block) is unfolded and
       // multiplied by the same thread while it is still in cache, into a
       // block of its own thread that every unit of the thread reuses: an
@@ -92,11 +94,9 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
       // CifarCnn's conv2 at batch 128), whose first writes fetch it from
       // DRAM and whose lines go back there (measured: 74% of the vpdpbusd
       // peak against 88% for the GEMM alone; docs/performance.md).
-      const GemmKernel kernel = gemm_kernel(kernel_path(), packed_);
-      const std::int64_t rows = detail::gemm_unit_rows(M, packed_, kernel);
+      const std::int64_t rows = detail::gemm_unit_rows(M, packed_, kernel, threads);
       const std::int64_t units = (M + rows - 1) / rows;
       const bool nested = in_parallel();  // then parallel_units runs inline
-      const std::int64_t threads = detail::threads_for_macs(M * ld * g_.out_c);
       const std::int64_t slots = nested ? 1 : std::min(threads, units);
       s.cols.reserve_discard(static_cast<std::size_t>(slots * rows * ld));
       std::uint8_t* cols = s.cols.data();

@@ -99,24 +99,41 @@ inline std::int64_t rows_readable_padded(std::int64_t M, std::int64_t lda, std::
   return std::max<std::int64_t>(0, M - (kp - K + lda - 1) / lda);
 }
 
-/// The GEMM's thread split: rows of A (true) or weight panels. Splitting
-/// rows makes every thread read all N x K weights and M / T rows of A;
-/// splitting panels, all of A and N / T of the weights. Split the larger
-/// operand, when it has a tile per thread.
-inline bool gemm_splits_rows(std::int64_t M, const PackedWeightsU8S8& B) {
-  const std::int64_t row_tiles = (M + GemmU8S8Tiles::kMR - 1) / GemmU8S8Tiles::kMR;  // any kernel
-  return (M >= B.n() && row_tiles >= num_threads()) || B.panels() < num_threads();
+/// The threads a GEMM call of M rows runs on: one inside a parallel region
+/// (parallel_units then runs inline), else at most one per
+/// kMinMacsPerThread multiply-adds.
+inline std::int64_t gemm_threads(std::int64_t M, const PackedWeightsU8S8& B) {
+  return in_parallel() ? 1 : threads_for_macs(M * B.k_padded() * B.n());
 }
 
-/// Rows per work unit when the GEMM splits rows: one L2 row block on one
-/// thread; with more threads about 6 units per thread (so that a thread that
-/// loses its core leaves units to the others; 6 measured better than 3 on
-/// the batch-8 ResNet-18 shapes at 2 threads, docs/performance.md), each
-/// still a multiple of the kernel's tile rows.
-inline std::int64_t gemm_unit_rows(std::int64_t M, const PackedWeightsU8S8& B, GemmKernel kernel) {
+/// The GEMM's split over `threads` threads: rows of A (true) or weight
+/// panels. Splitting rows makes every thread read all N x K weights and
+/// M / T rows of A; splitting panels, all of A and N / T of the weights.
+/// One thread takes the smaller operand's way (fewer passes over the larger
+/// one). More threads split rows whenever there are two of the kernel's row
+/// tiles per thread, even when the weights are the larger operand: on the
+/// Zen 5 VM at 2 threads, batch-1 3x3 convs of 49 and 64 output pixels ran
+/// 1.3-1.5x faster split by rows than by panels (a 7x7 256 -> 256 conv
+/// 54-60 -> 43-46 us; weights of up to 590 KB read by both cores cost less
+/// than both cores reading the one im2col block the other wrote);
+/// fewer tiles than that split unevenly (16 rows in 12-row tiles: 12 + 4,
+/// measured 8% slower than panels).
+inline bool gemm_splits_rows(std::int64_t M, const PackedWeightsU8S8& B, GemmKernel kernel,
+                             std::int64_t threads) {
+  if (threads <= 1) return M >= B.n();
+  const std::int64_t row_tiles = (M + gemm_kernel_rows(kernel) - 1) / gemm_kernel_rows(kernel);
+  return row_tiles >= 2 * threads || (M >= B.n() && row_tiles >= threads) || B.panels() < threads;
+}
+
+/// Rows per work unit when the GEMM splits rows over `threads`: one L2 row
+/// block on one thread; with more threads about 6 units per thread (so that
+/// a thread that loses its core leaves units to the others; 6 measured
+/// better than 3 on the batch-8 ResNet-18 shapes at 2 threads,
+/// docs/performance.md), each still a multiple of the kernel's tile rows.
+inline std::int64_t gemm_unit_rows(std::int64_t M, const PackedWeightsU8S8& B, GemmKernel kernel,
+                                   std::int64_t threads) {
   const std::int64_t MR = gemm_kernel_rows(kernel);
   const std::int64_t block = GemmU8S8Tiles::row_block(B.k_padded(), gemm_kernel_rows(kernel));
-  const std::int64_t threads = in_parallel() ? 1 : num_threads();
   if (threads <= 1) return block;
   const std::int64_t per = (M + 6 * threads - 1) / (6 * threads);
   return std::clamp((per + MR - 1) / MR * MR, MR, block);
@@ -130,9 +147,9 @@ void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeights
   if (M == 0) return;
   const GemmKernel kernel = gemm_kernel(kernel_path(), B);
   const std::int64_t panels = B.panels();
-  const std::int64_t threads = threads_for_macs(M * B.k_padded() * B.n());
-  if (gemm_splits_rows(M, B)) {
-    const std::int64_t rows = gemm_unit_rows(M, B, kernel);
+  const std::int64_t threads = gemm_threads(M, B);
+  if (gemm_splits_rows(M, B, kernel, threads)) {
+    const std::int64_t rows = gemm_unit_rows(M, B, kernel, threads);
     parallel_units((M + rows - 1) / rows,
                    [&](std::int64_t u) {
                      gemm_u8s8_range(kernel, u * rows, std::min(M, (u + 1) * rows), 0, panels, A,
@@ -145,8 +162,7 @@ void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeights
     // boundary (always so for uint8 C, for int32 C when it is not 64-byte
     // aligned; one panel per unit measured 1.6x slower on ResNet-18's layer3
     // downsample at batch 1, 2 threads, with C 16 bytes off a line).
-    const std::int64_t per =
-        std::max<std::int64_t>(1, panels / (2 * (in_parallel() ? 1 : threads)));
+    const std::int64_t per = std::max<std::int64_t>(1, panels / (2 * threads));
     parallel_units((panels + per - 1) / per,
                    [&](std::int64_t u) {
                      gemm_u8s8_range(kernel, 0, M, u * per, std::min(panels, (u + 1) * per), A, za,
