@@ -96,6 +96,8 @@ TEST_CASE("conv_u8s8 is the same with 1, 2 and 3 threads", "[kernels][conv]") {
     compressor::set_num_threads(threads);
     ConvTester().input(2, 14, 14, 32).output_channels(40).kernel(3).pad(1).stride(2).test_exact();
     ConvTester().input(1, 4, 4, 64).output_channels(100).kernel(3).pad(1).test_exact();
+    // 49 rows, 300 channels: split by rows where each thread has two row tiles.
+    ConvTester().input(1, 7, 7, 24).output_channels(300).kernel(3).pad(1).test_exact();
     // More rows than one L2 row block (GemmU8S8Tiles::row_block): several
     // unfold + multiply blocks per thread.
     ConvTester().input(2, 61, 67, 3).output_channels(9).kernel(3).pad(1).test_exact();

@@ -64,7 +64,6 @@ TEST_CASE("gemm_u8s8 is the same on 1, 2 and 3 threads (row and panel splits)", 
     GemmTester().m(3).n(200).k(70).seed(5).test_requant();   // splits weight panels
     GemmTester().m(301).n(20).k(50).seed(6).test_requant();  // splits rows, several units
     GemmTester().m(2000).n(33).k(147).seed(7).test_s32();    // units of whole row blocks
-    GemmTester().m(64).n(256).k(90).seed(8).test_requant();  // M < N, split by rows
   }
   compressor::set_num_threads(saved);
 }
@@ -86,26 +85,29 @@ TEST_CASE("small int8 kernel calls run on fewer threads", "[kernels][gemm]") {
   compressor::set_num_threads(saved);
 }
 
-TEST_CASE("the int8 GEMM splits rows when each thread gets two row tiles", "[kernels][gemm]") {
+TEST_CASE("the int8 GEMM and conv choose their thread split", "[kernels][gemm]") {
   const std::vector<std::int8_t> w(static_cast<std::size_t>(256 * 64), 1);
   const k::PackedWeightsU8S8 n256(w.data(), 256, 64, 64);  // 16 panels
   const k::PackedWeightsU8S8 n16(w.data(), 16, 64, 64);    // 1 panel
-  using k::GemmKernel;
-  const auto rows = [](std::int64_t m, const k::PackedWeightsU8S8& b, GemmKernel kernel, int t) {
-    return k::detail::gemm_splits_rows(m, b, kernel, t);
-  };
+  constexpr auto zmm = k::GemmKernel::zmm_vnni;            // 12-row tiles
+  using k::detail::conv_splits_rows;
+  using k::detail::gemm_splits_rows;
   // One thread: the smaller operand's way.
-  CHECK(rows(300, n256, GemmKernel::zmm_vnni, 1));
-  CHECK_FALSE(rows(64, n256, GemmKernel::zmm_vnni, 1));
-  // Two threads, 12-row tiles: 37-48 rows are 4 tiles (rows), 36 are 3 (panels).
-  CHECK(rows(64, n256, GemmKernel::zmm_vnni, 2));
-  CHECK(rows(48, n256, GemmKernel::zmm_vnni, 2));
-  CHECK_FALSE(rows(36, n256, GemmKernel::zmm_vnni, 2));
-  CHECK_FALSE(rows(16, n256, GemmKernel::zmm_vnni, 2));
-  // 4-row tiles: 16 rows are 4 tiles, two per thread.
-  CHECK(rows(16, n256, GemmKernel::ymm_maddubs, 2));
+  CHECK(gemm_splits_rows(300, n256, zmm, 1));
+  CHECK_FALSE(gemm_splits_rows(64, n256, zmm, 1));
+  CHECK_FALSE(conv_splits_rows(64, n256, zmm, 1));
+  // Two threads: the GEMM splits the larger operand...
+  CHECK(gemm_splits_rows(256, n256, zmm, 2));
+  CHECK_FALSE(gemm_splits_rows(64, n256, zmm, 2));
+  // ...the conv rows from two 12-row tiles per thread: 37-48 rows are 4.
+  CHECK(conv_splits_rows(256, n256, zmm, 2));
+  CHECK(conv_splits_rows(64, n256, zmm, 2));
+  CHECK(conv_splits_rows(37, n256, zmm, 2));
+  CHECK_FALSE(conv_splits_rows(36, n256, zmm, 2));
+  CHECK(conv_splits_rows(16, n256, k::GemmKernel::ymm_maddubs, 2));  // 4-row tiles
   // Fewer panels than threads: rows, however few.
-  CHECK(rows(3, n16, GemmKernel::zmm_vnni, 2));
+  CHECK(gemm_splits_rows(3, n16, zmm, 2));
+  CHECK(conv_splits_rows(3, n16, zmm, 2));
 }
 
 TEST_CASE("gemm_u8s8 handles strided A and C", "[kernels][gemm]") {

@@ -86,7 +86,7 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
     const auto zp = static_cast<std::uint8_t>(zx);
     const GemmKernel kernel = gemm_kernel(kernel_path(), packed_);
     const std::int64_t threads = detail::gemm_threads(M, packed_);
-    if (detail::gemm_splits_rows(M, packed_, kernel, threads)) {
+    if (detail::conv_splits_rows(M, packed_, kernel, threads)) {
       // Each unit of rows (at most an L2 row block) is unfolded and
       // multiplied by the same thread while it is still in cache, into a
       // block of its own thread that every unit of the thread reuses: an

@@ -109,20 +109,32 @@ inline std::int64_t gemm_threads(std::int64_t M, const PackedWeightsU8S8& B) {
 /// The GEMM's split over `threads` threads: rows of A (true) or weight
 /// panels. Splitting rows makes every thread read all N x K weights and
 /// M / T rows of A; splitting panels, all of A and N / T of the weights.
-/// One thread takes the smaller operand's way (fewer passes over the larger
-/// one). More threads split rows whenever there are two of the kernel's row
-/// tiles per thread, even when the weights are the larger operand: on the
-/// Zen 5 VM at 2 threads, batch-1 3x3 convs of 49 and 64 output pixels ran
-/// 1.3-1.5x faster split by rows than by panels (a 7x7 256 -> 256 conv
-/// 54-60 -> 43-46 us; weights of up to 590 KB read by both cores cost less
-/// than both cores reading the one im2col block the other wrote);
-/// fewer tiles than that split unevenly (16 rows in 12-row tiles: 12 + 4,
-/// measured 8% slower than panels).
+/// Split the larger operand, when it has a row tile per thread; one thread
+/// takes the smaller operand's way (fewer passes over the larger one).
 inline bool gemm_splits_rows(std::int64_t M, const PackedWeightsU8S8& B, GemmKernel kernel,
                              std::int64_t threads) {
   if (threads <= 1) return M >= B.n();
   const std::int64_t row_tiles = (M + gemm_kernel_rows(kernel) - 1) / gemm_kernel_rows(kernel);
-  return row_tiles >= 2 * threads || (M >= B.n() && row_tiles >= threads) || B.panels() < threads;
+  return (M >= B.n() && row_tiles >= threads) || B.panels() < threads;
+}
+
+/// The split of a conv that unfolds its rows (im2col): as the GEMM's, and
+/// by rows also when the weights are the larger operand if there are two of
+/// the kernel's row tiles per thread. Split by rows, each thread unfolds its
+/// own rows into its own cache; split by panels, both threads read the one
+/// unfolded matrix, half of it written by the other core. On the Zen 5 VM
+/// at 2 threads, batch-1 3x3 convs of 49 and 64 output pixels ran 1.3-1.5x
+/// faster by rows (ResNet-18's 7x7 256 -> 256 conv 56 -> 43-44 us,
+/// CifarCnn's 8x8 128 -> 256 one 39-42 -> 30 us), the batch-8 4x4 ones
+/// 1.1x, while the bare GEMM on the same shapes, whose A every thread
+/// reads from memory either way, ran 4-10% slower by rows than by panels.
+/// Fewer tiles than that split unevenly (16 rows in 12-row tiles: 12 + 4,
+/// measured 8% slower than panels).
+inline bool conv_splits_rows(std::int64_t M, const PackedWeightsU8S8& B, GemmKernel kernel,
+                             std::int64_t threads) {
+  if (gemm_splits_rows(M, B, kernel, threads)) return true;
+  const std::int64_t row_tiles = (M + gemm_kernel_rows(kernel) - 1) / gemm_kernel_rows(kernel);
+  return threads > 1 && row_tiles >= 2 * threads;
 }
 
 /// Rows per work unit when the GEMM splits rows over `threads`: one L2 row
