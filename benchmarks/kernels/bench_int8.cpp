@@ -251,6 +251,8 @@ void bm_max_pool(benchmark::State& st, Path path, PoolShape s, std::int64_t batc
 void register_pools(const std::vector<Path>& paths) {
   const PoolShape pools[] = {{"resnet18.maxpool", 56, 56, 64, 3, 2, 1},
                              {"cifarcnn.pool1", 32, 32, 64, 2, 2, 0},
+                             // after conv1 pruned to 45 channels (ratio 0.3)
+                             {"cifarcnn_ch0.3.pool1", 32, 32, 45, 2, 2, 0},
                              {"cifarcnn.pool3", 8, 8, 256, 2, 2, 0}};
   std::vector<Path> all = paths;
   all.insert(all.begin(), Path::scalar);
