@@ -123,9 +123,9 @@ inline bool gemm_splits_rows(std::int64_t M, const PackedWeightsU8S8& B, GemmKer
 /// the kernel's row tiles per thread. Split by rows, each thread unfolds its
 /// own rows into its own cache; split by panels, both threads read the one
 /// unfolded matrix, half of it written by the other core. On the Zen 5 VM
-/// at 2 threads, batch-1 3x3 convs of 49 and 64 output pixels ran 1.3-1.5x
-/// faster by rows (ResNet-18's 7x7 256 -> 256 conv 56 -> 43-44 us,
-/// CifarCnn's 8x8 128 -> 256 one 39-42 -> 30 us), the batch-8 4x4 ones
+/// at 2 threads, batch-1 3x3 convs of 49 and 64 output pixels ran 1.2-1.4x
+/// faster by rows (ResNet-18's 7x7 256 -> 256 conv 56 -> 43-45 us,
+/// CifarCnn's 8x8 128 -> 256 one 40-41 -> 32-33 us), the batch-8 4x4 ones
 /// 1.1x, while the bare GEMM on the same shapes, whose A every thread
 /// reads from memory either way, ran 4-10% slower by rows than by panels.
 /// Fewer tiles than that split unevenly (16 rows in 12-row tiles: 12 + 4,
