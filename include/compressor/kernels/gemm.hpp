@@ -126,7 +126,7 @@ inline bool gemm_splits_rows(std::int64_t M, const PackedWeightsU8S8& B, GemmKer
 /// at 2 threads, batch-1 3x3 convs of 49 and 64 output pixels ran 1.2-1.4x
 /// faster by rows (ResNet-18's 7x7 256 -> 256 conv 56 -> 43-45 us,
 /// CifarCnn's 8x8 128 -> 256 one 40-41 -> 32-33 us), the batch-8 4x4 ones
-/// 1.1x, while the bare GEMM on the same shapes, whose A every thread
+/// 1.03-1.08x, while the bare GEMM on the same shapes, whose A every thread
 /// reads from memory either way, ran 4-10% slower by rows than by panels.
 /// Fewer tiles than that split unevenly (16 rows in 12-row tiles: 12 + 4,
 /// measured 8% slower than panels).
