@@ -96,6 +96,33 @@ COMPRESSOR_TARGET_AVX2 inline std::int64_t add_u8_avx2(std::int64_t n, const std
   return i;
 }
 
+namespace detail_eltwise {
+/// y[c, c + 32) = the max over taps of t[i][c, c + 32).
+COMPRESSOR_INLINE_AVX2 void max_taps32(int taps, const std::uint8_t* const* t, std::int64_t c,
+                                       std::uint8_t* y) {
+  __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t[0] + c));
+  for (int i = 1; i < taps; ++i)
+    v = _mm256_max_epu8(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t[i] + c)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + c), v);
+}
+/// The same over 16 channels.
+COMPRESSOR_INLINE_AVX2 void max_taps16(int taps, const std::uint8_t* const* t, std::int64_t c,
+                                       std::uint8_t* y) {
+  __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t[0] + c));
+  for (int i = 1; i < taps; ++i)
+    v = _mm_max_epu8(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(t[i] + c)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(y + c), v);
+}
+/// The same over 8 channels.
+COMPRESSOR_INLINE_AVX2 void max_taps8(int taps, const std::uint8_t* const* t, std::int64_t c,
+                                      std::uint8_t* y) {
+  __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t[0] + c));
+  for (int i = 1; i < taps; ++i)
+    v = _mm_max_epu8(v, _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t[i] + c)));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(y + c), v);
+}
+}  // namespace detail_eltwise
+
 /// y[c] = the max over taps of t[i][c] (taps >= 1; t[0] may be y), for
 /// every channel when C >= 8, else none; returns how many channels it did.
 /// The last step of each width overlaps the one before it instead of leaving
@@ -104,34 +131,17 @@ COMPRESSOR_TARGET_AVX2 inline std::int64_t add_u8_avx2(std::int64_t n, const std
 /// of 64 channels.
 COMPRESSOR_TARGET_AVX2 inline std::int64_t max_taps_u8_avx2(int taps, const std::uint8_t* const* t,
                                                             std::int64_t C, std::uint8_t* y) {
-  const auto max32 = [&](std::int64_t c) {
-    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t[0] + c));
-    for (int i = 1; i < taps; ++i)
-      v = _mm256_max_epu8(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t[i] + c)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + c), v);
-  };
-  const auto max16 = [&](std::int64_t c) {
-    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t[0] + c));
-    for (int i = 1; i < taps; ++i)
-      v = _mm_max_epu8(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(t[i] + c)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + c), v);
-  };
-  const auto max8 = [&](std::int64_t c) {
-    __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t[0] + c));
-    for (int i = 1; i < taps; ++i)
-      v = _mm_max_epu8(v, _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t[i] + c)));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + c), v);
-  };
+  using namespace detail_eltwise;
   if (C >= 32) {
     std::int64_t c = 0;
-    for (; c + 32 <= C; c += 32) max32(c);
-    if (c < C) max32(C - 32);
+    for (; c + 32 <= C; c += 32) max_taps32(taps, t, c, y);
+    if (c < C) max_taps32(taps, t, C - 32, y);
   } else if (C >= 16) {
-    max16(0);
-    if (C > 16) max16(C - 16);
+    max_taps16(taps, t, 0, y);
+    if (C > 16) max_taps16(taps, t, C - 16, y);
   } else if (C >= 8) {
-    max8(0);
-    if (C > 8) max8(C - 8);
+    max_taps8(taps, t, 0, y);
+    if (C > 8) max_taps8(taps, t, C - 8, y);
   } else {
     return 0;
   }
