@@ -113,18 +113,10 @@ COMPRESSOR_INLINE_AVX2 void max_taps16(int taps, const std::uint8_t* const* t, s
     v = _mm_max_epu8(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(t[i] + c)));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(y + c), v);
 }
-/// The same over 8 channels.
-COMPRESSOR_INLINE_AVX2 void max_taps8(int taps, const std::uint8_t* const* t, std::int64_t c,
-                                      std::uint8_t* y) {
-  __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t[0] + c));
-  for (int i = 1; i < taps; ++i)
-    v = _mm_max_epu8(v, _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t[i] + c)));
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(y + c), v);
-}
 }  // namespace detail_eltwise
 
 /// y[c] = the max over taps of t[i][c] (taps >= 1; t[0] may be y), for
-/// every channel when C >= 8, else none; returns how many channels it did.
+/// every channel when C >= 16, else none; returns how many channels it did.
 /// The last step of each width overlaps the one before it instead of leaving
 /// a tail (recomputing a max is idempotent, also when t[0] is y): a pruned
 /// model's 45 channels took 32 here and 13 in the scalar loop, twice the time
@@ -139,9 +131,6 @@ COMPRESSOR_TARGET_AVX2 inline std::int64_t max_taps_u8_avx2(int taps, const std:
   } else if (C >= 16) {
     max_taps16(taps, t, 0, y);
     if (C > 16) max_taps16(taps, t, C - 16, y);
-  } else if (C >= 8) {
-    max_taps8(taps, t, 0, y);
-    if (C > 8) max_taps8(taps, t, C - 8, y);
   } else {
     return 0;
   }
