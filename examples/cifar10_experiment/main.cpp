@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include "common/cli.hpp"
 #include "common/data_parallel.hpp"
 #include "common/experiment.hpp"
 #include "compressor/core/threading.hpp"
@@ -92,14 +93,14 @@ Config parse(int argc, char** argv) {
       ->check(CLI::Range(1, 65536));
   app.add_option("--lr", c.lr, "peak learning rate of the one-cycle SGD schedule")
       ->capture_default_str()
-      ->check(CLI::Range(1e-6, 10.0));
+      ->check(examples::float_range(1e-6, 10.0));
   app.add_option("--weight-decay", c.weight_decay, "SGD weight decay")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(examples::float_range(0.0, 1.0));
   app.add_option("--label-smoothing", c.label_smoothing,
                  "label smoothing of the training loss (evaluation uses none)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 0.99));
+      ->check(examples::float_range(0.0, 0.99));
   app.add_option("--pad-mode", c.pad_mode, "padding of the random crop")
       ->capture_default_str()
       ->check(CLI::IsMember({"reflect", "zero"}));
@@ -112,13 +113,13 @@ Config parse(int argc, char** argv) {
                  "channel multiplier of the CifarCnn's 64-128-256-512 conv channels, each "
                  "rounded to a multiple of 16 (the int8 GEMM's panel)")
       ->capture_default_str()
-      ->check(CLI::Range(0.25, 4.0));
+      ->check(examples::float_range(0.25, 4.0));
   app.add_option("--qat-epochs", c.qat_epochs, "QAT fine-tuning epochs (0: no QAT)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
   app.add_option("--qat-lr", c.qat_lr, "QAT learning rate (cosine to 0)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 10.0));
+      ->check(examples::float_range(0.0, 10.0));
   app.add_option("--qat-freeze-bn-epoch", c.qat_freeze_bn_epoch,
                  "QAT epoch from which BatchNorm statistics are frozen")
       ->capture_default_str()

@@ -181,6 +181,11 @@ TEST_CASE("cifar10_experiment: bad input names the flag or file", "[experiments]
   expect(" --cutout 33", "--cutout");
   expect(" --width 0.1", "--width");
   expect(" --threads x", "--threads");
+  // NaN passes CLI11's own range check; without ours these would reach the
+  // data root (and, with a real one, train: --width nan built 16-16-16-16).
+  for (const char* flag : {"--lr", "--width", "--weight-decay", "--label-smoothing", "--qat-lr"})
+    expect(std::string(" ") + flag + " nan --data-root /no/such/cifar",
+           std::string(flag) + ": Value nan is not a number");
   expect(" --data-root /no/such/cifar --out '" + out.string() + "'", "/no/such/cifar");
   expect(" --data-root '" + kData.string() + "' --out /proc/no_such_dir", "--out");
   expect(" --data-root '" + kData.string() + "' --train-size 300 --calibration-offset 300 --out '" +

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "compressor/core/error.hpp"
 #include "compressor/core/tensor.hpp"
 #include "compressor/core/threading.hpp"
@@ -279,7 +280,7 @@ struct LatencyOptions {
     app.add_option("--latency-seconds", seconds,
                    "seconds (at least 3 runs) per model in each latency round")
         ->capture_default_str()
-        ->check(CLI::Range(0.0, 3600.0));
+        ->check(examples::float_range(0.0, 3600.0));
   }
 };
 

@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "common/data_parallel.hpp"
 #include "common/echo.hpp"
 #include "common/experiment.hpp"
@@ -117,7 +118,7 @@ Config parse(int argc, char** argv) {
       ->check(CLI::Range(int64_t{32}, int64_t{1024}));
   app.add_option("--width", c.width, "ResNet-18 width multiplier")
       ->capture_default_str()
-      ->check(CLI::Range(0.05, 4.0));
+      ->check(examples::float_range(0.05, 4.0));
   app.add_option("--pool", c.pool, "pooling of frame features over time")
       ->capture_default_str()
       ->check(CLI::IsMember({"mean", "mean_max_min"}));
@@ -138,13 +139,13 @@ Config parse(int argc, char** argv) {
       ->check(CLI::Range(0, 10000));
   app.add_option("--lr", c.lr, "peak learning rate of AdamW (cosine)")
       ->capture_default_str()
-      ->check(CLI::Range(1e-7, 10.0));
+      ->check(examples::float_range(1e-7, 10.0));
   app.add_option("--finetune-lr", c.finetune_lr, "fine-tuning learning rate after pruning (cosine)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 10.0));
+      ->check(examples::float_range(0.0, 10.0));
   app.add_option("--qat-lr", c.qat_lr, "QAT learning rate (cosine)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 10.0));
+      ->check(examples::float_range(0.0, 10.0));
   app.add_option("--qat-observer", c.qat_observer,
                  "QAT activation observer (data-parallel runs: minmax or moving_average, whose "
                  "ranges merge over the ranks)")
@@ -155,13 +156,13 @@ Config parse(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--weight-decay", c.weight_decay, "AdamW weight decay of weights")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 10.0));
+      ->check(examples::float_range(0.0, 10.0));
   app.add_option("--unstructured", c.unstructured, "unstructured sparsities, in [0, 1)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 0.999999));
+      ->check(examples::float_range(0.0, 0.999999));
   app.add_option("--structured", c.structured, "channel pruning ratios, in [0, 1)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 0.999999));
+      ->check(examples::float_range(0.0, 0.999999));
   app.add_option("--round-to", c.round_to, "kept channels rounded up to a multiple of this")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{512}));

@@ -228,6 +228,9 @@ TEST_CASE("ef_experiment: bad input names the flag or file", "[experiments]") {
   expect(" --structured -0.1", "--structured");
   expect(" --qat-observer everything", "--qat-observer");
   expect(" --qat-lr -1", "--qat-lr");
+  for (const char* flag : {"--lr", "--width", "--finetune-lr", "--weight-decay", "--unstructured"})
+    expect(std::string(" ") + flag + " nan --data-root /no/such/echo",
+           std::string(flag) + ": Value nan is not a number");
   expect(" --data-root /no/such/echo --out bad_out", "/no/such/echo");
   expect(" --data-root /no/such/echo --out /proc/no_such_dir", "--out");
   const Result help = shell(kBin + " --help", "help.log");

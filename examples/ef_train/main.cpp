@@ -29,6 +29,7 @@
 #include <string>
 #include <type_traits>
 
+#include "common/cli.hpp"
 #include "common/echo.hpp"
 #include "compressor/core/threading.hpp"
 #include "compressor/data/echonet.hpp"
@@ -93,7 +94,7 @@ Config parse(int argc, char** argv) {
       ->check(CLI::Range(std::int64_t{32}, std::int64_t{1024}));
   app.add_option("--width", c.width, "ResNet-18 width multiplier")
       ->capture_default_str()
-      ->check(CLI::Range(0.05, 4.0));
+      ->check(examples::float_range(0.05, 4.0));
   app.add_option("--pool", pool, "pooling of frame features over time")
       ->capture_default_str()
       ->check(CLI::IsMember({"mean", "mean_max_min"}));
@@ -105,13 +106,13 @@ Config parse(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   app.add_option("--lr", c.lr, "peak learning rate of AdamW")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 10.0));
+      ->check(examples::float_range(0.0, 10.0));
   app.add_option("--loss", c.loss, "training loss")
       ->capture_default_str()
       ->check(CLI::IsMember({"mse", "l1"}));
   app.add_option("--weight-decay", c.weight_decay, "AdamW weight decay of conv/linear weights")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 10.0));
+      ->check(examples::float_range(0.0, 10.0));
   app.add_option("--augment", augment, "TRAIN clips: random sampling phase, shift and mirror")
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
@@ -120,7 +121,7 @@ Config parse(int argc, char** argv) {
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{100000000}));
   app.add_option("--cache-mb", c.cache_mb, "decoded-clip cache in MB")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1e7));
+      ->check(examples::float_range(0.0, 1e7));
   app.add_option("--threads", c.threads, "threads")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));

@@ -12,6 +12,7 @@
 #include <map>
 #include <string>
 
+#include "common/cli.hpp"
 #include "compressor/core/threading.hpp"
 #include "compressor/data/synthetic_echo.hpp"
 
@@ -41,13 +42,13 @@ Args parse(int argc, char** argv) {
       ->check(CLI::Range(16, 4096));
   app.add_option("--fps", o.model.fps, "frames per second")
       ->capture_default_str()
-      ->check(CLI::Range(1.0, 1000.0));
+      ->check(examples::float_range(1.0, 1000.0));
   app.add_option("--val", o.val_fraction, "fraction of VAL clips")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(examples::float_range(0.0, 1.0));
   app.add_option("--test", o.test_fraction, "fraction of TEST clips")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(examples::float_range(0.0, 1.0));
   app.add_option("--quality", o.quality, "MJPEG quantiser scale, 1 (best) to 31")
       ->capture_default_str()
       ->check(CLI::Range(1, 31));
