@@ -5,7 +5,7 @@ own figures: accuracy, file size and latency, in one run, same threads.
 
     /usr/bin/python3 tools/compare_quant_pytorch.py --checkpoint CKPT --data DIR
         [--ours build/release] [--calibration-size 512] [--observer histogram_mse]
-        [--test-size N] [--threads 1 2] [--min-time S] [--calibration-sets K [--skip-latency]]
+        [--width W] [--test-size N] [--threads 1 2] [--min-time S] [--calibration-sets K [--skip-latency]]
         [--json out.json]
 
 CKPT is a CifarCnn checkpoint written by compressor (safetensors, PyTorch
@@ -72,15 +72,15 @@ RECORD = 1 + 3 * 32 * 32
 class QuantCifarCnn(nn.Module):
     """compressor's CifarCnn (models/cifar_cnn.hpp) with PyTorch's quant stubs."""
 
-    def __init__(self, num_classes=10):
+    def __init__(self, channels=(64, 128, 256, 512), num_classes=10):
         super().__init__()
         layers, c_in = [], 3
-        for c in (64, 128, 256, 512):
+        for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
             c_in = c
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(c_in, num_classes)
         self.quant = tq.QuantStub()
         self.dequant = tq.DeQuantStub()
 
@@ -218,7 +218,10 @@ def latencies(model, threads, min_time, memory_format=torch.contiguous_format):
 
 
 def float_model(state):
-    m = QuantCifarCnn()
+    """The checkpoint's CifarCnn, its channels read from the conv weights (any --width)."""
+    if any(f"features.{4 * i}.weight" not in state for i in range(4)):
+        raise SystemExit("checkpoint does not hold a CifarCnn: features.{0,4,8,12}.weight missing")
+    m = QuantCifarCnn(tuple(state[f"features.{4 * i}.weight"].shape[0] for i in range(4)))
     missing, unexpected = m.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(("quant.", "dequant."))]
     if missing or unexpected:
@@ -288,7 +291,7 @@ def run_ours(exe, args, out, threads, extra=()):
     shutil.copy(args.checkpoint, os.path.join(out, "baseline.safetensors"))
     cmd = [exe, "--no-train-baseline", "--out", out, "--data-root", args.data, "--qat-epochs", "0",
            "--sensitivity-size", "0", "--calibration-size", str(args.calibration_size),
-           "--observer", args.observer, "--threads", str(threads), *extra]
+           "--observer", args.observer, "--width", str(args.width), "--threads", str(threads), *extra]
     if args.test_size:
         cmd += ["--test-size", str(args.test_size)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -315,7 +318,10 @@ def our_rows(build, args):
                 row = rows.setdefault(key, {"name": f"{key}, {r['kernel_path']}", "precision": r["precision"],
                                             "top1": r["top1"], "file_bytes": r["file_bytes"], "latency_ms": {}})
                 row["latency_ms"][f"b1_t{t}"] = r["latency_ms_median"]
-        best = fastest_model_times(bench, "cifar_cnn_b128", ("int8", "fp32"), args.threads, 2 * args.min_time)
+        # bench_quant_models' CifarCnn has the default width: its batch-128
+        # times are of another network for any other --width.
+        best = {} if args.width != 1 else fastest_model_times(bench, "cifar_cnn_b128", ("int8", "fp32"),
+                                                              args.threads, 2 * args.min_time)
         for (precision, t), (ms, path) in best.items():
             key = "compressor " + (f"int8 PTQ ({args.observer})" if precision == "int8" else "fp32 deploy")
             if key in rows:
@@ -427,6 +433,9 @@ def main():
     ap.add_argument("--calibration-size", type=int, default=512)
     ap.add_argument("--observer", default="histogram_mse", help="our PTQ's activation observer "
                     "(cifar10_experiment --observer; default: its default, PyTorch's HistogramObserver rule)")
+    ap.add_argument("--width", type=float, default=1.0, help="the checkpoint's cifar10_experiment --width "
+                    "(our binary needs it to reuse the checkpoint; PyTorch's model reads the channels "
+                    "from the weights; at a width other than 1 our batch-128 latency is not measured)")
     ap.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per latency figure, at least")
