@@ -19,8 +19,7 @@ inline CLI::Validator float_range(double min_val, double max_val) {
       [range](std::string& input) {
         const std::string error = range(input);
         if (!error.empty()) return error;
-        char* end = nullptr;
-        if (std::isnan(std::strtod(input.c_str(), &end)))
+        if (std::isnan(std::strtod(input.c_str(), nullptr)))
           return "Value " + input + " is not a number; expected " + range.get_description();
         return std::string{};
       },
