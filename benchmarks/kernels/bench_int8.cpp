@@ -75,6 +75,36 @@ void bm_conv_int8(benchmark::State& st, Path path, ConvShape s, std::int64_t bat
   bench::set_counters(st, s.ops(batch), threads, bench::int8_probe(path));
 }
 
+/// The conv (uint8 out, ReLU) and the 2x2 max pool after it, as the int8
+/// CifarCnn runs them: fused (ConvU8S8::forward_max_pool2) or one after the
+/// other (forward, then max_pool_u8). GOPS: the conv's multiply-adds.
+void bm_conv_pool_int8(benchmark::State& st, Path path, bool fused, ConvShape s, std::int64_t batch,
+                       int threads) {
+  kernels::ScopedKernelPath scope(path);
+  set_num_threads(threads);
+  Rng rng(1);
+  const Tensor<std::uint8_t> x = random_input(Shape{batch, s.h, s.w, s.c}, rng);
+  Tensor<std::int8_t> w(Shape{s.o, s.k, s.k, s.c});
+  auto wv = bench::random_s8(static_cast<std::size_t>(w.numel()), rng);
+  std::copy(wv.begin(), wv.end(), w.data());
+  std::vector<float> ws(static_cast<std::size_t>(s.o), 0.01f);
+  std::vector<std::int32_t> bias(static_cast<std::size_t>(s.o), 100);
+  kernels::ConvU8S8 conv(w.view(), ws, bias, s.stride, s.pad);
+  Tensor<std::uint8_t> y(conv.output_shape(x.shape())), pooled(conv.pooled_output_shape(x.shape()));
+  kernels::ConvScratch scratch;
+  for (auto _ : st) {
+    if (fused) {
+      conv.forward_max_pool2(x.view(), {0.02f, 3}, pooled.view(), {0.05f, 7}, true, scratch);
+    } else {
+      conv.forward(x.view(), {0.02f, 3}, y.view(), {0.05f, 7}, true, scratch);
+      kernels::max_pool_u8(y.view(), pooled.view(), 2, 2, 0);
+    }
+    benchmark::DoNotOptimize(pooled.data());
+    benchmark::ClobberMemory();
+  }
+  bench::set_counters(st, s.ops(batch), threads, bench::int8_probe(path));
+}
+
 void bm_gemm_int8(benchmark::State& st, Path path, kernels::WeightGrid grid, ConvShape s,
                   std::int64_t batch, int threads) {
   kernels::ScopedKernelPath scope(path);
@@ -216,6 +246,10 @@ void register_shapes(const std::vector<Path>& paths, const std::vector<ConvShape
           std::string at = "@";  // (GCC 12: "@" + std::string trips -Wrestrict)
           at += kernels::path_name(p);
           reg("int8_conv" + at, bm_conv_int8, p);
+          if (s.name.starts_with("cifarcnn.conv")) {  // a 2x2 max pool follows
+            reg("int8_conv_pool" + at, bm_conv_pool_int8, p, true);
+            reg("int8_conv_then_pool" + at, bm_conv_pool_int8, p, false);
+          }
           reg("int8_gemm" + at, bm_gemm_int8, p, kernels::WeightGrid::narrow);
           reg("int8_gemm_full" + at, bm_gemm_int8, p, kernels::WeightGrid::full);
           reg("int8_gemm_s32" + at, bm_gemm_int8_s32, p);

@@ -5,6 +5,7 @@
 //   ConvTester().input(1, 28, 28, 64).output_channels(64).kernel(3).pad(1).test_exact();
 #pragma once
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include "compressor/core/rng.hpp"
 #include "compressor/kernels/conv_u8s8.hpp"
 #include "compressor/kernels/isa.hpp"
+#include "compressor/kernels/pool.hpp"
 #include "compressor/kernels/ref/conv_u8s8.hpp"
 
 namespace compressor::testing {
@@ -90,6 +92,41 @@ class ConvTester {
       Tensor<float> gotf(ys);
       c.conv.forward(c.x.view(), c.in, gotf.view(), relu_, scratch);
       expect_equal(gotf.flat(), wantf.flat(), p);
+    }
+  }
+
+  /// forward_max_pool2 equals the scalar reference conv followed by a 2x2
+  /// max pool of stride 2 (written out here) bit for bit on every path, and
+  /// forward() + max_pool_u8 on the same path.
+  void test_max_pool2() const {
+    Case c = make();
+    const Shape ys = c.conv.output_shape(c.x.shape());
+    std::vector<float> mult(static_cast<std::size_t>(o_));
+    for (std::size_t o = 0; o < mult.size(); ++o)
+      mult[o] = kernels::requant_multiplier(c.in.scale, c.ws[o], c.out.scale);
+    Tensor<std::uint8_t> conv(ys);
+    kernels::RequantOut rq{c.bias.data(), mult.data(), zo_, relu_ ? zo_ : 0, 255};
+    kernels::ref::conv_u8s8(c.conv.geometry(), n_, h_, w_, c.x.data(), zx_, c.w.data(), rq,
+                            conv.data());
+    const Shape ps = c.conv.pooled_output_shape(c.x.shape());
+    REQUIRE(ps == (Shape{ys[0], ys[1] / 2, ys[2] / 2, ys[3]}));
+    Tensor<std::uint8_t> want(ps);
+    for (std::int64_t n = 0; n < ps[0]; ++n)
+      for (std::int64_t h = 0; h < ps[1]; ++h)
+        for (std::int64_t w = 0; w < ps[2]; ++w)
+          for (std::int64_t o = 0; o < o_; ++o)
+            want(n, h, w, o) =
+                std::max({conv(n, 2 * h, 2 * w, o), conv(n, 2 * h, 2 * w + 1, o),
+                          conv(n, 2 * h + 1, 2 * w, o), conv(n, 2 * h + 1, 2 * w + 1, o)});
+    for (kernels::Path p : kernels::supported_paths()) {
+      kernels::ScopedKernelPath scope(p);
+      kernels::ConvScratch scratch;
+      Tensor<std::uint8_t> got(ps), unfused(ys), pooled(ps);
+      c.conv.forward_max_pool2(c.x.view(), c.in, got.view(), c.out, relu_, scratch);
+      expect_equal(got.flat(), want.flat(), p);
+      c.conv.forward(c.x.view(), c.in, unfused.view(), c.out, relu_, scratch);
+      kernels::max_pool_u8(unfused.view(), pooled.view(), 2, 2, 0);
+      expect_equal(got.flat(), pooled.flat(), p);
     }
   }
 

@@ -105,6 +105,38 @@ TEST_CASE("conv_u8s8 is the same with 1, 2 and 3 threads", "[kernels][conv]") {
   compressor::set_num_threads(saved);
 }
 
+TEST_CASE("conv_u8s8 fused with a 2x2 max pool equals conv then pool on every path",
+          "[kernels][conv]") {
+  // Both grids, ReLU or not, odd and even output sizes (an odd last row or
+  // column is dropped), partial channel panels, strides 1 and 2, batch > 1;
+  // on 1, 2 and 3 threads with every shape threaded: pooled rows split into
+  // units (each unfolded by its thread) or, for few rows, weight panels.
+  const int saved = compressor::num_threads();
+  const k::ScopedThreadGrain split_all(1);
+  std::uint64_t seed = 100;
+  for (int threads : {1, 2, 3}) {
+    compressor::set_num_threads(threads);
+    for (k::WeightGrid grid : {k::WeightGrid::narrow, k::WeightGrid::full})
+      for (bool relu : {false, true}) {
+        auto check = [&](ConvTester t) { t.grid(grid).relu(relu).seed(++seed).test_max_pool2(); };
+        // CifarCnn's first block at batch 2 (K = 27: a partial k group).
+        check(ConvTester().input(2, 32, 32, 3).output_channels(64).kernel(3).pad(1));
+        check(ConvTester().input(3, 9, 11, 17).output_channels(40).kernel(3).pad(1));
+        check(ConvTester().input(1, 4, 4, 64).output_channels(100).kernel(3).pad(1));
+        check(ConvTester().input(2, 13, 12, 8).output_channels(24).kernel(3).stride(2));
+        // More rows than one L2 row block: several units per thread.
+        check(ConvTester().input(2, 61, 67, 3).output_channels(9).kernel(3).pad(1));
+      }
+  }
+  compressor::set_num_threads(saved);
+  // A conv output smaller than the window: the message names the shapes.
+  compressor::Tensor<std::int8_t> w(compressor::Shape{4, 3, 3, 3});
+  const std::vector<float> ws(4, 0.01f);
+  const k::ConvU8S8 conv(w.view(), ws, {}, 1, 0);
+  CHECK_THROWS_WITH(conv.pooled_output_shape(compressor::Shape{1, 3, 5, 3}),
+                    Catch::Contains("2x2 max pool") && Catch::Contains("(1, 1, 3, 4)"));
+}
+
 TEST_CASE("int8 conv equals float conv of the dequantized tensors within 1 LSB: CifarCnn",
           "[kernels][conv]") {
   ConvTester().input(1, 32, 32, 3).output_channels(64).kernel(3).pad(1).relu().test_vs_float();

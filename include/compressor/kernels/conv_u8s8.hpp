@@ -10,7 +10,8 @@
 // uint8 im2col matrix whose padding holds the input zero point (real 0), one
 // L2-sized block of rows at a time, each block multiplied by the thread that
 // unfolded it. Scratch memory lives in a ConvScratch that grows once and is
-// reused: no allocation per call in steady state.
+// reused: no allocation per call in steady state. forward_max_pool2 runs the
+// conv and a 2x2 max pool after it in one pass.
 #pragma once
 
 #include <algorithm>
@@ -54,6 +55,34 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
 
   const PackedWeightsU8S8& packed() const { return packed_; }
   // forward(): ConvU8S8Common's (uint8 out requantized, or float out).
+
+  /// The output shape of forward_max_pool2 for an NHWC input: the conv's,
+  /// halved (rounded down) in height and width.
+  Shape pooled_output_shape(const Shape& in) const {
+    const Shape c = output_shape(in);
+    require<ShapeError>(c[1] >= 2 && c[2] >= 2, "ConvU8S8: a 2x2 max pool needs a conv output of ",
+                        "at least 2x2, got ", c, " for input ", in);
+    return Shape{c[0], c[1] / 2, c[2] / 2, c[3]};
+  }
+
+  /// forward() (uint8 out, optional ReLU) followed by a 2x2 max pool of
+  /// stride 2 without padding (max_pool_u8(., 2, 2, 0): an odd last row or
+  /// column of the conv output is dropped), bit for bit, in one pass: the
+  /// GEMM's rows go by pool window, the 4 conv pixels of a window in a row,
+  /// and its epilogue requantizes the max of each window's accumulators
+  /// (RowMax4; requantization is nondecreasing in the accumulator), so a
+  /// quarter of the outputs are requantized and stored and the conv output
+  /// never exists.
+  void forward_max_pool2(TensorView<const std::uint8_t> x, QuantParams in,
+                         TensorView<std::uint8_t> y, QuantParams out, bool relu,
+                         ConvScratch& s) const {
+    check_same_shape(y.shape(), pooled_output_shape(x.shape()), "ConvU8S8 pooled output");
+    const RequantOut epi = requant_epilogue(in, out, relu, s);
+    for (std::int64_t o = 0; o < g_.out_c; ++o)
+      require(epi.multiplier[o] >= 0.f, "ConvU8S8: the 2x2 max pool needs requantization ",
+              "multipliers >= 0, got ", epi.multiplier[o], " for channel ", o);
+    run_pooled(x, in.zero_point, RowMax4<RequantOut>{epi}, y.data(), s);
+  }
 
  private:
   friend class detail::ConvU8S8Common<ConvU8S8, ConvScratch>;
@@ -126,6 +155,87 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
         },
         std::max<std::int64_t>(1, (std::int64_t{1} << 15) / std::max<std::int64_t>(1, OW * ld)));
     gemm_u8s8(M, cols, ld, zx, packed_, epi, y, g_.out_c, /*a_padded=*/true);
+  }
+
+  /// The 4 GEMM rows of each 2x2 window of conv output rows 2ph, 2ph + 1
+  /// (unfolded at `two`, OW pixels each, row stride ld) into table.
+  static void window_rows(const std::uint8_t* two, std::int64_t OW, std::int64_t PW,
+                          std::int64_t ld, const std::uint8_t** table) {
+    for (std::int64_t pw = 0; pw < PW; ++pw) {
+      const std::uint8_t* p = two + 2 * pw * ld;
+      table[4 * pw] = p;
+      table[4 * pw + 1] = p + ld;
+      table[4 * pw + 2] = p + OW * ld;
+      table[4 * pw + 3] = p + (OW + 1) * ld;
+    }
+  }
+
+  /// run() for forward_max_pool2: Epi = RowMax4<...>, y the pooled output.
+  template <class Epi>
+  void run_pooled(TensorView<const std::uint8_t> x, std::int32_t zx, const Epi& epi,
+                  typename Epi::Out* y, ConvScratch& s) const {
+    check_input_zero_point(zx);
+    const std::int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2);
+    const std::int64_t OH = g_.out_h(H), OW = g_.out_w(W), PH = OH / 2, PW = OW / 2;
+    const std::int64_t M4 = 4 * N * PH * PW;  // GEMM rows: 4 per output pixel
+    if (M4 == 0) return;
+    const std::int64_t ld = packed_.k_padded();
+    const auto zp = static_cast<std::uint8_t>(zx);
+    const GemmKernel kernel = gemm_kernel(kernel_path(), packed_);
+    const std::int64_t threads = detail::gemm_threads(M4, packed_);
+    const std::int64_t out_rows = N * PH;  // rows of pooled output pixels
+    if (detail::conv_splits_rows(M4, packed_, kernel, threads)) {
+      // As run(): units of pooled rows, each unfolded (its two conv rows)
+      // and multiplied by one thread into a block of that thread.
+      const std::int64_t per = std::max<std::int64_t>(
+          1, detail::gemm_unit_rows(M4, packed_, kernel, threads) / (4 * PW));
+      const std::int64_t units = (out_rows + per - 1) / per;
+      const bool nested = in_parallel();
+      const std::int64_t slots = nested ? 1 : std::min(threads, units);
+      const std::int64_t block_bytes = per * 2 * OW * ld, table_rows = per * 4 * PW;
+      s.cols.reserve_discard(static_cast<std::size_t>(slots * block_bytes));
+      s.rows.reserve_discard(static_cast<std::size_t>(slots * table_rows));
+      detail::parallel_units(
+          units,
+          [&](std::int64_t u) {
+            const std::int64_t r0 = u * per, r1 = std::min(out_rows, r0 + per);
+            const std::int64_t t = nested ? 0 : thread_index();
+            std::uint8_t* block = s.cols.data() + t * block_bytes;
+            const std::uint8_t** table = s.rows.data() + t * table_rows;
+            // Pooled row r = (n, ph) reads conv rows 2ph, 2ph + 1 of image
+            // n: one range of conv pixels for the unit when OH is even.
+            auto first_pixel = [&](std::int64_t r) { return ((r / PH) * OH + 2 * (r % PH)) * OW; };
+            if (OH % 2 == 0)
+              im2col_u8(g_, H, W, x.data(), zp, first_pixel(r0),
+                        first_pixel(r0) + 2 * OW * (r1 - r0), block, ld);
+            for (std::int64_t r = r0; r < r1; ++r) {
+              std::uint8_t* two = block + (r - r0) * 2 * OW * ld;
+              if (OH % 2 != 0)
+                im2col_u8(g_, H, W, x.data(), zp, first_pixel(r), first_pixel(r) + 2 * OW, two, ld);
+              window_rows(two, OW, PW, ld, table + (r - r0) * 4 * PW);
+            }
+            const std::int64_t rows = (r1 - r0) * 4 * PW;
+            detail::gemm_u8s8_range(kernel, 0, rows, 0, packed_.panels(), IndirectRowsU8{table}, zx,
+                                    packed_, epi, y + r0 * PW * g_.out_c, g_.out_c, rows);
+          },
+          threads);
+      return;
+    }
+    // Few rows: unfold every conv pixel, then split the GEMM over panels.
+    const std::int64_t M = N * OH * OW;
+    s.cols.reserve_discard(static_cast<std::size_t>(M * ld));
+    s.rows.reserve_discard(static_cast<std::size_t>(M4));
+    std::uint8_t* cols = s.cols.data();
+    parallel_for(
+        N * OH,
+        [&](std::int64_t b, std::int64_t e) {
+          im2col_u8(g_, H, W, x.data(), zp, b * OW, e * OW, cols + b * OW * ld, ld);
+        },
+        std::max<std::int64_t>(1, (std::int64_t{1} << 15) / std::max<std::int64_t>(1, OW * ld)));
+    for (std::int64_t r = 0; r < out_rows; ++r)
+      window_rows(cols + ((r / PH) * OH + 2 * (r % PH)) * OW * ld, OW, PW, ld,
+                  s.rows.data() + r * 4 * PW);
+    detail::gemm_u8s8_rows(M4, IndirectRowsU8{s.rows.data()}, zx, packed_, epi, y, g_.out_c, M4);
   }
 
   PackedWeightsU8S8 packed_;

@@ -30,14 +30,7 @@ class ConvU8S8Common {
   void forward(TensorView<const std::uint8_t> x, QuantParams in, TensorView<std::uint8_t> y,
                QuantParams out, bool relu, Scratch& s) const {
     check_same_shape(y.shape(), output_shape(x.shape()), Derived::kOutputName);
-    require(out.zero_point >= 0 && out.zero_point <= 255, Derived::kName, ": output zero point ",
-            out.zero_point, " is outside [0, 255]");
-    float* mult = channel_params(s);
-    for (std::int64_t o = 0; o < g_.out_c; ++o)
-      mult[o] = requant_multiplier(in.scale, w_scales_[static_cast<std::size_t>(o)], out.scale);
-    self().run(x, in.zero_point,
-               RequantOut{bias_ptr(), mult, out.zero_point, relu ? out.zero_point : 0, 255},
-               y.data(), s);
+    self().run(x, in.zero_point, requant_epilogue(in, out, relu, s), y.data(), s);
   }
 
   /// uint8 -> float (a last layer): y = s_in * s_w[o] * acc, then ReLU if asked.
@@ -68,6 +61,16 @@ class ConvU8S8Common {
                         " and ", bias.size());
     w_scales_.assign(weight_scales.begin(), weight_scales.end());
     bias_.assign(bias.begin(), bias.end());
+  }
+
+  /// forward()'s requantizing epilogue (multipliers in s.channel).
+  RequantOut requant_epilogue(QuantParams in, QuantParams out, bool relu, Scratch& s) const {
+    require(out.zero_point >= 0 && out.zero_point <= 255, Derived::kName, ": output zero point ",
+            out.zero_point, " is outside [0, 255]");
+    float* mult = channel_params(s);
+    for (std::int64_t o = 0; o < g_.out_c; ++o)
+      mult[o] = requant_multiplier(in.scale, w_scales_[static_cast<std::size_t>(o)], out.scale);
+    return RequantOut{bias_ptr(), mult, out.zero_point, relu ? out.zero_point : 0, 255};
   }
 
   /// Throws unless zx is a uint8 zero point (the input's).

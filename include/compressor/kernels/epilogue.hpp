@@ -3,6 +3,7 @@
 //   Int32Out:    store acc                         (tests, partial sums)
 //   RequantOut:  store requantize(acc, multiplier[n]) as uint8 (next layer)
 //   DequantOut:  store float(acc) * scale[n], max(., 0) with ReLU (last layer)
+//   RowMax4<E>:  E of the max over 4 rows (a conv fused with a 2x2 max pool)
 // The scalar apply() of each is the reference the SIMD epilogues must match.
 #pragma once
 
@@ -40,6 +41,23 @@ struct DequantOut {
     return relu ? (y > 0.f ? y : 0.f) : y;
   }
 };
+
+/// Base applied to the max of each 4 consecutive GEMM rows: output row i of
+/// channel n is Base(max(acc[4i][n], ..., acc[4i + 3][n]), n), so a GEMM of
+/// M rows writes M / 4 (M, and the row ranges of every call, multiples of
+/// 4). Each Base here is nondecreasing in the accumulator (RequantOut for a
+/// multiplier >= 0, DequantOut for a scale >= 0, Int32Out), so the max
+/// commutes with it: with the rows of each 2x2 window of a conv's output
+/// together (ConvU8S8::forward_max_pool2) this is the conv and a 2x2 max
+/// pool bit for bit, with a quarter of the epilogues and stores.
+template <class Base>
+struct RowMax4 : Base {};
+
+/// GEMM rows per output row of an epilogue: 1, or 4 for RowMax4.
+template <class E>
+inline constexpr int gemm_rows_per_output = 1;
+template <class Base>
+inline constexpr int gemm_rows_per_output<RowMax4<Base>> = 4;
 
 template <class E>
 concept GemmEpilogue = requires(const E& e, std::int32_t acc, std::int64_t n) {

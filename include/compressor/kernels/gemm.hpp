@@ -28,18 +28,24 @@ namespace compressor::kernels {
 
 namespace detail {
 
-/// Portable kernel on the packed layout: the scalar path.
+/// Portable kernel on the packed layout: the scalar path. Output row m / P
+/// takes the max of rows m..m+P-1's accumulators (P = 1 but for RowMax4).
 template <GemmEpilogue Epi, class Rows>
 void gemm_u8s8_portable(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::int64_t p1, Rows A,
                         std::int32_t za, const PackedWeightsU8S8& B, const Epi& epi,
                         typename Epi::Out* C, std::int64_t ldc) {
+  constexpr int P = gemm_rows_per_output<Epi>;
   const std::int64_t n_end = std::min(B.n(), p1 * 16);
-  for (std::int64_t m = m0; m < m1; ++m) {
-    const std::uint8_t* a = A.row(m);
+  for (std::int64_t m = m0; m < m1; m += P) {
     for (std::int64_t n = p0 * 16; n < n_end; ++n) {
-      std::int32_t acc = (epi.bias ? epi.bias[n] : 0) - za * B.row_sums()[n];
-      for (std::int64_t k = 0; k < B.k(); ++k) acc += a[k] * B.at(n, k);
-      C[m * ldc + n] = epi.apply(acc, n);
+      std::int32_t max = 0;
+      for (int r = 0; r < P; ++r) {
+        const std::uint8_t* a = A.row(m + r);
+        std::int32_t acc = (epi.bias ? epi.bias[n] : 0) - za * B.row_sums()[n];
+        for (std::int64_t k = 0; k < B.k(); ++k) acc += a[k] * B.at(n, k);
+        max = r == 0 ? acc : std::max(max, acc);
+      }
+      C[m / P * ldc + n] = epi.apply(max, n);
     }
   }
 }
@@ -152,7 +158,8 @@ inline std::int64_t gemm_unit_rows(std::int64_t M, const PackedWeightsU8S8& B, G
 }
 
 /// The threaded GEMM on any row source (arguments checked by the caller):
-/// rows split into units or, for few rows, weight panels.
+/// rows split into units or, for few rows, weight panels. With RowMax4, M
+/// is a multiple of 4 and C has M / 4 rows.
 template <GemmEpilogue Epi, class Rows>
 void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeightsU8S8& B,
                     const Epi& epi, typename Epi::Out* C, std::int64_t ldc, std::int64_t m_whole) {
@@ -161,7 +168,8 @@ void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeights
   const std::int64_t panels = B.panels();
   const std::int64_t threads = gemm_threads(M, B);
   if (gemm_splits_rows(M, B, kernel, threads)) {
-    const std::int64_t rows = gemm_unit_rows(M, B, kernel, threads);
+    constexpr int P = gemm_rows_per_output<Epi>;  // units of whole output rows
+    const std::int64_t rows = (gemm_unit_rows(M, B, kernel, threads) + P - 1) / P * P;
     parallel_units((M + rows - 1) / rows,
                    [&](std::int64_t u) {
                      gemm_u8s8_range(kernel, u * rows, std::min(M, (u + 1) * rows), 0, panels, A,

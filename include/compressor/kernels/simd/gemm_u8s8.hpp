@@ -113,15 +113,21 @@ struct GemmArgs {
   std::int64_t m_whole;
 };
 
+/// Rows per tile of Tile with epilogue Epi: Tile::kMR, rounded down to a
+/// multiple of the epilogue's rows per output (RowMax4: 6 -> 4).
+template <class Tile, class Epi>
+inline constexpr int tile_rows = Tile::kMR / gemm_rows_per_output<Epi>* gemm_rows_per_output<Epi>;
+
 /// Runs Tile::run<R> for `rows` rows with the smallest R of MR, 8, 4, 2, 1
-/// that holds them (the rows past `rows` repeat row 0 and are not stored).
+/// that holds them (the rows past `rows` repeat row 0 and are not stored);
+/// with RowMax4 (rows a multiple of 4) R stops at 4.
 template <class Tile, int NP, class Epi, int MR>
 inline void run_rows(int rows, std::int64_t kq, const std::uint8_t* const* a, const std::int8_t* w,
                      std::int64_t panel_bytes, const typename Tile::template Panel<Epi>* pc,
                      typename Epi::Out* c, std::int64_t ldc, int cols) {
   constexpr int next = MR > 8 ? 8 : MR > 4 ? 4 : MR > 2 ? 2 : 1;
-  if constexpr (MR == 1) {
-    Tile::template run<1, NP, Epi>(kq, a, w, panel_bytes, pc, c, ldc, rows, cols);
+  if constexpr (MR == gemm_rows_per_output<Epi>) {
+    Tile::template run<MR, NP, Epi>(kq, a, w, panel_bytes, pc, c, ldc, rows, cols);
   } else {
     if (rows > next)
       Tile::template run<MR, NP, Epi>(kq, a, w, panel_bytes, pc, c, ldc, rows, cols);
@@ -134,7 +140,8 @@ inline void run_rows(int rows, std::int64_t kq, const std::uint8_t* const* a, co
 template <class Tile, int NP, class Epi, class Rows>
 inline void sweep_panels(const GemmArgs<Epi, Rows>& g, std::int64_t p, std::int64_t mb,
                          std::int64_t me, std::uint8_t* tail) {
-  constexpr int MR = Tile::kMR;
+  constexpr int MR = tile_rows<Tile, Epi>;
+  constexpr int P = gemm_rows_per_output<Epi>;
   const PackedWeightsU8S8& B = g.B;
   const std::int64_t K = B.k(), kp = B.k_padded(), kq = kp / 4, n0 = p * 16;
   const int cols = static_cast<int>(std::min<std::int64_t>(16 * NP, B.n() - n0));
@@ -154,18 +161,20 @@ inline void sweep_panels(const GemmArgs<Epi, Rows>& g, std::int64_t p, std::int6
       for (int r = 0; r < rows; ++r) a[r] = g.A.row(m + r);
     }
     for (int r = rows; r < MR; ++r) a[r] = a[0];
-    run_rows<Tile, NP, Epi, MR>(rows, kq, a, w, panel_bytes, &pc, g.C + m * g.ldc + n0, g.ldc,
+    run_rows<Tile, NP, Epi, MR>(rows, kq, a, w, panel_bytes, &pc, g.C + m / P * g.ldc + n0, g.ldc,
                                 cols);
   }
 }
 
 /// Rows [m0, m1) x panels [p0, p1), single-threaded: row blocks of A that
-/// stay in L2 while each panel group (in L1) sweeps them. tail: MR * kp bytes.
+/// stay in L2 while each panel group (in L1) sweeps them. tail: MR * kp
+/// bytes. Row r of A goes to row r / gemm_rows_per_output<Epi> of C (m0 and
+/// m1 multiples of it).
 template <class Tile, class Epi, class Rows>
 inline void gemm_sweep(const GemmArgs<Epi, Rows>& g, std::int64_t m0, std::int64_t m1,
                        std::int64_t p0, std::int64_t p1, std::uint8_t* tail) {
   constexpr int NP = Tile::kNP;
-  const std::int64_t mc = GemmU8S8Tiles::row_block(g.B.k_padded(), Tile::kMR);
+  const std::int64_t mc = GemmU8S8Tiles::row_block(g.B.k_padded(), tile_rows<Tile, Epi>);
   for (std::int64_t mb = m0; mb < m1; mb += mc) {
     const std::int64_t me = std::min(m1, mb + mc);
     for (std::int64_t p = p0; p < p1; p += NP) {

@@ -249,6 +249,12 @@ struct YmmEpilogue<DequantOut> {
   }
 };
 
+/// RowMax4<B>: B's constants and stores (store_tile takes the max of the rows).
+template <class B>
+struct YmmEpilogue<RowMax4<B>> : YmmEpilogue<B> {
+  using YmmEpilogue<B>::YmmEpilogue;
+};
+
 /// Init and epilogue constants of one panel (the driver's Panel type).
 template <class Epi>
 struct YmmPanel {
@@ -264,18 +270,29 @@ struct YmmPanel {
 /// not inlined), clang 14 keeps their memory image up to date inside the k
 /// loop: a store per accumulator and k group (1.2x slower widening kernel
 /// here; the AVX-VNNI kernel's loop had 12 stores per 12 vpdpbusd). GCC
-/// compiles both forms alike.
+/// compiles both forms alike. With RowMax4 output row i is the epilogue of
+/// the max of rows 4i..4i+3 (vpmaxsd; MR and rows multiples of 4).
 template <int MR, class Epi>
 COMPRESSOR_INLINE_AVX2 void store_tile(const YmmPanel<Epi>* pc, const __m256i (&acc0)[MR],
                                        const __m256i (&acc1)[MR], typename Epi::Out* c,
                                        std::int64_t ldc, int rows, int cols) {
-  __m256i out0[MR], out1[MR];
+  constexpr int P = gemm_rows_per_output<Epi>;
+  static_assert(MR % P == 0, "a tile of RowMax4 holds whole groups of 4 rows");
+  constexpr int MO = MR / P;
+  __m256i out0[MO], out1[MO];
   COMPRESSOR_UNROLL
-  for (int r = 0; r < MR; ++r) {
-    out0[r] = acc0[r];
-    out1[r] = acc1[r];
+  for (int r = 0; r < MO; ++r) {
+    if constexpr (P == 1) {
+      out0[r] = acc0[r];
+      out1[r] = acc1[r];
+    } else {
+      out0[r] = _mm256_max_epi32(_mm256_max_epi32(acc0[4 * r], acc0[4 * r + 1]),
+                                 _mm256_max_epi32(acc0[4 * r + 2], acc0[4 * r + 3]));
+      out1[r] = _mm256_max_epi32(_mm256_max_epi32(acc1[4 * r], acc1[4 * r + 1]),
+                                 _mm256_max_epi32(acc1[4 * r + 2], acc1[4 * r + 3]));
+    }
   }
-  pc->epi.template store<MR>(out0, out1, c, ldc, rows, cols);
+  pc->epi.template store<MO>(out0, out1, c, ldc, rows / P, cols);
 }
 
 /// AVX2, narrow weights: per k group and row, vpmaddubsw (exact: pair sums

@@ -72,8 +72,8 @@ COMPRESSOR_INLINE_AVX512 void schedule_barrier([[maybe_unused]] __m512i& a) {
 #endif
 }
 
-// GCC 12's _mm512_max_ps, _mm512_min_ps, _mm512_cvtepi32_ps and
-// _mm512_cvtps_epi32 pass a self-initialized "undefined" vector that
+// GCC 12's _mm512_max_ps, _mm512_min_ps, _mm512_cvtepi32_ps,
+// _mm512_cvtps_epi32 and _mm512_max_epi32 pass a self-initialized "undefined" vector that
 // -Wmaybe-uninitialized flags once inlined; their all-lanes maskz forms are
 // the same instructions.
 COMPRESSOR_INLINE_AVX512 __m512 max_ps(__m512 a, __m512 b) {
@@ -87,6 +87,9 @@ COMPRESSOR_INLINE_AVX512 __m512 cvt_ps(__m512i a) {
 }
 COMPRESSOR_INLINE_AVX512 __m512i cvt_epi32(__m512 a) {
   return _mm512_maskz_cvtps_epi32(static_cast<__mmask16>(0xFFFF), a);
+}
+COMPRESSOR_INLINE_AVX512 __m512i max_epi32(__m512i a, __m512i b) {
+  return _mm512_maskz_max_epi32(static_cast<__mmask16>(0xFFFF), a, b);
 }
 
 /// Per-panel constants of an epilogue and its store of one row of 16 lanes.
@@ -133,6 +136,12 @@ struct ZmmEpilogue<DequantOut> {
   }
 };
 
+/// RowMax4<B>: B's constants and store (store_tile takes the max of the rows).
+template <class B>
+struct ZmmEpilogue<RowMax4<B>> : ZmmEpilogue<B> {
+  using ZmmEpilogue<B>::ZmmEpilogue;
+};
+
 /// Init and epilogue constants of up to kPanelsZmm panels (channels n0 ..
 /// n0 + cols): the accumulators start at bias[n] - za * rowsum[n].
 template <class Epi>
@@ -169,16 +178,28 @@ struct ZmmPanel {
 /// date inside the k loop (24 stores per 24 vpdpbusd in the 12 x 2 tile),
 /// the main part of its VNNI kernels' slowness (docs/performance.md). GCC
 /// compiles both forms alike.
+/// With RowMax4 output row i is the epilogue of the max of rows 4i..4i+3
+/// (vpmaxsd; MR and rows multiples of 4).
 template <int MR, int NP, class Epi>
 COMPRESSOR_INLINE_AVX512 void store_tile(const __m512i (&acc)[NP][MR], const ZmmPanel<Epi>* pc,
                                          typename Epi::Out* c, std::int64_t ldc, int rows) {
-  __m512i out[NP][MR];
+  constexpr int P = gemm_rows_per_output<Epi>;
+  static_assert(MR % P == 0, "a tile of RowMax4 holds whole groups of 4 rows");
+  constexpr int MO = MR / P;
+  __m512i out[NP][MO];
   COMPRESSOR_UNROLL
   for (int j = 0; j < NP; ++j) COMPRESSOR_UNROLL
-  for (int r = 0; r < MR; ++r) out[j][r] = acc[j][r];
+  for (int r = 0; r < MO; ++r) {
+    if constexpr (P == 1) {
+      out[j][r] = acc[j][r];
+    } else {
+      out[j][r] = max_epi32(max_epi32(acc[j][4 * r], acc[j][4 * r + 1]),
+                            max_epi32(acc[j][4 * r + 2], acc[j][4 * r + 3]));
+    }
+  }
   COMPRESSOR_UNROLL
-  for (int r = 0; r < MR; ++r) {
-    if (r >= rows) break;
+  for (int r = 0; r < MO; ++r) {
+    if (r * P >= rows) break;
     COMPRESSOR_UNROLL
     for (int j = 0; j < NP; ++j) pc->epi[j].store(out[j][r], c + r * ldc + 16 * j, pc->mask[j]);
   }
