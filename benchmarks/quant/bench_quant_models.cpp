@@ -8,7 +8,9 @@
 // <model>: cifar_cnn_b1 and cifar_cnn_b128 (CifarCnn, 32x32 NHWC images),
 // ef_clip (EfRegressor on one clip of 8 frames of 112x112), resnet18_b1
 // (one 112x112 frame). <precision>: int8 (weights on PTQ's default grid,
-// full [-127, 127]), int8_narrow (the narrow grid [-64, 64], which the AVX2
+// full [-127, 127]; int8_unfused, CifarCnn only: the same with each conv
+// and the 2x2 max pool after it run apart instead of in one pass),
+// int8_narrow (the narrow grid [-64, 64], which the AVX2
 // and AVX-512BW paths run on vpmaddubsw; full-grid weights take their
 // widening kernel) or fp32. <path>: every path this CPU runs
 // (kernels/isa.hpp), set before the timed loop. Weights are random (seed 1)
@@ -124,14 +126,25 @@ quant::Int8Model& int8_for(const std::string& name, quant::WeightGrid grid) {
   return *slot;
 }
 
+/// Runs each conv of `int8` that holds the 2x2 max pool after it in one pass
+/// (true) or as the conv, then the pool (false).
+void set_conv_pool_one_pass(quant::Int8Model& int8, bool one_pass) {
+  for (const auto& l : int8.summary().layers)
+    if (auto* conv = dynamic_cast<quant::Int8Conv*>(int8.layer_op(l.name)))
+      conv->set_max_pool2_one_pass(one_pass);
+}
+
 /// grid: the int8 model on that grid; none: the fp32 deploy model.
+/// conv_pool_one_pass: false runs the int8 CifarCnn's convs and their max
+/// pools apart (int8_unfused).
 void BM_Model(benchmark::State& state, std::string name, std::optional<quant::WeightGrid> grid,
-              kernels::Path path) {
+              kernels::Path path, bool conv_pool_one_pass) {
   const int threads = static_cast<int>(state.range(0));
   set_num_threads(threads);
   kernels::ScopedKernelPath on(path);
   nn::Module& fp32 = *models_for(name).fp32;
   quant::Int8Model* int8 = grid ? &int8_for(name, *grid) : nullptr;
+  if (int8) set_conv_pool_one_pass(*int8, conv_pool_one_pass);
   const Case& c = cases().at(name);
   const Tensor<float> x = random_input(c.input, 7);
   const auto run = [&] {
@@ -150,15 +163,22 @@ void BM_Model(benchmark::State& state, std::string name, std::optional<quant::We
 
 int register_all() {
   using G = std::optional<quant::WeightGrid>;
-  const std::pair<const char*, G> precisions[] = {{"int8", quant::PtqConfig{}.grid},
-                                                  {"int8_narrow", quant::WeightGrid::narrow},
-                                                  {"fp32", std::nullopt}};
+  struct Precision {
+    const char* name;
+    G grid;
+    bool one_pass;
+  };
+  const Precision precisions[] = {{"int8", quant::PtqConfig{}.grid, true},
+                                  {"int8_unfused", quant::PtqConfig{}.grid, false},
+                                  {"int8_narrow", quant::WeightGrid::narrow, true},
+                                  {"fp32", std::nullopt, true}};
   for (const auto& [name, c] : cases())
-    for (const auto& [precision, grid] : precisions)
+    for (const auto& [precision, grid, one_pass] : precisions)
       for (kernels::Path path : kernels::supported_paths()) {
+        if (!one_pass && !name.starts_with("cifar_cnn")) continue;  // no conv + 2x2 pool
         const std::string bench_name =
             "BM_Model/" + name + "/" + precision + "/" + std::string(kernels::path_name(path));
-        benchmark::RegisterBenchmark(bench_name.c_str(), BM_Model, name, grid, path)
+        benchmark::RegisterBenchmark(bench_name.c_str(), BM_Model, name, grid, path, one_pass)
             ->ArgName("threads")
             ->Arg(1)
             ->Arg(2)

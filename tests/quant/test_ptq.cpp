@@ -1,6 +1,7 @@
 // PTQ end to end on random models: prepare -> calibrate -> convert, the int8
 // model against the fake-quant model at every quantization point (fidelity),
-// on both weight grids, the same bits on every kernel path, the float
+// on both weight grids, the same bits on every kernel path (with and
+// without the conv + max pool fusion that a trace turns off), the float
 // boundary, and the errors of the flow.
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -132,9 +133,25 @@ TEST_CASE("PTQ: a model quantized once computes the same bits on every kernel pa
     };
     const auto [want_points, want] = run(k::Path::scalar);
     CHECK(want_points.size() == int8.summary().points.size());
+    // The CifarCnn's four convs run their 2x2 max pools too: fused without
+    // a trace (above, unfused: the trace reads each conv's output point).
+    int fused = 0;
+    for (const auto& l : int8.summary().layers) {
+      auto* conv = dynamic_cast<quant::Int8Conv*>(int8.layer_op(l.name));
+      CHECK(l.max_pool2 == (conv != nullptr && conv->fused_max_pool2()));
+      fused += l.max_pool2 ? 1 : 0;
+    }
+    CHECK(fused == (c.model->type_name() == "CifarCnn" ? 4 : 0));
     int paths = 0;
     for (const k::Path p : k::supported_paths()) {
       INFO("path " << k::path_name(p));
+      {
+        k::ScopedKernelPath scope(p);
+        const Tensor<float> untraced(int8.forward(x));
+        REQUIRE(untraced.shape() == want.shape());
+        CHECK(std::memcmp(untraced.data(), want.data(),
+                          sizeof(float) * std::size_t(want.numel())) == 0);
+      }
       const auto [got_points, got] = run(p);
       REQUIRE(got_points.size() == want_points.size());
       for (const auto& [name, values] : want_points) {

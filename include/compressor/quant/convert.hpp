@@ -362,8 +362,8 @@ class Converter {
   }
 
   /// Converts child i of seq (or a lone module), absorbing a following
-  /// folded BN (Identity) and ReLU into a layer with weights; returns the
-  /// index of the last child consumed.
+  /// folded BN (Identity) and ReLU into a layer with weights (and a 2x2
+  /// max pool into a conv); returns the index of the last child consumed.
   std::size_t leaf_run(nn::Module& m, const std::string& path, nn::Sequential* seq, std::size_t i,
                        Int8Sequence& out) {
     if (nn::as<nn::Identity>(m) || nn::as<nn::Flatten>(m)) return i;
@@ -393,7 +393,19 @@ class Converter {
         for (std::size_t k = i + 1; k <= j; ++k) run.push_back(&seq->child(k));
         out.add(island(path, run, point, "kept in float on request"));
       } else {
-        out.add(weighted(*nn::as<nn::WeightedLayer>(m), path, point, relu));
+        std::unique_ptr<Int8Op> op = weighted(*nn::as<nn::WeightedLayer>(m), path, point, relu);
+        // A 2x2 max pool of stride 2 right after a conv runs inside it
+        // (Int8Conv::fuse_max_pool2: the same outputs in one pass).
+        auto* conv = dynamic_cast<Int8Conv*>(op.get());
+        nn::MaxPool2d* mp = conv != nullptr && seq != nullptr && j + 1 < seq->num_children()
+                                ? nn::as<nn::MaxPool2d>(seq->child(j + 1))
+                                : nullptr;
+        if (mp != nullptr && mp->kernel_size() == 2 && mp->stride() == 2 && mp->padding() == 0) {
+          conv->fuse_max_pool2();
+          summary_.layers.back().max_pool2 = true;
+          ++j;
+        }
+        out.add(std::move(op));
       }
       return j;
     }

@@ -29,6 +29,7 @@ struct LayerSummary {
   std::string point;      ///< the quantization point its output is
   QuantParams in, out;
   bool relu = false;
+  bool max_pool2 = false;  ///< runs the 2x2 max pool after it too (Int8Conv::fuse_max_pool2)
   std::vector<float> weight_scales;
   bool sparse = false;  ///< runs on the sparse int8 kernel (Int8Model::set_sparse)
   double sqnr_db = std::numeric_limits<double>::quiet_NaN();  ///< at its point, if measured

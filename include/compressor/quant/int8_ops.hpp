@@ -147,18 +147,43 @@ class Int8WeightedOp : public Int8Op {
   QuantParams last_q_;
 };
 
-/// conv(+ReLU).
+/// conv(+ReLU), and optionally the 2x2 max pool (stride 2, no padding)
+/// that follows it, which keeps the conv output's parameters.
 class Int8Conv : public Int8WeightedOp {
  public:
   using Int8WeightedOp::Int8WeightedOp;
-  std::string_view kind() const override { return "conv"; }
+  std::string_view kind() const override { return max_pool2_ ? "conv+max_pool" : "conv"; }
+
+  /// Runs the following MaxPool2d(2, 2, 0) too (conversion sets it): on the
+  /// dense kernel in one pass (kernels::ConvU8S8::forward_max_pool2, bit
+  /// for bit the two ops); the sparse kernel, or a trace that reads the conv
+  /// output point, runs the conv and then the pool.
+  void fuse_max_pool2() { max_pool2_ = true; }
+  bool fused_max_pool2() const { return max_pool2_; }
+  /// With false the fused pool runs after the conv, as its own pass (the
+  /// same outputs; what a benchmark compares the one pass with).
+  void set_max_pool2_one_pass(bool one_pass) { one_pass_ = one_pass; }
 
   QView forward(const QView& x, const PointTrace* trace) override {
     remember(x);
+    if (max_pool2_ && one_pass_ && dense_ && !(trace && *trace)) {
+      y_.data.resize(dense_->pooled_output_shape(x.data.shape()));
+      dense_->forward_max_pool2(x.data, x.q, y_.data.view(), y_.q, relu_, scratch_);
+      return {std::as_const(y_.data).view(), y_.q};
+    }
     y_.data.resize(kernel_output_shape(x.data.shape()));
     run(x.data, x.q, y_.data.shape());
-    return emit(point_, y_, trace);
+    const QView conv = emit(point_, y_, trace);
+    if (!max_pool2_) return conv;
+    pooled_.q = conv.q;
+    pooled_.data.resize(kernels::max_pool_output_shape(conv.data.shape(), 2, 2, 0));
+    kernels::max_pool_u8(conv.data, pooled_.data, 2, 2, 0);
+    return {std::as_const(pooled_.data).view(), pooled_.q};
   }
+
+ private:
+  bool max_pool2_ = false, one_pass_ = true;
+  QTensor pooled_;
 };
 
 /// linear(+ReLU): (N, K) -> (N, O) as a 1x1 convolution over N pixels.
