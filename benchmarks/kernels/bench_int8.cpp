@@ -54,17 +54,22 @@ Tensor<std::uint8_t> random_input(const Shape& shape, Rng& rng) {
   return x;
 }
 
+/// The int8 conv of shape s with random weights (scales 0.01, biases 100).
+kernels::ConvU8S8 random_conv(const ConvShape& s, Rng& rng) {
+  Tensor<std::int8_t> w(Shape{s.o, s.k, s.k, s.c});
+  auto wv = bench::random_s8(static_cast<std::size_t>(w.numel()), rng);
+  std::copy(wv.begin(), wv.end(), w.data());
+  const std::vector<float> ws(static_cast<std::size_t>(s.o), 0.01f);
+  const std::vector<std::int32_t> bias(static_cast<std::size_t>(s.o), 100);
+  return kernels::ConvU8S8(w.view(), ws, bias, s.stride, s.pad);
+}
+
 void bm_conv_int8(benchmark::State& st, Path path, ConvShape s, std::int64_t batch, int threads) {
   kernels::ScopedKernelPath scope(path);
   set_num_threads(threads);
   Rng rng(1);
   const Tensor<std::uint8_t> x = random_input(Shape{batch, s.h, s.w, s.c}, rng);
-  Tensor<std::int8_t> w(Shape{s.o, s.k, s.k, s.c});
-  auto wv = bench::random_s8(static_cast<std::size_t>(w.numel()), rng);
-  std::copy(wv.begin(), wv.end(), w.data());
-  std::vector<float> ws(static_cast<std::size_t>(s.o), 0.01f);
-  std::vector<std::int32_t> bias(static_cast<std::size_t>(s.o), 100);
-  kernels::ConvU8S8 conv(w.view(), ws, bias, s.stride, s.pad);
+  const kernels::ConvU8S8 conv = random_conv(s, rng);
   Tensor<std::uint8_t> y(conv.output_shape(x.shape()));
   kernels::ConvScratch scratch;
   for (auto _ : st) {
@@ -84,12 +89,7 @@ void bm_conv_pool_int8(benchmark::State& st, Path path, bool fused, ConvShape s,
   set_num_threads(threads);
   Rng rng(1);
   const Tensor<std::uint8_t> x = random_input(Shape{batch, s.h, s.w, s.c}, rng);
-  Tensor<std::int8_t> w(Shape{s.o, s.k, s.k, s.c});
-  auto wv = bench::random_s8(static_cast<std::size_t>(w.numel()), rng);
-  std::copy(wv.begin(), wv.end(), w.data());
-  std::vector<float> ws(static_cast<std::size_t>(s.o), 0.01f);
-  std::vector<std::int32_t> bias(static_cast<std::size_t>(s.o), 100);
-  kernels::ConvU8S8 conv(w.view(), ws, bias, s.stride, s.pad);
+  const kernels::ConvU8S8 conv = random_conv(s, rng);
   Tensor<std::uint8_t> y(conv.output_shape(x.shape())), pooled(conv.pooled_output_shape(x.shape()));
   kernels::ConvScratch scratch;
   for (auto _ : st) {
