@@ -142,19 +142,33 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
           threads);
       return;
     }
-    s.cols.reserve_discard(static_cast<std::size_t>(M * ld));
+    // Few rows: every thread needs all of them. Unfold them all, then split
+    // the GEMM over weight panels.
+    gemm_u8s8(M, unfold_all(x, zp, s), ld, zx, packed_, epi, y, g_.out_c, /*a_padded=*/true);
+  }
+
+  /// Every output pixel of x unfolded into s.cols (row stride k_padded()),
+  /// threaded over output rows (OW pixels each; at least ~32 KB of rows per
+  /// thread: less costs more to start).
+  std::uint8_t* unfold_all(TensorView<const std::uint8_t> x, std::uint8_t zp,
+                           ConvScratch& s) const {
+    const std::int64_t H = x.dim(1), W = x.dim(2), OW = g_.out_w(W), ld = packed_.k_padded();
+    const std::int64_t rows = x.dim(0) * g_.out_h(H);
+    s.cols.reserve_discard(static_cast<std::size_t>(rows * OW * ld));
     std::uint8_t* cols = s.cols.data();
-    // Few rows: every thread needs all of them. Unfold threaded over output
-    // rows (OW pixels each), then split the GEMM over weight panels.
-    const std::int64_t OW = g_.out_w(W);
-    // (At least ~32 KB of rows per thread: less costs more to start.)
     parallel_for(
-        M / OW,
+        rows,
         [&](std::int64_t b, std::int64_t e) {
           im2col_u8(g_, H, W, x.data(), zp, b * OW, e * OW, cols + b * OW * ld, ld);
         },
         std::max<std::int64_t>(1, (std::int64_t{1} << 15) / std::max<std::int64_t>(1, OW * ld)));
-    gemm_u8s8(M, cols, ld, zx, packed_, epi, y, g_.out_c, /*a_padded=*/true);
+    return cols;
+  }
+
+  /// The first conv pixel (n, 2ph, 0) of pooled output row r = (n, ph).
+  static std::int64_t window_row_pixel(std::int64_t r, std::int64_t PH, std::int64_t OH,
+                                       std::int64_t OW) {
+    return ((r / PH) * OH + 2 * (r % PH)) * OW;
   }
 
   /// The 4 GEMM rows of each 2x2 window of conv output rows 2ph, 2ph + 1
@@ -204,14 +218,13 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
             const std::uint8_t** table = s.rows.data() + t * table_rows;
             // Pooled row r = (n, ph) reads conv rows 2ph, 2ph + 1 of image
             // n: one range of conv pixels for the unit when OH is even.
-            auto first_pixel = [&](std::int64_t r) { return ((r / PH) * OH + 2 * (r % PH)) * OW; };
+            const std::int64_t p0 = window_row_pixel(r0, PH, OH, OW);
             if (OH % 2 == 0)
-              im2col_u8(g_, H, W, x.data(), zp, first_pixel(r0),
-                        first_pixel(r0) + 2 * OW * (r1 - r0), block, ld);
+              im2col_u8(g_, H, W, x.data(), zp, p0, p0 + 2 * OW * (r1 - r0), block, ld);
             for (std::int64_t r = r0; r < r1; ++r) {
               std::uint8_t* two = block + (r - r0) * 2 * OW * ld;
-              if (OH % 2 != 0)
-                im2col_u8(g_, H, W, x.data(), zp, first_pixel(r), first_pixel(r) + 2 * OW, two, ld);
+              const std::int64_t p = window_row_pixel(r, PH, OH, OW);
+              if (OH % 2 != 0) im2col_u8(g_, H, W, x.data(), zp, p, p + 2 * OW, two, ld);
               window_rows(two, OW, PW, ld, table + (r - r0) * 4 * PW);
             }
             const std::int64_t rows = (r1 - r0) * 4 * PW;
@@ -222,18 +235,10 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
       return;
     }
     // Few rows: unfold every conv pixel, then split the GEMM over panels.
-    const std::int64_t M = N * OH * OW;
-    s.cols.reserve_discard(static_cast<std::size_t>(M * ld));
+    const std::uint8_t* cols = unfold_all(x, zp, s);
     s.rows.reserve_discard(static_cast<std::size_t>(M4));
-    std::uint8_t* cols = s.cols.data();
-    parallel_for(
-        N * OH,
-        [&](std::int64_t b, std::int64_t e) {
-          im2col_u8(g_, H, W, x.data(), zp, b * OW, e * OW, cols + b * OW * ld, ld);
-        },
-        std::max<std::int64_t>(1, (std::int64_t{1} << 15) / std::max<std::int64_t>(1, OW * ld)));
     for (std::int64_t r = 0; r < out_rows; ++r)
-      window_rows(cols + ((r / PH) * OH + 2 * (r % PH)) * OW * ld, OW, PW, ld,
+      window_rows(cols + window_row_pixel(r, PH, OH, OW) * ld, OW, PW, ld,
                   s.rows.data() + r * 4 * PW);
     detail::gemm_u8s8_rows(M4, IndirectRowsU8{s.rows.data()}, zx, packed_, epi, y, g_.out_c, M4);
   }
