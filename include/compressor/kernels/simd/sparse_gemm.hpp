@@ -23,7 +23,8 @@
 //                 last block) goes by k-groups instead: the panel holds
 //                 each pixel's 4 bytes of every group of 4 consecutive k, and
 //                 one zmm load + one vpdpbusd per group that holds a nonzero
-//                 of the channel cover all 16 pixels, with no interleave.
+//                 of the channel cover all 16 pixels, with no interleave
+//                 (the groups' weights 4 per load, spread by vpshufd).
 // Each output is the same sum as the scalar reference (ref/sparse_gemm.hpp:
 // fp32 even / odd fma chains in CSR order, then their sum; int8 exact), so
 // every path matches it bit for bit. Results go to a per-channel tile and
@@ -861,7 +862,8 @@ COMPRESSOR_TARGET_AVX512_VNNI void sparse_block16_u8s8_avx512_vnni(
       // Each group's 4 weights (one int32) broadcast by vpshufd from a
       // 16-byte load copied to every lane, 4 groups per load: a third of
       // the loop's loads were the per-group broadcasts, and the loads bound
-      // it (1.2x faster on the 4 x 4 x 256 -> 512 layer at 90%, Zen 5).
+      // it (the loop on the CifarCnn conv4's weights at 90%: 35.7 -> 29.5
+      // us, Zen 5; docs/performance.md).
       const __m512i w4[2] = {wide_lanes(w + j), wide_lanes(w + j + 4)};
       zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), lane_dword<0>(w4[0]));
       zmm::dpbusd(a[1], _mm512_load_si512(panel + off[j + 1]), lane_dword<1>(w4[0]));
