@@ -1,7 +1,7 @@
 // ConvTester: a fluent description of one int8 NHWC convolution case, run on
 // every ISA path this CPU supports and checked bit for bit against the
-// scalar reference, and (on the path in use) against a plain float
-// convolution of the dequantized tensors within the rounding rule, e.g.
+// scalar reference (test_max_pool2: the sparse conv too), and (on the path in use) against a plain
+// float convolution of the dequantized tensors within the rounding rule, e.g.
 //   ConvTester().input(1, 28, 28, 64).output_channels(64).kernel(3).pad(1).test_exact();
 #pragma once
 
@@ -16,6 +16,7 @@
 #include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/pool.hpp"
 #include "compressor/kernels/ref/conv_u8s8.hpp"
+#include "compressor/kernels/sparse_conv_u8s8.hpp"
 
 namespace compressor::testing {
 
@@ -66,6 +67,11 @@ class ConvTester {
     grid_ = g;
     return *this;
   }
+  /// The fraction of weights set to zero (each with this probability).
+  ConvTester& sparsity(double s) {
+    sparsity_ = s;
+    return *this;
+  }
 
   /// uint8 and float outputs equal the scalar reference bit for bit on every path.
   void test_exact() const {
@@ -95,7 +101,8 @@ class ConvTester {
     }
   }
 
-  /// forward_max_pool2 equals the scalar reference conv followed by a 2x2
+  /// forward_max_pool2 of the dense and of the sparse conv (ConvU8S8,
+  /// SparseConvU8S8) equals the scalar reference conv followed by a 2x2
   /// max pool of stride 2 (written out here) bit for bit on every path, and
   /// forward() + max_pool_u8 on the same path.
   void test_max_pool2() const {
@@ -127,6 +134,11 @@ class ConvTester {
       c.conv.forward(c.x.view(), c.in, unfused.view(), c.out, relu_, scratch);
       kernels::max_pool_u8(unfused.view(), pooled.view(), 2, 2, 0);
       expect_equal(got.flat(), pooled.flat(), p);
+      kernels::SparseConvScratch sparse_scratch;
+      Tensor<std::uint8_t> sparse_got(ps);
+      c.sparse.forward_max_pool2(c.x.view(), c.in, sparse_got.view(), c.out, relu_, sparse_scratch);
+      INFO("SparseConvU8S8, sparsity " << sparsity_);
+      expect_equal(sparse_got.flat(), want.flat(), p);
     }
   }
 
@@ -177,6 +189,7 @@ class ConvTester {
     std::vector<std::int32_t> bias;
     kernels::QuantParams in, out;
     kernels::ConvU8S8 conv;
+    kernels::SparseConvU8S8 sparse;  // the same weights, as their nonzeros
   };
 
   Case make() const {
@@ -188,9 +201,11 @@ class ConvTester {
       v = static_cast<std::uint8_t>(extreme_ ? (rng.below(2) ? 255 : 0) : rng.below(256));
     c.w = Tensor<std::int8_t>(Shape{o_, k_, k_, c_});
     const auto span = static_cast<std::uint64_t>(wmax - wmin + 1);
-    for (auto& v : c.w.flat())
+    for (auto& v : c.w.flat()) {
       v = static_cast<std::int8_t>(extreme_ ? (rng.below(2) ? wmax : wmin)
                                             : wmin + static_cast<int>(rng.below(span)));
+      if (sparsity_ > 0 && rng.uniform() < sparsity_) v = 0;
+    }
     c.in = {static_cast<float>(rng.uniform(0.01, 0.05)), zx_};
     for (std::int64_t o = 0; o < o_; ++o) {
       c.ws.push_back(static_cast<float>(rng.uniform(0.002, 0.02)));
@@ -200,6 +215,7 @@ class ConvTester {
     const double typical = 74.0 * 37.0 * std::sqrt(double(k_ * k_ * c_)) * c.in.scale * 0.011;
     c.out = {static_cast<float>(typical / 60.0), zo_};
     c.conv = kernels::ConvU8S8(c.w.view(), c.ws, c.bias, s_, p_, grid_);
+    c.sparse = kernels::SparseConvU8S8(c.w.view(), c.ws, c.bias, s_, p_, grid_);
     return c;
   }
 
@@ -222,6 +238,7 @@ class ConvTester {
   std::int64_t n_ = 1, h_ = 5, w_ = 5, c_ = 3, o_ = 4, k_ = 3, s_ = 1, p_ = 1;
   std::int32_t zx_ = 3, zo_ = 120;
   bool relu_ = false, extreme_ = false;
+  double sparsity_ = 0;
   kernels::WeightGrid grid_ = kernels::WeightGrid::narrow;
   std::uint64_t seed_ = 1;
 };

@@ -111,6 +111,10 @@ TEST_CASE("conv_u8s8 fused with a 2x2 max pool equals conv then pool on every pa
   // column is dropped), partial channel panels, strides 1 and 2, batch > 1;
   // on 1, 2 and 3 threads with every shape threaded: pooled rows split into
   // units (each unfolded by its thread) or, for few rows, weight panels.
+  // The sparse conv on the same weights (dense ones without ReLU, 85% zeros
+  // with it): windows across pooled rows and images inside a block, partial
+  // last blocks, a last block of one window (the k-group kernel on
+  // avx512_vnni), channel ranges split over threads.
   const int saved = compressor::num_threads();
   const k::ScopedThreadGrain split_all(1);
   std::uint64_t seed = 100;
@@ -118,12 +122,15 @@ TEST_CASE("conv_u8s8 fused with a 2x2 max pool equals conv then pool on every pa
     compressor::set_num_threads(threads);
     for (k::WeightGrid grid : {k::WeightGrid::narrow, k::WeightGrid::full})
       for (bool relu : {false, true}) {
-        auto check = [&](ConvTester t) { t.grid(grid).relu(relu).seed(++seed).test_max_pool2(); };
+        auto check = [&](ConvTester t) {
+          t.grid(grid).relu(relu).sparsity(relu ? 0.85 : 0.0).seed(++seed).test_max_pool2();
+        };
         // CifarCnn's first block at batch 2 (K = 27: a partial k group).
         check(ConvTester().input(2, 32, 32, 3).output_channels(64).kernel(3).pad(1));
         check(ConvTester().input(3, 9, 11, 17).output_channels(40).kernel(3).pad(1));
         check(ConvTester().input(1, 4, 4, 64).output_channels(100).kernel(3).pad(1));
         check(ConvTester().input(2, 13, 12, 8).output_channels(24).kernel(3).stride(2));
+        check(ConvTester().input(1, 2, 34, 16).output_channels(24).kernel(3).pad(1));  // 17 windows
         // More rows than one L2 row block: several units per thread.
         check(ConvTester().input(2, 61, 67, 3).output_channels(9).kernel(3).pad(1));
       }

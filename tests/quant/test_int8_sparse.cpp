@@ -146,6 +146,20 @@ TEST_CASE("Int8Conv / Int8Linear switch kernels without changing a bit", "[quant
   CHECK_FALSE(op.sparse());
   CHECK(op.weight_bytes() == dense_bytes);
 
+  // With the 2x2 max pool after it: one pass on either kernel, or apart.
+  quant::Int8Conv pooled("conv", q, {0.05f, 10}, true);
+  pooled.fuse_max_pool2();
+  const Tensor<std::uint8_t> want_pooled(pooled.forward(xv, nullptr).data);
+  REQUIRE(want_pooled.shape() == Shape{2, 4, 4, 20});
+  pooled.set_sparse(q, true);
+  const Tensor<std::uint8_t> one_pass(pooled.forward(xv, nullptr).data);
+  pooled.set_max_pool2_one_pass(false);
+  const Tensor<std::uint8_t> apart(pooled.forward(xv, nullptr).data);
+  for (const Tensor<std::uint8_t>* t : {&one_pass, &apart}) {
+    REQUIRE(t->shape() == want_pooled.shape());
+    CHECK(std::memcmp(t->data(), want_pooled.data(), static_cast<std::size_t>(t->numel())) == 0);
+  }
+
   const ConvCase l{37, 11, 1, 1, 0, 1, true};
   const quant::QuantizedWeights ql = random_weights(l, k::WeightGrid::narrow, 0.8, rng);
   quant::Int8Linear lin("fc", ql, {0.05f, 3}, false);

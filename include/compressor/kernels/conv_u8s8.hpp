@@ -54,35 +54,8 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
         packed_(weights.data(), g_.out_c, g_.k(), g_.k(), grid) {}
 
   const PackedWeightsU8S8& packed() const { return packed_; }
-  // forward(): ConvU8S8Common's (uint8 out requantized, or float out).
-
-  /// The output shape of forward_max_pool2 for an NHWC input: the conv's,
-  /// halved (rounded down) in height and width.
-  Shape pooled_output_shape(const Shape& in) const {
-    const Shape c = output_shape(in);
-    require<ShapeError>(c[1] >= 2 && c[2] >= 2, "ConvU8S8: a 2x2 max pool needs a conv output of ",
-                        "at least 2x2, got ", c, " for input ", in);
-    return Shape{c[0], c[1] / 2, c[2] / 2, c[3]};
-  }
-
-  /// forward() (uint8 out, optional ReLU) followed by a 2x2 max pool of
-  /// stride 2 without padding (max_pool_u8(., 2, 2, 0): an odd last row or
-  /// column of the conv output is dropped), bit for bit, in one pass: the
-  /// GEMM's rows go by pool window, the 4 conv pixels of a window in a row,
-  /// and its epilogue requantizes the max of each window's accumulators
-  /// (RowMax4; requantization is nondecreasing in the accumulator), so a
-  /// quarter of the outputs are requantized and stored and the conv output
-  /// never exists.
-  void forward_max_pool2(TensorView<const std::uint8_t> x, QuantParams in,
-                         TensorView<std::uint8_t> y, QuantParams out, bool relu,
-                         ConvScratch& s) const {
-    check_same_shape(y.shape(), pooled_output_shape(x.shape()), "ConvU8S8 pooled output");
-    const RequantOut epi = requant_epilogue(in, out, relu, s);
-    for (std::int64_t o = 0; o < g_.out_c; ++o)
-      require(epi.multiplier[o] >= 0.f, "ConvU8S8: the 2x2 max pool needs requantization ",
-              "multipliers >= 0, got ", epi.multiplier[o], " for channel ", o);
-    run_pooled(x, in.zero_point, RowMax4<RequantOut>{epi}, y.data(), s);
-  }
+  // forward() and forward_max_pool2(): ConvU8S8Common's (uint8 out
+  // requantized, or float out; conv + 2x2 max pool on run_pooled()).
 
  private:
   friend class detail::ConvU8S8Common<ConvU8S8, ConvScratch>;

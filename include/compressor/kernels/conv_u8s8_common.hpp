@@ -1,15 +1,18 @@
 // What the dense and the sparse int8 convolutions (ConvU8S8, SparseConvU8S8)
 // share: the geometry from OHWI weights, the per-output-channel weight scales
-// and int32 biases, and the two forward() contracts (uint8 out requantized
-// with RequantOut, float out with DequantOut). Derived supplies the weight
-// format and run(x, input zero point, epilogue, y, scratch), the convolution
-// itself, and its names for messages (kName, kOutputName); its scratch type
+// and int32 biases, and the three forward contracts (uint8 out requantized
+// with RequantOut, float out with DequantOut, uint8 out of the conv and a
+// 2x2 max pool with RowMax4<RequantOut>). Derived supplies the weight format
+// and run(x, input zero point, epilogue, y, scratch), the convolution itself,
+// run_pooled(...), the same with the pool, and its names for messages
+// (kName, kOutputName); its scratch type
 // has a float buffer `channel` for the per-channel multipliers. One definition of the epilogue
 // arguments keeps the two bit-identical.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "compressor/core/error.hpp"
@@ -31,6 +34,34 @@ class ConvU8S8Common {
                QuantParams out, bool relu, Scratch& s) const {
     check_same_shape(y.shape(), output_shape(x.shape()), Derived::kOutputName);
     self().run(x, in.zero_point, requant_epilogue(in, out, relu, s), y.data(), s);
+  }
+
+  /// The output shape of forward_max_pool2 for an NHWC input: the conv's,
+  /// halved (rounded down) in height and width.
+  Shape pooled_output_shape(const Shape& in) const {
+    const Shape c = output_shape(in);
+    require<ShapeError>(c[1] >= 2 && c[2] >= 2, Derived::kName, ": a 2x2 max pool needs a conv ",
+                        "output of at least 2x2, got ", c, " for input ", in);
+    return Shape{c[0], c[1] / 2, c[2] / 2, c[3]};
+  }
+
+  /// forward() (uint8 out, optional ReLU) followed by a 2x2 max pool of
+  /// stride 2 without padding (max_pool_u8(., 2, 2, 0): an odd last row or
+  /// column of the conv output is dropped), bit for bit, in one pass: the
+  /// GEMM's rows go by pool window, the 4 conv pixels of a window in a row,
+  /// and its epilogue requantizes the max of each window's accumulators
+  /// (RowMax4; requantization is nondecreasing in the accumulator), so a
+  /// quarter of the outputs are requantized and stored and the conv output
+  /// never exists.
+  void forward_max_pool2(TensorView<const std::uint8_t> x, QuantParams in,
+                         TensorView<std::uint8_t> y, QuantParams out, bool relu, Scratch& s) const {
+    check_same_shape(y.shape(), pooled_output_shape(x.shape()),
+                     std::string(Derived::kName) + " pooled output");
+    const RequantOut epi = requant_epilogue(in, out, relu, s);
+    for (std::int64_t o = 0; o < g_.out_c; ++o)
+      require(epi.multiplier[o] >= 0.f, Derived::kName, ": the 2x2 max pool needs ",
+              "requantization multipliers >= 0, got ", epi.multiplier[o], " for channel ", o);
+    self().run_pooled(x, in.zero_point, RowMax4<RequantOut>{epi}, y.data(), s);
   }
 
   /// uint8 -> float (a last layer): y = s_in * s_w[o] * acc, then ReLU if asked.

@@ -12,9 +12,12 @@
 // (and linear layers) multiply the input itself; every other geometry
 // unfolds it with the dense conv's im2col_u8 (padding taps = the input zero
 // point), one block of the kernel's pixels at a time, by the thread that
-// multiplies it (sparse_gemm_u8s8_blocks).
+// multiplies it (sparse_gemm_u8s8_blocks). forward_max_pool2 runs the conv
+// and a 2x2 max pool in one pass, as ConvU8S8's does (the kernels take each
+// block's rows by pool window and requantize the max of each window's sums).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -52,7 +55,8 @@ class SparseConvU8S8 : public detail::ConvU8S8Common<SparseConvU8S8, SparseConvS
         w_(weights.data(), g_.out_c, g_.k(), g_.k(), grid) {}
 
   const SparseWeightsS8& weights() const { return w_; }
-  // forward(): ConvU8S8Common's (uint8 out requantized, or float out), with
+  // forward() and forward_max_pool2(): ConvU8S8Common's (uint8 out
+  // requantized, or float out; conv + 2x2 max pool on run_pooled()), with
   // the same epilogue arguments as ConvU8S8, hence the same numbers.
 
  private:
@@ -80,6 +84,49 @@ class SparseConvU8S8 : public detail::ConvU8S8Common<SparseConvU8S8, SparseConvS
           return static_cast<const std::uint8_t*>(buf);
         },
         zx, w_, epi, y, g_.out_c, s.gemm);
+  }
+
+  /// run() for forward_max_pool2: Epi = RowMax4<...>, y the pooled output.
+  /// Each block's rows go by pool window (row 4j + t: tap (t / 2, t % 2) of
+  /// window j): the thread that packs the block unfolds its windows' conv
+  /// pixels, two runs per pooled row it touches (the top and the bottom
+  /// conv row), and hands the kernel a table of the rows in window order.
+  template <class Epi>
+  void run_pooled(TensorView<const std::uint8_t> x, std::int32_t zx, const Epi& epi,
+                  typename Epi::Out* y, SparseConvScratch& s) const {
+    check_input_zero_point(zx);
+    const std::int64_t H = x.dim(1), W = x.dim(2), OH = g_.out_h(H), OW = g_.out_w(W);
+    const std::int64_t PH = OH / 2, PW = OW / 2, M4 = 4 * x.dim(0) * PH * PW;
+    if (M4 == 0) return;
+    const std::int64_t K = g_.k();
+    const std::uint8_t* in = x.data();
+    const auto pad = static_cast<std::uint8_t>(zx);
+    auto rows_of = [&](std::int64_t m, std::int64_t rows, std::uint8_t* buf) {
+      // The unfolded pixels, then the table (8-byte aligned; the buffer has
+      // K + 16 bytes per row).
+      const auto table = reinterpret_cast<const std::uint8_t**>(buf + (rows * K + 7) / 8 * 8);
+      std::uint8_t* d = buf;
+      const std::int64_t w0 = m / 4, w1 = (m + rows) / 4;
+      for (std::int64_t w = w0; w < w1;) {
+        // Windows [w, w + n) of pooled row r (image r / PH, row r % PH).
+        const std::int64_t r = w / PW, pw = w % PW, n = std::min(w1 - w, PW - pw);
+        const std::int64_t p = ((r / PH) * OH + 2 * (r % PH)) * OW + 2 * pw;  // top-left pixel
+        im2col_u8(g_, H, W, in, pad, p, p + 2 * n, d, K);
+        im2col_u8(g_, H, W, in, pad, p + OW, p + OW + 2 * n, d + 2 * n * K, K);
+        for (std::int64_t j = 0; j < n; ++j) {
+          const std::uint8_t* top = d + 2 * j * K;
+          const std::uint8_t** t = table + 4 * (w - w0 + j);
+          t[0] = top;
+          t[1] = top + K;
+          t[2] = top + 2 * n * K;
+          t[3] = top + (2 * n + 1) * K;
+        }
+        d += 4 * n * K;
+        w += n;
+      }
+      return SparseRowsU8{nullptr, 0, table};
+    };
+    detail::sparse_u8s8_by_blocks(M4, rows_of, K, K + 16, zx, w_, epi, y, g_.out_c, s.gemm);
   }
 
   SparseWeightsS8 w_;

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "compressor/core/aligned_buffer.hpp"
@@ -159,17 +160,27 @@ inline void sparse_gemm_f32(std::int64_t M, const float* X, std::int64_t ldx,
 }
 
 namespace detail {
-/// sparse_gemm_u8s8 on the rows rows_of(m, rows, buffer) returns per block
-/// (row stride ldx); buffer: `buffer_row_bytes` per row of the block, per
-/// thread (0: rows_of never writes it).
+/// sparse_gemm_u8s8 on the rows rows_of(m, rows, buffer) returns per block:
+/// a pointer to rows [m, m + rows) at stride ldx, or their SparseRowsU8;
+/// buffer: `buffer_row_bytes` per row of the block, per thread (0: rows_of
+/// never writes it).
 template <GemmEpilogue Epi, class RowsOf>
 void sparse_u8s8_by_blocks(std::int64_t M, RowsOf& rows_of, std::int64_t ldx,
                            std::int64_t buffer_row_bytes, std::int32_t x_zero_point,
                            const SparseWeightsS8& W, const Epi& epi, typename Epi::Out* Y,
                            std::int64_t ldy, SparseScratch& scratch) {
   check_sparse_args("sparse_gemm_u8s8", M, ldx, ldy, W.k(), W.n());
+  const auto block_rows = [&](std::int64_t m, std::int64_t r, std::uint8_t* buf) {
+    const auto x = rows_of(m, r, buf);
+    if constexpr (std::is_same_v<std::remove_cv_t<decltype(x)>, SparseRowsU8>)
+      return x;
+    else
+      return SparseRowsU8{x, ldx, nullptr};
+  };
   require(x_zero_point >= 0 && x_zero_point <= 255, "sparse_gemm_u8s8: activation zero point ",
           x_zero_point, " is outside [0, 255]");
+  constexpr std::int64_t P = gemm_rows_per_output<Epi>;  // rows per output row
+  require<ShapeError>(M % P == 0, "sparse_gemm_u8s8: RowMax4 needs a multiple of 4 rows, got ", M);
   using Out = typename Epi::Out;
 #if COMPRESSOR_X86
   const Path path = kernel_path();
@@ -193,9 +204,9 @@ void sparse_u8s8_by_blocks(std::int64_t M, RowsOf& rows_of, std::int64_t ldx,
         M, W.n(), scratch, panel + tile + static_cast<std::size_t>(buffer_row_bytes * block),
         [&](std::int64_t m, int r, std::int64_t n0, std::int64_t n1, bool pack, std::uint8_t* buf) {
           // The rows are read only to pack the panel.
-          const std::uint8_t* x = pack ? rows_of(m, std::int64_t{r}, buf + panel + tile) : nullptr;
+          const SparseRowsU8 x = pack ? block_rows(m, r, buf + panel + tile) : SparseRowsU8{};
           (small != nullptr && r <= simd::kSparseBlockSmall ? small : kernel)(
-              x, ldx, r, x_zero_point, W, epi, Y + m * ldy, ldy, buf,
+              x, r, x_zero_point, W, epi, Y + m / P * ldy, ldy, buf,
               reinterpret_cast<Out*>(buf + panel), n0, n1, pack);
         },
         block, threads);
@@ -206,8 +217,8 @@ void sparse_u8s8_by_blocks(std::int64_t M, RowsOf& rows_of, std::int64_t ldx,
   scratch.reserve(1, static_cast<std::size_t>(buffer_row_bytes * kSparseRows));
   for (std::int64_t m = 0; m < M; m += kSparseRows) {
     const std::int64_t r = std::min(kSparseRows, M - m);
-    ref::sparse_gemm_u8s8(r, rows_of(m, r, scratch.thread_buffer(0)), ldx, x_zero_point, W, epi,
-                          Y + m * ldy, ldy);
+    ref::sparse_gemm_u8s8(r, block_rows(m, r, scratch.thread_buffer(0)), x_zero_point, W, epi,
+                          Y + m / P * ldy, ldy);
   }
 }
 }  // namespace detail
@@ -227,7 +238,9 @@ void sparse_gemm_u8s8(std::int64_t M, const std::uint8_t* X, std::int64_t ldx,
 /// returns buffer. The sparse conv unfolds each block of pixels there
 /// (im2col_u8), where it is still in cache when the panel is packed, instead
 /// of the whole im2col matrix first. rows_of is called from the worker
-/// threads, for different blocks at once.
+/// threads, for different blocks at once. With RowMax4<E> (M a multiple of
+/// 4) output row i is E of the max of rows 4i..4i+3 (a conv's 2x2 pool
+/// windows, SparseConvU8S8::forward_max_pool2), and Y has M / 4 rows.
 template <GemmEpilogue Epi, class RowsOf>
 void sparse_gemm_u8s8_blocks(std::int64_t M, RowsOf&& rows_of, std::int32_t x_zero_point,
                              const SparseWeightsS8& W, const Epi& epi, typename Epi::Out* Y,

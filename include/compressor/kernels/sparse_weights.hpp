@@ -39,6 +39,16 @@
 
 namespace compressor::kernels {
 
+/// The uint8 activation rows the int8 sparse kernels read: row p at
+/// x + p * ld, or at table[p] when there is a table (a conv's rows by pool
+/// window, pointing into its unfolded conv rows).
+struct SparseRowsU8 {
+  const std::uint8_t* x = nullptr;
+  std::int64_t ld = 0;
+  const std::uint8_t* const* table = nullptr;
+  const std::uint8_t* row(std::int64_t p) const { return table ? table[p] : x + p * ld; }
+};
+
 template <class T>
 class SparseWeights {
  public:

@@ -154,10 +154,10 @@ class Int8Conv : public Int8WeightedOp {
   using Int8WeightedOp::Int8WeightedOp;
   std::string_view kind() const override { return max_pool2_ ? "conv+max_pool" : "conv"; }
 
-  /// Runs the following MaxPool2d(2, 2, 0) too (conversion sets it): on the
-  /// dense kernel in one pass (kernels::ConvU8S8::forward_max_pool2, bit
-  /// for bit the two ops); the sparse kernel, or a trace that reads the conv
-  /// output point, runs the conv and then the pool.
+  /// Runs the following MaxPool2d(2, 2, 0) too (conversion sets it): in one
+  /// pass on the dense or the sparse kernel (forward_max_pool2 of
+  /// kernels::ConvU8S8 / SparseConvU8S8, bit for bit the two ops); a trace
+  /// that reads the conv output point runs the conv and then the pool.
   void fuse_max_pool2() { max_pool2_ = true; }
   bool fused_max_pool2() const { return max_pool2_; }
   /// With false the fused pool runs after the conv, as its own pass (the
@@ -166,9 +166,14 @@ class Int8Conv : public Int8WeightedOp {
 
   QView forward(const QView& x, const PointTrace* trace) override {
     remember(x);
-    if (max_pool2_ && one_pass_ && dense_ && !(trace && *trace)) {
-      y_.data.resize(dense_->pooled_output_shape(x.data.shape()));
-      dense_->forward_max_pool2(x.data, x.q, y_.data.view(), y_.q, relu_, scratch_);
+    if (max_pool2_ && one_pass_ && !(trace && *trace)) {
+      if (sparse_) {
+        y_.data.resize(sparse_->pooled_output_shape(x.data.shape()));
+        sparse_->forward_max_pool2(x.data, x.q, y_.data.view(), y_.q, relu_, sparse_scratch_);
+      } else {
+        y_.data.resize(dense_->pooled_output_shape(x.data.shape()));
+        dense_->forward_max_pool2(x.data, x.q, y_.data.view(), y_.q, relu_, scratch_);
+      }
       return {std::as_const(y_.data).view(), y_.q};
     }
     y_.data.resize(kernel_output_shape(x.data.shape()));

@@ -28,7 +28,12 @@
 // Each output is the same sum as the scalar reference (ref/sparse_gemm.hpp:
 // fp32 even / odd fma chains in CSR order, then their sum; int8 exact), so
 // every path matches it bit for bit. Results go to a per-channel tile and
-// are transposed back to the rows (32 pixels at a time).
+// are transposed back to the rows (32 pixels at a time). The int8 kernels
+// read their rows through SparseRowsU8 (a stride or a table); with RowMax4
+// (a conv and its 2x2 max pool) the rows come by pool window, the panel
+// puts each window's 4 taps in 4 accumulator registers (or lanes) at the
+// same place (panel_position), and each channel's tile row holds the
+// windows' requantized maxima.
 #pragma once
 
 #include <algorithm>
@@ -127,27 +132,44 @@ COMPRESSOR_F32_AVX2 inline void transpose16x16_lanes(__m256i r[16]) {
   }
 }
 
-/// panel[k * 32 + p] = X[p, k] for p < rows, 0 for the rest (uint8), by
-/// 16 x 16 byte transposes, two per register (k 0-15 and 16-31 of 16
-/// pixels: measured faster than pixels 0-15 and 16-31 of 32 k values).
-COMPRESSOR_F32_AVX2 inline void pack_panel_u8(const std::uint8_t* X, std::int64_t ldx, int rows,
-                                              std::int64_t K, std::uint8_t* panel) {
+/// The panel position of block row p (and the block row of panel position
+/// p: the map is its own inverse). In pixel order, p. In window order (the
+/// rows of a conv with a 2x2 max pool, RowMax4: row 4j + t is tap t of
+/// window j), within each 16 rows, row 4j + t goes to position 4t + j: the
+/// quad and k-group kernels' accumulators then hold the 4 taps of a window
+/// at one lane of 4 registers (or 4 lanes of one), and a vertical max gives
+/// the windows in order (window_max_*).
+inline int panel_position(int p, bool windows) {
+  return windows ? (p & ~15) | (p & 3) << 2 | (p & 15) >> 2 : p;
+}
+
+/// panel[k * 32 + panel_position(p)] = X[p, k] for p < rows, 0 for the
+/// rest (uint8), by 16 x 16 byte transposes, two per register (k 0-15 and
+/// 16-31 of 16 pixels: measured faster than pixels 0-15 and 16-31 of 32 k
+/// values).
+COMPRESSOR_F32_AVX2 inline void pack_panel_u8(const SparseRowsU8& X, int rows, std::int64_t K,
+                                              std::uint8_t* panel, bool windows = false) {
   alignas(32) std::uint8_t tmp[kSparseBlock][32];  // a partial chunk, zero-padded
+  const SparseRowsU8 padded{tmp[0], 32, nullptr};
   for (std::int64_t k0 = 0; k0 < K; k0 += 32) {
     const int width = static_cast<int>(std::min<std::int64_t>(32, K - k0));
-    const std::uint8_t* src = X + k0;
-    std::int64_t ls = ldx;
+    const SparseRowsU8* src = &X;
+    std::int64_t k = k0;
+    bool order = windows;  // rows still to be put in panel order
     if (width < 32 || rows < kSparseBlock) {
       std::memset(tmp, 0, sizeof(tmp));
       for (int p = 0; p < rows; ++p)
-        std::memcpy(tmp[p], X + p * ldx + k0, static_cast<std::size_t>(width));
-      src = tmp[0];
-      ls = 32;
+        std::memcpy(tmp[panel_position(p, windows)], X.row(p) + k0,
+                    static_cast<std::size_t>(width));
+      src = &padded;
+      k = 0;
+      order = false;
     }
     for (int half = 0; half < 2; ++half) {
       __m256i r[16];
       for (int i = 0; i < 16; ++i)
-        r[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + (16 * half + i) * ls));
+        r[i] = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(src->row(16 * half + panel_position(i, order)) + k));
       transpose16x16_lanes(r);  // r[j]: k0 + j | k0 + 16 + j, 16 pixels each
       for (int j = 0; j < 16; ++j) {
         std::uint8_t* d = panel + (k0 + j) * kSparseBlock + 16 * half;
@@ -467,6 +489,53 @@ COMPRESSOR_INLINE_AVX2 void epilogue_32(const __m256i acc[4], const Epi& epi, st
   }
 }
 
+/// The epilogue of 8 sums (in order) into tile row t (32 Out written, the
+/// first 8 the outputs: store_tile_u8 reads whole 32-byte rows).
+template <GemmEpilogue Epi>
+COMPRESSOR_INLINE_AVX2 void epilogue_8(__m256i acc, const Epi& epi, std::int64_t n,
+                                       typename Epi::Out* t) {
+  if constexpr (std::is_same_v<Epi, RequantOut>) {
+    // epilogue_32's steps on one register; vpacks* work within 128-bit
+    // lanes: lane 0 ends with outputs 0-3 in each dword, lane 1 with 4-7.
+    const __m256 m = _mm256_set1_ps(epi.multiplier[n]), cap = _mm256_set1_ps(65536.f);
+    const __m256i q =
+        _mm256_cvtps_epi32(_mm256_min_ps(cap, _mm256_mul_ps(_mm256_cvtepi32_ps(acc), m)));
+    const __m256i zp = _mm256_set1_epi16(static_cast<std::int16_t>(epi.zero_point));
+    const __m256i h = _mm256_adds_epi16(_mm256_packs_epi32(q, q), zp);
+    const __m256i qmin = _mm256_set1_epi8(static_cast<char>(epi.qmin));
+    const __m256i qmax = _mm256_set1_epi8(static_cast<char>(epi.qmax));
+    const __m256i b = _mm256_min_epu8(_mm256_max_epu8(_mm256_packus_epi16(h, h), qmin), qmax);
+    const __m128i v = _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), _mm256_set_m128i(v, v));
+  } else if constexpr (std::is_same_v<Epi, Int32Out>) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), acc);
+  } else {
+    __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(epi.scale[n]));
+    if (epi.relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+    _mm256_store_ps(t, y);
+  }
+}
+
+/// The epilogue a kernel applies for Epi: Epi itself, or RowMax4<B>'s B
+/// (applied to the max of each window's 4 sums).
+template <class Epi>
+struct BaseEpilogue {
+  using type = Epi;
+};
+template <class B>
+struct BaseEpilogue<RowMax4<B>> {
+  using type = B;
+};
+template <class Epi>
+inline constexpr bool kWindows = gemm_rows_per_output<Epi> == 4;
+
+/// The max of each window's 4 sums of a block in window order
+/// (panel_position): acc[i] holds tap i of windows 4L..4L+3 at lane L, so
+/// the vertical max holds windows 0-7 in order.
+COMPRESSOR_INLINE_AVX2 __m256i window_max_ymm(const __m256i acc[4]) {
+  return _mm256_max_epi32(_mm256_max_epi32(acc[0], acc[1]), _mm256_max_epi32(acc[2], acc[3]));
+}
+
 /// The tile of channels [0, N) (rows of `stride` Out, rows <= 32 pixels) -> Y.
 template <GemmEpilogue Epi>
 COMPRESSOR_F32_AVX2 inline void store_tile(const typename Epi::Out* tile, std::int64_t N, int rows,
@@ -485,45 +554,60 @@ inline std::int32_t sum_init(const Epi& epi, std::int32_t za, const SparseWeight
   return (epi.bias ? epi.bias[n] : 0) - za * W.row_sums()[n];
 }
 
+/// Channel n's 32 sums of a ymm quad kernel (quad_dots' layout) into its
+/// tile row t: epilogue_32 of the 32, or for RowMax4 epilogue_8 of the 8
+/// windows' maxima.
+template <GemmEpilogue Epi>
+COMPRESSOR_INLINE_AVX2 void store_sums(const __m256i acc[4], const Epi& epi, std::int64_t n,
+                                       typename Epi::Out* t) {
+  if constexpr (kWindows<Epi>)
+    epilogue_8(window_max_ymm(acc), static_cast<const typename BaseEpilogue<Epi>::type&>(epi), n,
+               t);
+  else
+    epilogue_32(acc, epi, n, t);
+}
+
 }  // namespace detail_sparse
 
 /// One int8 unit on the AVX2 instructions (avx2 and avx512): output
-/// channels [n0, n1) of Y rows [0, rows); panel: K*32 bytes, tile:
-/// (n1 - n0)*32 Epi::Out of scratch (both 64-byte aligned); pack = false:
-/// panel holds these X rows already (from the caller's last unit).
+/// channels [n0, n1) of Y rows [0, rows) (RowMax4: rows / 4, from rows by
+/// window) from the rows of X; panel: K*32 bytes, tile: (n1 - n0)*32
+/// Epi::Out of scratch (both 64-byte aligned); pack = false: panel holds
+/// these X rows already (from the caller's last unit).
 template <GemmEpilogue Epi>
-COMPRESSOR_TARGET_AVX2 void sparse_block_u8s8_avx2(const std::uint8_t* X, std::int64_t ldx,
-                                                   int rows, std::int32_t za,
+COMPRESSOR_TARGET_AVX2 void sparse_block_u8s8_avx2(const SparseRowsU8& X, int rows, std::int32_t za,
                                                    const SparseWeightsS8& W, const Epi& epi,
                                                    typename Epi::Out* Y, std::int64_t ldy,
                                                    std::uint8_t* panel, typename Epi::Out* tile,
                                                    std::int64_t n0, std::int64_t n1, bool pack) {
   using namespace detail_sparse;
-  if (pack) pack_panel_u8(X, ldx, rows, W.k(), panel);
+  if (pack) pack_panel_u8(X, rows, W.k(), panel, kWindows<Epi>);
   for (std::int64_t n = n0; n < n1; ++n) {
     __m256i acc[4];  // pixels 0-3 | 16-19, 4-7 | 20-23, 8-11 | 24-27, 12-15 | 28-31
     quad_dots(panel, W.quad_offsets(), W.quad_weights(), W.quad_begin(n), W.quad_begin(n + 1),
               sum_init(epi, za, W, n), acc);
-    epilogue_32(acc, epi, n, tile + (n - n0) * kSparseBlock);
+    store_sums(acc, epi, n, tile + (n - n0) * kSparseBlock);
   }
-  store_tile<Epi>(tile, n1 - n0, rows, Y + n0, ldy, kSparseBlock);
+  store_tile<typename BaseEpilogue<Epi>::type>(tile, n1 - n0, rows / gemm_rows_per_output<Epi>,
+                                               Y + n0, ldy, kSparseBlock);
 }
 
 /// sparse_block_u8s8_avx2 with AVX-VNNI's vpdpbusd (ymm, 32-pixel blocks).
 template <GemmEpilogue Epi>
 COMPRESSOR_TARGET_AVX_VNNI void sparse_block_u8s8_avx_vnni(
-    const std::uint8_t* X, std::int64_t ldx, int rows, std::int32_t za, const SparseWeightsS8& W,
-    const Epi& epi, typename Epi::Out* Y, std::int64_t ldy, std::uint8_t* panel,
-    typename Epi::Out* tile, std::int64_t n0, std::int64_t n1, bool pack) {
+    const SparseRowsU8& X, int rows, std::int32_t za, const SparseWeightsS8& W, const Epi& epi,
+    typename Epi::Out* Y, std::int64_t ldy, std::uint8_t* panel, typename Epi::Out* tile,
+    std::int64_t n0, std::int64_t n1, bool pack) {
   using namespace detail_sparse;
-  if (pack) pack_panel_u8(X, ldx, rows, W.k(), panel);
+  if (pack) pack_panel_u8(X, rows, W.k(), panel, kWindows<Epi>);
   for (std::int64_t n = n0; n < n1; ++n) {
     __m256i acc[4];
     quad_dots_vnni(panel, W.quad_offsets(), W.quad_weights(), W.quad_begin(n), W.quad_begin(n + 1),
                    sum_init(epi, za, W, n), acc);
-    epilogue_32(acc, epi, n, tile + (n - n0) * kSparseBlock);
+    store_sums(acc, epi, n, tile + (n - n0) * kSparseBlock);
   }
-  store_tile<Epi>(tile, n1 - n0, rows, Y + n0, ldy, kSparseBlock);
+  store_tile<typename BaseEpilogue<Epi>::type>(tile, n1 - n0, rows / gemm_rows_per_output<Epi>,
+                                               Y + n0, ldy, kSparseBlock);
 }
 
 /// Pixels per block of the AVX512-VNNI int8 kernel: one zmm per panel row.
@@ -617,9 +701,10 @@ COMPRESSOR_INLINE_AVX512 __m128i extract_lane(__m512i v, int l) {
 /// The zmm kernel's panel: panel[k * 64 + p] = X[p, k] for p < rows, 0 for
 /// the rest. Per 16 pixels and 64 k, one zmm transpose of four 16 x 16
 /// blocks (half the shuffles per byte of pack_panel_u8's ymm ones).
-COMPRESSOR_INLINE_AVX512 void pack_panel_u8_zmm(const std::uint8_t* X, std::int64_t ldx, int rows,
-                                                std::int64_t K, std::uint8_t* panel) {
+COMPRESSOR_INLINE_AVX512 void pack_panel_u8_zmm(const SparseRowsU8& X, int rows, std::int64_t K,
+                                                std::uint8_t* panel, bool windows = false) {
   alignas(64) std::uint8_t tmp[16][64];  // a partial chunk, zero-padded
+  const SparseRowsU8 padded{tmp[0], 64, nullptr};
   for (std::int64_t k0 = 0; k0 < K; k0 += 64) {
     const int width = static_cast<int>(std::min<std::int64_t>(64, K - k0));
     for (int p0 = 0; p0 < kSparseBlockZmm; p0 += 16) {
@@ -629,17 +714,21 @@ COMPRESSOR_INLINE_AVX512 void pack_panel_u8_zmm(const std::uint8_t* X, std::int6
                           _mm_setzero_si128());
         continue;
       }
-      const std::uint8_t* src = X + p0 * ldx + k0;
-      std::int64_t ls = ldx;
+      const SparseRowsU8* src = &X;
+      std::int64_t q0 = p0, k = k0;  // src's first row and byte
+      bool order = windows;          // rows still to be put in panel order
       if (width < 64 || rows - p0 < 16) {
         std::memset(tmp, 0, sizeof(tmp));
         for (int p = p0; p < std::min(rows, p0 + 16); ++p)
-          std::memcpy(tmp[p - p0], X + p * ldx + k0, static_cast<std::size_t>(width));
-        src = tmp[0];
-        ls = 64;
+          std::memcpy(tmp[panel_position(p - p0, windows)], X.row(p) + k0,
+                      static_cast<std::size_t>(width));
+        src = &padded;
+        q0 = k = 0;
+        order = false;
       }
       __m512i r[16];
-      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(src + i * ls);
+      for (int i = 0; i < 16; ++i)
+        r[i] = _mm512_loadu_si512(src->row(q0 + panel_position(i, order)) + k);
       transpose16x16_lanes_zmm(r);  // r[j], lane L: k0 + 16L + j, 16 pixels
       if (width == 64) {            // the common case, without the width tests
         for (int j = 0; j < 16; ++j) {
@@ -705,6 +794,32 @@ COMPRESSOR_INLINE_AVX512 void epilogue_64(const __m512i acc[4], const Epi& epi, 
   }
 }
 
+/// The epilogue of 16 pixels' sums (in order) into tile row t.
+template <GemmEpilogue Epi>
+COMPRESSOR_INLINE_AVX512 void epilogue_16(__m512i acc, const Epi& epi, std::int64_t n,
+                                          typename Epi::Out* t) {
+  if constexpr (std::is_same_v<Epi, RequantOut>) {
+    // epilogue_32's rule: round, saturate to int16, + zp saturating, to
+    // uint8 saturating, byte clamp.
+    const __m512 m = _mm512_set1_ps(epi.multiplier[n]), cap = _mm512_set1_ps(65536.f);
+    const __m512i q = zmm::cvt_epi32(zmm::min_ps(cap, _mm512_mul_ps(zmm::cvt_ps(acc), m)));
+    const __m256i h =
+        _mm256_adds_epi16(_mm512_maskz_cvtsepi32_epi16(static_cast<__mmask16>(0xFFFF), q),
+                          _mm256_set1_epi16(static_cast<std::int16_t>(epi.zero_point)));
+    const __m256i b = _mm256_permute4x64_epi64(_mm256_packus_epi16(h, h), 0x08);
+    const __m128i qmin = _mm_set1_epi8(static_cast<char>(epi.qmin));
+    const __m128i qmax = _mm_set1_epi8(static_cast<char>(epi.qmax));
+    _mm_store_si128(reinterpret_cast<__m128i*>(t),
+                    _mm_min_epu8(_mm_max_epu8(_mm256_castsi256_si128(b), qmin), qmax));
+  } else if constexpr (std::is_same_v<Epi, Int32Out>) {
+    _mm512_store_si512(t, acc);
+  } else {
+    __m512 y = _mm512_mul_ps(zmm::cvt_ps(acc), _mm512_set1_ps(epi.scale[n]));
+    if (epi.relu) y = zmm::max_ps(y, _mm512_setzero_ps());
+    _mm512_store_ps(t, y);
+  }
+}
+
 }  // namespace detail_sparse
 
 /// One int8 unit of the avx512_vnni path: sparse_block_u8s8_avx2 on blocks
@@ -713,21 +828,30 @@ COMPRESSOR_INLINE_AVX512 void epilogue_64(const __m512i acc[4], const Epi& epi, 
 /// halves.
 template <GemmEpilogue Epi>
 COMPRESSOR_TARGET_AVX512_VNNI void sparse_block_u8s8_avx512_vnni(
-    const std::uint8_t* X, std::int64_t ldx, int rows, std::int32_t za, const SparseWeightsS8& W,
-    const Epi& epi, typename Epi::Out* Y, std::int64_t ldy, std::uint8_t* panel,
-    typename Epi::Out* tile, std::int64_t n0, std::int64_t n1, bool pack) {
+    const SparseRowsU8& X, int rows, std::int32_t za, const SparseWeightsS8& W, const Epi& epi,
+    typename Epi::Out* Y, std::int64_t ldy, std::uint8_t* panel, typename Epi::Out* tile,
+    std::int64_t n0, std::int64_t n1, bool pack) {
   using namespace detail_sparse;
   constexpr int half = kSparseBlock;
-  if (pack) pack_panel_u8_zmm(X, ldx, rows, W.k(), panel);
+  using Base = typename BaseEpilogue<Epi>::type;
+  if (pack) pack_panel_u8_zmm(X, rows, W.k(), panel, kWindows<Epi>);
   for (std::int64_t n = n0; n < n1; ++n) {
     __m512i acc[4];
     quad_dots_zmm(panel, W.quad_offsets(), W.quad_weights(), W.quad_begin(n), W.quad_begin(n + 1),
                   sum_init(epi, za, W, n), acc);
-    epilogue_64(acc, epi, n, tile + (n - n0) * kSparseBlockZmm);
+    if constexpr (kWindows<Epi>)  // acc[i] lane L: tap i of windows 4L..4L+3 (panel_position)
+      epilogue_16(zmm::max_epi32(zmm::max_epi32(acc[0], acc[1]), zmm::max_epi32(acc[2], acc[3])),
+                  static_cast<const Base&>(epi), n, tile + (n - n0) * kSparseBlockZmm);
+    else
+      epilogue_64(acc, epi, n, tile + (n - n0) * kSparseBlockZmm);
   }
-  for (int h = 0; h < 2 && rows > h * half; ++h)
-    store_tile<Epi>(tile + h * half, n1 - n0, std::min(rows - h * half, half),
-                    Y + n0 + h * half * ldy, ldy, kSparseBlockZmm);
+  if constexpr (kWindows<Epi>) {  // at most 16 windows
+    store_tile<Base>(tile, n1 - n0, rows / 4, Y + n0, ldy, kSparseBlockZmm);
+  } else {
+    for (int h = 0; h < 2 && rows > h * half; ++h)
+      store_tile<Epi>(tile + h * half, n1 - n0, std::min(rows - h * half, half),
+                      Y + n0 + h * half * ldy, ldy, kSparseBlockZmm);
+  }
 }
 
 /// Pixels per block of the small-block kernel (blocks of at most 16 rows on
@@ -741,8 +865,8 @@ namespace detail_sparse {
 /// at panel[g * 64 + 4p] (zero past K and for p >= rows), so one aligned
 /// zmm load gives a k-group's 4 activations for all 16 pixels. Per 16
 /// groups, a 16 x 16 transpose of int32 lanes.
-COMPRESSOR_INLINE_AVX512 void pack_groups_u8_zmm(const std::uint8_t* X, std::int64_t ldx, int rows,
-                                                 std::int64_t K, std::uint8_t* panel) {
+COMPRESSOR_INLINE_AVX512 void pack_groups_u8_zmm(const SparseRowsU8& X, int rows, std::int64_t K,
+                                                 std::uint8_t* panel, bool windows = false) {
   constexpr auto m16 = static_cast<__mmask16>(0xFFFF);
   constexpr auto m8 = static_cast<__mmask8>(0xFF);
   constexpr std::int64_t stride = SparseWeightsS8::kGroupStride;
@@ -753,12 +877,15 @@ COMPRESSOR_INLINE_AVX512 void pack_groups_u8_zmm(const std::uint8_t* X, std::int
     const int groups = static_cast<int>(std::min<std::int64_t>(16, G - g0));
     __m512i r[16];
     if (width == 64) {
-      for (int p = 0; p < 16; ++p)
-        r[p] = p < rows ? _mm512_loadu_si512(X + p * ldx + k0) : _mm512_setzero_si512();
+      for (int p = 0; p < 16; ++p) {
+        const int q = panel_position(p, windows);  // the row at panel position p
+        r[p] = q < rows ? _mm512_loadu_si512(X.row(q) + k0) : _mm512_setzero_si512();
+      }
     } else {
       std::memset(tmp, 0, sizeof(tmp));
       for (int p = 0; p < rows; ++p)
-        std::memcpy(tmp[p], X + p * ldx + k0, static_cast<std::size_t>(width));
+        std::memcpy(tmp[panel_position(p, windows)], X.row(p) + k0,
+                    static_cast<std::size_t>(width));
       for (int p = 0; p < 16; ++p) r[p] = _mm512_load_si512(tmp[p]);
     }
     // r[p] lane L: pixel p's groups 4L..4L+3. Within lanes, 4 x 4 blocks.
@@ -805,32 +932,6 @@ COMPRESSOR_INLINE_AVX512 __m512i lane_dword(__m512i v) {
                                     static_cast<_MM_PERM_ENUM>(I * 0x55));
 }
 
-/// The epilogue of 16 pixels' sums (in order) into tile row t.
-template <GemmEpilogue Epi>
-COMPRESSOR_INLINE_AVX512 void epilogue_16(__m512i acc, const Epi& epi, std::int64_t n,
-                                          typename Epi::Out* t) {
-  if constexpr (std::is_same_v<Epi, RequantOut>) {
-    // epilogue_32's rule: round, saturate to int16, + zp saturating, to
-    // uint8 saturating, byte clamp.
-    const __m512 m = _mm512_set1_ps(epi.multiplier[n]), cap = _mm512_set1_ps(65536.f);
-    const __m512i q = zmm::cvt_epi32(zmm::min_ps(cap, _mm512_mul_ps(zmm::cvt_ps(acc), m)));
-    const __m256i h =
-        _mm256_adds_epi16(_mm512_maskz_cvtsepi32_epi16(static_cast<__mmask16>(0xFFFF), q),
-                          _mm256_set1_epi16(static_cast<std::int16_t>(epi.zero_point)));
-    const __m256i b = _mm256_permute4x64_epi64(_mm256_packus_epi16(h, h), 0x08);
-    const __m128i qmin = _mm_set1_epi8(static_cast<char>(epi.qmin));
-    const __m128i qmax = _mm_set1_epi8(static_cast<char>(epi.qmax));
-    _mm_store_si128(reinterpret_cast<__m128i*>(t),
-                    _mm_min_epu8(_mm_max_epu8(_mm256_castsi256_si128(b), qmin), qmax));
-  } else if constexpr (std::is_same_v<Epi, Int32Out>) {
-    _mm512_store_si512(t, acc);
-  } else {
-    __m512 y = _mm512_mul_ps(zmm::cvt_ps(acc), _mm512_set1_ps(epi.scale[n]));
-    if (epi.relu) y = zmm::max_ps(y, _mm512_setzero_ps());
-    _mm512_store_ps(t, y);
-  }
-}
-
 }  // namespace detail_sparse
 
 /// One int8 unit of the avx512_vnni path on a block of at most 16 pixels,
@@ -842,11 +943,12 @@ COMPRESSOR_INLINE_AVX512 void epilogue_16(__m512i acc, const Epi& epi, std::int6
 /// bytes, tile: (n1 - n0) * 32 Epi::Out (both 64-byte aligned).
 template <GemmEpilogue Epi>
 COMPRESSOR_TARGET_AVX512_VNNI void sparse_block16_u8s8_avx512_vnni(
-    const std::uint8_t* X, std::int64_t ldx, int rows, std::int32_t za, const SparseWeightsS8& W,
-    const Epi& epi, typename Epi::Out* Y, std::int64_t ldy, std::uint8_t* panel,
-    typename Epi::Out* tile, std::int64_t n0, std::int64_t n1, bool pack) {
+    const SparseRowsU8& X, int rows, std::int32_t za, const SparseWeightsS8& W, const Epi& epi,
+    typename Epi::Out* Y, std::int64_t ldy, std::uint8_t* panel, typename Epi::Out* tile,
+    std::int64_t n0, std::int64_t n1, bool pack) {
   using namespace detail_sparse;
-  if (pack) pack_groups_u8_zmm(X, ldx, rows, W.k(), panel);
+  using Base = typename BaseEpilogue<Epi>::type;
+  if (pack) pack_groups_u8_zmm(X, rows, W.k(), panel, kWindows<Epi>);
   const std::uint32_t* off = W.group_offsets();
   const std::int32_t* w = W.group_weights();
   for (std::int64_t n = n0; n < n1; ++n) {
@@ -877,10 +979,18 @@ COMPRESSOR_TARGET_AVX512_VNNI void sparse_block16_u8s8_avx512_vnni(
     for (; j < e; ++j)
       zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), _mm512_set1_epi32(w[j]));
     for (int i = 1; i < C; ++i) a[0] = _mm512_add_epi32(a[0], a[i]);
-    const __m512i acc = a[0];
-    epilogue_16(acc, epi, n, tile + (n - n0) * kSparseBlock);
+    if constexpr (kWindows<Epi>) {
+      // Lane i: tap i of windows 0-3 (panel_position); the max of the 4
+      // lanes, in every lane.
+      constexpr auto all = static_cast<__mmask16>(0xFFFF);
+      const __m512i m = zmm::max_epi32(a[0], _mm512_maskz_shuffle_i32x4(all, a[0], a[0], 0x4E));
+      epilogue_16(zmm::max_epi32(m, _mm512_maskz_shuffle_i32x4(all, m, m, 0xB1)),
+                  static_cast<const Base&>(epi), n, tile + (n - n0) * kSparseBlock);
+    } else {
+      epilogue_16(a[0], epi, n, tile + (n - n0) * kSparseBlock);
+    }
   }
-  store_tile<Epi>(tile, n1 - n0, rows, Y + n0, ldy, kSparseBlock);
+  store_tile<Base>(tile, n1 - n0, rows / gemm_rows_per_output<Epi>, Y + n0, ldy, kSparseBlock);
 }
 
 #endif  // COMPRESSOR_X86
