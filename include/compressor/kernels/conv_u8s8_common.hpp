@@ -5,9 +5,9 @@
 // 2x2 max pool with RowMax4<RequantOut>). Derived supplies the weight format
 // and run(x, input zero point, epilogue, y, scratch), the convolution itself,
 // run_pooled(...), the same with the pool, and its names for messages
-// (kName, kOutputName); its scratch type
-// has a float buffer `channel` for the per-channel multipliers. One definition of the epilogue
-// arguments keeps the two bit-identical.
+// (kName, kOutputName); its scratch type has a float buffer `channel` for the
+// per-channel multipliers. One definition of the epilogue arguments keeps the
+// two bit-identical.
 #pragma once
 
 #include <cstdint>

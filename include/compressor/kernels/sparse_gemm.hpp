@@ -3,7 +3,8 @@
 // W compressed once (SparseWeightsF32 / SparseWeightsS8, CSR).
 //   sparse_gemm_f32    float, + bias, optional ReLU
 //   sparse_gemm_u8s8   uint8 activations (zero point) x int8 weights with the
-//                      dense kernels' epilogues (RequantOut, DequantOut, Int32Out)
+//                      dense kernels' epilogues (RequantOut, DequantOut, Int32Out;
+//                      RowMax4 of these on rows by pool window)
 // Work is proportional to the nonzeros, plus a transpose of X and Y per block
 // of 32 rows. Threaded with OpenMP over row blocks, handed out dynamically
 // (parallel_units.hpp), and over ranges of output channels too when the
@@ -170,6 +171,10 @@ void sparse_u8s8_by_blocks(std::int64_t M, RowsOf& rows_of, std::int64_t ldx,
                            const SparseWeightsS8& W, const Epi& epi, typename Epi::Out* Y,
                            std::int64_t ldy, SparseScratch& scratch) {
   check_sparse_args("sparse_gemm_u8s8", M, ldx, ldy, W.k(), W.n());
+  require(x_zero_point >= 0 && x_zero_point <= 255, "sparse_gemm_u8s8: activation zero point ",
+          x_zero_point, " is outside [0, 255]");
+  constexpr std::int64_t P = gemm_rows_per_output<Epi>;  // rows per output row
+  require<ShapeError>(M % P == 0, "sparse_gemm_u8s8: RowMax4 needs a multiple of 4 rows, got ", M);
   const auto block_rows = [&](std::int64_t m, std::int64_t r, std::uint8_t* buf) {
     const auto x = rows_of(m, r, buf);
     if constexpr (std::is_same_v<std::remove_cv_t<decltype(x)>, SparseRowsU8>)
@@ -177,10 +182,6 @@ void sparse_u8s8_by_blocks(std::int64_t M, RowsOf& rows_of, std::int64_t ldx,
     else
       return SparseRowsU8{x, ldx, nullptr};
   };
-  require(x_zero_point >= 0 && x_zero_point <= 255, "sparse_gemm_u8s8: activation zero point ",
-          x_zero_point, " is outside [0, 255]");
-  constexpr std::int64_t P = gemm_rows_per_output<Epi>;  // rows per output row
-  require<ShapeError>(M % P == 0, "sparse_gemm_u8s8: RowMax4 needs a multiple of 4 rows, got ", M);
   using Out = typename Epi::Out;
 #if COMPRESSOR_X86
   const Path path = kernel_path();

@@ -43,10 +43,10 @@ void sparse_gemm_u8s8(std::int64_t M, const SparseRowsU8& X, std::int32_t x_zero
   constexpr std::int64_t P = gemm_rows_per_output<Epi>;  // RowMax4: the max of 4 rows
   for (std::int64_t m = 0; m < M / P; ++m)
     for (std::int64_t n = 0; n < W.n(); ++n) {
+      const std::int64_t b = W.row_begin(n), e = W.row_begin(n + 1);
       std::int32_t best = 0;
       for (std::int64_t r = 0; r < P; ++r) {
         std::int32_t acc = epi.bias ? epi.bias[n] : 0;
-        const std::int64_t b = W.row_begin(n), e = W.row_begin(n + 1);
         const std::uint8_t* x = X.row(m * P + r);
         for (std::int64_t j = b; j < e; ++j)
           acc += (static_cast<std::int32_t>(x[cols[j]]) - x_zero_point) * values[j];
