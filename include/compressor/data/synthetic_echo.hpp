@@ -12,6 +12,7 @@
 #include <exception>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -108,6 +109,7 @@ inline std::vector<SyntheticEchoClip> generate_synthetic_echo(const std::filesys
   std::vector<SyntheticEchoClip> clips(static_cast<std::size_t>(opt.count));
   std::vector<std::string> errors(clips.size());
   std::int64_t done = 0;
+  std::mutex progress_mutex;
   const int saved_threads = num_threads();
   if (opt.threads > 0) set_num_threads(opt.threads);
   parallel_for(opt.count, [&](std::int64_t begin, std::int64_t end) {
@@ -122,9 +124,7 @@ inline std::vector<SyntheticEchoClip> generate_synthetic_echo(const std::filesys
         errors[k] = e.what();
       }
       if (opt.progress) {
-#ifdef _OPENMP
-#pragma omp critical(compressor_synthetic_echo_progress)
-#endif
+        const std::lock_guard<std::mutex> lock(progress_mutex);
         opt.progress(++done, opt.count);
       }
     }

@@ -1,6 +1,7 @@
-// parallel_units: the kernels' OpenMP loop over independent work units (row
-// blocks, weight panels, sparse pixel blocks), handed out dynamically from an
-// atomic counter instead of compressor::parallel_for's fixed chunks.
+// parallel_units: the kernels' parallel loop over independent work units (row
+// blocks, weight panels, sparse pixel blocks) on the WorkerPool, handed out
+// dynamically from an atomic counter instead of compressor::parallel_for's
+// fixed chunks.
 //
 // On a shared machine a thread that loses its core for a while would hold up
 // a static split until it gets the core back; here the other threads take its
@@ -10,7 +11,6 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 
 #include "compressor/core/threading.hpp"
@@ -18,12 +18,14 @@
 namespace compressor::kernels::detail {
 
 /// Multiply-adds a kernel call gives each thread at least: a smaller call
-/// runs on fewer threads. Starting a thread costs a few microseconds, and a
-/// layer split over two cores leaves its output in both, where the next
-/// layer fetches half of it from the other core. Measured on the 2-core Zen 5
-/// VM (docs/performance.md, "Small layers on one thread"): the int8 convs of
-/// a CifarCnn pruned to half its channels, 4.7 M multiply-adds each at batch
-/// 1, ran 1.0-1.5x slower on 2 threads than on 1 inside the model.
+/// runs on fewer threads. A layer split over two cores leaves its output in
+/// both, where the next layer fetches half of it from the other core.
+/// Measured on the 2-core Zen 5 VM under OpenMP (docs/performance.md, "Small
+/// layers on one thread"): the int8 convs of a CifarCnn pruned to half its
+/// channels, 4.7 M multiply-adds each at batch 1, ran 1.0-1.5x slower on 2
+/// threads than on 1 inside the model. On the WorkerPool (a loop starts in
+/// ~0.3 us, an OpenMP region took ~2.7), 1 M or 2 M moved the 90%-sparse
+/// CifarCnn by 0-5%, inside the VM's spread ("A thread pool of our own").
 inline constexpr std::int64_t kMinMacsPerThread = std::int64_t{4} << 20;
 
 /// The grain threads_for_macs uses: kMinMacsPerThread unless a
@@ -50,25 +52,12 @@ void parallel_units(std::int64_t n, Fn&& fn, std::int64_t max_threads = INT64_MA
     for (std::int64_t i = 0; i < n; ++i) fn(i);
     return;
   }
-#ifdef _OPENMP
-  // The counter has a cache line to itself: it lives on the calling thread's
-  // stack next to the callers' small argument structs (row sources,
-  // epilogues) that every thread reads, and each fetch_add would otherwise
-  // take that line away from the other threads (measured: 12-16% slower
-  // int8 GEMMs of ~15 us on 2 threads).
-  struct alignas(64) Counter {
-    std::atomic<std::int64_t> value{0};
-  } next;
-  static_assert(sizeof(Counter) == 64);
-#pragma omp parallel num_threads(threads)
-  {
-    for (std::int64_t i = next.value.fetch_add(1, std::memory_order_relaxed); i < n;
-         i = next.value.fetch_add(1, std::memory_order_relaxed))
-      fn(i);
-  }
-#else
-  for (std::int64_t i = 0; i < n; ++i) fn(i);
-#endif
+  // The pool's unit counter has a cache line to itself: next to the
+  // callers' small argument structs (row sources, epilogues) that every
+  // thread reads, each fetch_add would take that line away from the other
+  // threads (measured under OpenMP: 12-16% slower int8 GEMMs of ~15 us on 2
+  // threads).
+  compressor::detail::pool_run(n, threads, fn);
 }
 
 }  // namespace compressor::kernels::detail

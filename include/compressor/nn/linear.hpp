@@ -1,5 +1,9 @@
 // Linear: y = x W^T + b for x of shape (N, in_features); W is (out, in) as in
-// PyTorch.
+// PyTorch. Its GEMMs run on the library's fp32 kernels (kernels::sgemm) on
+// every SIMD path, as Conv2d's, and on Eigen on the scalar one: Eigen's GEMM
+// threads with OpenMP, whose workers, spinning after a region, would hold a
+// core that the library's own worker pool wants next (docs/performance.md,
+// "A thread pool of our own").
 #pragma once
 
 #include <cstdint>
@@ -7,6 +11,7 @@
 #include <span>
 #include <string_view>
 
+#include "compressor/kernels/sgemm.hpp"
 #include "compressor/nn/capabilities.hpp"
 #include "compressor/nn/init.hpp"
 #include "compressor/nn/module.hpp"
@@ -66,20 +71,43 @@ class Linear : public Module, public WeightedLayer {
       throw ShapeError(detail::concat("Linear(", in_, "->", out_features_, "): expected input (N, ",
                                       in_, "), got ", x.shape().str()));
     x_ = x;
-    out_.resize(Shape{x.dim(0), out_features_});
-    out_.matrix().noalias() = x.matrix() * weight_.matrix().transpose();
+    const std::int64_t n = x.dim(0);
+    out_.resize(Shape{n, out_features_});
+    path_ = kernels::kernel_path();
+    if (kernels::path_has_avx2(path_)) {
+      using kernels::StridedMatrix;
+      kernels::sgemm(n, out_features_, in_, StridedMatrix::row_major(x.data(), in_),
+                     StridedMatrix::transposed(weight_.data(), in_), out_.data(), out_features_,
+                     false, path_);
+    } else {
+      out_.matrix().noalias() = x.matrix() * weight_.matrix().transpose();
+    }
     if (has_bias_) out_.matrix().rowwise() += bias_.vector().transpose();
     return out_;
   }
 
   TensorView<const float> backward_impl(TensorView<const float> grad_out) override {
     check_same_shape(grad_out.shape(), out_.shape(), "Linear::backward grad_out");
+    const std::int64_t n = x_.dim(0);
     const auto dy = grad_out.matrix();
-    weight_grad_.matrix().noalias() += dy.transpose() * x_.matrix();
+    // On the path of the forward.
+    const bool simd = kernels::path_has_avx2(path_);
+    using kernels::StridedMatrix;
+    if (simd)  // dW (out x in) += dy^T x
+      kernels::sgemm(
+          out_features_, in_, n, StridedMatrix::transposed(grad_out.data(), out_features_),
+          StridedMatrix::row_major(x_.data(), in_), weight_grad_.data(), in_, true, path_);
+    else
+      weight_grad_.matrix().noalias() += dy.transpose() * x_.matrix();
     if (has_bias_) bias_grad_.vector() += dy.colwise().sum().transpose();
     if (!input_grad()) return {};
     grad_in_.resize(x_.shape());
-    grad_in_.matrix().noalias() = dy * weight_.matrix();
+    if (simd)  // dx (n x in) = dy W
+      kernels::sgemm(
+          n, in_, out_features_, StridedMatrix::row_major(grad_out.data(), out_features_),
+          StridedMatrix::row_major(weight_.data(), in_), grad_in_.data(), in_, false, path_);
+    else
+      grad_in_.matrix().noalias() = dy * weight_.matrix();
     return grad_in_;
   }
 
@@ -107,6 +135,7 @@ class Linear : public Module, public WeightedLayer {
   Tensor<float> weight_, weight_grad_, bias_, bias_grad_;
   Tensor<float> out_, grad_in_;
   TensorView<const float> x_;
+  kernels::Path path_ = kernels::Path::scalar;  // of the last forward
 };
 
 }  // namespace compressor::nn
