@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -115,9 +116,58 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
           threads);
       return;
     }
-    // Few rows: every thread needs all of them. Unfold them all, then split
-    // the GEMM over weight panels.
+    // Few rows: every thread needs all of them. Split the GEMM over weight
+    // panels, each thread on its own unfolded copy.
+    if (threads > 1) {
+      by_panels_each_unfolding(
+          M, kernel, threads, s, M * ld, 0,
+          [&](std::uint8_t* block, const std::uint8_t**) {
+            im2col_u8(g_, H, W, x.data(), zp, 0, M, block, ld);
+            return StridedRowsU8{block, ld};
+          },
+          zx, epi, y);
+      return;
+    }
     gemm_u8s8(M, unfold_all(x, zp, s), ld, zx, packed_, epi, y, g_.out_c, /*a_padded=*/true);
+  }
+
+  /// The GEMM of M rows split over weight panels on `threads` threads, each
+  /// thread on rows of its own: unfold(block, table) fills the thread's
+  /// block (block_bytes) and table (table_rows pointers) once per call and
+  /// returns its row source. Split by panels, every thread reads all the
+  /// rows; unfolded once, half of them would come from the other core's
+  /// cache, line by line (a transfer costs ~210 ns on the Zen 5 VM),
+  /// which cost more than unfolding them again: docs/performance.md, "Few
+  /// rows, unfolded by every thread".
+  template <class Epi, class Unfold>
+  void by_panels_each_unfolding(std::int64_t M, GemmKernel kernel, std::int64_t threads,
+                                ConvScratch& s, std::int64_t block_bytes, std::int64_t table_rows,
+                                const Unfold& unfold, std::int32_t zx, const Epi& epi,
+                                typename Epi::Out* y) const {
+    constexpr std::int64_t kMaxSlots = 64;
+    threads = std::min(threads, kMaxSlots);
+    s.cols.reserve_discard(static_cast<std::size_t>(threads * block_bytes));
+    s.rows.reserve_discard(
+        static_cast<std::size_t>(std::max<std::int64_t>(1, threads * table_rows)));
+    using Rows = decltype(unfold(s.cols.data(), s.rows.data()));
+    std::array<Rows, kMaxSlots> rows_of{};
+    std::array<bool, kMaxSlots> ready{};
+    const std::int64_t panels = packed_.panels();
+    // Contiguous groups of ~2 panels per thread, as gemm_u8s8_rows's.
+    const std::int64_t per = std::max<std::int64_t>(1, panels / (2 * threads));
+    detail::parallel_units(
+        (panels + per - 1) / per,
+        [&](std::int64_t u) {
+          const auto t = static_cast<std::size_t>(thread_index());
+          if (!ready[t]) {
+            rows_of[t] = unfold(s.cols.data() + static_cast<std::int64_t>(t) * block_bytes,
+                                s.rows.data() + static_cast<std::int64_t>(t) * table_rows);
+            ready[t] = true;
+          }
+          detail::gemm_u8s8_range(kernel, 0, M, u * per, std::min(panels, (u + 1) * per),
+                                  rows_of[t], zx, packed_, epi, y, g_.out_c, M);
+        },
+        threads);
   }
 
   /// Every output pixel of x unfolded into s.cols (row stride k_padded()),
@@ -207,7 +257,22 @@ class ConvU8S8 : public detail::ConvU8S8Common<ConvU8S8, ConvScratch> {
           threads);
       return;
     }
-    // Few rows: unfold every conv pixel, then split the GEMM over panels.
+    // Few rows: unfold every conv pixel, then split the GEMM over panels
+    // (each thread on its own copy, as run()).
+    if (threads > 1) {
+      const std::int64_t conv_rows = N * OH * OW;
+      by_panels_each_unfolding(
+          M4, kernel, threads, s, conv_rows * ld, M4,
+          [&](std::uint8_t* block, const std::uint8_t** table) {
+            im2col_u8(g_, H, W, x.data(), zp, 0, conv_rows, block, ld);
+            for (std::int64_t r = 0; r < out_rows; ++r)
+              window_rows(block + window_row_pixel(r, PH, OH, OW) * ld, OW, PW, ld,
+                          table + r * 4 * PW);
+            return IndirectRowsU8{table};
+          },
+          zx, epi, y);
+      return;
+    }
     const std::uint8_t* cols = unfold_all(x, zp, s);
     s.rows.reserve_discard(static_cast<std::size_t>(M4));
     for (std::int64_t r = 0; r < out_rows; ++r)
