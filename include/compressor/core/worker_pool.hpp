@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -106,7 +107,11 @@ class WorkerPool {
       ~Release() { f.clear(std::memory_order_release); }
     } release{busy_};
     helpers = std::clamp(helpers, 0, kMaxHelpers);
-    spawn(helpers);
+    try {
+      spawn(helpers);
+    } catch (const std::system_error&) {
+      // No thread to be had: the job runs on the workers there are.
+    }
     fn_.store(fn, std::memory_order_relaxed);
     ctx_.store(ctx, std::memory_order_relaxed);
     n_.store(n, std::memory_order_relaxed);
@@ -149,6 +154,7 @@ class WorkerPool {
 
   void run_units(int slot) {
     int& mine = pool_slot();
+    const int outside = mine;
     mine = slot;
     const UnitFn fn = fn_.load(std::memory_order_relaxed);
     void* const ctx = ctx_.load(std::memory_order_relaxed);
@@ -162,7 +168,7 @@ class WorkerPool {
       std::lock_guard<std::mutex> lock(error_mutex_);
       if (!error_) error_ = std::current_exception();
     }
-    mine = -1;
+    mine = outside;
   }
 
   /// Waits until no worker is inside the job, then closes it to late ones.
