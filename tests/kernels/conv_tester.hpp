@@ -1,7 +1,7 @@
 // ConvTester: a fluent description of one int8 NHWC convolution case, run on
 // every ISA path this CPU supports and checked bit for bit against the
-// scalar reference (test_max_pool2: the sparse conv too), and (on the path in use) against a plain
-// float convolution of the dequantized tensors within the rounding rule, e.g.
+// scalar reference (the sparse conv on the same weights too), and (on the path in use) against a
+// plain float convolution of the dequantized tensors within the rounding rule, e.g.
 //   ConvTester().input(1, 28, 28, 64).output_channels(64).kernel(3).pad(1).test_exact();
 #pragma once
 
@@ -98,6 +98,15 @@ class ConvTester {
       Tensor<float> gotf(ys);
       c.conv.forward(c.x.view(), c.in, gotf.view(), relu_, scratch);
       expect_equal(gotf.flat(), wantf.flat(), p);
+      // The sparse conv on the same weights.
+      INFO("SparseConvU8S8, sparsity " << sparsity_);
+      kernels::SparseConvScratch sparse_scratch;
+      Tensor<std::uint8_t> sgot(ys);
+      c.sparse.forward(c.x.view(), c.in, sgot.view(), c.out, relu_, sparse_scratch);
+      expect_equal(sgot.flat(), want.flat(), p);
+      Tensor<float> sgotf(ys);
+      c.sparse.forward(c.x.view(), c.in, sgotf.view(), relu_, sparse_scratch);
+      expect_equal(sgotf.flat(), wantf.flat(), p);
     }
   }
 

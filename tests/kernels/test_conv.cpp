@@ -105,6 +105,36 @@ TEST_CASE("conv_u8s8 is the same with 1, 2 and 3 threads", "[kernels][conv]") {
   compressor::set_num_threads(saved);
 }
 
+TEST_CASE("the sparse conv on pruned weights equals the reference on every path",
+          "[kernels][conv][sparse]") {
+  // test_exact checks the sparse conv beside the dense one (on dense
+  // weights, above); here 90%-pruned weights, both grids, on 1, 2 and 3
+  // threads with every shape threaded: ResNet-18's 3x3 layers at one frame
+  // (the last on the k-group kernel), batch > 1, pads 0-2 and even kernels,
+  // stride 2, blocks split by channels, K with a partial quad.
+  const int saved = compressor::num_threads();
+  const k::ScopedThreadGrain split_all(1);
+  std::uint64_t seed = 900;
+  for (int threads : {1, 2, 3}) {
+    compressor::set_num_threads(threads);
+    for (k::WeightGrid grid : {k::WeightGrid::narrow, k::WeightGrid::full}) {
+      auto check = [&](ConvTester t) {
+        t.grid(grid).sparsity(0.9).seed(++seed);
+        t.input_zero_point(static_cast<std::int32_t>(seed * 53 % 256)).test_exact();
+      };
+      check(ConvTester().input(1, 28, 28, 64).output_channels(64).kernel(3).pad(1).relu());
+      check(ConvTester().input(2, 14, 14, 128).output_channels(24).kernel(3).pad(1));
+      check(ConvTester().input(1, 7, 7, 256).output_channels(40).kernel(3).pad(1).relu());
+      check(ConvTester().input(1, 4, 4, 512).output_channels(48).kernel(3).pad(1));
+      check(ConvTester().input(3, 9, 11, 17).output_channels(40).kernel(5).pad(2));
+      check(ConvTester().input(2, 17, 33, 48).output_channels(16).kernel(3).pad(0));
+      check(ConvTester().input(1, 6, 5, 7).output_channels(9).kernel(2).pad(1));
+      check(ConvTester().input(2, 15, 15, 64).output_channels(32).kernel(3).pad(1).stride(2));
+    }
+  }
+  compressor::set_num_threads(saved);
+}
+
 TEST_CASE("conv_u8s8 fused with a 2x2 max pool equals conv then pool on every path",
           "[kernels][conv]") {
   // Both grids, ReLU or not, odd and even output sizes (an odd last row or
