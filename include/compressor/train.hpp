@@ -8,3 +8,4 @@
 #include "compressor/train/progress.hpp"
 #include "compressor/train/schedule.hpp"
 #include "compressor/train/trainer.hpp"
+#include "compressor/train/weight_average.hpp"

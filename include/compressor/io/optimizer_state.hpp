@@ -13,6 +13,9 @@
 // here, not for torch.optim. load_checkpoint() of the model alone rejects
 // them as unexpected unless told to skip them: LoadOptions::ignore =
 // {"optimizer.*"} (save_training_checkpoint / load_training_checkpoint do both).
+// A weight average (stochastic weight averaging, train/weight_average.hpp)
+// goes beside them the same way, under "weight_average.<parameter>", with
+// its snapshot count and decay in the metadata.
 //
 //   io::save_training_checkpoint(model, sgd, "run/partial.safetensors", {{"epoch", "3"}});
 //   ...
@@ -28,6 +31,7 @@
 #include "compressor/io/checkpoint.hpp"
 #include "compressor/io/safetensors.hpp"
 #include "compressor/train/optimizer.hpp"
+#include "compressor/train/weight_average.hpp"
 
 namespace compressor::io {
 
@@ -94,6 +98,52 @@ inline void load_optimizer_state(SafetensorsFile& f, train::Optimizer& opt) {
   }
   for (auto& [name, s] : read) *opt.mutable_state(name) = std::move(s);
   opt.restore_steps(total);
+}
+
+inline constexpr const char* kWeightAveragePrefix = "weight_average.";
+
+/// Adds a weight average (train/weight_average.hpp) to w: its tensors under
+/// "weight_average." + parameter name, its snapshot count and decay in the
+/// metadata. Like the optimizer state, for resuming here.
+inline void add_weight_average(SafetensorsWriter& w, const train::WeightAverage& avg) {
+  w.set_metadata("weight_average.count", std::to_string(avg.count()));
+  w.set_metadata("weight_average.decay", std::to_string(avg.decay()));
+  for (const auto& e : avg.entries()) w.add(kWeightAveragePrefix + e.name, e.value);
+}
+
+/// Restores avg from f, written by add_weight_average for the same
+/// parameters and decay. Throws IoError naming the file and what does not
+/// fit; on error avg keeps what it had.
+inline void load_weight_average(SafetensorsFile& f, train::WeightAverage& avg) {
+  const std::string* count = f.metadata_value("weight_average.count");
+  const std::string* decay = f.metadata_value("weight_average.decay");
+  require<IoError>(count != nullptr && decay != nullptr, f.source(),
+                   ": no weight average (metadata 'weight_average.count' and "
+                   "'weight_average.decay')");
+  require<IoError>(*decay == std::to_string(avg.decay()), f.source(),
+                   ": a weight average with decay ", *decay, ", but this one has ",
+                   std::to_string(avg.decay()));
+  std::int64_t n = -1;
+  try {
+    std::size_t used = 0;
+    n = std::stoll(*count, &used);
+    if (used != count->size()) n = -1;
+  } catch (const std::exception&) {
+    n = -1;
+  }
+  require<IoError>(n >= 0, f.source(), ": metadata 'weight_average.count' is '", *count,
+                   "', not a snapshot count");
+  std::vector<Tensor<float>> values;
+  for (const auto& e : avg.entries()) {
+    const std::string key = kWeightAveragePrefix + e.name;
+    require<IoError>(f.contains(key), f.source(), ": no weight average for parameter '", e.name,
+                     "' (tensor '", key, "')");
+    values.push_back(f.read<float>(key));
+    require<IoError>(values.back().shape() == e.value.shape(), f.source(), ": '", key,
+                     "' has shape ", values.back().shape(), ", but parameter '", e.name,
+                     "' has shape ", e.value.shape());
+  }
+  avg.restore(std::move(values), n);
 }
 
 /// Writes m's tensors (save_checkpoint) and opt's state to path, atomically.

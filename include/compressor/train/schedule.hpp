@@ -74,6 +74,47 @@ class CosineLr : public LrSchedule {
   float min_;
 };
 
+/// torch.optim.lr_scheduler.CosineAnnealingWarmRestarts with T_mult = 1:
+/// cosine from base_lr down to min_lr over each cycle of cycle_steps steps,
+/// then back to base_lr. The cyclical schedule of stochastic weight
+/// averaging: a snapshot at the end of each cycle, where the rate is lowest.
+class CosineRestartsLr : public LrSchedule {
+ public:
+  CosineRestartsLr(float base_lr, std::int64_t cycle_steps, float min_lr = 0.f)
+      : cycle_(checked(cycle_steps)), cosine_(base_lr, cycle_steps, 0, min_lr) {}
+  float lr_at(std::int64_t step) const override { return cosine_.lr_at(step % cycle_); }
+
+ private:
+  static std::int64_t checked(std::int64_t cycle_steps) {
+    require(cycle_steps > 0, "CosineRestartsLr: cycle_steps must be > 0, got ", cycle_steps);
+    return cycle_steps;
+  }
+  std::int64_t cycle_;
+  CosineLr cosine_;  ///< one cycle
+};
+
+/// torch.optim.lr_scheduler.SequentialLR: first for steps [0, milestone),
+/// then second, restarted at step 0. The momentum is the active schedule's
+/// (none: the optimizer keeps its own).
+class SequentialLr : public LrSchedule {
+ public:
+  SequentialLr(const LrSchedule& first, const LrSchedule& second, std::int64_t milestone)
+      : first_(first), second_(second), milestone_(milestone) {
+    require(milestone >= 0, "SequentialLr: milestone must be >= 0, got ", milestone);
+  }
+  float lr_at(std::int64_t step) const override {
+    return step < milestone_ ? first_.lr_at(step) : second_.lr_at(step - milestone_);
+  }
+  std::optional<float> momentum_at(std::int64_t step) const override {
+    return step < milestone_ ? first_.momentum_at(step) : second_.momentum_at(step - milestone_);
+  }
+
+ private:
+  const LrSchedule& first_;
+  const LrSchedule& second_;
+  std::int64_t milestone_;
+};
+
 /// torch.optim.lr_scheduler.OneCycleLR (cosine annealing, two phases): warm-up
 /// from max_lr/div_factor to max_lr over pct_start of the steps, then down to
 /// max_lr/(div_factor*final_div_factor). The momentum cycles the other way,
