@@ -15,9 +15,11 @@ image folder (train/<class>/*.jpg, test/<class>/*.jpg, as the archive in
 ../shared/data unpacks): that is decoded once (Pillow) into the binary layout
 in DIR/../cifar10-bin-from-jpeg, classes interleaved (image i of class c at
 record 10 i + c), so that both sides read the very same pixels. The
-calibration images are the first --calibration-size training images in file
-order, normalised like compressor's training (data/normalize.hpp), with no
-augmentation, which is what cifar10_experiment calibrates on.
+calibration images are the first --calibration-size training images in
+class-interleaved order (the first image of each class, then the second of
+each, ...; on the layout above, file order), normalised like compressor's
+training (data/normalize.hpp), with no augmentation, which is what
+cifar10_experiment calibrates on.
 
 For every quantized engine this PyTorch has (Debian's: onednn and qnnpack;
 fbgemm / x86 where built) and two qconfigs (the engine's default, and the
@@ -35,7 +37,7 @@ batch-1 latency, and bench_quant_models for batch 128 (on every kernel path,
 the fastest kept and named).
 
 With --calibration-sets K > 1, PTQ's spread over calibration sets is measured
-too (top-1 only): set k is training images [k N, (k + 1) N) for N =
+too (top-1 only): set k is training images [k N, (k + 1) N) (in that order) for N =
 --calibration-size; every engine's default qconfig and compressor's PTQ
 (cifar10_experiment --calibration-offset k N) calibrate on it and are scored on
 the test images. The printout ends with each model's mean and standard
@@ -136,11 +138,44 @@ def read_cifar(path, limit=None):
     raw = raw.reshape(-1, RECORD)
     if limit is not None:
         raw = raw[:limit]
+    return from_records(raw)
+
+
+def from_records(raw):
+    """(images NCHW float normalised, labels int64) from CIFAR-10 records."""
     labels = torch.from_numpy(raw[:, 0].astype(np.int64))
     x = torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32).astype(np.float32) / 255.0)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
     return (x - mean) / std, labels
+
+
+def class_interleaved_order(labels):
+    """The indices with the classes in turn: the first image of each class, then
+    the second of each, ... (data::class_interleaved_order, cifar10_experiment's
+    calibration order). On the binary layout written from an image folder
+    (record 10 i + c) it is the file order."""
+    per_class = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+    order = []
+    for i in range(max(len(p) for p in per_class)):
+        order.extend(int(p[i]) for p in per_class if i < len(p))
+    return np.asarray(order, dtype=np.int64)
+
+
+def load_calibration(data_dir, n, offset=0):
+    """Training images [offset, offset + n) in class-interleaved order, as
+    cifar10_experiment --calibration-offset offset --calibration-size n takes them."""
+    raws = []
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)]:
+        path = os.path.join(data_dir, name)
+        if not os.path.exists(path):
+            raise SystemExit(f"--data {data_dir}: {name} is missing (expected CIFAR-10's binary layout)")
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size % RECORD != 0:
+            raise SystemExit(f"{path}: {raw.size} bytes is not a whole number of {RECORD}-byte CIFAR-10 records")
+        raws.append(raw.reshape(-1, RECORD))
+    raw = np.concatenate(raws)
+    return from_records(raw[class_interleaved_order(raw[:, 0])[offset : offset + n]])
 
 
 def load_split(data_dir, train, limit=None, offset=0):
@@ -388,7 +423,7 @@ def calibration_spread(state, test, args):
     sets = {"top1": {}, "fp32_agreement": {}, "kl_to_fp32": {}}
     for k in range(args.calibration_sets):
         offset = k * args.calibration_size
-        calib, _ = load_split(args.data, train=True, limit=args.calibration_size, offset=offset)
+        calib, _ = load_calibration(args.data, args.calibration_size, offset)
         for engine in engines():
             m = pytorch_int8(fp, engine, tq.get_default_qconfig(engine), batches_of(calib, 128))
             name = f"pytorch int8 {engine} (default qconfig)"
@@ -454,7 +489,7 @@ def main():
     test = load_split(args.data, train=False, limit=args.test_size)
     rows, sets = [], None
     if not args.skip_latency:
-        calib, _ = load_split(args.data, train=True, limit=args.calibration_size)
+        calib, _ = load_calibration(args.data, args.calibration_size)
         rows = pytorch_rows(state, calib, test, args.threads, args.min_time)
         if args.ours:
             rows += our_rows(args.ours, args)

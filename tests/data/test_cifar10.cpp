@@ -1,8 +1,10 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "compressor/data/cifar10.hpp"
+#include "compressor/data/image_set.hpp"
 #include "data/data_test_util.hpp"
 
 using namespace compressor;
@@ -100,4 +102,33 @@ TEST_CASE("cifar10: load_cifar10 reads the batch files of a folder", "[data][cif
   std::filesystem::remove(bin / "data_batch_4.bin");
   CHECK_THROWS_WITH(load_cifar10(dir, CifarSplit::train),
                     Contains("data_batch_4.bin") && Contains("not found"));
+}
+
+TEST_CASE("class_interleaved_order takes the classes in turn; select copies those images",
+          "[data][cifar]") {
+  // Class by class, as an image folder lists them, with uneven counts.
+  ImageSet s;
+  s.classes = {"a", "b", "c"};
+  const std::vector<std::int32_t> labels = {0, 0, 0, 1, 2, 2};
+  s.labels = Tensor<std::int32_t>(Shape{6});
+  s.images = Tensor<std::uint8_t>(Shape{6, 1, 1, 2});
+  for (std::int64_t i = 0; i < 6; ++i) {
+    s.labels[i] = labels[static_cast<std::size_t>(i)];
+    s.images[2 * i] = static_cast<std::uint8_t>(10 * i);
+    s.images[2 * i + 1] = static_cast<std::uint8_t>(10 * i + 1);
+  }
+  const std::vector<std::int64_t> order = class_interleaved_order(s);
+  CHECK(order == std::vector<std::int64_t>{0, 3, 4, 1, 5, 2});
+  const ImageSet picked = select(s, {4, 1});
+  REQUIRE(picked.size() == 2);
+  CHECK(picked.classes == s.classes);
+  CHECK(picked.labels[0] == 2);
+  CHECK(picked.labels[1] == 0);
+  CHECK(picked.images[0] == 40);
+  CHECK(picked.images[1] == 41);
+  CHECK(picked.images[2] == 10);
+  CHECK(picked.images[3] == 11);
+  CHECK_THROWS_WITH(select(s, {6}), Contains("index 6 outside the set's [0, 6)"));
+  s.labels[5] = 3;
+  CHECK_THROWS_WITH(class_interleaved_order(s), Contains("image 5 has label 3"));
 }

@@ -2,7 +2,9 @@
 // (4x smaller than float; loaders convert and normalise per batch).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -54,6 +56,47 @@ inline ImageSet concat(const std::vector<ImageSet>& parts) {
     out.labels.narrow(at, p.size()).copy_from(p.labels.view());
     out.skipped += p.skipped;
     at += p.size();
+  }
+  return out;
+}
+
+/// The indices of s with the classes taken in turn: the first image of each
+/// class (in class order), then the second of each, and so on; a class with
+/// no images left is passed over. Any run of it is as balanced over the
+/// classes as the set allows, also for an image folder, whose images come
+/// class by class: its first N images in file order are one class.
+/// (compare_quant_pytorch.py's binary layout of an image folder, record
+/// 10 i + c, is this order.)
+inline std::vector<std::int64_t> class_interleaved_order(const ImageSet& s) {
+  std::vector<std::vector<std::int64_t>> per_class(s.classes.size());
+  for (std::int64_t i = 0; i < s.size(); ++i) {
+    const std::int32_t l = s.labels[i];
+    require(l >= 0 && static_cast<std::size_t>(l) < per_class.size(),
+            "class_interleaved_order: image ", i, " has label ", l, ", outside [0, ",
+            per_class.size(), ")");
+    per_class[static_cast<std::size_t>(l)].push_back(i);
+  }
+  std::vector<std::int64_t> order;
+  order.reserve(static_cast<std::size_t>(s.size()));
+  for (std::size_t round = 0; std::ssize(order) < s.size(); ++round)
+    for (const auto& idx : per_class)
+      if (round < idx.size()) order.push_back(idx[round]);
+  return order;
+}
+
+/// The images of s at the given indices, in that order.
+inline ImageSet select(const ImageSet& s, const std::vector<std::int64_t>& indices) {
+  ImageSet out;
+  out.classes = s.classes;
+  const auto n = static_cast<std::int64_t>(indices.size());
+  out.images.resize(s.images.shape().with_dim0(n));
+  out.labels.resize(Shape{n});
+  for (std::int64_t j = 0; j < n; ++j) {
+    const std::int64_t i = indices[static_cast<std::size_t>(j)];
+    require<ShapeError>(i >= 0 && i < s.size(), "select: index ", i, " outside the set's [0, ",
+                        s.size(), ")");
+    out.images.narrow(j, 1).copy_from(s.images.narrow(i, 1));
+    out.labels[j] = s.labels[i];
   }
   return out;
 }
