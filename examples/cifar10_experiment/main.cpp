@@ -56,6 +56,8 @@ struct Config {
   std::string pad_mode = "reflect";
   int cutout = 0;
   double width = 1.0;  ///< CifarCnn channel multiplier
+  int swa_epochs = 0;
+  float swa_lr = 0.02f;
   int qat_epochs = 1;
   float qat_lr = 1e-3f;
   int qat_freeze_bn_epoch = 2, qat_freeze_observer_epoch = 3;
@@ -114,6 +116,15 @@ Config parse(int argc, char** argv) {
                  "rounded to a multiple of 16 (the int8 GEMM's panel)")
       ->capture_default_str()
       ->check(examples::float_range(0.25, 4.0));
+  app.add_option("--swa-epochs", c.swa_epochs,
+                 "stochastic weight averaging after the one-cycle epochs: this many more "
+                 "epochs, each a cosine cycle from --swa-lr to 0, the baseline being the mean "
+                 "of the weights at their ends with BatchNorm statistics re-estimated (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
+  app.add_option("--swa-lr", c.swa_lr, "learning rate at the start of each SWA cycle")
+      ->capture_default_str()
+      ->check(examples::float_range(1e-6, 10.0));
   app.add_option("--qat-epochs", c.qat_epochs, "QAT fine-tuning epochs (0: no QAT)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
@@ -130,12 +141,14 @@ Config parse(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(2, 1000));
   app.add_option("--calibration-size", c.calibration_size,
-                 "PTQ calibration images: N training images in file order from "
-                 "--calibration-offset (the first N by default), no augmentation")
+                 "PTQ calibration images: N training images from --calibration-offset "
+                 "(0 by default) in class-interleaved order (the first image of each class, "
+                 "then the second, ...), no augmentation")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000000));
   app.add_option("--calibration-offset", c.calibration_offset,
-                 "index of the first PTQ calibration image in the training set (another "
+                 "index of the first PTQ calibration image in the training set's "
+                 "class-interleaved order (another "
                  "offset calibrates on other images, to measure PTQ's spread over "
                  "calibration sets)")
       ->capture_default_str()
@@ -193,6 +206,8 @@ Json config_json(const Config& c) {
           {"pad_mode", c.pad_mode},
           {"cutout", c.cutout},
           {"width", c.width},
+          {"swa_epochs", c.swa_epochs},
+          {"swa_lr", c.swa_lr},
           {"qat_epochs", c.qat_epochs},
           {"qat_lr", c.qat_lr},
           {"qat_freeze_bn_epoch", c.qat_freeze_bn_epoch},
@@ -464,6 +479,15 @@ class Experiment {
     const examples::Latency lat =
         latency([&](TensorView<const float> x) { return deploy->forward(x); });
     results_.put(row_for(kBaseline, "baseline", "fp32", *net, ckpt, lat, acc, c_.threads));
+    if (c_.train_baseline && c_.swa_epochs > 0) {
+      Json swa = {{"epochs", c_.swa_epochs}, {"lr", c_.swa_lr}, {"top1_average", 100 * acc}};
+      if (last_epoch_top1_) {
+        swa["top1_last_snapshot"] = 100 * *last_epoch_top1_;
+        std::printf("baseline: SWA took test top-1 from %.2f%% (last snapshot) to %.2f%%\n",
+                    100 * *last_epoch_top1_, 100 * acc);
+      }
+      results_.extras()["swa"] = swa;
+    }
     save();
     std::printf("baseline: test top-1 %.2f%%, %.3f ms per image at batch 1\n", 100 * acc,
                 lat.median_ms);
@@ -481,42 +505,69 @@ class Experiment {
                           .nesterov = true,
                           .weight_decay = c_.weight_decay,
                           .decay_policy = train::DecayPolicy::weights_only});
-    const examples::EpochCheckpoint checkpoint(partial, "baseline", c_.epochs);
+    const int total = c_.epochs + c_.swa_epochs;
+    const examples::EpochCheckpoint checkpoint(partial, "baseline", total);
+    train::WeightAverage swa(*net);  // the SWA epochs' snapshots
     int first = 1;
     if (dp_.agree(c_.resume && fs::exists(partial))) {
       bool exact = false;  // every rank restores from the same file
-      first = checkpoint.restore(*net, sgd, &exact);
+      first = checkpoint.restore(*net, sgd, &exact, &swa);
+      const int snapshots = std::max(0, first - 1 - c_.epochs);
+      require<IoError>(swa.count() == snapshots, partial.string(), ": epoch ", first - 1,
+                       " needs the weight average of ", snapshots, " SWA snapshots, the file has ",
+                       swa.count());
       std::printf("resume: baseline training from epoch %d (%s; %s)\n", first, partial.c_str(),
                   exact ? "SGD state restored" : "no optimizer state in it: SGD momentum restarts");
     }
     const std::int64_t per_epoch = train->num_batches();
-    train::OneCycleLr sched(c_.lr, std::max<std::int64_t>(2, c_.epochs * per_epoch));
+    // One cycle over the first --epochs, then one cosine cycle per SWA epoch.
+    train::OneCycleLr one_cycle(c_.lr, std::max<std::int64_t>(2, c_.epochs * per_epoch));
+    train::CosineRestartsLr cycles(c_.swa_lr, per_epoch);
+    train::SequentialLr sched(one_cycle, cycles, c_.epochs * per_epoch);
     examples::OffsetSchedule resumed(sched, (first - 1) * per_epoch);
     train::Trainer trainer(*net, smoothed, sgd, train::Task::classification, &resumed);
     trainer.set_eval_loss(&plain_);
     const auto averaging = dp_.average_gradients(trainer, *net);
     train::FitOptions fo;
-    fo.epochs = c_.epochs;
+    fo.epochs = total;
     fo.log = dp_.lead() ? &std::cout : nullptr;
     fo.progress_interval = 10;
     fo.ranks = dp_.size();
     dp_.distribute_metrics(*net, fo);
     std::printf(
-        "baseline: CifarCnn %s, %lld parameters, %lld training images, %d epochs, %d threads\n",
+        "baseline: CifarCnn %s, %lld parameters, %lld training images, %d epochs%s, %d threads\n",
         conv_channels(net->channel_plan()).c_str(), static_cast<long long>(net->num_parameters()),
-        static_cast<long long>(d_.train->size()), c_.epochs, c_.threads);
-    for (int e = first; e <= c_.epochs; ++e) {
+        static_cast<long long>(d_.train->size()), c_.epochs,
+        c_.swa_epochs > 0 ? (" + " + std::to_string(c_.swa_epochs) + " of SWA").c_str() : "",
+        c_.threads);
+    for (int e = first; e <= total; ++e) {
+      const bool swa_epoch = e > c_.epochs;
+      if (swa_epoch) (void)sgd.set_momentum(0.9f);  // one-cycle ends at 0.95
       net->train();
       const train::EpochReport r = trainer.train_epoch(*train, e, fo);
+      if (swa_epoch) swa.update(*net);
       // Every rank tests its share of the test set (rank 0's model, rank 0's statistics).
       auto test = loader(d_.test, data::Augmentation::none(), false, /*sharded=*/true);
       const train::Metrics t = dp_.evaluate(*net, plain_, train::Task::classification, *test);
       if (!dp_.lead()) continue;  // rank 0 prints and saves
-      std::printf("epoch %d/%d: train %s | test %s | %.0f images/s\n", e, c_.epochs,
-                  train::format_metrics(r.train).c_str(), train::format_metrics(t).c_str(),
-                  r.samples_per_second);
+      std::printf("epoch %d/%d%s: train %s | test %s | %.0f images/s\n", e, total,
+                  swa_epoch ? " (SWA)" : "", train::format_metrics(r.train).c_str(),
+                  train::format_metrics(t).c_str(), r.samples_per_second);
       std::fflush(stdout);
-      checkpoint.save(*net, sgd, e);
+      last_epoch_top1_ = t.accuracy;
+      checkpoint.save(*net, sgd, e, swa.count() > 0 ? &swa : nullptr);
+    }
+    if (c_.swa_epochs > 0) {
+      swa.copy_to(*net);
+      // Every rank re-estimates on all training images in the same order
+      // (the same statistics), then takes rank 0's to be sure.
+      auto all = loader(d_.train, train_augmentation(), true);
+      const std::int64_t batches = train::recalibrate_batchnorm(*net, *all);
+      dp_.broadcast(*net);
+      std::printf(
+          "SWA: baseline = mean of the weights after epochs %d-%d, BatchNorm statistics "
+          "re-estimated on %lld training batches\n",
+          c_.epochs + 1, total, static_cast<long long>(batches));
     }
     return net;
   }
@@ -528,9 +579,13 @@ class Experiment {
       std::printf("PTQ: done in an earlier run (%s)\n", file.c_str());
       return;
     }
-    auto images = std::make_shared<data::ImageSet>(
-        image_range(*d_.train, c_.calibration_size, c_.calibration_offset));
-    const std::int64_t first = c_.calibration_offset, end = first + images->size();
+    // Images [offset, offset + N) of the training set with the classes in
+    // turn: an image folder's file order is class by class.
+    const std::vector<std::int64_t> order = data::class_interleaved_order(*d_.train);
+    const std::int64_t first = c_.calibration_offset,
+                       end = std::min<std::int64_t>(first + c_.calibration_size, std::ssize(order));
+    auto images = std::make_shared<data::ImageSet>(data::select(
+        *d_.train, std::vector<std::int64_t>(order.begin() + first, order.begin() + end)));
     auto calibration = loader(std::move(images), data::Augmentation::none(), false);
     quant::Prepared p =
         quant::prepare_ptq(net, {.observer = [this] { return quant::make_observer(c_.observer); },
@@ -539,9 +594,11 @@ class Experiment {
                                  .bias_correction = c_.bias_correction});
     const std::int64_t batches = quant::calibrate(p, *calibration);
     quant::Int8Model int8 = quant::convert(p);
-    std::printf("PTQ: calibrated on %lld batches of training images [%lld, %lld) (%s observer)\n%s",
-                static_cast<long long>(batches), static_cast<long long>(first),
-                static_cast<long long>(end), c_.observer.c_str(), int8.summary().str().c_str());
+    std::printf(
+        "PTQ: calibrated on %lld batches of training images [%lld, %lld) in "
+        "class-interleaved order (%s observer)\n%s",
+        static_cast<long long>(batches), static_cast<long long>(first), static_cast<long long>(end),
+        c_.observer.c_str(), int8.summary().str().c_str());
     quant::save_int8_model(int8, net.channel_plan(), file);
     const double acc = top1(int8);
     const examples::Latency lat =
@@ -640,6 +697,9 @@ class Experiment {
   examples::ResultsFile results_;
   nn::SoftmaxCrossEntropy plain_;
   std::optional<train::OutputFidelity> test_reference_;  ///< the baseline on the test images
+  /// Test top-1 after the last epoch this process trained (with SWA: of
+  /// the last snapshot, before averaging).
+  std::optional<double> last_epoch_top1_;
 };
 
 }  // namespace

@@ -147,7 +147,8 @@ TEST_CASE("cifar10_experiment: --width scales the channels, a baseline of anothe
   INFO(r.output);
   REQUIRE(r.status == 0);
   CHECK_THAT(r.output, Catch::Matchers::Contains("CifarCnn 32-64-128-256") &&
-                           Catch::Matchers::Contains("training images [200, 232)"));
+                           Catch::Matchers::Contains(
+                               "training images [200, 232) in class-interleaved order"));
   const report::Results res = report::read_results_json(out / "results.json");
   CHECK(res.config.at("width") == 0.5);
   CHECK(res.config.at("calibration_offset") == 200);
@@ -166,6 +167,42 @@ TEST_CASE("cifar10_experiment: --width scales the channels, a baseline of anothe
   CHECK_THAT(reuse.output, Catch::Matchers::Contains("--width") &&
                                Catch::Matchers::Contains("32-64-128-256") &&
                                Catch::Matchers::Contains("64-128-256-512"));
+}
+
+TEST_CASE("cifar10_experiment: --swa-epochs averages the last epochs' weights, and resumes",
+          "[experiments]") {
+  const fs::path out = fresh_dir("swa");
+  const std::string args = tiny_args(out) + " --width 0.5 --epochs 2 --qat-epochs 0";
+  // Killed right after the first SWA epoch's checkpoint (epoch 3 of 4).
+  const Result killed =
+      shell("COMPRESSOR_TEST_KILL_AFTER_EPOCH=baseline:3 " + bin() + args + " --swa-epochs 2",
+            out.parent_path() / "swa_killed.log");
+  INFO(killed.output);
+  REQUIRE(killed.status != 0);
+  CHECK_THAT(killed.output, Catch::Matchers::Contains("epoch 3/4 (SWA)"));
+  // Resuming it with another number of SWA epochs is refused.
+  const Result other =
+      shell(bin() + args + " --swa-epochs 3 --resume", out.parent_path() / "swa_other.log");
+  INFO(other.output);
+  CHECK(other.status != 0);
+  CHECK_THAT(other.output, Catch::Matchers::Contains("baseline.partial.safetensors") &&
+                               Catch::Matchers::Contains("trains baseline for 5 epochs"));
+  const Result resumed =
+      shell(bin() + args + " --swa-epochs 2 --resume", out.parent_path() / "swa_resumed.log");
+  INFO(resumed.output);
+  REQUIRE(resumed.status == 0);
+  CHECK_THAT(resumed.output,
+             Catch::Matchers::Contains("resume: baseline training from epoch 4") &&
+                 Catch::Matchers::Contains("epoch 4/4 (SWA)") &&
+                 Catch::Matchers::Contains("mean of the weights after epochs 3-4") &&
+                 Catch::Matchers::Contains("SWA took test top-1 from"));
+  const report::Results r = report::read_results_json(out / "results.json");
+  CHECK(r.config.at("swa_epochs") == 2);
+  REQUIRE(r.extras.contains("swa"));
+  CHECK(r.extras.at("swa").at("epochs") == 2);
+  const double top1 = r.find("fp32 baseline")->metric("top1").value_or(-1);
+  CHECK(r.extras.at("swa").at("top1_average") == Approx(top1));
+  CHECK(r.extras.at("swa").contains("top1_last_snapshot"));
 }
 
 TEST_CASE("cifar10_experiment: bad input names the flag or file", "[experiments]") {

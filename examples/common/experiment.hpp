@@ -36,6 +36,7 @@
 #include "compressor/quant/observers.hpp"
 #include "compressor/report/html.hpp"
 #include "compressor/train/schedule.hpp"
+#include "compressor/train/weight_average.hpp"
 
 namespace examples {
 
@@ -128,8 +129,10 @@ class EpochCheckpoint {
   /// Restores m and opt from the file (which must exist) and returns the
   /// first epoch still to train, in [2, epochs + 1]. A file written before
   /// checkpoints held the optimizer state (CIFAR baselines of earlier
-  /// versions) restores the weights alone; *exact tells which.
-  int restore(compressor::nn::Module& m, compressor::train::Optimizer& opt, bool* exact) const {
+  /// versions) restores the weights alone; *exact tells which. With avg, a
+  /// weight average saved in the file is restored into it too.
+  int restore(compressor::nn::Module& m, compressor::train::Optimizer& opt, bool* exact,
+              compressor::train::WeightAverage* avg = nullptr) const {
     compressor::io::SafetensorsFile f = compressor::io::SafetensorsFile::open(file_);
     const std::string* epoch = f.metadata_value(kEpoch);
     require<IoError>(epoch != nullptr, file_.string(), ": no ", kEpoch, " in its metadata");
@@ -145,18 +148,24 @@ class EpochCheckpoint {
     require<IoError>(done >= 1 && done <= epochs_, file_.string(), ": ", kEpoch, " ", done,
                      " is outside [1, ", epochs_, "]");
     compressor::io::LoadOptions lo;
-    lo.ignore = {std::string(compressor::io::kOptimizerPrefix) + "*"};
+    lo.ignore = {std::string(compressor::io::kOptimizerPrefix) + "*",
+                 std::string(compressor::io::kWeightAveragePrefix) + "*"};
     compressor::io::load_checkpoint(m, f, lo);
     *exact = f.metadata_value("optimizer") != nullptr;
     if (*exact) compressor::io::load_optimizer_state(f, opt);
+    if (avg != nullptr && f.metadata_value("weight_average.count") != nullptr)
+      compressor::io::load_weight_average(f, *avg);
     return done + 1;
   }
 
-  /// Saves m and opt as of the end of `epoch` (1-based).
-  void save(compressor::nn::Module& m, compressor::train::Optimizer& opt, int epoch) const {
-    compressor::io::save_training_checkpoint(
-        m, opt, file_,
-        {{kStage, stage_}, {kEpoch, std::to_string(epoch)}, {kEpochs, std::to_string(epochs_)}});
+  /// Saves m and opt (and avg, when given) as of the end of `epoch` (1-based).
+  void save(compressor::nn::Module& m, compressor::train::Optimizer& opt, int epoch,
+            const compressor::train::WeightAverage* avg = nullptr) const {
+    compressor::io::SafetensorsWriter w = compressor::io::checkpoint_writer(
+        m, {{kStage, stage_}, {kEpoch, std::to_string(epoch)}, {kEpochs, std::to_string(epochs_)}});
+    compressor::io::add_optimizer_state(w, opt);
+    if (avg != nullptr) compressor::io::add_weight_average(w, *avg);
+    w.write(file_);
     if (const char* kill = std::getenv("COMPRESSOR_TEST_KILL_AFTER_EPOCH");
         kill != nullptr && stage_ + ":" + std::to_string(epoch) == kill) {
       std::printf("%s: killed after epoch %d (COMPRESSOR_TEST_KILL_AFTER_EPOCH)\n", stage_.c_str(),
