@@ -16,9 +16,9 @@
 #
 # Options:
 #   --full          full configurations: cifar10_experiment --epochs 60
-#                   --width 2 --cutout 8 --qat-epochs 2 (the best run of
-#                   docs/results.md, 89.97% fp32; ~4 h of training on 2
-#                   cores) and ef_experiment --full
+#                   --swa-epochs 10 --width 2 --cutout 8 --qat-epochs 2
+#                   (the best run of docs/results.md, 90.27% fp32; ~5 h of
+#                   training on 2 cores) and ef_experiment --full
 #   --out DIR       output folder (default: experiments_out)
 #   --bin DIR       build folder with both binaries (default: build/release,
 #                   configured and built with the release preset when a
@@ -99,8 +99,8 @@ common=()
 cifar_args=()
 ef_args=(--mode all)
 if [ "$full" = 1 ]; then
-  cifar_args+=(--epochs 60 --width 2 --cutout 8 --qat-epochs 2 --qat-freeze-bn-epoch 2
-    --qat-freeze-observer-epoch 2)
+  cifar_args+=(--epochs 60 --swa-epochs 10 --width 2 --cutout 8 --qat-epochs 2
+    --qat-freeze-bn-epoch 2 --qat-freeze-observer-epoch 2)
   ef_args+=(--full)
 fi
 # Split at any white space, line breaks included (read stops at the NUL
