@@ -156,6 +156,17 @@ TEST_CASE("optimizer state: files that do not fit are refused and change nothing
     CHECK_THROWS_WITH(io::load_optimizer_state(f, adam),
                       Contains("optimizer state of 'sgd'") && Contains("'adam'"));
   }
+  for (const char* steps : {"2x", "-1", "", "99999999999999999999"}) {
+    io::SafetensorsWriter w = io::checkpoint_writer(*net);
+    io::add_optimizer_state(w, sgd);
+    w.set_metadata("optimizer.steps", steps);
+    w.write(dir / "bad_steps.safetensors");
+    auto f = open("bad_steps.safetensors");
+    CHECK_THROWS_WITH(io::load_optimizer_state(f, target),
+                      Contains("bad_steps.safetensors") &&
+                          Contains(std::string("metadata 'optimizer.steps' is '") + steps +
+                                   "', not a step count"));
+  }
   CHECK(unchanged());
   {
     // A model whose Linear has another shape: the state no longer fits.

@@ -174,6 +174,17 @@ TEST_CASE("WeightAverage in training checkpoints: saved, restored, refused when 
                       Contains("'weight_average.4.weight' has shape (3, 4)"));
     CHECK(other.count() == 0);
   }
+  for (const char* count : {"3.5", "-2", "three"}) {
+    io::SafetensorsWriter bad = io::checkpoint_writer(*net);
+    io::add_weight_average(bad, avg);
+    bad.set_metadata("weight_average.count", count);
+    bad.write(dir / "bad_count.safetensors");
+    auto f = io::SafetensorsFile::open(dir / "bad_count.safetensors");
+    CHECK_THROWS_WITH(io::load_weight_average(f, fresh),
+                      Contains("bad_count.safetensors") &&
+                          Contains(std::string("metadata 'weight_average.count' is '") + count +
+                                   "', not a snapshot count"));
+  }
   CHECK(fresh.count() == 0);
   // The model's own loader sees the average's tensors as unexpected.
   CHECK_THROWS_WITH(io::load_checkpoint(*fresh_net, dir / "swa.safetensors"),

@@ -2,7 +2,6 @@
 // (4x smaller than float; loaders convert and normalise per batch).
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <iterator>
 #include <string>

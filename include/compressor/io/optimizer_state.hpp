@@ -53,6 +53,24 @@ inline void add_optimizer_state(SafetensorsWriter& w, train::Optimizer& opt) {
   }
 }
 
+namespace detail {
+/// The count in metadata value `value` (key `key` of f): all digits, >= 0;
+/// else an IoError naming the file, the key and the value, "not <what>".
+inline std::int64_t metadata_count(const SafetensorsFile& f, const char* key,
+                                   const std::string& value, const char* what) {
+  std::int64_t n = -1;
+  try {
+    std::size_t used = 0;
+    n = std::stoll(value, &used);
+    if (used != value.size()) n = -1;
+  } catch (const std::exception&) {
+    n = -1;
+  }
+  require<IoError>(n >= 0, f.source(), ": metadata '", key, "' is '", value, "', not ", what);
+  return n;
+}
+}  // namespace detail
+
 /// Restores opt's state from f, written by add_optimizer_state for an
 /// optimizer of the same kind over parameters of the same names and shapes.
 /// Throws IoError naming the file and what does not fit (another optimizer,
@@ -65,15 +83,7 @@ inline void load_optimizer_state(SafetensorsFile& f, train::Optimizer& opt) {
                    ": no optimizer state (metadata 'optimizer' and 'optimizer.steps')");
   require<IoError>(*kind == opt.name(), f.source(), ": optimizer state of '", *kind,
                    "', but the optimizer is '", opt.name(), "'");
-  std::int64_t total = 0;
-  try {
-    std::size_t used = 0;
-    total = std::stoll(*steps, &used);
-    require<IoError>(used == steps->size() && total >= 0, "");
-  } catch (const std::exception&) {
-    throw IoError(compressor::detail::concat(f.source(), ": metadata 'optimizer.steps' is '",
-                                             *steps, "', not a step count"));
-  }
+  const std::int64_t total = detail::metadata_count(f, "optimizer.steps", *steps, "a step count");
   // Read everything first, so that a bad file changes nothing.
   std::vector<std::pair<std::string, train::ParamState>> read;
   for (const nn::ParameterRef& p : opt.parameters()) {
@@ -123,16 +133,8 @@ inline void load_weight_average(SafetensorsFile& f, train::WeightAverage& avg) {
   require<IoError>(*decay == std::to_string(avg.decay()), f.source(),
                    ": a weight average with decay ", *decay, ", but this one has ",
                    std::to_string(avg.decay()));
-  std::int64_t n = -1;
-  try {
-    std::size_t used = 0;
-    n = std::stoll(*count, &used);
-    if (used != count->size()) n = -1;
-  } catch (const std::exception&) {
-    n = -1;
-  }
-  require<IoError>(n >= 0, f.source(), ": metadata 'weight_average.count' is '", *count,
-                   "', not a snapshot count");
+  const std::int64_t n =
+      detail::metadata_count(f, "weight_average.count", *count, "a snapshot count");
   std::vector<Tensor<float>> values;
   for (const auto& e : avg.entries()) {
     const std::string key = kWeightAveragePrefix + e.name;
