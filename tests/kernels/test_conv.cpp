@@ -111,7 +111,10 @@ TEST_CASE("the sparse conv on pruned weights equals the reference on every path"
   // weights, above); here 90%-pruned weights, both grids, on 1, 2 and 3
   // threads with every shape threaded: ResNet-18's 3x3 layers at one frame
   // (the last on the k-group kernel), batch > 1, pads 0-2 and even kernels,
-  // stride 2, blocks split by channels, K with a partial quad.
+  // stride 2, blocks split by channels, K with a partial quad. With 64k
+  // input channels the avx512_vnni path packs from the input in place
+  // (SparseRowsU8's tap form): padding taps on every side, 5x5 taps, stride
+  // 2 and several images go through it too.
   const int saved = compressor::num_threads();
   const k::ScopedThreadGrain split_all(1);
   std::uint64_t seed = 900;
@@ -130,6 +133,8 @@ TEST_CASE("the sparse conv on pruned weights equals the reference on every path"
       check(ConvTester().input(2, 17, 33, 48).output_channels(16).kernel(3).pad(0));
       check(ConvTester().input(1, 6, 5, 7).output_channels(9).kernel(2).pad(1));
       check(ConvTester().input(2, 15, 15, 64).output_channels(32).kernel(3).pad(1).stride(2));
+      check(ConvTester().input(3, 9, 10, 64).output_channels(20).kernel(5).pad(2).stride(2));
+      check(ConvTester().input(2, 6, 9, 128).output_channels(72).kernel(3).pad(0).relu());
     }
   }
   compressor::set_num_threads(saved);

@@ -12,13 +12,17 @@
 // (and linear layers) multiply the input itself; every other geometry
 // unfolds it with the dense conv's im2col_u8 (padding taps = the input zero
 // point), one block of the kernel's pixels at a time, by the thread that
-// multiplies it (sparse_gemm_u8s8_blocks). forward_max_pool2 runs the conv
+// multiplies it (sparse_gemm_u8s8_blocks), except on the avx512_vnni path
+// with a multiple of 64 input channels, where that thread packs the block's
+// panel from the input in place, through a table of each pixel's taps (a
+// row of the zero point for the padding taps). forward_max_pool2 runs the conv
 // and a 2x2 max pool in one pass, as ConvU8S8's does (the kernels take each
 // block's rows by pool window and requantize the max of each window's sums).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -27,6 +31,7 @@
 #include "compressor/kernels/conv_geometry.hpp"
 #include "compressor/kernels/conv_u8s8_common.hpp"
 #include "compressor/kernels/im2col.hpp"
+#include "compressor/kernels/isa.hpp"
 #include "compressor/kernels/requant.hpp"
 #include "compressor/kernels/sparse_gemm.hpp"
 #include "compressor/kernels/sparse_weights.hpp"
@@ -73,10 +78,46 @@ class SparseConvU8S8 : public detail::ConvU8S8Common<SparseConvU8S8, SparseConvS
       sparse_gemm_u8s8(M, x.data(), g_.in_c, zx, w_, epi, y, g_.out_c, s.gemm);
       return;
     }
-    // Each block of pixels is unfolded by the thread that packs it, into its
-    // own buffer, where it is still in cache for the panel transpose.
     const std::uint8_t* in = x.data();
     const auto pad = static_cast<std::uint8_t>(zx);
+    if (reads_taps_in_place()) {
+      // The zmm kernels pack their panel 64 bytes at a time, and with 64k
+      // input channels each 64 bytes of an unfolded row are 64 bytes of one
+      // input pixel (or padding): the thread that packs a block reads them
+      // where they are, through a table of the block's taps, instead of
+      // unfolding the block first (docs/performance.md, "The sparse conv
+      // reads its input in place").
+      const std::int64_t T = g_.kh * g_.kw, C = g_.in_c, OH = g_.out_h(H), OW = g_.out_w(W);
+      sparse_gemm_u8s8_blocks(
+          M,
+          [&, T, C, OH, OW](std::int64_t m, std::int64_t rows, std::uint8_t* buf) {
+            // buf has K = T * C bytes per row of the block: room for C bytes
+            // of padding and then T pointers per row (C >= 64).
+            std::memset(buf, pad, static_cast<std::size_t>(C));
+            const auto taps = reinterpret_cast<const std::uint8_t**>(buf + C);
+            for (std::int64_t i = 0; i < rows; ++i) {
+              const std::int64_t p = m + i, n = p / (OH * OW), oh = p / OW % OH, ow = p % OW;
+              const std::uint8_t** t = taps + i * T;
+              for (std::int64_t kh = 0; kh < g_.kh; ++kh) {
+                const std::int64_t ih = oh * g_.stride_h - g_.pad_h + kh;
+                for (std::int64_t kw = 0; kw < g_.kw; ++kw) {
+                  const std::int64_t iw = ow * g_.stride_w - g_.pad_w + kw;
+                  *t++ = ih >= 0 && ih < H && iw >= 0 && iw < W ? in + ((n * H + ih) * W + iw) * C
+                                                                : buf;
+                }
+              }
+            }
+            SparseRowsU8 r;
+            r.taps = taps;
+            r.n_taps = T;
+            r.tap_bytes = C;
+            return r;
+          },
+          zx, w_, epi, y, g_.out_c, s.gemm);
+      return;
+    }
+    // Each block of pixels is unfolded by the thread that packs it, into its
+    // own buffer, where it is still in cache for the panel transpose.
     sparse_gemm_u8s8_blocks(
         M,
         [&](std::int64_t m, std::int64_t rows, std::uint8_t* buf) {
@@ -127,6 +168,13 @@ class SparseConvU8S8 : public detail::ConvU8S8Common<SparseConvU8S8, SparseConvS
       return SparseRowsU8{nullptr, 0, table};
     };
     detail::sparse_u8s8_by_blocks(M4, rows_of, K, K + 16, zx, w_, epi, y, g_.out_c, s.gemm);
+  }
+
+  /// True where run() packs from the input in place (SparseRowsU8's tap
+  /// form): the avx512_vnni path, whose kernels read 64 bytes at a time,
+  /// with a multiple of 64 input channels.
+  bool reads_taps_in_place() const {
+    return kernel_path() == Path::avx512_vnni && g_.in_c % 64 == 0;
   }
 
   SparseWeightsS8 w_;

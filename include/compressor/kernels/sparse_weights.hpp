@@ -41,11 +41,31 @@ namespace compressor::kernels {
 
 /// The uint8 activation rows the int8 sparse kernels read: row p at
 /// x + p * ld, or at table[p] when there is a table (a conv's rows by pool
-/// window, pointing into its unfolded conv rows).
+/// window, pointing into its unfolded conv rows), or, in the tap form, in
+/// pieces of tap_bytes: bytes [t * tap_bytes, (t + 1) * tap_bytes) of row p
+/// at taps[p * n_taps + t] (a conv's input pixels read in place, without an
+/// unfolded copy; only the avx512_vnni kernels read this form, 64 bytes at a
+/// time, so tap_bytes is a multiple of 64).
 struct SparseRowsU8 {
   const std::uint8_t* x = nullptr;
   std::int64_t ld = 0;
   const std::uint8_t* const* table = nullptr;
+  const std::uint8_t* const* taps = nullptr;
+  std::int64_t n_taps = 0, tap_bytes = 0;
+
+  /// Where byte k of every row is: its tap and its offset in the tap (the
+  /// division once per column, not per row).
+  struct Column {
+    std::int64_t tap = 0, offset = 0;
+  };
+  Column column(std::int64_t k) const {
+    return taps ? Column{k / tap_bytes, k % tap_bytes} : Column{0, k};
+  }
+  /// Byte `c` of row p; the bytes read from there must stay in its tap.
+  const std::uint8_t* at(std::int64_t p, Column c) const {
+    return taps ? taps[p * n_taps + c.tap] + c.offset : row(p) + c.offset;
+  }
+  /// Row p as one piece (not the tap form).
   const std::uint8_t* row(std::int64_t p) const { return table ? table[p] : x + p * ld; }
 };
 

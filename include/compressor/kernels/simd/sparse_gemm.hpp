@@ -704,7 +704,7 @@ COMPRESSOR_INLINE_AVX512 __m128i extract_lane(__m512i v, int l) {
 COMPRESSOR_INLINE_AVX512 void pack_panel_u8_zmm(const SparseRowsU8& X, int rows, std::int64_t K,
                                                 std::uint8_t* panel, bool windows = false) {
   alignas(64) std::uint8_t tmp[16][64];  // a partial chunk, zero-padded
-  const SparseRowsU8 padded{tmp[0], 64, nullptr};
+  const SparseRowsU8 padded{tmp[0], 64};
   for (std::int64_t k0 = 0; k0 < K; k0 += 64) {
     const int width = static_cast<int>(std::min<std::int64_t>(64, K - k0));
     for (int p0 = 0; p0 < kSparseBlockZmm; p0 += 16) {
@@ -715,20 +715,22 @@ COMPRESSOR_INLINE_AVX512 void pack_panel_u8_zmm(const SparseRowsU8& X, int rows,
         continue;
       }
       const SparseRowsU8* src = &X;
-      std::int64_t q0 = p0, k = k0;  // src's first row and byte
-      bool order = windows;          // rows still to be put in panel order
+      std::int64_t q0 = p0;                     // src's first row
+      SparseRowsU8::Column col = X.column(k0);  // and byte
+      bool order = windows;                     // rows still to be put in panel order
       if (width < 64 || rows - p0 < 16) {
         std::memset(tmp, 0, sizeof(tmp));
         for (int p = p0; p < std::min(rows, p0 + 16); ++p)
-          std::memcpy(tmp[panel_position(p - p0, windows)], X.row(p) + k0,
+          std::memcpy(tmp[panel_position(p - p0, windows)], X.at(p, col),
                       static_cast<std::size_t>(width));
         src = &padded;
-        q0 = k = 0;
+        q0 = 0;
+        col = {};
         order = false;
       }
       __m512i r[16];
       for (int i = 0; i < 16; ++i)
-        r[i] = _mm512_loadu_si512(src->row(q0 + panel_position(i, order)) + k);
+        r[i] = _mm512_loadu_si512(src->at(q0 + panel_position(i, order), col));
       transpose16x16_lanes_zmm(r);  // r[j], lane L: k0 + 16L + j, 16 pixels
       if (width == 64) {            // the common case, without the width tests
         for (int j = 0; j < 16; ++j) {
@@ -875,17 +877,17 @@ COMPRESSOR_INLINE_AVX512 void pack_groups_u8_zmm(const SparseRowsU8& X, int rows
   for (std::int64_t g0 = 0; g0 < G; g0 += 16) {
     const std::int64_t k0 = 4 * g0, width = std::min<std::int64_t>(64, K - k0);
     const int groups = static_cast<int>(std::min<std::int64_t>(16, G - g0));
+    const SparseRowsU8::Column col = X.column(k0);
     __m512i r[16];
     if (width == 64) {
       for (int p = 0; p < 16; ++p) {
         const int q = panel_position(p, windows);  // the row at panel position p
-        r[p] = q < rows ? _mm512_loadu_si512(X.row(q) + k0) : _mm512_setzero_si512();
+        r[p] = q < rows ? _mm512_loadu_si512(X.at(q, col)) : _mm512_setzero_si512();
       }
     } else {
       std::memset(tmp, 0, sizeof(tmp));
       for (int p = 0; p < rows; ++p)
-        std::memcpy(tmp[panel_position(p, windows)], X.row(p) + k0,
-                    static_cast<std::size_t>(width));
+        std::memcpy(tmp[panel_position(p, windows)], X.at(p, col), static_cast<std::size_t>(width));
       for (int p = 0; p < 16; ++p) r[p] = _mm512_load_si512(tmp[p]);
     }
     // r[p] lane L: pixel p's groups 4L..4L+3. Within lanes, 4 x 4 blocks.
