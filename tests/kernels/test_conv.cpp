@@ -149,7 +149,9 @@ TEST_CASE("conv_u8s8 fused with a 2x2 max pool equals conv then pool on every pa
   // The sparse conv on the same weights (dense ones without ReLU, 85% zeros
   // with it): windows across pooled rows and images inside a block, partial
   // last blocks, a last block of one window (the k-group kernel on
-  // avx512_vnni), channel ranges split over threads.
+  // avx512_vnni), channel ranges split over threads. With 64k input
+  // channels the avx512_vnni sparse conv packs from the input in place:
+  // windows across rows and images in 64-row blocks, an odd size, stride 2.
   const int saved = compressor::num_threads();
   const k::ScopedThreadGrain split_all(1);
   std::uint64_t seed = 100;
@@ -164,6 +166,8 @@ TEST_CASE("conv_u8s8 fused with a 2x2 max pool equals conv then pool on every pa
         check(ConvTester().input(2, 32, 32, 3).output_channels(64).kernel(3).pad(1));
         check(ConvTester().input(3, 9, 11, 17).output_channels(40).kernel(3).pad(1));
         check(ConvTester().input(1, 4, 4, 64).output_channels(100).kernel(3).pad(1));
+        check(ConvTester().input(2, 11, 14, 64).output_channels(40).kernel(3).pad(1));
+        check(ConvTester().input(2, 17, 15, 128).output_channels(24).kernel(3).pad(1).stride(2));
         check(ConvTester().input(2, 13, 12, 8).output_channels(24).kernel(3).stride(2));
         check(ConvTester().input(1, 2, 34, 16).output_channels(24).kernel(3).pad(1));  // 17 windows
         // More rows than one L2 row block: several units per thread.

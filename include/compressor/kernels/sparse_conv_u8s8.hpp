@@ -17,7 +17,8 @@
 // panel from the input in place, through a table of each pixel's taps (a
 // row of the zero point for the padding taps). forward_max_pool2 runs the conv
 // and a 2x2 max pool in one pass, as ConvU8S8's does (the kernels take each
-// block's rows by pool window and requantize the max of each window's sums).
+// block's rows by pool window and requantize the max of each window's sums;
+// the rows unfolded, or in place as above).
 #pragma once
 
 #include <algorithm>
@@ -87,31 +88,14 @@ class SparseConvU8S8 : public detail::ConvU8S8Common<SparseConvU8S8, SparseConvS
       // where they are, through a table of the block's taps, instead of
       // unfolding the block first (docs/performance.md, "The sparse conv
       // reads its input in place").
-      const std::int64_t T = g_.kh * g_.kw, C = g_.in_c, OH = g_.out_h(H), OW = g_.out_w(W);
+      const std::int64_t OH = g_.out_h(H), OW = g_.out_w(W);
       sparse_gemm_u8s8_blocks(
           M,
-          [&, T, C, OH, OW](std::int64_t m, std::int64_t rows, std::uint8_t* buf) {
-            // buf has K = T * C bytes per row of the block: room for C bytes
-            // of padding and then T pointers per row (C >= 64).
-            std::memset(buf, pad, static_cast<std::size_t>(C));
-            const auto taps = reinterpret_cast<const std::uint8_t**>(buf + C);
-            for (std::int64_t i = 0; i < rows; ++i) {
-              const std::int64_t p = m + i, n = p / (OH * OW), oh = p / OW % OH, ow = p % OW;
-              const std::uint8_t** t = taps + i * T;
-              for (std::int64_t kh = 0; kh < g_.kh; ++kh) {
-                const std::int64_t ih = oh * g_.stride_h - g_.pad_h + kh;
-                for (std::int64_t kw = 0; kw < g_.kw; ++kw) {
-                  const std::int64_t iw = ow * g_.stride_w - g_.pad_w + kw;
-                  *t++ = ih >= 0 && ih < H && iw >= 0 && iw < W ? in + ((n * H + ih) * W + iw) * C
-                                                                : buf;
-                }
-              }
-            }
-            SparseRowsU8 r;
-            r.taps = taps;
-            r.n_taps = T;
-            r.tap_bytes = C;
-            return r;
+          [&](std::int64_t m, std::int64_t rows, std::uint8_t* buf) {
+            return taps_in_place(in, H, W, pad, rows, buf, [&](std::int64_t i) {
+              const std::int64_t p = m + i;
+              return Pixel{p / (OH * OW), p / OW % OH, p % OW};
+            });
           },
           zx, w_, epi, y, g_.out_c, s.gemm);
       return;
@@ -142,6 +126,18 @@ class SparseConvU8S8 : public detail::ConvU8S8Common<SparseConvU8S8, SparseConvS
     const std::int64_t K = g_.k();
     const std::uint8_t* in = x.data();
     const auto pad = static_cast<std::uint8_t>(zx);
+    if (reads_taps_in_place()) {
+      // As run()'s: row 4j + t of a block is tap (t / 2, t % 2) of window j.
+      auto taps_of = [&](std::int64_t m, std::int64_t rows, std::uint8_t* buf) {
+        return taps_in_place(in, H, W, pad, rows, buf, [&](std::int64_t i) {
+          const std::int64_t r = m + i, w = r / 4, t = r % 4;
+          const std::int64_t pr = w / PW;  // pooled row: image pr / PH, row pr % PH
+          return Pixel{pr / PH, 2 * (pr % PH) + t / 2, 2 * (w % PW) + t % 2};
+        });
+      };
+      detail::sparse_u8s8_by_blocks(M4, taps_of, K, K, zx, w_, epi, y, g_.out_c, s.gemm);
+      return;
+    }
     auto rows_of = [&](std::int64_t m, std::int64_t rows, std::uint8_t* buf) {
       // The unfolded pixels, then the table (8-byte aligned; the buffer has
       // K + 16 bytes per row).
@@ -170,11 +166,45 @@ class SparseConvU8S8 : public detail::ConvU8S8Common<SparseConvU8S8, SparseConvS
     detail::sparse_u8s8_by_blocks(M4, rows_of, K, K + 16, zx, w_, epi, y, g_.out_c, s.gemm);
   }
 
-  /// True where run() packs from the input in place (SparseRowsU8's tap
-  /// form): the avx512_vnni path, whose kernels read 64 bytes at a time,
-  /// with a multiple of 64 input channels.
+  /// True where run() and run_pooled() pack from the input in place
+  /// (SparseRowsU8's tap form): the avx512_vnni path, whose kernels read 64
+  /// bytes at a time, with a multiple of 64 input channels.
   bool reads_taps_in_place() const {
     return kernel_path() == Path::avx512_vnni && g_.in_c % 64 == 0;
+  }
+
+  struct Pixel {
+    std::int64_t n, oh, ow;  // image, output row and column
+  };
+
+  /// The tap form of a block's `rows` rows, row i being output pixel
+  /// pixel_of(i): in buf (K = T * C bytes per row of the block, room for C
+  /// bytes of padding and then T pointers per row, C >= 64), a row of the
+  /// zero point `pad` for the padding taps and the table of every row's
+  /// taps, in (kh, kw) order as im2col_u8's.
+  template <class PixelOf>
+  SparseRowsU8 taps_in_place(const std::uint8_t* in, std::int64_t H, std::int64_t W,
+                             std::uint8_t pad, std::int64_t rows, std::uint8_t* buf,
+                             PixelOf pixel_of) const {
+    const std::int64_t T = g_.kh * g_.kw, C = g_.in_c;
+    std::memset(buf, pad, static_cast<std::size_t>(C));
+    const auto taps = reinterpret_cast<const std::uint8_t**>(buf + C);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const Pixel px = pixel_of(i);
+      const std::uint8_t** t = taps + i * T;
+      for (std::int64_t kh = 0; kh < g_.kh; ++kh) {
+        const std::int64_t ih = px.oh * g_.stride_h - g_.pad_h + kh;
+        for (std::int64_t kw = 0; kw < g_.kw; ++kw) {
+          const std::int64_t iw = px.ow * g_.stride_w - g_.pad_w + kw;
+          *t++ = ih >= 0 && ih < H && iw >= 0 && iw < W ? in + ((px.n * H + ih) * W + iw) * C : buf;
+        }
+      }
+    }
+    SparseRowsU8 r;
+    r.taps = taps;
+    r.n_taps = T;
+    r.tap_bytes = C;
+    return r;
   }
 
   SparseWeightsS8 w_;
