@@ -54,8 +54,9 @@ inline void add_optimizer_state(SafetensorsWriter& w, train::Optimizer& opt) {
 }
 
 namespace detail {
-/// The count in metadata value `value` (key `key` of f): all digits, >= 0;
-/// else an IoError naming the file, the key and the value, "not <what>".
+/// The count in metadata value `value` (key `key` of f): the whole value
+/// read by std::stoll, >= 0; else an IoError naming the file, the key and
+/// the value, "not <what>".
 inline std::int64_t metadata_count(const SafetensorsFile& f, const char* key,
                                    const std::string& value, const char* what) {
   std::int64_t n = -1;
