@@ -18,6 +18,7 @@
 #include "compressor/io/optimizer_state.hpp"
 #include "compressor/nn.hpp"
 #include "compressor/train.hpp"
+#include "small_net.hpp"
 
 using namespace compressor;
 using namespace compressor::train;
@@ -32,16 +33,8 @@ std::filesystem::path test_dir(const std::string& name) {
   return dir;
 }
 
-/// conv(3->4, no bias) BN ReLU pool Linear(4->3).
 std::unique_ptr<nn::Sequential> make_small_net() {
-  nn::init::manual_seed(7);
-  auto net = std::make_unique<nn::Sequential>();
-  net->emplace<nn::Conv2d>(3, 4, 3, 1, 1, false);
-  net->emplace<nn::BatchNorm2d>(4);
-  net->emplace<nn::ReLU>();
-  net->emplace<nn::GlobalAvgPool2d>();
-  net->emplace<nn::Linear>(4, 3);
-  return net;
+  return train_test::small_net(7);
 }
 
 /// A deterministic gradient per (parameter, step, element).
@@ -170,14 +163,8 @@ TEST_CASE("optimizer state: files that do not fit are refused and change nothing
   CHECK(unchanged());
   {
     // A model whose Linear has another shape: the state no longer fits.
-    nn::init::manual_seed(7);
-    nn::Sequential wider;
-    wider.emplace<nn::Conv2d>(3, 4, 3, 1, 1, false);
-    wider.emplace<nn::BatchNorm2d>(4);
-    wider.emplace<nn::ReLU>();
-    wider.emplace<nn::GlobalAvgPool2d>();
-    wider.emplace<nn::Linear>(4, 5);
-    Sgd s(wider, SgdOptions{.lr = 0.1f, .momentum = 0.9f});
+    auto wider = train_test::small_net(7, 5);
+    Sgd s(*wider, SgdOptions{.lr = 0.1f, .momentum = 0.9f});
     auto f = open("sgd.safetensors");
     CHECK_THROWS_WITH(
         io::load_optimizer_state(f, s),

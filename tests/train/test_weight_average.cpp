@@ -15,6 +15,7 @@
 #include "compressor/io/optimizer_state.hpp"
 #include "compressor/nn.hpp"
 #include "compressor/train.hpp"
+#include "small_net.hpp"
 
 using namespace compressor;
 using namespace compressor::train;
@@ -22,16 +23,8 @@ using Catch::Matchers::Contains;
 
 namespace weight_average_test {
 
-/// conv(3->4, no bias) BN ReLU pool Linear(4->3).
 std::unique_ptr<nn::Sequential> swa_test_net(std::int64_t classes = 3) {
-  nn::init::manual_seed(3);
-  auto net = std::make_unique<nn::Sequential>();
-  net->emplace<nn::Conv2d>(3, 4, 3, 1, 1, false);
-  net->emplace<nn::BatchNorm2d>(4);
-  net->emplace<nn::ReLU>();
-  net->emplace<nn::GlobalAvgPool2d>();
-  net->emplace<nn::Linear>(4, classes);
-  return net;
+  return train_test::small_net(3, classes);
 }
 
 /// Sets parameter element k of parameter i to f(i, k).
