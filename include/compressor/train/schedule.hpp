@@ -95,7 +95,8 @@ class CosineRestartsLr : public LrSchedule {
 
 /// torch.optim.lr_scheduler.SequentialLR: first for steps [0, milestone),
 /// then second, restarted at step 0. The momentum is the active schedule's
-/// (none: the optimizer keeps its own).
+/// (none: the optimizer keeps its own). Holds both by reference: they must
+/// outlive it.
 class SequentialLr : public LrSchedule {
  public:
   SequentialLr(const LrSchedule& first, const LrSchedule& second, std::int64_t milestone)
