@@ -698,15 +698,57 @@ COMPRESSOR_INLINE_AVX512 __m128i extract_lane(__m512i v, int l) {
   }
 }
 
+/// 64 zero bytes: the source of a panel position with no pixel.
+alignas(64) inline constexpr std::uint8_t kZeroRow64[64] = {};
+
+/// Columns [k0, k0 + width) of pack_panel_u8_zmm's panel, width a multiple
+/// of 16 and the columns inside one tap: per 16 columns, register i holds
+/// 16 bytes of the pixels at positions i, 16 + i, 32 + i and 48 + i (one per
+/// 128-bit lane), and one transpose of the four 16 x 16 blocks gives 16 whole
+/// 64-byte panel rows, stored as they are.
+COMPRESSOR_INLINE_AVX512 void pack_columns_u8_zmm(const SparseRowsU8& X, int rows, std::int64_t k0,
+                                                  int width, std::uint8_t* panel, bool windows) {
+  const std::uint8_t* src[kSparseBlockZmm];  // each position's row at column k0
+  const SparseRowsU8::Column col = X.column(k0);
+  for (int pos = 0; pos < kSparseBlockZmm; ++pos) {
+    const int p = panel_position(pos, windows);
+    src[pos] = p < rows ? X.at(p, col) : kZeroRow64;
+  }
+  for (int c = 0; c < width; c += 16) {
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) {
+      const auto piece = [&](int lane) {
+        return _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[16 * lane + i] + c));
+      };
+      // (The maskz form for lane 0: GCC 12 warns about the plain
+      // intrinsic's undefined pass-through.)
+      __m512i v = _mm512_maskz_broadcast_i32x4(static_cast<__mmask16>(0x000F), piece(0));
+      v = _mm512_mask_broadcast_i32x4(v, static_cast<__mmask16>(0x00F0), piece(1));
+      v = _mm512_mask_broadcast_i32x4(v, static_cast<__mmask16>(0x0F00), piece(2));
+      r[i] = _mm512_mask_broadcast_i32x4(v, static_cast<__mmask16>(0xF000), piece(3));
+    }
+    transpose16x16_lanes_zmm(r);  // r[j]: column k0 + c + j of the 64 positions
+    for (int j = 0; j < 16; ++j) _mm512_store_si512(panel + (k0 + c + j) * kSparseBlockZmm, r[j]);
+  }
+}
+
 /// The zmm kernel's panel: panel[k * 64 + p] = X[p, k] for p < rows, 0 for
-/// the rest. Per 16 pixels and 64 k, one zmm transpose of four 16 x 16
-/// blocks (half the shuffles per byte of pack_panel_u8's ymm ones).
+/// the rest. Columns by pack_columns_u8_zmm where their width allows (every
+/// column of a K that is a multiple of 16), else per 16 pixels and 64 k, one
+/// zmm transpose of four 16 x 16 blocks (half the shuffles per byte of
+/// pack_panel_u8's ymm ones) and 16-byte stores.
 COMPRESSOR_INLINE_AVX512 void pack_panel_u8_zmm(const SparseRowsU8& X, int rows, std::int64_t K,
                                                 std::uint8_t* panel, bool windows = false) {
   alignas(64) std::uint8_t tmp[16][64];  // a partial chunk, zero-padded
-  const SparseRowsU8 padded{tmp[0], 64};
   for (std::int64_t k0 = 0; k0 < K; k0 += 64) {
     const int width = static_cast<int>(std::min<std::int64_t>(64, K - k0));
+    if (width % 16 == 0) {
+      pack_columns_u8_zmm(X, rows, k0, width, panel, windows);
+      continue;
+    }
+    // The last columns of a K that is no multiple of 16: per 16 pixels,
+    // copied into tmp first.
+    const SparseRowsU8::Column col = X.column(k0);
     for (int p0 = 0; p0 < kSparseBlockZmm; p0 += 16) {
       if (p0 >= rows) {  // no pixels left: zeros
         for (int j = 0; j < width; ++j)
@@ -714,33 +756,13 @@ COMPRESSOR_INLINE_AVX512 void pack_panel_u8_zmm(const SparseRowsU8& X, int rows,
                           _mm_setzero_si128());
         continue;
       }
-      const SparseRowsU8* src = &X;
-      std::int64_t q0 = p0;                     // src's first row
-      SparseRowsU8::Column col = X.column(k0);  // and byte
-      bool order = windows;                     // rows still to be put in panel order
-      if (width < 64 || rows - p0 < 16) {
-        std::memset(tmp, 0, sizeof(tmp));
-        for (int p = p0; p < std::min(rows, p0 + 16); ++p)
-          std::memcpy(tmp[panel_position(p - p0, windows)], X.at(p, col),
-                      static_cast<std::size_t>(width));
-        src = &padded;
-        q0 = 0;
-        col = {};
-        order = false;
-      }
+      std::memset(tmp, 0, sizeof(tmp));
+      for (int p = p0; p < std::min(rows, p0 + 16); ++p)
+        std::memcpy(tmp[panel_position(p - p0, windows)], X.at(p, col),
+                    static_cast<std::size_t>(width));
       __m512i r[16];
-      for (int i = 0; i < 16; ++i)
-        r[i] = _mm512_loadu_si512(src->at(q0 + panel_position(i, order), col));
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_load_si512(tmp[i]);
       transpose16x16_lanes_zmm(r);  // r[j], lane L: k0 + 16L + j, 16 pixels
-      if (width == 64) {            // the common case, without the width tests
-        for (int j = 0; j < 16; ++j) {
-          std::uint8_t* d = panel + (k0 + j) * kSparseBlockZmm + p0;
-          for (int l = 0; l < 4; ++l)
-            _mm_store_si128(reinterpret_cast<__m128i*>(d + 16 * l * kSparseBlockZmm),
-                            extract_lane(r[j], l));
-        }
-        continue;
-      }
       for (int j = 0; j < 16; ++j) {
         std::uint8_t* d = panel + (k0 + j) * kSparseBlockZmm + p0;
         for (int l = 0; l < 4; ++l)
