@@ -222,13 +222,16 @@ TEST_CASE("sparse_gemm_u8s8 equals its reference bit for bit", "[kernels][sparse
   SparseTester().m(45).n(33).k(4608).sparsity(0.0).extreme().test_u8s8();
   for (double sp : {0.5, 0.8, 0.9, 0.95})
     SparseTester().m(97).n(70).k(576).sparsity(sp).seed(3).test_u8s8();
-  // Blocks of at most 16 rows (the k-group kernel on avx512_vnni): a whole
-  // small layer, a last block of 16 and of 1 row, K past a multiple of 64
-  // and of 4, the accumulator at its extremes.
+  // Blocks of at most 16 rows (on avx512_vnni by k-groups at low sparsity,
+  // by quads at high: SparseWeightsS8::small_block_quads, checked below): a
+  // whole small layer, a last block of 16 and of 1 row, K past a multiple
+  // of 64 and of 4, the accumulator at its extremes.
   SparseTester().m(16).n(33).k(4608).sparsity(0.0).extreme().test_u8s8();
   SparseTester().m(16).n(40).k(4610).sparsity(0.9).seed(5).test_u8s8();
   SparseTester().m(80).n(70).k(577).sparsity(0.9).seed(6).test_u8s8();
   SparseTester().m(129).n(24).k(131).sparsity(0.5).seed(7).test_u8s8();
+  SparseTester().m(129).n(24).k(131).sparsity(0.95).seed(8).test_u8s8();
+  SparseTester().m(9).n(33).k(1152).sparsity(0.9).extreme().seed(9).test_u8s8();
   SparseTester().m(7).n(24).k(67).ldx(70).ldy(30).test_u8s8();
 }
 
@@ -307,6 +310,25 @@ std::int64_t check_quads(const std::vector<std::int8_t>& w, std::int64_t n, std:
 }
 
 }  // namespace
+
+TEST_CASE("SparseWeightsS8 picks quads for small blocks at high sparsity, k-groups at low",
+          "[kernels][sparse]") {
+  Rng rng(12);
+  const auto pick = [&](double sparsity) {
+    const std::int64_t n = 64, kk = 1152;
+    std::vector<std::int8_t> w(static_cast<std::size_t>(n * kk));
+    for (auto& v : w)
+      v = rng.uniform() < sparsity ? 0 : static_cast<std::int8_t>(1 + int(rng.below(60)));
+    const k::SparseWeightsS8 s(w.data(), n, kk, kk);
+    CHECK(s.small_block_quads() ==
+          (double(s.quads()) < k::SparseWeightsS8::kSmallQuadsPerGroup * double(s.groups())));
+    return s.small_block_quads();
+  };
+  CHECK_FALSE(pick(0.0));
+  CHECK_FALSE(pick(0.5));
+  CHECK(pick(0.9));
+  CHECK(pick(0.95));
+}
 
 TEST_CASE("SparseWeightsS8 pairs full-grid weights so no vpmaddubsw pair can saturate",
           "[kernels][sparse]") {

@@ -194,8 +194,9 @@ void sparse_u8s8_by_blocks(std::int64_t M, RowsOf& rows_of, std::int64_t ldx,
                    : path == Path::avx_vnni ? &simd::sparse_block_u8s8_avx_vnni<Epi>
                                             : &simd::sparse_block_u8s8_avx2<Epi>;
     // A block of at most 16 rows (a whole small layer, or the last block)
-    // goes by k-groups on zmm (its panel, ceil(K / 4) * 64 bytes, fits in
-    // the K * 64 of the quads' panel).
+    // goes to the 16-row kernel on zmm, by k-groups or by quads (its panel,
+    // ceil(K / 4) * 64 or K * 16 bytes, fits in the K * 64 of the 64-row
+    // kernel's).
     auto* small = zmm ? &simd::sparse_block16_u8s8_avx512_vnni<Epi> : nullptr;
     // The kernels compute whole blocks (rows rounded up) times the nonzeros,
     // each product at about kSparseMacCost times a dense one's time.

@@ -18,8 +18,9 @@
 // first k: exact with the same instructions per quad as the narrow grid, at
 // the cost of the padding slots (few when a row's signs are balanced).
 //
-// It also keeps each row's nonzeros by k-groups, the unit of the VNNI
-// kernel for blocks of at most 16 pixels: the groups of 4 consecutive k
+// It also keeps each row's nonzeros by k-groups, one unit of the VNNI
+// kernel for blocks of at most 16 pixels (quads are the other, at high
+// sparsity: small_block_quads): the groups of 4 consecutive k
 // (k / 4) that hold a nonzero of the row, each as a byte offset group * 64
 // into that kernel's panel (16 pixels x 4 bytes per group) and the group's
 // 4 weights (zeros included) in one int32. vpdpbusd sums a group's 4
@@ -132,6 +133,16 @@ class SparseWeights {
   std::int64_t groups() const { return static_cast<std::int64_t>(group_w_.size()); }
   /// Bytes per k-group of the small-block kernel's panel: 16 pixels x 4 k.
   static constexpr std::int64_t kGroupStride = 64;
+  /// Whether the avx512_vnni kernel for blocks of at most 16 rows goes by
+  /// quads (one vpdpbusd per 4 nonzeros, two shuffles to interleave them)
+  /// rather than by k-groups (one vpdpbusd per group of 4 consecutive k
+  /// with a nonzero, none): by quads when there are fewer than
+  /// kSmallQuadsPerGroup quads per k-group. On the Zen 5 VM a quad cost
+  /// about 2.7 groups' time, over K = 576-4608, at 50-95% random sparsity
+  /// (docs/performance.md, "Quads for blocks of at most 16 pixels"): quads
+  /// from about 80% sparsity on.
+  bool small_block_quads() const { return small_block_quads_; }
+  static constexpr double kSmallQuadsPerGroup = 0.35;
   /// Whether vpmaddubsw sums u * a0 + v * a1 into an int16 without saturating
   /// for every pair of activations a0, a1 in [0, 255].
   static constexpr bool pair_fits_int16(int u, int v) {
@@ -162,6 +173,7 @@ class SparseWeights {
   std::vector<std::int64_t> group_ptr_;
   std::vector<std::uint32_t> group_off_;
   std::vector<std::int32_t> group_w_;
+  bool small_block_quads_ = false;
 
   /// Quad slots of one row: pairs of nonzero indices (-1: a zero-weight slot).
   using Pair = std::pair<std::int64_t, std::int64_t>;
@@ -255,6 +267,7 @@ class SparseWeights {
       }
       group_ptr_.push_back(static_cast<std::int64_t>(group_w_.size()));
     }
+    small_block_quads_ = double(quads()) < kSmallQuadsPerGroup * double(groups());
   }
 };
 

@@ -20,11 +20,15 @@
 //                 same interleave on zmm and one vpdpbusd per 16 pixels:
 //                 about a third of the AVX2 kernel's instructions per product;
 //                 a block of at most 16 pixels (one frame's 4 x 4 layers, a
-//                 last block) goes by k-groups instead: the panel holds
-//                 each pixel's 4 bytes of every group of 4 consecutive k, and
-//                 one zmm load + one vpdpbusd per group that holds a nonzero
-//                 of the channel cover all 16 pixels, with no interleave
-//                 (the groups' weights 4 per load, spread by vpshufd).
+//                 last block) goes by k-groups or by quads instead
+//                 (SparseWeightsS8::small_block_quads): by k-groups, the
+//                 panel holds each pixel's 4 bytes of every group of 4
+//                 consecutive k, and one zmm load + one vpdpbusd per group
+//                 that holds a nonzero of the channel cover all 16 pixels,
+//                 with no interleave; by quads (high sparsity), the panel
+//                 holds 16 bytes per k, a quad's 4 rows go one per lane and
+//                 a vpermd + vpshufb interleave them for one vpdpbusd (the
+//                 weights 4 per load, spread by vpshufd, in both).
 // Each output is the same sum as the scalar reference (ref/sparse_gemm.hpp:
 // fp32 even / odd fma chains in CSR order, then their sum; int8 exact), so
 // every path matches it bit for bit. Results go to a per-channel tile and
@@ -681,6 +685,22 @@ COMPRESSOR_INLINE_AVX512 void transpose16x16_lanes_zmm(__m512i r[16]) {
   }
 }
 
+/// A 4 x 4 transpose of 128-bit lanes: v[j] = lane j of a, b, c, d (in
+/// that order). (The all-lanes maskz form: GCC 12 warns about the plain
+/// intrinsic's undefined pass-through.)
+COMPRESSOR_INLINE_AVX512 void transpose4x4_lanes_zmm(__m512i a, __m512i b, __m512i c, __m512i d,
+                                                     __m512i v[4]) {
+  constexpr auto all = static_cast<__mmask16>(0xFFFF);
+  const __m512i s0 = _mm512_maskz_shuffle_i32x4(all, a, b, 0x44);  // a0 a1 b0 b1
+  const __m512i s1 = _mm512_maskz_shuffle_i32x4(all, a, b, 0xEE);  // a2 a3 b2 b3
+  const __m512i s2 = _mm512_maskz_shuffle_i32x4(all, c, d, 0x44);  // c0 c1 d0 d1
+  const __m512i s3 = _mm512_maskz_shuffle_i32x4(all, c, d, 0xEE);  // c2 c3 d2 d3
+  v[0] = _mm512_maskz_shuffle_i32x4(all, s0, s2, 0x88);
+  v[1] = _mm512_maskz_shuffle_i32x4(all, s0, s2, 0xDD);
+  v[2] = _mm512_maskz_shuffle_i32x4(all, s1, s3, 0x88);
+  v[3] = _mm512_maskz_shuffle_i32x4(all, s1, s3, 0xDD);
+}
+
 /// 128-bit lane l of v (the all-lanes maskz form: GCC 12 warns about the
 /// undefined pass-through of _mm512_extracti32x4_epi32 and of
 /// _mm512_castsi512_si128).
@@ -793,19 +813,9 @@ COMPRESSOR_INLINE_AVX512 void epilogue_64(const __m512i acc[4], const Epi& epi, 
     const __m512i qmax = _mm512_set1_epi8(static_cast<char>(epi.qmax));
     _mm512_store_si512(t, _mm512_min_epu8(_mm512_max_epu8(b, qmin), qmax));
   } else {
-    // A 4 x 4 transpose of 128-bit lanes: v[j] = lane j of acc[0..3] =
-    // pixels 16j..16j+15 in order.
-    // (The all-lanes maskz form: GCC 12 warns about the plain intrinsic's
-    // undefined pass-through, as for zmm::max_ps.)
-    constexpr auto all = static_cast<__mmask16>(0xFFFF);
-    const __m512i s0 = _mm512_maskz_shuffle_i32x4(all, acc[0], acc[1], 0x44);  // a0 a1 b0 b1
-    const __m512i s1 = _mm512_maskz_shuffle_i32x4(all, acc[0], acc[1], 0xEE);  // a2 a3 b2 b3
-    const __m512i s2 = _mm512_maskz_shuffle_i32x4(all, acc[2], acc[3], 0x44);  // c0 c1 d0 d1
-    const __m512i s3 = _mm512_maskz_shuffle_i32x4(all, acc[2], acc[3], 0xEE);  // c2 c3 d2 d3
-    const __m512i v[4] = {_mm512_maskz_shuffle_i32x4(all, s0, s2, 0x88),
-                          _mm512_maskz_shuffle_i32x4(all, s0, s2, 0xDD),
-                          _mm512_maskz_shuffle_i32x4(all, s1, s3, 0x88),
-                          _mm512_maskz_shuffle_i32x4(all, s1, s3, 0xDD)};
+    // v[j] = lane j of acc[0..3] = pixels 16j..16j+15 in order.
+    __m512i v[4];
+    transpose4x4_lanes_zmm(acc[0], acc[1], acc[2], acc[3], v);
     for (int i = 0; i < 4; ++i) {
       if constexpr (std::is_same_v<Epi, Int32Out>) {
         _mm512_store_si512(t + 16 * i, v[i]);
@@ -927,18 +937,74 @@ COMPRESSOR_INLINE_AVX512 void pack_groups_u8_zmm(const SparseRowsU8& X, int rows
     // u[4i + c] lane L: group 4L + c of pixels 4i..4i+3. A 4 x 4 transpose
     // of lanes puts group 4L + c of all 16 pixels in one vector.
     for (int c = 0; c < 4; ++c) {
-      const __m512i s0 = _mm512_maskz_shuffle_i32x4(m16, u[c], u[4 + c], 0x44);
-      const __m512i s1 = _mm512_maskz_shuffle_i32x4(m16, u[c], u[4 + c], 0xEE);
-      const __m512i s2 = _mm512_maskz_shuffle_i32x4(m16, u[8 + c], u[12 + c], 0x44);
-      const __m512i s3 = _mm512_maskz_shuffle_i32x4(m16, u[8 + c], u[12 + c], 0xEE);
-      const __m512i v[4] = {_mm512_maskz_shuffle_i32x4(m16, s0, s2, 0x88),
-                            _mm512_maskz_shuffle_i32x4(m16, s0, s2, 0xDD),
-                            _mm512_maskz_shuffle_i32x4(m16, s1, s3, 0x88),
-                            _mm512_maskz_shuffle_i32x4(m16, s1, s3, 0xDD)};
+      __m512i v[4];
+      transpose4x4_lanes_zmm(u[c], u[4 + c], u[8 + c], u[12 + c], v);
       for (int l = 0; l < 4; ++l)
         if (4 * l + c < groups) _mm512_store_si512(panel + (g0 + 4 * l + c) * stride, v[l]);
     }
   }
+}
+
+/// The small-block kernel's panel for quads: panel[k * 16 + p] = X[p, k]
+/// (zero for p >= rows), 16 bytes per k. Per 64 k, one transpose of four
+/// 16 x 16 blocks, then 4 x 4 lane transposes into whole 64-byte stores.
+COMPRESSOR_INLINE_AVX512 void pack_rows16_u8_zmm(const SparseRowsU8& X, int rows, std::int64_t K,
+                                                 std::uint8_t* panel, bool windows = false) {
+  constexpr std::int64_t stride = kSparseBlockSmall;    // bytes per k
+  alignas(64) std::uint8_t tmp[kSparseBlockSmall][64];  // a partial chunk, zero-padded
+  for (std::int64_t k0 = 0; k0 < K; k0 += 64) {
+    const int width = static_cast<int>(std::min<std::int64_t>(64, K - k0));
+    const SparseRowsU8::Column col = X.column(k0);
+    __m512i r[16];
+    if (width == 64) {
+      for (int p = 0; p < 16; ++p) {
+        const int q = panel_position(p, windows);  // the row at panel position p
+        r[p] = q < rows ? _mm512_loadu_si512(X.at(q, col)) : _mm512_setzero_si512();
+      }
+    } else {
+      std::memset(tmp, 0, sizeof(tmp));
+      for (int p = 0; p < rows; ++p)
+        std::memcpy(tmp[panel_position(p, windows)], X.at(p, col), static_cast<std::size_t>(width));
+      for (int p = 0; p < 16; ++p) r[p] = _mm512_load_si512(tmp[p]);
+    }
+    transpose16x16_lanes_zmm(r);  // r[j], lane L: column k0 + 16L + j of the 16 positions
+    if (width == 64) {
+      for (int m = 0; m < 4; ++m) {
+        __m512i v[4];  // v[L]: columns k0 + 16L + 4m .. + 3, 64 contiguous bytes
+        transpose4x4_lanes_zmm(r[4 * m], r[4 * m + 1], r[4 * m + 2], r[4 * m + 3], v);
+        for (int l = 0; l < 4; ++l)
+          _mm512_store_si512(panel + (k0 + 16 * l + 4 * m) * stride, v[l]);
+      }
+      continue;
+    }
+    for (int j = 0; j < 16; ++j)
+      for (int l = 0; l < 4; ++l)
+        if (16 * l + j < width)
+          _mm_store_si128(reinterpret_cast<__m128i*>(panel + (k0 + 16 * l + j) * stride),
+                          extract_lane(r[j], l));
+  }
+}
+
+/// A quad's 4 rows of pack_rows16_u8_zmm's panel (quad offsets are k * 32:
+/// halved) as one vpdpbusd operand: dword j of lane L holds the 4 rows'
+/// bytes of position 4L + j. The rows go to one lane each, a vpermd brings
+/// dword L of every row into lane L, and a vpshufb interleaves each lane's
+/// bytes.
+COMPRESSOR_INLINE_AVX512 __m512i quad_rows16(const std::uint8_t* panel, const std::uint32_t* o) {
+  static_assert(2 * kSparseBlockSmall == SparseWeightsS8::kQuadStride);
+  const auto row = [&](int i) {
+    return _mm_load_si128(reinterpret_cast<const __m128i*>(panel + (o[i] >> 1)));
+  };
+  __m512i v = _mm512_maskz_broadcast_i32x4(static_cast<__mmask16>(0x000F), row(0));
+  v = _mm512_mask_broadcast_i32x4(v, static_cast<__mmask16>(0x00F0), row(1));
+  v = _mm512_mask_broadcast_i32x4(v, static_cast<__mmask16>(0x0F00), row(2));
+  v = _mm512_mask_broadcast_i32x4(v, static_cast<__mmask16>(0xF000), row(3));
+  const __m512i dwords = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512i bytes = _mm512_set4_epi32(0x0F0B0703, 0x0E0A0602, 0x0D090501, 0x0C080400);
+  // (The all-lanes maskz form of vpermd: GCC 12 warns about the plain
+  // intrinsic's undefined pass-through.)
+  return _mm512_shuffle_epi8(
+      _mm512_maskz_permutexvar_epi32(static_cast<__mmask16>(0xFFFF), dwords, v), bytes);
 }
 
 /// The 4 int32 at p (any alignment) in every 128-bit lane (the all-lanes
@@ -958,12 +1024,84 @@ COMPRESSOR_INLINE_AVX512 __m512i lane_dword(__m512i v) {
 
 }  // namespace detail_sparse
 
+namespace detail_sparse {
+
+/// Row n's sums for the 16 positions of the k-group panel (pack_groups_u8_zmm)
+/// on top of init: per nonzero group, one zmm load and one vpdpbusd.
+COMPRESSOR_INLINE_AVX512_VNNI __m512i group_dots16(const std::uint8_t* panel,
+                                                   const SparseWeightsS8& W, std::int64_t n,
+                                                   std::int32_t init) {
+  const std::uint32_t* off = W.group_offsets();
+  const std::int32_t* w = W.group_weights();
+  // Eight chains: the vpdpbusd latency (four: 1.4x the time on Zen 5;
+  // sixteen: no faster than eight).
+  constexpr int C = 8;
+  __m512i a[C];
+  a[0] = _mm512_set1_epi32(init);
+  for (int i = 1; i < C; ++i) a[i] = _mm512_setzero_si512();
+  std::int64_t j = W.group_begin(n);
+  const std::int64_t e = W.group_begin(n + 1);
+  for (; j + C <= e; j += C) {
+    // Each group's 4 weights (one int32) broadcast by vpshufd from a
+    // 16-byte load copied to every lane, 4 groups per load: a third of
+    // the loop's loads were the per-group broadcasts, and the loads bound
+    // it (the loop on the CifarCnn conv4's weights at 90%: 35.7 -> 29.5
+    // us, Zen 5; docs/performance.md).
+    const __m512i w4[2] = {wide_lanes(w + j), wide_lanes(w + j + 4)};
+    zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), lane_dword<0>(w4[0]));
+    zmm::dpbusd(a[1], _mm512_load_si512(panel + off[j + 1]), lane_dword<1>(w4[0]));
+    zmm::dpbusd(a[2], _mm512_load_si512(panel + off[j + 2]), lane_dword<2>(w4[0]));
+    zmm::dpbusd(a[3], _mm512_load_si512(panel + off[j + 3]), lane_dword<3>(w4[0]));
+    zmm::dpbusd(a[4], _mm512_load_si512(panel + off[j + 4]), lane_dword<0>(w4[1]));
+    zmm::dpbusd(a[5], _mm512_load_si512(panel + off[j + 5]), lane_dword<1>(w4[1]));
+    zmm::dpbusd(a[6], _mm512_load_si512(panel + off[j + 6]), lane_dword<2>(w4[1]));
+    zmm::dpbusd(a[7], _mm512_load_si512(panel + off[j + 7]), lane_dword<3>(w4[1]));
+  }
+  for (; j < e; ++j) zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), _mm512_set1_epi32(w[j]));
+  for (int i = 1; i < C; ++i) a[0] = _mm512_add_epi32(a[0], a[i]);
+  return a[0];
+}
+
+/// Row n's sums for the 16 positions of the quads' 16-row panel
+/// (pack_rows16_u8_zmm) on top of init: per quad, 4 row loads, two shuffles
+/// (quad_rows16) and one vpdpbusd for 4 nonzeros.
+COMPRESSOR_INLINE_AVX512_VNNI __m512i quad_dots16(const std::uint8_t* panel,
+                                                  const SparseWeightsS8& W, std::int64_t n,
+                                                  std::int32_t init) {
+  const std::uint32_t* off = W.quad_offsets();
+  const std::int32_t* w = W.quad_weights();
+  constexpr int C = 8;  // chains, as in group_dots16
+  __m512i a[C];
+  a[0] = _mm512_set1_epi32(init);
+  for (int i = 1; i < C; ++i) a[i] = _mm512_setzero_si512();
+  std::int64_t q = W.quad_begin(n);
+  const std::int64_t e = W.quad_begin(n + 1);
+  for (; q + C <= e; q += C) {
+    const __m512i w4[2] = {wide_lanes(w + q), wide_lanes(w + q + 4)};
+    zmm::dpbusd(a[0], quad_rows16(panel, off + 4 * q), lane_dword<0>(w4[0]));
+    zmm::dpbusd(a[1], quad_rows16(panel, off + 4 * (q + 1)), lane_dword<1>(w4[0]));
+    zmm::dpbusd(a[2], quad_rows16(panel, off + 4 * (q + 2)), lane_dword<2>(w4[0]));
+    zmm::dpbusd(a[3], quad_rows16(panel, off + 4 * (q + 3)), lane_dword<3>(w4[0]));
+    zmm::dpbusd(a[4], quad_rows16(panel, off + 4 * (q + 4)), lane_dword<0>(w4[1]));
+    zmm::dpbusd(a[5], quad_rows16(panel, off + 4 * (q + 5)), lane_dword<1>(w4[1]));
+    zmm::dpbusd(a[6], quad_rows16(panel, off + 4 * (q + 6)), lane_dword<2>(w4[1]));
+    zmm::dpbusd(a[7], quad_rows16(panel, off + 4 * (q + 7)), lane_dword<3>(w4[1]));
+  }
+  for (; q < e; ++q) zmm::dpbusd(a[0], quad_rows16(panel, off + 4 * q), _mm512_set1_epi32(w[q]));
+  for (int i = 1; i < C; ++i) a[0] = _mm512_add_epi32(a[0], a[i]);
+  return a[0];
+}
+
+}  // namespace detail_sparse
+
 /// One int8 unit of the avx512_vnni path on a block of at most 16 pixels,
-/// by k-groups (SparseWeightsS8): per nonzero group of a channel, one zmm
-/// load of the panel and one vpdpbusd against the group's broadcast
-/// weights, for all 16 pixels; no interleave. At 90% sparsity a third of
-/// the groups hold a nonzero: fewer instructions than the quads' 16 per
-/// quad for 16 pixels, and a panel of K * 16 bytes. panel: ceil(K / 4) * 64
+/// for all 16 pixels at once, by k-groups or by quads
+/// (`SparseWeightsS8::small_block_quads`). By k-groups: per nonzero group of
+/// 4 consecutive k of a channel, one zmm load of the panel and one vpdpbusd
+/// against the group's broadcast weights; no interleave, but 4 products per
+/// nonzero (at 90% random sparsity a third of the groups hold a nonzero,
+/// 1.16 on average). By quads: per 4 nonzeros, 4 rows of a 16-byte-per-k
+/// panel interleaved by two shuffles, one vpdpbusd. panel: ceil(K / 4) * 64
 /// bytes, tile: (n1 - n0) * 32 Epi::Out (both 64-byte aligned).
 template <GemmEpilogue Epi>
 COMPRESSOR_TARGET_AVX512_VNNI void sparse_block16_u8s8_avx512_vnni(
@@ -972,46 +1110,25 @@ COMPRESSOR_TARGET_AVX512_VNNI void sparse_block16_u8s8_avx512_vnni(
     std::int64_t n0, std::int64_t n1, bool pack) {
   using namespace detail_sparse;
   using Base = typename BaseEpilogue<Epi>::type;
-  if (pack) pack_groups_u8_zmm(X, rows, W.k(), panel, kWindows<Epi>);
-  const std::uint32_t* off = W.group_offsets();
-  const std::int32_t* w = W.group_weights();
+  const bool quads = W.small_block_quads();
+  if (pack) {
+    if (quads)
+      pack_rows16_u8_zmm(X, rows, W.k(), panel, kWindows<Epi>);
+    else
+      pack_groups_u8_zmm(X, rows, W.k(), panel, kWindows<Epi>);
+  }
   for (std::int64_t n = n0; n < n1; ++n) {
-    // Eight chains: the vpdpbusd latency (four: 1.4x the time on Zen 5;
-    // sixteen: no faster than eight).
-    constexpr int C = 8;
-    __m512i a[C];
-    a[0] = _mm512_set1_epi32(sum_init(epi, za, W, n));
-    for (int i = 1; i < C; ++i) a[i] = _mm512_setzero_si512();
-    std::int64_t j = W.group_begin(n);
-    const std::int64_t e = W.group_begin(n + 1);
-    for (; j + C <= e; j += C) {
-      // Each group's 4 weights (one int32) broadcast by vpshufd from a
-      // 16-byte load copied to every lane, 4 groups per load: a third of
-      // the loop's loads were the per-group broadcasts, and the loads bound
-      // it (the loop on the CifarCnn conv4's weights at 90%: 35.7 -> 29.5
-      // us, Zen 5; docs/performance.md).
-      const __m512i w4[2] = {wide_lanes(w + j), wide_lanes(w + j + 4)};
-      zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), lane_dword<0>(w4[0]));
-      zmm::dpbusd(a[1], _mm512_load_si512(panel + off[j + 1]), lane_dword<1>(w4[0]));
-      zmm::dpbusd(a[2], _mm512_load_si512(panel + off[j + 2]), lane_dword<2>(w4[0]));
-      zmm::dpbusd(a[3], _mm512_load_si512(panel + off[j + 3]), lane_dword<3>(w4[0]));
-      zmm::dpbusd(a[4], _mm512_load_si512(panel + off[j + 4]), lane_dword<0>(w4[1]));
-      zmm::dpbusd(a[5], _mm512_load_si512(panel + off[j + 5]), lane_dword<1>(w4[1]));
-      zmm::dpbusd(a[6], _mm512_load_si512(panel + off[j + 6]), lane_dword<2>(w4[1]));
-      zmm::dpbusd(a[7], _mm512_load_si512(panel + off[j + 7]), lane_dword<3>(w4[1]));
-    }
-    for (; j < e; ++j)
-      zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), _mm512_set1_epi32(w[j]));
-    for (int i = 1; i < C; ++i) a[0] = _mm512_add_epi32(a[0], a[i]);
+    const std::int32_t init = sum_init(epi, za, W, n);
+    const __m512i sums = quads ? quad_dots16(panel, W, n, init) : group_dots16(panel, W, n, init);
     if constexpr (kWindows<Epi>) {
       // Lane i: tap i of windows 0-3 (panel_position); the max of the 4
       // lanes, in every lane.
       constexpr auto all = static_cast<__mmask16>(0xFFFF);
-      const __m512i m = zmm::max_epi32(a[0], _mm512_maskz_shuffle_i32x4(all, a[0], a[0], 0x4E));
+      const __m512i m = zmm::max_epi32(sums, _mm512_maskz_shuffle_i32x4(all, sums, sums, 0x4E));
       epilogue_16(zmm::max_epi32(m, _mm512_maskz_shuffle_i32x4(all, m, m, 0xB1)),
                   static_cast<const Base&>(epi), n, tile + (n - n0) * kSparseBlock);
     } else {
-      epilogue_16(a[0], epi, n, tile + (n - n0) * kSparseBlock);
+      epilogue_16(sums, epi, n, tile + (n - n0) * kSparseBlock);
     }
   }
   store_tile<Base>(tile, n1 - n0, rows / gemm_rows_per_output<Epi>, Y + n0, ldy, kSparseBlock);
