@@ -1,8 +1,8 @@
 // Int8 model files (quant/int8_io.hpp): save -> load round trips of the three
 // models on both weight grids (bit-identical outputs on every kernel path,
-// identical summaries and weights), a pruned plan, the file size against the
-// fp32 checkpoint, atomic writes, and every kind of bad file rejected with an
-// error naming the file and the tensor.
+// identical summaries and weights), a pruned plan, atomic writes, and every
+// kind of bad file rejected with an error naming the file and the tensor.
+// The file size against the fp32 checkpoint at full width: test_int8_size.cpp.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <compressor/io/checkpoint.hpp>
@@ -267,33 +267,6 @@ TEST_CASE("int8 files: the format", "[quant][int8_io]") {
     CHECK_THROWS_WITH(quant::save_int8_model(int8, extra, dir / "x.safetensors"),
                       Catch::Contains("layer 'features.1' of the channel plan is not a layer"));
   }
-}
-
-TEST_CASE("int8 files: size against the fp32 checkpoint at width 1", "[quant][int8_io]") {
-  const auto dir = test_dir("size");
-  auto measure = [&](nn::Module& model, const nn::ChannelPlan& plan, const Shape& input,
-                     const std::string& name) {
-    quant::Int8Model int8 = ptq_int8(model, input, 1, 11);
-    const auto fp32 = dir / (name + ".fp32.safetensors");
-    const auto q8 = dir / (name + ".int8.safetensors");
-    io::save_checkpoint(model, fp32);
-    quant::save_int8_model(int8, plan, q8);
-    const auto a = std::filesystem::file_size(fp32), b = std::filesystem::file_size(q8);
-    const double ratio = double(b) / double(a);
-    std::cout << name << ": int8 file " << b << " bytes, fp32 checkpoint " << a << " bytes, ratio "
-              << ratio << "\n";
-    CHECK(ratio <= 0.26);
-    CHECK(quant::load_int8_model(q8).summary().layers.size() == int8.summary().layers.size());
-  };
-  nn::init::manual_seed(36);
-  CifarCnn cnn;
-  measure(cnn, cnn.channel_plan(), Shape{1, 32, 32, 3}, "CifarCnn");
-  ResNetOptions o;
-  o.num_classes = 10;
-  ResNet18 resnet(o);
-  measure(resnet, resnet.channel_plan(), Shape{1, 32, 32, 3}, "ResNet18-10");
-  ResNet18 imagenet;  // 1000 classes
-  measure(imagenet, imagenet.channel_plan(), Shape{1, 32, 32, 3}, "ResNet18-1000");
 }
 
 TEST_CASE("int8 files: bad files are rejected naming the file and the tensor", "[quant][int8_io]") {
