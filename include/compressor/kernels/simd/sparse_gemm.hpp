@@ -895,6 +895,26 @@ inline constexpr int kSparseBlockSmall = 16;
 
 namespace detail_sparse {
 
+/// r[p] = the width (<= 64) bytes of columns k0.. of the row at panel
+/// position p of a block of at most 16 rows, zero past the width and for
+/// positions past the rows.
+COMPRESSOR_INLINE_AVX512 void load_rows16_zmm(const SparseRowsU8& X, int rows, std::int64_t k0,
+                                              int width, bool windows, __m512i r[16]) {
+  const SparseRowsU8::Column col = X.column(k0);
+  if (width == 64) {
+    for (int p = 0; p < 16; ++p) {
+      const int q = panel_position(p, windows);  // the row at panel position p
+      r[p] = q < rows ? _mm512_loadu_si512(X.at(q, col)) : _mm512_setzero_si512();
+    }
+    return;
+  }
+  alignas(64) std::uint8_t tmp[kSparseBlockSmall][64];  // a partial chunk, zero-padded
+  std::memset(tmp, 0, sizeof(tmp));
+  for (int p = 0; p < rows; ++p)
+    std::memcpy(tmp[panel_position(p, windows)], X.at(p, col), static_cast<std::size_t>(width));
+  for (int p = 0; p < 16; ++p) r[p] = _mm512_load_si512(tmp[p]);
+}
+
 /// The small-block kernel's panel: the 4 bytes X[p, 4g..4g+3] of pixel p
 /// at panel[g * 64 + 4p] (zero past K and for p >= rows), so one aligned
 /// zmm load gives a k-group's 4 activations for all 16 pixels. Per 16
@@ -905,23 +925,11 @@ COMPRESSOR_INLINE_AVX512 void pack_groups_u8_zmm(const SparseRowsU8& X, int rows
   constexpr auto m8 = static_cast<__mmask8>(0xFF);
   constexpr std::int64_t stride = SparseWeightsS8::kGroupStride;
   const std::int64_t G = (K + 3) / 4;
-  alignas(64) std::uint8_t tmp[kSparseBlockSmall][64];  // a partial chunk, zero-padded
   for (std::int64_t g0 = 0; g0 < G; g0 += 16) {
     const std::int64_t k0 = 4 * g0, width = std::min<std::int64_t>(64, K - k0);
     const int groups = static_cast<int>(std::min<std::int64_t>(16, G - g0));
-    const SparseRowsU8::Column col = X.column(k0);
     __m512i r[16];
-    if (width == 64) {
-      for (int p = 0; p < 16; ++p) {
-        const int q = panel_position(p, windows);  // the row at panel position p
-        r[p] = q < rows ? _mm512_loadu_si512(X.at(q, col)) : _mm512_setzero_si512();
-      }
-    } else {
-      std::memset(tmp, 0, sizeof(tmp));
-      for (int p = 0; p < rows; ++p)
-        std::memcpy(tmp[panel_position(p, windows)], X.at(p, col), static_cast<std::size_t>(width));
-      for (int p = 0; p < 16; ++p) r[p] = _mm512_load_si512(tmp[p]);
-    }
+    load_rows16_zmm(X, rows, k0, static_cast<int>(width), windows, r);
     // r[p] lane L: pixel p's groups 4L..4L+3. Within lanes, 4 x 4 blocks.
     __m512i t[16], u[16];
     for (int i = 0; i < 8; ++i) {
@@ -950,23 +958,11 @@ COMPRESSOR_INLINE_AVX512 void pack_groups_u8_zmm(const SparseRowsU8& X, int rows
 /// 16 x 16 blocks, then 4 x 4 lane transposes into whole 64-byte stores.
 COMPRESSOR_INLINE_AVX512 void pack_rows16_u8_zmm(const SparseRowsU8& X, int rows, std::int64_t K,
                                                  std::uint8_t* panel, bool windows = false) {
-  constexpr std::int64_t stride = kSparseBlockSmall;    // bytes per k
-  alignas(64) std::uint8_t tmp[kSparseBlockSmall][64];  // a partial chunk, zero-padded
+  constexpr std::int64_t stride = kSparseBlockSmall;  // bytes per k
   for (std::int64_t k0 = 0; k0 < K; k0 += 64) {
     const int width = static_cast<int>(std::min<std::int64_t>(64, K - k0));
-    const SparseRowsU8::Column col = X.column(k0);
     __m512i r[16];
-    if (width == 64) {
-      for (int p = 0; p < 16; ++p) {
-        const int q = panel_position(p, windows);  // the row at panel position p
-        r[p] = q < rows ? _mm512_loadu_si512(X.at(q, col)) : _mm512_setzero_si512();
-      }
-    } else {
-      std::memset(tmp, 0, sizeof(tmp));
-      for (int p = 0; p < rows; ++p)
-        std::memcpy(tmp[panel_position(p, windows)], X.at(p, col), static_cast<std::size_t>(width));
-      for (int p = 0; p < 16; ++p) r[p] = _mm512_load_si512(tmp[p]);
-    }
+    load_rows16_zmm(X, rows, k0, static_cast<int>(width), windows, r);
     transpose16x16_lanes_zmm(r);  // r[j], lane L: column k0 + 16L + j of the 16 positions
     if (width == 64) {
       for (int m = 0; m < 4; ++m) {
@@ -1026,71 +1022,54 @@ COMPRESSOR_INLINE_AVX512 __m512i lane_dword(__m512i v) {
 
 namespace detail_sparse {
 
-/// Row n's sums for the 16 positions of the k-group panel (pack_groups_u8_zmm)
-/// on top of init: per nonzero group, one zmm load and one vpdpbusd.
-COMPRESSOR_INLINE_AVX512_VNNI __m512i group_dots16(const std::uint8_t* panel,
-                                                   const SparseWeightsS8& W, std::int64_t n,
-                                                   std::int32_t init) {
-  const std::uint32_t* off = W.group_offsets();
-  const std::int32_t* w = W.group_weights();
-  // Eight chains: the vpdpbusd latency (four: 1.4x the time on Zen 5;
-  // sixteen: no faster than eight).
+/// The 16 positions' sums of units [j, e) on top of init, unit j's 4
+/// weights in w[j] and its activations from operand(j) (GroupRows or
+/// QuadRows). Eight vpdpbusd chains: the vpdpbusd latency (four: 1.4x the
+/// time on Zen 5; sixteen: no faster than eight). Each unit's 4 weights
+/// (one int32) are broadcast by vpshufd from a 16-byte load copied to every
+/// lane, 4 units per load: a third of the k-group loop's loads were the
+/// per-group broadcasts, and the loads bound it (the loop on the CifarCnn
+/// conv4's weights at 90%: 35.7 -> 29.5 us, Zen 5; docs/performance.md).
+template <class Operand>
+COMPRESSOR_INLINE_AVX512_VNNI __m512i dots16(const Operand& operand, const std::int32_t* w,
+                                             std::int64_t j, std::int64_t e, std::int32_t init) {
   constexpr int C = 8;
   __m512i a[C];
   a[0] = _mm512_set1_epi32(init);
   for (int i = 1; i < C; ++i) a[i] = _mm512_setzero_si512();
-  std::int64_t j = W.group_begin(n);
-  const std::int64_t e = W.group_begin(n + 1);
   for (; j + C <= e; j += C) {
-    // Each group's 4 weights (one int32) broadcast by vpshufd from a
-    // 16-byte load copied to every lane, 4 groups per load: a third of
-    // the loop's loads were the per-group broadcasts, and the loads bound
-    // it (the loop on the CifarCnn conv4's weights at 90%: 35.7 -> 29.5
-    // us, Zen 5; docs/performance.md).
     const __m512i w4[2] = {wide_lanes(w + j), wide_lanes(w + j + 4)};
-    zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), lane_dword<0>(w4[0]));
-    zmm::dpbusd(a[1], _mm512_load_si512(panel + off[j + 1]), lane_dword<1>(w4[0]));
-    zmm::dpbusd(a[2], _mm512_load_si512(panel + off[j + 2]), lane_dword<2>(w4[0]));
-    zmm::dpbusd(a[3], _mm512_load_si512(panel + off[j + 3]), lane_dword<3>(w4[0]));
-    zmm::dpbusd(a[4], _mm512_load_si512(panel + off[j + 4]), lane_dword<0>(w4[1]));
-    zmm::dpbusd(a[5], _mm512_load_si512(panel + off[j + 5]), lane_dword<1>(w4[1]));
-    zmm::dpbusd(a[6], _mm512_load_si512(panel + off[j + 6]), lane_dword<2>(w4[1]));
-    zmm::dpbusd(a[7], _mm512_load_si512(panel + off[j + 7]), lane_dword<3>(w4[1]));
+    zmm::dpbusd(a[0], operand(j), lane_dword<0>(w4[0]));
+    zmm::dpbusd(a[1], operand(j + 1), lane_dword<1>(w4[0]));
+    zmm::dpbusd(a[2], operand(j + 2), lane_dword<2>(w4[0]));
+    zmm::dpbusd(a[3], operand(j + 3), lane_dword<3>(w4[0]));
+    zmm::dpbusd(a[4], operand(j + 4), lane_dword<0>(w4[1]));
+    zmm::dpbusd(a[5], operand(j + 5), lane_dword<1>(w4[1]));
+    zmm::dpbusd(a[6], operand(j + 6), lane_dword<2>(w4[1]));
+    zmm::dpbusd(a[7], operand(j + 7), lane_dword<3>(w4[1]));
   }
-  for (; j < e; ++j) zmm::dpbusd(a[0], _mm512_load_si512(panel + off[j]), _mm512_set1_epi32(w[j]));
+  for (; j < e; ++j) zmm::dpbusd(a[0], operand(j), _mm512_set1_epi32(w[j]));
   for (int i = 1; i < C; ++i) a[0] = _mm512_add_epi32(a[0], a[i]);
   return a[0];
 }
 
-/// Row n's sums for the 16 positions of the quads' 16-row panel
-/// (pack_rows16_u8_zmm) on top of init: per quad, 4 row loads, two shuffles
-/// (quad_rows16) and one vpdpbusd for 4 nonzeros.
-COMPRESSOR_INLINE_AVX512_VNNI __m512i quad_dots16(const std::uint8_t* panel,
-                                                  const SparseWeightsS8& W, std::int64_t n,
-                                                  std::int32_t init) {
-  const std::uint32_t* off = W.quad_offsets();
-  const std::int32_t* w = W.quad_weights();
-  constexpr int C = 8;  // chains, as in group_dots16
-  __m512i a[C];
-  a[0] = _mm512_set1_epi32(init);
-  for (int i = 1; i < C; ++i) a[i] = _mm512_setzero_si512();
-  std::int64_t q = W.quad_begin(n);
-  const std::int64_t e = W.quad_begin(n + 1);
-  for (; q + C <= e; q += C) {
-    const __m512i w4[2] = {wide_lanes(w + q), wide_lanes(w + q + 4)};
-    zmm::dpbusd(a[0], quad_rows16(panel, off + 4 * q), lane_dword<0>(w4[0]));
-    zmm::dpbusd(a[1], quad_rows16(panel, off + 4 * (q + 1)), lane_dword<1>(w4[0]));
-    zmm::dpbusd(a[2], quad_rows16(panel, off + 4 * (q + 2)), lane_dword<2>(w4[0]));
-    zmm::dpbusd(a[3], quad_rows16(panel, off + 4 * (q + 3)), lane_dword<3>(w4[0]));
-    zmm::dpbusd(a[4], quad_rows16(panel, off + 4 * (q + 4)), lane_dword<0>(w4[1]));
-    zmm::dpbusd(a[5], quad_rows16(panel, off + 4 * (q + 5)), lane_dword<1>(w4[1]));
-    zmm::dpbusd(a[6], quad_rows16(panel, off + 4 * (q + 6)), lane_dword<2>(w4[1]));
-    zmm::dpbusd(a[7], quad_rows16(panel, off + 4 * (q + 7)), lane_dword<3>(w4[1]));
+/// k-group j's activations on pack_groups_u8_zmm's panel: one zmm load.
+struct GroupRows {
+  const std::uint8_t* panel;
+  const std::uint32_t* off;
+  COMPRESSOR_INLINE_AVX512 __m512i operator()(std::int64_t j) const {
+    return _mm512_load_si512(panel + off[j]);
   }
-  for (; q < e; ++q) zmm::dpbusd(a[0], quad_rows16(panel, off + 4 * q), _mm512_set1_epi32(w[q]));
-  for (int i = 1; i < C; ++i) a[0] = _mm512_add_epi32(a[0], a[i]);
-  return a[0];
-}
+};
+
+/// Quad j's activations on pack_rows16_u8_zmm's panel (quad_rows16).
+struct QuadRows {
+  const std::uint8_t* panel;
+  const std::uint32_t* off;
+  COMPRESSOR_INLINE_AVX512 __m512i operator()(std::int64_t j) const {
+    return quad_rows16(panel, off + 4 * j);
+  }
+};
 
 }  // namespace detail_sparse
 
@@ -1119,7 +1098,10 @@ COMPRESSOR_TARGET_AVX512_VNNI void sparse_block16_u8s8_avx512_vnni(
   }
   for (std::int64_t n = n0; n < n1; ++n) {
     const std::int32_t init = sum_init(epi, za, W, n);
-    const __m512i sums = quads ? quad_dots16(panel, W, n, init) : group_dots16(panel, W, n, init);
+    const __m512i sums = quads ? dots16(QuadRows{panel, W.quad_offsets()}, W.quad_weights(),
+                                        W.quad_begin(n), W.quad_begin(n + 1), init)
+                               : dots16(GroupRows{panel, W.group_offsets()}, W.group_weights(),
+                                        W.group_begin(n), W.group_begin(n + 1), init);
     if constexpr (kWindows<Epi>) {
       // Lane i: tap i of windows 0-3 (panel_position); the max of the 4
       // lanes, in every lane.
