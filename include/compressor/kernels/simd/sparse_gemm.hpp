@@ -962,7 +962,7 @@ COMPRESSOR_INLINE_AVX512 void pack_rows16_u8_zmm(const SparseRowsU8& X, int rows
   for (std::int64_t k0 = 0; k0 < K; k0 += 64) {
     const int width = static_cast<int>(std::min<std::int64_t>(64, K - k0));
     __m512i r[16];
-    load_rows16_zmm(X, rows, k0, static_cast<int>(width), windows, r);
+    load_rows16_zmm(X, rows, k0, width, windows, r);
     transpose16x16_lanes_zmm(r);  // r[j], lane L: column k0 + 16L + j of the 16 positions
     if (width == 64) {
       for (int m = 0; m < 4; ++m) {
