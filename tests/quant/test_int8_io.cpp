@@ -159,7 +159,7 @@ TEST_CASE("int8 files: save -> load round trips of the three models", "[quant][i
   };
   // CifarCnn at half width: every layer and point of the full one at a
   // quarter of its MACs (the sanitizer build runs this too); the file size
-  // at full width is the case below.
+  // at full width is test_int8_size.cpp's case.
   SECTION("CifarCnn, half width") {
     nn::init::manual_seed(31);
     CifarCnn m(compressor::testing::narrow_cifar_plan(2));
