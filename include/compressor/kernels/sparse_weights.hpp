@@ -136,7 +136,7 @@ class SparseWeights {
   /// Whether the avx512_vnni kernel for blocks of at most 16 rows goes by
   /// quads (one vpdpbusd per 4 nonzeros, two shuffles to interleave them)
   /// rather than by k-groups (one vpdpbusd per group of 4 consecutive k
-  /// with a nonzero, none): by quads when there are fewer than
+  /// with a nonzero, no shuffles): by quads when there are fewer than
   /// kSmallQuadsPerGroup quads per k-group. On the Zen 5 VM a quad cost
   /// about 2.7 groups' time, over K = 576-4608, at 50-95% random sparsity
   /// (docs/performance.md, "Quads for blocks of at most 16 pixels"): quads
