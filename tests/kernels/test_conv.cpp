@@ -110,11 +110,11 @@ TEST_CASE("the sparse conv on pruned weights equals the reference on every path"
   // test_exact checks the sparse conv beside the dense one (on dense
   // weights, above); here 90%-pruned weights, both grids, on 1, 2 and 3
   // threads with every shape threaded: ResNet-18's 3x3 layers at one frame
-  // (the last on the small-block kernel, by quads), batch > 1, pads 0-2 and even kernels,
-  // stride 2, blocks split by channels, K with a partial quad. With 64k
-  // input channels the avx512_vnni path packs from the input in place
-  // (SparseRowsU8's tap form): padding taps on every side, 5x5 taps, stride
-  // 2 and several images go through it too.
+  // (the last on the small-block kernel, by quads), batch > 1, pads 0-2
+  // and even kernels, stride 2, blocks split by channels, K with a partial
+  // quad. With 64k input channels the avx512_vnni path packs from the input
+  // in place (SparseRowsU8's tap form): padding taps on every side, 5x5
+  // taps, stride 2 and several images go through it too.
   const int saved = compressor::num_threads();
   const k::ScopedThreadGrain split_all(1);
   std::uint64_t seed = 900;
@@ -150,9 +150,9 @@ TEST_CASE("conv_u8s8 fused with a 2x2 max pool equals conv then pool on every pa
   // with it): windows across pooled rows and images inside a block, partial
   // last blocks, a last block of one window (the small-block kernel on
   // avx512_vnni: by k-groups on the dense weights, by quads at 85%),
-  // channel ranges split over threads. With 64k input
-  // channels the avx512_vnni sparse conv packs from the input in place:
-  // windows across rows and images in 64-row blocks, an odd size, stride 2.
+  // channel ranges split over threads. With 64k input channels the
+  // avx512_vnni sparse conv packs from the input in place: windows across
+  // rows and images in 64-row blocks, an odd size, stride 2.
   const int saved = compressor::num_threads();
   const k::ScopedThreadGrain split_all(1);
   std::uint64_t seed = 100;
