@@ -167,6 +167,8 @@ TEST_CASE("conv_u8s8 fused with a 2x2 max pool equals conv then pool on every pa
         check(ConvTester().input(2, 32, 32, 3).output_channels(64).kernel(3).pad(1));
         check(ConvTester().input(3, 9, 11, 17).output_channels(40).kernel(3).pad(1));
         check(ConvTester().input(1, 4, 4, 64).output_channels(100).kernel(3).pad(1));
+        // K = 2592: the small-block quads by k-chunks, 4 windows.
+        check(ConvTester().input(1, 4, 4, 288).output_channels(40).kernel(3).pad(1));
         check(ConvTester().input(2, 11, 14, 64).output_channels(40).kernel(3).pad(1));
         check(ConvTester().input(2, 17, 15, 128).output_channels(24).kernel(3).pad(1).stride(2));
         check(ConvTester().input(2, 13, 12, 8).output_channels(24).kernel(3).stride(2));

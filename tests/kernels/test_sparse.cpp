@@ -233,6 +233,12 @@ TEST_CASE("sparse_gemm_u8s8 equals its reference bit for bit", "[kernels][sparse
   SparseTester().m(129).n(24).k(131).sparsity(0.95).seed(8).test_u8s8();
   SparseTester().m(9).n(33).k(1152).sparsity(0.9).extreme().seed(9).test_u8s8();
   SparseTester().m(7).n(24).k(67).ldx(70).ldy(30).test_u8s8();
+  // K past kSmallChunkMinK at high sparsity: quads by k-chunks (4610 above:
+  // 5 chunks, the last of 514 k; here 3 of 1024, 1024 and 952 at the
+  // extremes), and too many channels for the partial sums' room (the
+  // kernel takes the whole K at once).
+  SparseTester().m(12).n(70).k(3000).sparsity(0.95).extreme().seed(10).test_u8s8();
+  SparseTester().m(16).n(1800).k(2305).sparsity(0.97).seed(11).test_u8s8();
 }
 
 TEST_CASE("sparse_gemm_u8s8 on the full weight grid equals its reference bit for bit",
@@ -256,6 +262,9 @@ TEST_CASE("sparse_gemm_u8s8 on the full weight grid equals its reference bit for
   SparseTester().m(40).n(20).k(300).sparsity(0.3).extreme().one_sign().grid(full).test_u8s8();
   SparseTester().m(40).n(20).k(300).sparsity(0.3).one_sign().grid(full).seed(9).test_u8s8();
   SparseTester().m(97).n(70).k(576).sparsity(0.9).grid(full).seed(3).test_u8s8();
+  // Quads by k-chunks (no pairing there: vpdpbusd is exact on either grid).
+  SparseTester().m(16).n(40).k(4610).sparsity(0.9).grid(full).seed(5).test_u8s8();
+  SparseTester().m(5).n(33).k(3000).sparsity(0.95).extreme().grid(full).seed(6).test_u8s8();
 }
 
 namespace {
@@ -328,6 +337,61 @@ TEST_CASE("SparseWeightsS8 picks quads for small blocks at high sparsity, k-grou
   CHECK_FALSE(pick(0.5));
   CHECK(pick(0.9));
   CHECK(pick(0.95));
+}
+
+TEST_CASE("SparseWeightsS8 cuts the small-block quads into k-chunks past kSmallChunkMinK",
+          "[kernels][sparse]") {
+  using SW = k::SparseWeightsS8;
+  Rng rng(13);
+  for (const auto grid : {k::WeightGrid::narrow, k::WeightGrid::full})
+    for (const std::int64_t kk :
+         {SW::kSmallChunkMinK, SW::kSmallChunkMinK + 1, std::int64_t{4610}}) {
+      const std::int64_t n = 9;
+      const auto qmax = static_cast<std::uint64_t>(k::weight_qmax(grid));
+      std::vector<std::int8_t> w(static_cast<std::size_t>(n * kk));
+      for (auto& v : w)
+        v = rng.uniform() < 0.9
+                ? 0
+                : static_cast<std::int8_t>(int(rng.below(2 * qmax + 1)) - int(qmax));
+      const SW s(w.data(), n, kk, kk, grid);
+      INFO("K = " << kk);
+      REQUIRE(s.small_block_quads());
+      if (kk <= SW::kSmallChunkMinK) {
+        CHECK(s.small_chunks() == 1);
+        continue;
+      }
+      const std::int64_t chunks = (kk + SW::kSmallChunkK - 1) / SW::kSmallChunkK;
+      REQUIRE(s.small_chunks() == chunks);
+      CHECK(s.chunk_quad_begin(0, 0) == 0);
+      for (std::int64_t c = 0; c < chunks; ++c)
+        for (std::int64_t r = 0; r < n; ++r) {
+          INFO("chunk " << c << ", row " << r);
+          // The chunk's nonzeros of the row in k order, then zero slots
+          // (fewer than 4) that repeat the quad's first k.
+          std::vector<std::pair<std::int64_t, int>> want, got;
+          const std::int64_t k0 = c * SW::kSmallChunkK, k1 = std::min(kk, k0 + SW::kSmallChunkK);
+          for (std::int64_t x = k0; x < k1; ++x)
+            if (const int v = w[static_cast<std::size_t>(r * kk + x)]; v != 0)
+              want.emplace_back(x, v);
+          const std::int64_t b = s.chunk_quad_begin(c, r), e = s.chunk_quad_begin(c, r + 1);
+          CHECK(e - b == (std::int64_t(want.size()) + 3) / 4);
+          for (std::int64_t q = b; q < e; ++q) {
+            std::int8_t wq[4];
+            std::memcpy(wq, s.chunk_quad_weights() + q, 4);
+            const std::int64_t first = s.chunk_quad_offsets()[4 * q] / SW::kQuadStride;
+            for (int i = 0; i < 4; ++i) {
+              const std::int64_t x = s.chunk_quad_offsets()[4 * q + i] / SW::kQuadStride;
+              if (wq[i] != 0)
+                got.emplace_back(x, wq[i]);
+              else
+                CHECK(x == first);
+            }
+          }
+          CHECK(got == want);
+          // Chunk-major: the next pointer starts where this one ends.
+          if (r + 1 == n && c + 1 < chunks) CHECK(s.chunk_quad_begin(c + 1, 0) == e);
+        }
+    }
 }
 
 TEST_CASE("SparseWeightsS8 pairs full-grid weights so no vpmaddubsw pair can saturate",

@@ -143,6 +143,27 @@ class SparseWeights {
   /// from about 80% sparsity on.
   bool small_block_quads() const { return small_block_quads_; }
   static constexpr double kSmallQuadsPerGroup = 0.35;
+  /// The k-chunks the quads of blocks of at most 16 rows go by: 1, or, when
+  /// small_block_quads() and K > kSmallChunkMinK, ceil(K / kSmallChunkK).
+  /// Their 16-byte-per-k panel is then larger than the L1 (74 KB at K =
+  /// 4608), and the kernel takes the quads of one k-chunk (16 KB of panel)
+  /// for every channel before the next chunk's, keeping the partial sums
+  /// between chunks: 1.36x faster at K = 4608 on a Zen 4 (the quad loop
+  /// alone; docs/performance.md, "A Zen 4 machine"), no faster at K = 2304.
+  std::int64_t small_chunks() const { return small_chunks_; }
+  static constexpr std::int64_t kSmallChunkK = 1024;
+  static constexpr std::int64_t kSmallChunkMinK = 2304;
+  /// Quads of row n in k-chunk c (k in [c * kSmallChunkK, (c + 1) *
+  /// kSmallChunkK)) are [chunk_quad_begin(c, n), chunk_quad_begin(c, n + 1)):
+  /// the chunk's nonzeros in k order, 4 per quad, the last padded with zero
+  /// weights (vpdpbusd sums 4 products exactly on either grid: no pairing),
+  /// offsets and weights as quad_offsets() / quad_weights(). Chunk-major.
+  /// Only when small_chunks() > 1.
+  std::int64_t chunk_quad_begin(std::int64_t c, std::int64_t n) const {
+    return chunk_quad_ptr_[static_cast<std::size_t>(c * n_ + n)];
+  }
+  const std::uint32_t* chunk_quad_offsets() const { return chunk_quad_off_.data(); }
+  const std::int32_t* chunk_quad_weights() const { return chunk_quad_w_.data(); }
   /// Whether vpmaddubsw sums u * a0 + v * a1 into an int16 without saturating
   /// for every pair of activations a0, a1 in [0, 255].
   static constexpr bool pair_fits_int16(int u, int v) {
@@ -174,6 +195,10 @@ class SparseWeights {
   std::vector<std::uint32_t> group_off_;
   std::vector<std::int32_t> group_w_;
   bool small_block_quads_ = false;
+  std::int64_t small_chunks_ = 1;
+  std::vector<std::int64_t> chunk_quad_ptr_;
+  std::vector<std::uint32_t> chunk_quad_off_;
+  std::vector<std::int32_t> chunk_quad_w_;
 
   /// Quad slots of one row: pairs of nonzero indices (-1: a zero-weight slot).
   using Pair = std::pair<std::int64_t, std::int64_t>;
@@ -268,6 +293,37 @@ class SparseWeights {
       group_ptr_.push_back(static_cast<std::int64_t>(group_w_.size()));
     }
     small_block_quads_ = double(quads()) < kSmallQuadsPerGroup * double(groups());
+    if (small_block_quads_ && k_ > kSmallChunkMinK) build_chunk_quads();
+  }
+
+  void build_chunk_quads() {
+    small_chunks_ = (k_ + kSmallChunkK - 1) / kSmallChunkK;
+    chunk_quad_ptr_.reserve(static_cast<std::size_t>(small_chunks_ * n_ + 1));
+    chunk_quad_ptr_.push_back(0);
+    std::vector<std::int64_t> start(static_cast<std::size_t>(n_));  // each row's next nonzero
+    for (std::int64_t r = 0; r < n_; ++r) start[static_cast<std::size_t>(r)] = row_begin(r);
+    for (std::int64_t c = 0; c < small_chunks_; ++c) {
+      const std::int64_t k_end = (c + 1) * kSmallChunkK;
+      for (std::int64_t r = 0; r < n_; ++r) {
+        std::int64_t& j = start[static_cast<std::size_t>(r)];
+        const std::int64_t e = row_begin(r + 1);
+        while (j < e && cols_[static_cast<std::size_t>(j)] < k_end) {
+          std::int8_t w[4] = {0, 0, 0, 0};
+          const std::int64_t first = j;  // a padding slot repeats its k
+          for (int i = 0; i < 4; ++i) {
+            const bool real = j < e && cols_[static_cast<std::size_t>(j)] < k_end;
+            const std::int64_t at = real ? j : first;
+            chunk_quad_off_.push_back(
+                static_cast<std::uint32_t>(cols_[static_cast<std::size_t>(at)] * kQuadStride));
+            if (real) w[i] = values_[static_cast<std::size_t>(j++)];
+          }
+          std::int32_t packed;
+          std::memcpy(&packed, w, 4);
+          chunk_quad_w_.push_back(packed);
+        }
+        chunk_quad_ptr_.push_back(static_cast<std::int64_t>(chunk_quad_w_.size()));
+      }
+    }
   }
 };
 

@@ -1045,10 +1045,10 @@ namespace detail_sparse {
 /// conv4's weights at 90%: 35.7 -> 29.5 us, Zen 5; docs/performance.md).
 template <class Operand>
 COMPRESSOR_INLINE_AVX512_VNNI __m512i dots16(const Operand& operand, const std::int32_t* w,
-                                             std::int64_t j, std::int64_t e, std::int32_t init) {
+                                             std::int64_t j, std::int64_t e, __m512i init) {
   constexpr int C = 8;
   __m512i a[C];
-  a[0] = _mm512_set1_epi32(init);
+  a[0] = init;
   for (int i = 1; i < C; ++i) a[i] = _mm512_setzero_si512();
   for (; j + C <= e; j += C) {
     const __m512i w4[2] = {wide_lanes(w + j), wide_lanes(w + j + 4)};
@@ -1093,8 +1093,12 @@ struct QuadRows {
 /// against the group's broadcast weights; no interleave, but 4 products per
 /// nonzero (at 90% random sparsity a third of the groups hold a nonzero,
 /// 1.16 on average). By quads: per 4 nonzeros, 4 rows of a 16-byte-per-k
-/// panel interleaved by two shuffles, one vpdpbusd. panel: ceil(K / 4) * 64
-/// bytes, tile: (n1 - n0) * 32 Epi::Out (both 64-byte aligned).
+/// panel interleaved by two shuffles, one vpdpbusd; with
+/// W.small_chunks() > 1, the quads of one k-chunk for every channel, then
+/// the next chunk's, the partial sums kept after the panel (where the panel
+/// of more than 32 KB misses the L1). panel: K * 64 bytes (the 64-row
+/// kernel's; the groups or rows use ceil(K / 4) * 64 = K * 16 or less),
+/// tile: (n1 - n0) * 32 Epi::Out (both 64-byte aligned).
 template <GemmEpilogue Epi>
 COMPRESSOR_TARGET_AVX512_VNNI void sparse_block16_u8s8_avx512_vnni(
     const SparseRowsU8& X, int rows, std::int32_t za, const SparseWeightsS8& W, const Epi& epi,
@@ -1109,12 +1113,33 @@ COMPRESSOR_TARGET_AVX512_VNNI void sparse_block16_u8s8_avx512_vnni(
     else
       pack_groups_u8_zmm(X, rows, W.k(), panel, kWindows<Epi>);
   }
+  // By k-chunks: 16 int32 per channel after the panel's K * 16 bytes, if
+  // the rest of the K * 64 has room.
+  const std::int64_t chunks = quads ? W.small_chunks() : 1, K = W.k();
+  const bool by_chunks = chunks > 1 && (n1 - n0) * 64 + 64 <= K * 48;
+  auto* partial = reinterpret_cast<std::int32_t*>(panel + (K * 16 + 63) / 64 * 64);
+  const QuadRows chunk_rows{panel, W.chunk_quad_offsets()};
+  if (by_chunks)
+    for (std::int64_t c = 0; c + 1 < chunks; ++c)
+      for (std::int64_t n = n0; n < n1; ++n) {
+        std::int32_t* p = partial + (n - n0) * 16;
+        const __m512i init =
+            c == 0 ? _mm512_set1_epi32(sum_init(epi, za, W, n)) : _mm512_load_si512(p);
+        _mm512_store_si512(p, dots16(chunk_rows, W.chunk_quad_weights(), W.chunk_quad_begin(c, n),
+                                     W.chunk_quad_begin(c, n + 1), init));
+      }
   for (std::int64_t n = n0; n < n1; ++n) {
-    const std::int32_t init = sum_init(epi, za, W, n);
-    const __m512i sums = quads ? dots16(QuadRows{panel, W.quad_offsets()}, W.quad_weights(),
-                                        W.quad_begin(n), W.quad_begin(n + 1), init)
-                               : dots16(GroupRows{panel, W.group_offsets()}, W.group_weights(),
-                                        W.group_begin(n), W.group_begin(n + 1), init);
+    __m512i sums;
+    if (by_chunks)
+      sums =
+          dots16(chunk_rows, W.chunk_quad_weights(), W.chunk_quad_begin(chunks - 1, n),
+                 W.chunk_quad_begin(chunks - 1, n + 1), _mm512_load_si512(partial + (n - n0) * 16));
+    else if (quads)
+      sums = dots16(QuadRows{panel, W.quad_offsets()}, W.quad_weights(), W.quad_begin(n),
+                    W.quad_begin(n + 1), _mm512_set1_epi32(sum_init(epi, za, W, n)));
+    else
+      sums = dots16(GroupRows{panel, W.group_offsets()}, W.group_weights(), W.group_begin(n),
+                    W.group_begin(n + 1), _mm512_set1_epi32(sum_init(epi, za, W, n)));
     if constexpr (kWindows<Epi>) {
       // Lane i: tap i of windows 0-3 (panel_position); the max of the 4
       // lanes, in every lane.
