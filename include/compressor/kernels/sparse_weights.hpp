@@ -25,6 +25,9 @@
 // into that kernel's panel (16 pixels x 4 bytes per group) and the group's
 // 4 weights (zeros included) in one int32. vpdpbusd sums a group's 4
 // products exactly on either grid; the groups do not depend on the pairing.
+// Where that kernel goes by quads and K > kSmallChunkMinK, a second list
+// holds each row's quads per k-chunk of kSmallChunkK (k order, unpaired),
+// chunk-major, so that the kernel's panel reads stay within the L1.
 #pragma once
 
 #include <algorithm>
