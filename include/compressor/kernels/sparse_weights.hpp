@@ -256,25 +256,31 @@ class SparseWeights {
       } else {
         for (std::int64_t j = b; j < e; ++j) slots.push_back(j);
       }
-      while (slots.size() % 4 != 0) slots.push_back(-1);
-      for (std::size_t q = 0; q < slots.size(); q += 4) {
-        std::int8_t w[4] = {0, 0, 0, 0};
-        // A zero slot repeats the k of the quad's first nonzero slot.
-        std::int64_t first = slots[q];
-        for (std::size_t i = 0; i < 4 && first < 0; ++i) first = slots[q + i];
-        for (std::size_t i = 0; i < 4; ++i) {
-          const std::int64_t j = slots[q + i] >= 0 ? slots[q + i] : first;
-          quad_off_.push_back(
-              static_cast<std::uint32_t>(cols_[static_cast<std::size_t>(j)] * kQuadStride));
-          if (slots[q + i] >= 0) w[i] = values_[static_cast<std::size_t>(j)];
-        }
-        std::int32_t packed;
-        std::memcpy(&packed, w, 4);
-        quad_w_.push_back(packed);
-      }
+      append_quads(slots, quad_off_, quad_w_);
       quad_ptr_.push_back(static_cast<std::int64_t>(quad_w_.size()));
     }
     build_groups();
+  }
+
+  /// Appends the quads of `slots` (nonzero indices, -1 for a zero-weight
+  /// slot; padded here to a multiple of 4) to off and w.
+  void append_quads(std::vector<std::int64_t>& slots, std::vector<std::uint32_t>& off,
+                    std::vector<std::int32_t>& w) const {
+    while (slots.size() % 4 != 0) slots.push_back(-1);
+    for (std::size_t q = 0; q < slots.size(); q += 4) {
+      std::int8_t v[4] = {0, 0, 0, 0};
+      // A zero slot repeats the k of the quad's first nonzero slot.
+      std::int64_t first = slots[q];
+      for (std::size_t i = 0; i < 4 && first < 0; ++i) first = slots[q + i];
+      for (std::size_t i = 0; i < 4; ++i) {
+        const std::int64_t j = slots[q + i] >= 0 ? slots[q + i] : first;
+        off.push_back(static_cast<std::uint32_t>(cols_[static_cast<std::size_t>(j)] * kQuadStride));
+        if (slots[q + i] >= 0) v[i] = values_[static_cast<std::size_t>(j)];
+      }
+      std::int32_t packed;
+      std::memcpy(&packed, v, 4);
+      w.push_back(packed);
+    }
   }
 
   void build_groups() {
@@ -305,25 +311,16 @@ class SparseWeights {
     chunk_quad_ptr_.push_back(0);
     std::vector<std::int64_t> start(static_cast<std::size_t>(n_));  // each row's next nonzero
     for (std::int64_t r = 0; r < n_; ++r) start[static_cast<std::size_t>(r)] = row_begin(r);
+    std::vector<std::int64_t> slots;
     for (std::int64_t c = 0; c < small_chunks_; ++c) {
       const std::int64_t k_end = (c + 1) * kSmallChunkK;
       for (std::int64_t r = 0; r < n_; ++r) {
         std::int64_t& j = start[static_cast<std::size_t>(r)];
-        const std::int64_t e = row_begin(r + 1);
-        while (j < e && cols_[static_cast<std::size_t>(j)] < k_end) {
-          std::int8_t w[4] = {0, 0, 0, 0};
-          const std::int64_t first = j;  // a padding slot repeats its k
-          for (int i = 0; i < 4; ++i) {
-            const bool real = j < e && cols_[static_cast<std::size_t>(j)] < k_end;
-            const std::int64_t at = real ? j : first;
-            chunk_quad_off_.push_back(
-                static_cast<std::uint32_t>(cols_[static_cast<std::size_t>(at)] * kQuadStride));
-            if (real) w[i] = values_[static_cast<std::size_t>(j++)];
-          }
-          std::int32_t packed;
-          std::memcpy(&packed, w, 4);
-          chunk_quad_w_.push_back(packed);
-        }
+        slots.clear();
+        for (const std::int64_t e = row_begin(r + 1);
+             j < e && cols_[static_cast<std::size_t>(j)] < k_end; ++j)
+          slots.push_back(j);
+        append_quads(slots, chunk_quad_off_, chunk_quad_w_);
         chunk_quad_ptr_.push_back(static_cast<std::int64_t>(chunk_quad_w_.size()));
       }
     }
