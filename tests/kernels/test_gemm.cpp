@@ -68,6 +68,26 @@ TEST_CASE("gemm_u8s8 is the same on 1, 2 and 3 threads (row and panel splits)", 
   compressor::set_num_threads(saved);
 }
 
+TEST_CASE("gemm_u8s8 copies the row blocks of a large A first", "[kernels][gemm]") {
+  // Above kGemmCopyMinBytes of A (and more than one panel group), each row
+  // block of A is copied into a buffer of its thread, zero-padded to whole
+  // k groups, before the panels sweep it; C's rows follow the block.
+  const std::int64_t K = 1025, M = k::detail::kGemmCopyMinBytes / K + 5;  // K % 4 == 1
+  const std::vector<std::int8_t> w(static_cast<std::size_t>(48 * K), 1);
+  const k::PackedWeightsU8S8 n48(w.data(), 48, K, K), n32(w.data(), 32, K, K);
+  using k::detail::gemm_copies_a;
+  CHECK(gemm_copies_a<k::RequantOut>(M, n48));
+  CHECK_FALSE(gemm_copies_a<k::RequantOut>(M - 10, n48));  // below the size
+  CHECK_FALSE(gemm_copies_a<k::RequantOut>(M, n32));       // one panel group
+  CHECK_FALSE(gemm_copies_a<k::RowMax4<k::RequantOut>>(M, n48));
+  const int saved = compressor::num_threads();
+  for (int threads : {1, 2}) {
+    compressor::set_num_threads(threads);
+    GemmTester().m(M).n(48).k(K).a_zero_point(3).seed(11).test_requant();
+  }
+  compressor::set_num_threads(saved);
+}
+
 TEST_CASE("small int8 kernel calls run on fewer threads", "[kernels][gemm]") {
   const int saved = compressor::num_threads();
   compressor::set_num_threads(3);

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "compressor/core/aligned_buffer.hpp"
 #include "compressor/core/error.hpp"
@@ -57,13 +58,58 @@ inline std::uint8_t* gemm_tail_buffer(std::size_t bytes) {
   return buf.data();
 }
 
+/// A GEMM whose A has at least this many bytes copies each row block of A
+/// into a buffer of its thread before the panels sweep it. An A this large
+/// comes from memory (it outgrows the caches, and the benchmarks reread it
+/// every call): the tiles' first sweep over a block then read 12 rows at
+/// once at 4 bytes a step, which the prefetchers serve worse than a copy's
+/// one sequential stream. On the Zen 4 VM, CifarCnn's conv2 at batch 128
+/// (19 MB of A) ran 72-75% -> 80-83% of the VNNI peak on 1 and 2 threads,
+/// the 9.4 MB conv3 as before; software prefetches instead of the copy
+/// gained nothing (docs/performance.md, 2026-12-06).
+inline constexpr std::int64_t kGemmCopyMinBytes = std::int64_t{8} << 20;
+
+/// Whether a GEMM of M rows copies A's row blocks (see kGemmCopyMinBytes):
+/// only where more than one panel group sweeps each block, and not for the
+/// RowMax4 epilogue, whose output rows are 4 input rows.
+template <GemmEpilogue Epi>
+bool gemm_copies_a(std::int64_t M, const PackedWeightsU8S8& B) {
+  return gemm_rows_per_output<Epi> == 1 && B.panels() > GemmU8S8Tiles::kPanelsZmm &&
+         M * B.k() >= kGemmCopyMinBytes;
+}
+
+/// Per-thread copy of a row block of A (grown once, reused).
+inline std::uint8_t* gemm_copy_buffer(std::size_t bytes) {
+  thread_local AlignedBuffer<std::uint8_t> buf;
+  buf.reserve_discard(bytes);
+  return buf.data();
+}
+
 /// Rows [m0, m1) x panels [p0, p1) on one thread, with kernel `kernel`
 /// (gemm_kernel(kernel_path(), B), read once per call by the caller); rows
 /// [m_whole, M) of A have only K readable bytes (see simd::detail_gemm::GemmArgs).
+/// copy_a: copy each row block of A first (gemm_copies_a; C's rows are A's).
 template <GemmEpilogue Epi, class Rows>
 void gemm_u8s8_range(GemmKernel kernel, std::int64_t m0, std::int64_t m1, std::int64_t p0,
                      std::int64_t p1, Rows A, std::int32_t za, const PackedWeightsU8S8& B,
-                     const Epi& epi, typename Epi::Out* C, std::int64_t ldc, std::int64_t m_whole) {
+                     const Epi& epi, typename Epi::Out* C, std::int64_t ldc, std::int64_t m_whole,
+                     bool copy_a = false) {
+  if (copy_a && kernel != GemmKernel::portable) {
+    const std::int64_t K = B.k(), kp = B.k_padded();
+    const std::int64_t mc = GemmU8S8Tiles::row_block(kp, gemm_kernel_rows(kernel));
+    std::uint8_t* block = gemm_copy_buffer(static_cast<std::size_t>(mc * kp));
+    for (std::int64_t mb = m0; mb < m1; mb += mc) {
+      const std::int64_t me = std::min(m1, mb + mc);
+      for (std::int64_t m = mb; m < me; ++m) {
+        std::uint8_t* row = block + (m - mb) * kp;
+        std::memcpy(row, A.row(m), static_cast<std::size_t>(K));
+        std::memset(row + K, 0, static_cast<std::size_t>(kp - K));
+      }
+      gemm_u8s8_range(kernel, 0, me - mb, p0, p1, StridedRowsU8{block, kp}, za, B, epi,
+                      C + mb * ldc, ldc, me - mb);
+    }
+    return;
+  }
   if (kernel == GemmKernel::portable) {
     gemm_u8s8_portable(m0, m1, p0, p1, A, za, B, epi, C, ldc);
     return;
@@ -167,13 +213,14 @@ void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeights
   const GemmKernel kernel = gemm_kernel(kernel_path(), B);
   const std::int64_t panels = B.panels();
   const std::int64_t threads = gemm_threads(M, B);
+  const bool copy_a = gemm_copies_a<Epi>(M, B);
   if (gemm_splits_rows(M, B, kernel, threads)) {
     constexpr int P = gemm_rows_per_output<Epi>;  // units of whole output rows
     const std::int64_t rows = (gemm_unit_rows(M, B, kernel, threads) + P - 1) / P * P;
     parallel_units((M + rows - 1) / rows,
                    [&](std::int64_t u) {
                      gemm_u8s8_range(kernel, u * rows, std::min(M, (u + 1) * rows), 0, panels, A,
-                                     za, B, epi, C, ldc, m_whole);
+                                     za, B, epi, C, ldc, m_whole, copy_a);
                    },
                    threads);
   } else {
@@ -186,7 +233,9 @@ void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeights
     parallel_units((panels + per - 1) / per,
                    [&](std::int64_t u) {
                      gemm_u8s8_range(kernel, 0, M, u * per, std::min(panels, (u + 1) * per), A, za,
-                                     B, epi, C, ldc, m_whole);
+                                     B, epi, C, ldc, m_whole,
+                                     copy_a && std::min(panels, (u + 1) * per) - u * per >
+                                                   GemmU8S8Tiles::kPanelsZmm);
                    },
                    threads);
   }
