@@ -85,15 +85,44 @@ inline void copy_tap_wide(const std::uint8_t* src, std::int64_t step, std::uint8
   }
 }
 
+/// `count` interior pixels, each tap row kh (KH of them, or kh when KH is 0)
+/// one 16-byte move from src[kh] (advancing by inc[kh]: 0 for a padding
+/// row's zero-point pattern) to the pixel's row at kh * run; rows ld apart.
+template <int KH>
+inline void copy_taps_pixel_major(const std::uint8_t* const* src, const std::int64_t* inc,
+                                  std::uint8_t* dst, std::int64_t ld, std::int64_t count,
+                                  std::size_t run, std::int64_t kh_count) {
+  if constexpr (KH > 0) {
+    const std::uint8_t* s[KH];
+    std::int64_t step[KH];
+    for (int kh = 0; kh < KH; ++kh) {
+      s[kh] = src[kh];
+      step[kh] = inc[kh];
+    }
+    for (std::int64_t i = 0; i < count; ++i, dst += ld)
+      for (int kh = 0; kh < KH; ++kh) {
+        std::memcpy(dst + kh * run, s[kh], 16);
+        s[kh] += step[kh];
+      }
+  } else {
+    for (std::int64_t i = 0; i < count; ++i, dst += ld)
+      for (std::int64_t kh = 0; kh < kh_count; ++kh)
+        std::memcpy(dst + kh * static_cast<std::int64_t>(run), src[kh] + i * inc[kh], 16);
+  }
+}
+
 }  // namespace detail
 
 /// Unfolds output pixels [p0, p1) (flat over N*OH*OW) of an NHWC input into
 /// rows of ld >= K bytes: row = (kh, kw, c) taps; taps in the padding get zp.
 /// Bytes [K, ld) may be overwritten with anything (the packed weights are
-/// zero there). Interior pixels are copied tap row by tap row, each run as
-/// whole 16/32-byte moves when the overshoot stays inside the pixel's ld
-/// bytes (the next tap row, copied after, overwrites it) and the reads inside
-/// the input; everything else exactly.
+/// zero there). Interior pixels with runs of at most 16 bytes are copied
+/// pixel by pixel, one 16-byte move per tap row, when a pixel's overshoot
+/// stays inside the next pixel's row (written after it); other interior
+/// pixels tap row by tap row, each run as whole 16/32-byte moves when the
+/// overshoot stays inside the pixel's ld bytes (the next tap row, copied
+/// after, overwrites it). Either way only where the reads stay inside the
+/// input; everything else exactly.
 inline void im2col_u8(const ConvGeometry& g, std::int64_t H, std::int64_t W, const std::uint8_t* x,
                       std::uint8_t zp, std::int64_t p0, std::int64_t p1, std::uint8_t* out,
                       std::int64_t ld) {
@@ -134,20 +163,10 @@ inline void im2col_u8(const ConvGeometry& g, std::int64_t H, std::int64_t W, con
       if (right) detail::fill_run(d + left + mid, zp, right);
     }
   };
-  std::uint8_t* dst = out;
-  for (std::int64_t p = p0; p < p1;) {
-    const std::int64_t n = p / (OH * OW), oh = (p / OW) % OH, ow0 = p % OW;
-    const std::int64_t ow1 = std::min(OW, ow0 + (p1 - p));
+  // Interior columns [a, b) (rows from `first`), one tap row at a time.
+  const auto interior_by_tap_rows = [&](std::uint8_t* first, std::int64_t a, std::int64_t b) {
     for (std::int64_t kh = 0; kh < g.kh; ++kh) {
-      const std::int64_t ih = oh * g.stride_h - g.pad_h + kh;
-      rows[kh] = ih < 0 || ih >= H ? -1 : (n * H + ih) * W * C;
-    }
-    const std::int64_t a = std::max(ow0, ow_in0), b = std::max(a, std::min(ow1, ow_in1));
-    for (std::int64_t ow = ow0; ow < std::min(a, ow1); ++ow) exact(dst + (ow - ow0) * ld, ow);
-    for (std::int64_t ow = b; ow < ow1; ++ow) exact(dst + (ow - ow0) * ld, ow);
-    // Interior columns [a, b), one tap row at a time.
-    for (std::int64_t kh = 0; kh < g.kh; ++kh) {
-      std::uint8_t* d = dst + (a - ow0) * ld + kh * static_cast<std::int64_t>(run);
+      std::uint8_t* d = first + kh * static_cast<std::int64_t>(run);
       if (rows[kh] < 0) {
         for (std::int64_t ow = a; ow < b; ++ow, d += ld) detail::fill_run(d, zp, run);
         continue;
@@ -170,6 +189,56 @@ inline void im2col_u8(const ConvGeometry& g, std::int64_t H, std::int64_t W, con
       for (std::int64_t i = n_wide; i < b - a; ++i)
         detail::copy_run(d + i * ld, src + i * step, run);
     }
+  };
+  // Runs of at most 16 bytes go pixel by pixel where a pixel's 16-byte
+  // moves spill at most into the next pixel's row (CifarCnn's K = 27 first
+  // layer: 3 passes over the rows, the last by exact 9-byte copies, before).
+  const bool pixel_major =
+      g.kh <= kMaxTaps && run <= 16 && (g.kh - 1) * static_cast<std::int64_t>(run) + 16 <= 2 * ld;
+  alignas(16) std::uint8_t zp16[16];
+  std::memset(zp16, zp, sizeof(zp16));
+  std::uint8_t* dst = out;
+  for (std::int64_t p = p0; p < p1;) {
+    const std::int64_t n = p / (OH * OW), oh = (p / OW) % OH, ow0 = p % OW;
+    const std::int64_t ow1 = std::min(OW, ow0 + (p1 - p));
+    for (std::int64_t kh = 0; kh < g.kh; ++kh) {
+      const std::int64_t ih = oh * g.stride_h - g.pad_h + kh;
+      rows[kh] = ih < 0 || ih >= H ? -1 : (n * H + ih) * W * C;
+    }
+    const std::int64_t a = std::max(ow0, ow_in0), b = std::max(a, std::min(ow1, ow_in1));
+    for (std::int64_t ow = ow0; ow < std::min(a, ow1); ++ow) exact(dst + (ow - ow0) * ld, ow);
+    if (pixel_major) {
+      // Interior columns [a, b), pixel by pixel, each tap row one 16-byte
+      // move (padding rows: zp): the last move of a pixel spills into the
+      // next pixel's row, written after it (the right border columns
+      // below, or the next output row), so only the call's last pixel, and
+      // any pixel whose reads would leave x, are copied exactly.
+      std::int64_t rmax = -1;
+      for (std::int64_t kh = 0; kh < g.kh; ++kh) rmax = std::max(rmax, rows[kh]);
+      const std::int64_t off_a = a * step - col0;           // of column a's run in a tap row
+      const bool last = b == ow1 && p + (ow1 - ow0) == p1;  // no pixel of the call follows
+      std::int64_t n_fast = std::max<std::int64_t>(0, b - a - (last ? 1 : 0));
+      if (rmax >= 0)  // pixel i reads up to rmax + off_a + i * step + 16 <= x_bytes
+        n_fast = rmax + off_a + 16 > x_bytes
+                     ? 0
+                     : std::min(n_fast, (x_bytes - rmax - off_a - 16) / step + 1);
+      const std::uint8_t* src[kMaxTaps];
+      std::int64_t inc[kMaxTaps];
+      for (std::int64_t kh = 0; kh < g.kh; ++kh) {
+        src[kh] = rows[kh] < 0 ? zp16 : x + rows[kh] + off_a;
+        inc[kh] = rows[kh] < 0 ? 0 : step;
+      }
+      std::uint8_t* d = dst + (a - ow0) * ld;
+      if (g.kh == 3)
+        detail::copy_taps_pixel_major<3>(src, inc, d, ld, n_fast, run, 3);
+      else
+        detail::copy_taps_pixel_major<0>(src, inc, d, ld, n_fast, run, g.kh);
+      d += n_fast * ld;
+      for (std::int64_t ow = a + n_fast; ow < b; ++ow, d += ld) exact(d, ow);
+    } else {
+      interior_by_tap_rows(dst + (a - ow0) * ld, a, b);
+    }
+    for (std::int64_t ow = b; ow < ow1; ++ow) exact(dst + (ow - ow0) * ld, ow);
     dst += (ow1 - ow0) * ld;
     p += ow1 - ow0;
   }
