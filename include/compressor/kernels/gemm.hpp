@@ -64,9 +64,9 @@ inline std::uint8_t* gemm_tail_buffer(std::size_t bytes) {
 /// every call): the tiles' first sweep over a block then read 12 rows at
 /// once at 4 bytes a step, which the prefetchers serve worse than a copy's
 /// one sequential stream. On the Zen 4 VM, CifarCnn's conv2 at batch 128
-/// (19 MB of A) ran 72-75% -> 80-83% of the VNNI peak on 1 and 2 threads,
-/// the 9.4 MB conv3 as before; software prefetches instead of the copy
-/// gained nothing (docs/performance.md, 2026-12-06).
+/// (19 MB of A) ran 70-75% -> 76-82% of the VNNI peak on 1 and 2 threads,
+/// the 9.4 MB conv3 as before or faster; software prefetches instead of
+/// the copy gained at most 2% (docs/performance.md, 2026-12-06).
 inline constexpr std::int64_t kGemmCopyMinBytes = std::int64_t{8} << 20;
 
 /// Whether a GEMM of M rows copies A's row blocks (see kGemmCopyMinBytes):
