@@ -130,6 +130,21 @@ TEST_CASE("the int8 GEMM and conv choose their thread split", "[kernels][gemm]")
   CHECK(conv_splits_rows(3, n16, zmm, 2));
 }
 
+TEST_CASE("the int8 GEMM's row units keep both threads busy to the end", "[kernels][gemm]") {
+  const std::vector<std::int8_t> w(static_cast<std::size_t>(256 * 2304), 1);
+  const k::PackedWeightsU8S8 b(w.data(), 256, 2304, 2304);
+  constexpr auto zmm = k::GemmKernel::zmm_vnni;  // 12-row tiles
+  using k::detail::gemm_unit_rows;
+  const std::int64_t block = k::GemmU8S8Tiles::row_block(2304, 12);  // 48 rows
+  CHECK(gemm_unit_rows(392, b, zmm, 1) == block);                    // one thread: L2 blocks
+  // 33 tiles on 2 threads: units of 3 tiles would end 6 against 5.
+  CHECK(gemm_unit_rows(392, b, zmm, 2) == 12);
+  // 36 tiles: 3 tiles a unit, 6 units per thread, no idle round.
+  CHECK(gemm_unit_rows(432, b, zmm, 2) == 36);
+  // Many tiles: at most one L2 block.
+  CHECK(gemm_unit_rows(100000, b, zmm, 2) == block);
+}
+
 TEST_CASE("gemm_u8s8 handles strided A and C", "[kernels][gemm]") {
   for (std::int64_t kk : {1, 3, 4, 5, 31, 64}) {
     GemmTester t;
