@@ -69,21 +69,33 @@ TEST_CASE("gemm_u8s8 is the same on 1, 2 and 3 threads (row and panel splits)", 
 }
 
 TEST_CASE("gemm_u8s8 copies the row blocks of a large A first", "[kernels][gemm]") {
-  // Above kGemmCopyMinBytes of A (and more than one panel group), each row
-  // block of A is copied into a buffer of its thread, zero-padded to whole
-  // k groups, before the panels sweep it; C's rows follow the block.
-  const std::int64_t K = 1025, M = k::detail::kGemmCopyMinBytes / K + 5;  // K % 4 == 1
+  // Above gemm_copy_min_bytes() of A (8 MiB by default) and with more than
+  // one panel group, each row block of A is copied into a buffer of its
+  // thread, zero-padded to whole k groups, before the panels sweep it; C's
+  // rows follow the block. Run here on a small A with the size lowered.
+  const std::int64_t K = 1025;  // K % 4 == 1: the last rows are not padded in A
   const std::vector<std::int8_t> w(static_cast<std::size_t>(48 * K), 1);
   const k::PackedWeightsU8S8 n48(w.data(), 48, K, K), n32(w.data(), 32, K, K);
   using k::detail::gemm_copies_a;
+  const std::int64_t big = k::detail::kGemmCopyMinBytes / K + 1;
+  CHECK(gemm_copies_a<k::RequantOut>(big, n48));
+  CHECK_FALSE(gemm_copies_a<k::RequantOut>(big - 2, n48));  // below the size
+  CHECK_FALSE(gemm_copies_a<k::RequantOut>(big, n32));      // one panel group
+  CHECK_FALSE(gemm_copies_a<k::RowMax4<k::RequantOut>>(big, n48));
+  const k::ScopedGemmCopyMinBytes small(64 * K);
+  // Rows of several row blocks (row_block(1028, 12) = 120 rows), the last
+  // one partial.
+  const std::int64_t M = 3 * k::GemmU8S8Tiles::row_block(1028, 12) + 37;
   CHECK(gemm_copies_a<k::RequantOut>(M, n48));
-  CHECK_FALSE(gemm_copies_a<k::RequantOut>(M - 10, n48));  // below the size
-  CHECK_FALSE(gemm_copies_a<k::RequantOut>(M, n32));       // one panel group
-  CHECK_FALSE(gemm_copies_a<k::RowMax4<k::RequantOut>>(M, n48));
   const int saved = compressor::num_threads();
+  const k::ScopedThreadGrain split_all(1);  // and 2 threads' units of rows or panels
   for (int threads : {1, 2}) {
     compressor::set_num_threads(threads);
     GemmTester().m(M).n(48).k(K).a_zero_point(3).seed(11).test_requant();
+    GemmTester().m(M).n(70).k(K).seed(12).test_s32();
+    // Few rows, many panels: the split by weight panels, each unit copying.
+    const k::ScopedGemmCopyMinBytes any(1);
+    GemmTester().m(40).n(200).k(K).seed(13).test_requant();
   }
   compressor::set_num_threads(saved);
 }

@@ -69,13 +69,20 @@ inline std::uint8_t* gemm_tail_buffer(std::size_t bytes) {
 /// the copy gained at most 2% (docs/performance.md, 2026-12-06).
 inline constexpr std::int64_t kGemmCopyMinBytes = std::int64_t{8} << 20;
 
+/// The size gemm_copies_a uses: kGemmCopyMinBytes unless a
+/// ScopedGemmCopyMinBytes says otherwise.
+inline std::int64_t& gemm_copy_min_bytes() {
+  static std::int64_t bytes = kGemmCopyMinBytes;
+  return bytes;
+}
+
 /// Whether a GEMM of M rows copies A's row blocks (see kGemmCopyMinBytes):
 /// only where more than one panel group sweeps each block, and not for the
 /// RowMax4 epilogue, whose output rows are 4 input rows.
 template <GemmEpilogue Epi>
 bool gemm_copies_a(std::int64_t M, const PackedWeightsU8S8& B) {
   return gemm_rows_per_output<Epi> == 1 && B.panels() > GemmU8S8Tiles::kPanelsZmm &&
-         M * B.k() >= kGemmCopyMinBytes;
+         M * B.k() >= gemm_copy_min_bytes();
 }
 
 /// Per-thread copy of a row block of A (grown once, reused).
@@ -256,6 +263,22 @@ void gemm_u8s8_rows(std::int64_t M, Rows A, std::int32_t za, const PackedWeights
 }
 
 }  // namespace detail
+
+/// Sets the size of A from which the GEMM copies its row blocks
+/// (detail::kGemmCopyMinBytes) for the scope's lifetime; for tests, which
+/// run the copy on small matrices. Not thread-safe.
+class ScopedGemmCopyMinBytes {
+ public:
+  explicit ScopedGemmCopyMinBytes(std::int64_t bytes) : saved_(detail::gemm_copy_min_bytes()) {
+    detail::gemm_copy_min_bytes() = bytes;
+  }
+  ~ScopedGemmCopyMinBytes() { detail::gemm_copy_min_bytes() = saved_; }
+  ScopedGemmCopyMinBytes(const ScopedGemmCopyMinBytes&) = delete;
+  ScopedGemmCopyMinBytes& operator=(const ScopedGemmCopyMinBytes&) = delete;
+
+ private:
+  std::int64_t saved_;
+};
 
 /// C = epi(A * W^T) for the generic epilogue types of epilogue.hpp.
 /// a_padded: every row of A, the last included, has B.k_padded() readable
