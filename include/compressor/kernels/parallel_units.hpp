@@ -28,8 +28,8 @@ namespace compressor::kernels::detail {
 /// CifarCnn by 0-5%, inside the VM's spread ("A thread pool of our own").
 /// On the Zen 4 VM, 2 M against 4 M took that half-channel CifarCnn from
 /// 0.077-0.088 to 0.049-0.056 ms per image on 2 threads in 9 of 12 rounds
-/// (0.073-0.076 in the others), the dense models unchanged
-/// (docs/performance.md, "A Zen 4 machine").
+/// (0.073-0.076 in the others), the dense models unchanged (docs/pruning.md,
+/// "Int8, a second thread from 2 M multiply-adds").
 inline constexpr std::int64_t kMinMacsPerThread = std::int64_t{2} << 20;
 
 /// The grain threads_for_macs uses: kMinMacsPerThread unless a
