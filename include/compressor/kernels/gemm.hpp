@@ -51,11 +51,14 @@ void gemm_u8s8_portable(std::int64_t m0, std::int64_t m1, std::int64_t p0, std::
   }
 }
 
-/// Per-thread copy of the last rows of an unpadded A (grown once, reused).
-inline std::uint8_t* gemm_tail_buffer(std::size_t bytes) {
-  thread_local AlignedBuffer<std::uint8_t> buf;
-  buf.reserve_discard(bytes);
-  return buf.data();
+/// Per-thread buffers of the GEMM (grown once, reused), one per slot:
+/// kGemmTailSlot holds a zero-padded copy of the last rows of an unpadded A,
+/// kGemmCopySlot a copied row block of A (gemm_copies_a).
+inline constexpr int kGemmTailSlot = 0, kGemmCopySlot = 1;
+inline std::uint8_t* gemm_scratch(std::size_t bytes, int slot) {
+  thread_local AlignedBuffer<std::uint8_t> buf[2];
+  buf[slot].reserve_discard(bytes);
+  return buf[slot].data();
 }
 
 /// A GEMM whose A has at least this many bytes copies each row block of A
@@ -85,13 +88,6 @@ bool gemm_copies_a(std::int64_t M, const PackedWeightsU8S8& B) {
          M * B.k() >= gemm_copy_min_bytes();
 }
 
-/// Per-thread copy of a row block of A (grown once, reused).
-inline std::uint8_t* gemm_copy_buffer(std::size_t bytes) {
-  thread_local AlignedBuffer<std::uint8_t> buf;
-  buf.reserve_discard(bytes);
-  return buf.data();
-}
-
 /// Rows [m0, m1) x panels [p0, p1) on one thread, with kernel `kernel`
 /// (gemm_kernel(kernel_path(), B), read once per call by the caller); rows
 /// [m_whole, M) of A have only K readable bytes (see simd::detail_gemm::GemmArgs).
@@ -104,7 +100,7 @@ void gemm_u8s8_range(GemmKernel kernel, std::int64_t m0, std::int64_t m1, std::i
   if (copy_a && kernel != GemmKernel::portable) {
     const std::int64_t K = B.k(), kp = B.k_padded();
     const std::int64_t mc = GemmU8S8Tiles::row_block(kp, gemm_kernel_rows(kernel));
-    std::uint8_t* block = gemm_copy_buffer(static_cast<std::size_t>(mc * kp));
+    std::uint8_t* block = gemm_scratch(static_cast<std::size_t>(mc * kp), kGemmCopySlot);
     for (std::int64_t mb = m0; mb < m1; mb += mc) {
       const std::int64_t me = std::min(m1, mb + mc);
       for (std::int64_t m = mb; m < me; ++m) {
@@ -123,7 +119,8 @@ void gemm_u8s8_range(GemmKernel kernel, std::int64_t m0, std::int64_t m1, std::i
   }
   std::uint8_t* tail = nullptr;
   if (m_whole < m1)
-    tail = gemm_tail_buffer(static_cast<std::size_t>(gemm_kernel_rows(kernel) * B.k_padded()));
+    tail = gemm_scratch(static_cast<std::size_t>(gemm_kernel_rows(kernel) * B.k_padded()),
+                        kGemmTailSlot);
   namespace g = simd::detail_gemm;
   const g::GemmArgs<Epi, Rows> args{A, za, B, epi, C, ldc, m_whole};
   switch (kernel) {
