@@ -45,6 +45,27 @@ struct Im2colGeometry {
     const std::int64_t x = i % ow, t = i / ow, y = t % oh, b = t / oh;
     return ((b * hp + y * stride) * wp + x * stride) * c;
   }
+  /// off[i - i0] = pixel(i) + add for i in [i0, i1), stepping through the
+  /// pixels without pixel()'s divisions (the driver takes a row block's
+  /// offsets once per k block, which are short for few channels: 3 x 3 x 16
+  /// channels is runs of 48).
+  void pixels(std::int64_t i0, std::int64_t i1, std::int64_t add, std::int64_t* off) const {
+    if (i0 >= i1) return;
+    std::int64_t x = i0 % ow, t = i0 / ow, y = t % oh;
+    std::int64_t row = ((t / oh) * hp + y * stride) * wp * c + add;  // pixel (b, y, 0) + add
+    const std::int64_t dx = stride * c, dy = stride * wp * c, db = (hp - oh * stride) * wp * c;
+    for (std::int64_t i = i0; i < i1; ++i) {
+      off[i - i0] = row + x * dx;
+      if (++x == ow) {
+        x = 0;
+        row += dy;
+        if (++y == oh) {
+          y = 0;
+          row += db;
+        }
+      }
+    }
+  }
   /// Offset of column k of a row relative to its pixel offset.
   std::int64_t column(std::int64_t k) const { return (k / run()) * wp * c + k % run(); }
   void check(const char* what) const {
@@ -66,8 +87,7 @@ struct Im2colA {
   std::int64_t run(std::int64_t) const { return g.run(); }
   const float* base() const { return x; }
   void row_offsets(std::int64_t m0, std::int64_t m1, std::int64_t k0, std::int64_t* off) const {
-    const std::int64_t col = g.column(k0);
-    for (std::int64_t i = m0; i < m1; ++i) off[i - m0] = g.pixel(i) + col;
+    g.pixels(m0, m1, g.column(k0), off);
   }
   float at(std::int64_t i, std::int64_t k) const { return x[g.pixel(i) + g.column(k)]; }
 };
@@ -127,7 +147,7 @@ struct Im2colB {
   bool pack(std::int64_t) const { return false; }
   float at(std::int64_t k, std::int64_t n) const { return x[g.pixel(k) + g.column(n)]; }
   void k_offsets(std::int64_t k0, std::int64_t kn, std::int64_t* off) const {
-    for (std::int64_t k = 0; k < kn; ++k) off[k] = g.pixel(k0 + k);
+    g.pixels(k0, k0 + kn, 0, off);
   }
   simd::detail_sgemm::BRows rows(std::int64_t, std::int64_t n0, const std::int64_t* off) const {
     return {x + g.column(n0), 0, off};

@@ -5,7 +5,9 @@
 //           accumulators + 2 B rows + 1 broadcast of the 16 ymm)
 //   avx512  MR x 32 tile of C in 2 * MR zmm accumulators (MR = 14: 28
 //           accumulators + 2 B rows + 1 broadcast of the 32 zmm), partial
-//           tiles through masked loads and stores
+//           tiles through masked loads and stores; a panel of at most 16
+//           columns takes MR x 16 (one zmm per row: 16-channel layers ran
+//           half their FMAs on zero columns)
 // Per k: two loads of a B row, then per row of A one broadcast and two FMAs.
 // Each output element is summed in increasing k with one fused multiply-add
 // per term, on every path: the order and rounding of the scalar reference
@@ -130,27 +132,35 @@ COMPRESSOR_F32_AVX2 void block_avx2(std::int64_t rows, std::int64_t kc, const fl
   }
 }
 
-/// C tile (MR rows x cols <= 32) = (load_c ? C : 0) + A * B, as tile_avx2
-/// with zmm: B rows have 32 readable floats (zeros past cols); C is read and
-/// written through masks, so nothing past cols is touched.
-template <int MR, bool kIndirect>
+/// C tile (MR rows x cols <= 16 * NV) = (load_c ? C : 0) + A * B, as
+/// tile_avx2 with NV zmm per row: B rows have 32 readable floats (zeros past
+/// cols); C is read and written through masks, so nothing past cols is
+/// touched. NV = 1 serves panels of at most 16 columns (a layer of 16
+/// output channels, a 48-channel layer's last panel), whose second zmm
+/// would only add zeros.
+template <int MR, bool kIndirect, int NV = 2>
 COMPRESSOR_F32_AVX512 inline void tile_avx512(std::int64_t kc, const float* a,
                                               const std::int64_t* a_off, std::int64_t a_ks,
                                               BRows br, float* c, std::int64_t ldc, int cols,
                                               bool load_c) {
+  static_assert(NV == 1 || NV == 2);
+  constexpr bool kTwo = NV == 2;
   const auto m0 = static_cast<__mmask16>(cols >= 16 ? 0xFFFFu : (1u << cols) - 1u);
   const auto m1 = static_cast<__mmask16>(cols >= 32   ? 0xFFFFu
                                          : cols <= 16 ? 0u
                                                       : (1u << (cols - 16)) - 1u);
-  __m512 c0[MR], c1[MR];
+  __m512 c0[MR], c1[kTwo ? MR : 1];
   if (!load_c) {
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+    for (int r = 0; r < MR; ++r) {
+      c0[r] = _mm512_setzero_ps();
+      if constexpr (kTwo) c1[r] = _mm512_setzero_ps();
+    }
   } else {
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
       c0[r] = _mm512_maskz_loadu_ps(m0, c + r * ldc);
-      c1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
+      if constexpr (kTwo) c1[r] = _mm512_maskz_loadu_ps(m1, c + r * ldc + 16);
     }
   }
   std::int64_t off[MR];
@@ -164,40 +174,48 @@ COMPRESSOR_F32_AVX512 inline void tile_avx512(std::int64_t kc, const float* a,
     else
       b += br.stride;
     const __m512 b0 = _mm512_loadu_ps(bk);
-    const __m512 b1 = _mm512_loadu_ps(bk + 16);
+    [[maybe_unused]] __m512 b1;
+    if constexpr (kTwo) b1 = _mm512_loadu_ps(bk + 16);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
       const __m512 av = _mm512_set1_ps(a[off[r]]);
       c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+      if constexpr (kTwo) c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
     a += a_ks;
   }
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r) {
     _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+    if constexpr (kTwo) _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
   }
 }
 
-template <int MR, bool kIndirect>
+template <int MR, bool kIndirect, int NV>
 COMPRESSOR_F32_AVX512 inline void any_tile_avx512(int rows, std::int64_t kc, const float* a,
                                                   const std::int64_t* a_off, std::int64_t a_ks,
                                                   BRows br, float* c, std::int64_t ldc, int cols,
                                                   bool load_c) {
-  if (rows == MR) return tile_avx512<MR, kIndirect>(kc, a, a_off, a_ks, br, c, ldc, cols, load_c);
+  if (rows == MR)
+    return tile_avx512<MR, kIndirect, NV>(kc, a, a_off, a_ks, br, c, ldc, cols, load_c);
   if constexpr (MR > 1)
-    any_tile_avx512<MR - 1, kIndirect>(rows, kc, a, a_off, a_ks, br, c, ldc, cols, load_c);
+    any_tile_avx512<MR - 1, kIndirect, NV>(rows, kc, a, a_off, a_ks, br, c, ldc, cols, load_c);
 }
 
-/// block_avx2 on the zmm tile: one panel of cols <= 32 columns.
+/// block_avx2 on the zmm tile: one panel of cols <= 32 columns (one zmm per
+/// row when cols <= 16).
 template <int MR, bool kIndirect>
 COMPRESSOR_F32_AVX512 void block_avx512(std::int64_t rows, std::int64_t kc, const float* a,
                                         const std::int64_t* a_off, std::int64_t a_ks, BRows br,
                                         float* c, std::int64_t ldc, int cols, bool load_c) {
   for (std::int64_t m = 0; m < rows; m += MR) {
     const int n = static_cast<int>(rows - m < MR ? rows - m : MR);
-    any_tile_avx512<MR, kIndirect>(n, kc, a, a_off + m, a_ks, br, c + m * ldc, ldc, cols, load_c);
+    if (cols <= 16)
+      any_tile_avx512<MR, kIndirect, 1>(n, kc, a, a_off + m, a_ks, br, c + m * ldc, ldc, cols,
+                                        load_c);
+    else
+      any_tile_avx512<MR, kIndirect, 2>(n, kc, a, a_off + m, a_ks, br, c + m * ldc, ldc, cols,
+                                        load_c);
   }
 }
 
