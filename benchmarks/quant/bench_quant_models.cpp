@@ -6,8 +6,9 @@
 //   BM_Model/<model>/<precision>/<path>/threads:<t>
 //
 // <model>: cifar_cnn_b1 and cifar_cnn_b128 (CifarCnn, 32x32 NHWC images),
-// ef_clip (EfRegressor on one clip of 8 frames of 112x112), resnet18_b1
-// (one 112x112 frame). <precision>: int8 (weights on PTQ's default grid,
+// ef_clip (EfRegressor on one clip of 8 frames of 112x112), ef_demo (the
+// README demo's EfRegressor: width 0.25, mean+max+min pooling, one clip of
+// 16 frames of 64x64), resnet18_b1 (one 112x112 frame). <precision>: int8 (weights on PTQ's default grid,
 // full [-127, 127]; int8_unfused, CifarCnn only: the same with each conv
 // and the 2x2 max pool after it run apart instead of in one pass),
 // int8_narrow (the narrow grid [-64, 64], which the AVX2
@@ -86,6 +87,12 @@ const std::map<std::string, Case>& cases() {
       {"ef_clip",
        {[] { return std::make_unique<models::EfRegressor>(); }, Shape{1, 8, 112, 112, 3},
         Shape{1, 8, 112, 112, 3}, 1}},
+      {"ef_demo",
+       {[] {
+          return std::make_unique<models::EfRegressor>(models::EfRegressorOptions{
+              .width = 0.25, .pool = nn::TemporalPoolMode::mean_max_min});
+        },
+        Shape{1, 16, 64, 64, 3}, Shape{1, 16, 64, 64, 3}, 1}},
       {"resnet18_b1",
        {[] { return std::make_unique<models::ResNet18>(); }, Shape{1, 112, 112, 3},
         Shape{4, 112, 112, 3}, 1}},
