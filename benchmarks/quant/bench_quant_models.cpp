@@ -8,7 +8,8 @@
 // <model>: cifar_cnn_b1 and cifar_cnn_b128 (CifarCnn, 32x32 NHWC images),
 // ef_clip (EfRegressor on one clip of 8 frames of 112x112), ef_demo (the
 // README demo's EfRegressor: width 0.25, mean+max+min pooling, one clip of
-// 16 frames of 64x64), resnet18_b1 (one 112x112 frame). <precision>: int8 (weights on PTQ's default grid,
+// 16 frames of 64x64), resnet18_b1 (one 112x112 frame). <precision>: int8
+// (weights on PTQ's default grid,
 // full [-127, 127]; int8_unfused, CifarCnn only: the same with each conv
 // and the 2x2 max pool after it run apart instead of in one pass),
 // int8_narrow (the narrow grid [-64, 64], which the AVX2
