@@ -220,14 +220,16 @@ void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, 
   // the Zen 4 VM the fp32 CifarCnn at batch 1 ran 1.35x faster on 1 thread
   // this way, a ResNet-18 frame 1.05x; up to 4 row blocks gained nothing
   // more.
+  constexpr bool kLatePackB = requires {
+    B.pack_panel_rows(0, 0, 0, 0, nullptr, NR);
+  };
   bool late_b = false;
   if constexpr (!kIndirect) {
     if constexpr (kInPlaceB)
       packed_b = B.pack(M);
     else
       packed_b = true;
-    if constexpr (requires { B.pack_panel_rows(0, 0, 0, 0, nullptr, NR); })
-      late_b = packed_b && row_blocks <= 2;
+    late_b = kLatePackB && packed_b && row_blocks <= 2;
     if (late_b) packed_b = false;
     if (packed_b) {
       float* dst = sgemm_scratch(static_cast<std::size_t>(P * K * NR), 0);
@@ -302,7 +304,7 @@ void gemm_driver(std::int64_t M, std::int64_t N, std::int64_t K, const ASrc& A, 
           if (packed_b) {
             br.b = bp + (p * K + k0) * NR;
           } else if (late_b) {
-            if constexpr (requires { B.pack_panel_rows(0, 0, 0, 0, nullptr, NR); }) {
+            if constexpr (kLatePackB) {
               float* t = sgemm_scratch(static_cast<std::size_t>(kn * NR), 2);
               B.pack_panel_rows(k0, kn, n0, cols, t, NR);
               br.b = t;
